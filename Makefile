@@ -1,0 +1,52 @@
+# ocrlab — the two commands a new machine needs:
+#   make run    set up .venv, install Tesseract if missing, OCR data/ into out/
+#   make test   the whole test suite
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+OUT    ?= out
+
+.PHONY: run test test-fast lint bench report corpus system-deps clean help
+
+help:
+	@echo "make run | test | test-fast | lint | bench | report | corpus | clean"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ocrlab needs Python 3.10+")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e ".[notebooks,dask,test]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+system-deps:
+	bash .ci/install-system-deps tesseract
+
+# Exit code 1 means "finished, some documents failed": data/broken/ holds corrupt files on purpose.
+run: $(STAMP) system-deps
+	$(BIN)/ocrlab run data --out $(OUT) || [ $$? -eq 1 ]
+	@echo "artifacts in $(OUT)/text/, manifest $(OUT)/results.json, trace $(OUT)/trace.json"
+
+test: $(STAMP) system-deps
+	bash .ci/install-system-deps chromium || echo "chromium unavailable: report rendering test will skip"
+	$(BIN)/python -m pytest
+
+test-fast: $(STAMP) system-deps
+	$(BIN)/python -m pytest -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check ocrlab tests
+	$(BIN)/mypy
+
+bench: $(STAMP) system-deps
+	$(BIN)/ocrlab bench data --workers 1,2,3,4 --repeats 3 --out bench-out
+
+report: $(STAMP) system-deps
+	$(BIN)/ocrlab report --out reports
+
+corpus: $(STAMP)
+	$(BIN)/ocrlab corpus data
+
+clean:
+	rm -rf $(OUT) bench-out reports .pytest_cache .mypy_cache .ruff_cache

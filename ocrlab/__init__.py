@@ -1,0 +1,41 @@
+"""ocrlab: parallel Tesseract OCR in bounded loky worker processes, measured and verified.
+
+The public API::
+
+    ocrlab.run(inputs, out_dir, workers=2)        # notebooks and scripts
+    ocrlab.run_groups(context, config)            # several groups, one executor
+    await ocrlab.gather_ocr_pages(pages, executor, max_workers)
+"""
+
+from __future__ import annotations
+
+from .config import OcrConfig, load_config
+from .errors import ConfigError, OcrlabError, PageError, PipelineError
+from .executor import InlineExecutor, gather_ocr_pages
+from .pipeline import Group, RunContext, RunSummary, run, run_groups
+from .records import EngineSettings, PageResult, PageTask
+from .sources import Document, discover
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ConfigError",
+    "Document",
+    "EngineSettings",
+    "Group",
+    "InlineExecutor",
+    "OcrConfig",
+    "OcrlabError",
+    "PageError",
+    "PageResult",
+    "PageTask",
+    "PipelineError",
+    "RunContext",
+    "RunSummary",
+    "__version__",
+    "discover",
+    "gather_ocr_pages",
+    "load_config",
+    "run",
+    "run_groups",
+]

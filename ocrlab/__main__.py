@@ -1,0 +1,7 @@
+"""``python -m ocrlab`` is the ``ocrlab`` command."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

@@ -1,0 +1,127 @@
+"""Output layout, atomic writes and the results manifest.
+
+Layout of an output folder::
+
+    OUT/
+      text/<doc_id>.txt   one UTF-8 artifact per document (its relative path + ".txt"),
+                          pages in page order, each ended by a form feed as Tesseract does
+      results.json        the manifest: one record per document, run metadata, summary
+      ocrlab.log          one line per event, each naming its document and page
+      trace.json          Chrome Trace Event Format (opens in Perfetto)
+
+Everything is written by the main process. Every file is written to a
+temporary name in the same folder and renamed over the target, so a reader
+(or a run killed with ``kill -9``) sees a complete file or none. No fsync:
+the guarantee is against killed processes, not power loss.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import PipelineError
+
+MANIFEST_SCHEMA = "ocrlab.results/1"
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def assemble_text(pages: list[str]) -> str:
+    """Join page texts the way Tesseract's text renderer does: each page ends with ``\\f``."""
+    return "".join(p + "\f" for p in pages)
+
+
+class OutputLayout:
+    """Where a run's files go; refuses paths that would escape the output folder."""
+
+    def __init__(self, out_dir: str | os.PathLike[str]):
+        self.root = Path(out_dir)
+        self.text_dir = self.root / "text"
+        self.manifest = self.root / "results.json"
+        self.log = self.root / "ocrlab.log"
+        self.trace = self.root / "trace.json"
+
+    def prepare(self) -> None:
+        """Create the folder and prove it is writable, or raise :class:`PipelineError`."""
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self.text_dir.mkdir(exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".ocrlab-write-test-", dir=self.root)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as exc:
+            raise PipelineError(
+                f"output folder {str(self.root)!r} is not writable ({exc.strerror or exc}); "
+                "choose another --out folder or fix its permissions."
+            ) from exc
+
+    def artifact_path(self, doc_id: str) -> Path:
+        """``text/<doc_id>.txt``, guaranteed to stay inside the output folder."""
+        parts = [p for p in doc_id.split("/") if p not in {"", "."}]
+        if not parts or any(p == ".." for p in parts):
+            raise PipelineError(f"document id {doc_id!r} cannot be mapped to an artifact path")
+        target = self.text_dir.joinpath(*parts[:-1], parts[-1] + ".txt")
+        root = os.path.realpath(self.text_dir)
+        if os.path.commonpath([root, os.path.realpath(target)]) != root:
+            raise PipelineError(f"artifact of {doc_id!r} would escape {self.text_dir}")
+        return target
+
+    def relative(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+
+class ManifestWriter:
+    """Keeps the manifest on disk current: rewritten atomically, at most every ``every_s``.
+
+    A run killed half way leaves a manifest with status ``running`` that lists
+    every document finished before the last rewrite.
+    """
+
+    def __init__(self, path: Path, run: Mapping[str, Any], every_s: float = 1.0):
+        self.path = path
+        self.run = dict(run)
+        self.every_s = every_s
+        self.documents: dict[str, dict[str, Any]] = {}
+        self._last = 0.0
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        self.documents[str(record["doc_id"])] = dict(record)
+        if time.monotonic() - self._last >= self.every_s:
+            self.write("running")
+
+    def write(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
+        body = {
+            "schema": MANIFEST_SCHEMA,
+            "status": status,
+            "run": self.run,
+            "summary": dict(summary or {}),
+            "documents": [self.documents[k] for k in sorted(self.documents)],
+        }
+        atomic_write_bytes(self.path, (json.dumps(body, indent=1, ensure_ascii=False,
+                                                  default=str) + "\n").encode("utf-8"))
+        self._last = time.monotonic()
+
+
+def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``results.json`` from an output folder."""
+    data: dict[str, Any] = json.loads((Path(out_dir) / "results.json").read_text("utf-8"))
+    return data

@@ -1,0 +1,338 @@
+"""The frozen run configuration: where every setting comes from and its bounds.
+
+Precedence, highest first:
+
+1. operator overrides from the environment that always win, because they are
+   the rollback switches of the verification plan and must work without a code
+   change: ``OCR_PARALLEL_DISABLED=true`` (sequential, no pool) and
+   ``OCR_MAX_WORKERS`` (an upper bound; ``1`` means sequential);
+2. explicit values: keyword arguments, then the ``config`` mapping / object;
+3. the environment variables of the individual settings (``OCR_WORKERS``...);
+4. the defaults below.
+
+Everything is validated in :func:`load_config`, before any input is read or
+any worker started; a bad value raises :class:`~ocrlab.errors.ConfigError`
+naming the key or variable, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import joblib
+
+from .errors import ConfigError
+from .records import EngineSettings
+
+log = logging.getLogger(__name__)
+
+#: Absolute ceiling for the worker count, whatever the machine.
+HARD_MAX_WORKERS = 64
+#: Workers beyond this multiple of the usable CPUs only add memory and contention.
+OVERSUBSCRIPTION_FACTOR = 4
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def parse_bool(name: str, raw: object) -> bool:
+    """Parse a boolean the way shell users write it, or raise naming ``name``."""
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in _TRUE:
+        return True
+    if text in _FALSE:
+        return False
+    raise ConfigError(
+        f"{name}={raw!r} is not a boolean; use one of true/false, 1/0, yes/no, on/off."
+    )
+
+
+def _parse_int(name: str, raw: object, lo: int, hi: int) -> int:
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ConfigError(
+            f"{name}={raw!r} is not an integer; expected a whole number from {lo} to {hi}."
+        ) from None
+    if isinstance(raw, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r} is out of range; expected {lo} to {hi}.")
+    return value
+
+
+def _parse_float(name: str, raw: object, lo: float, hi: float) -> float:
+    try:
+        value = float(str(raw).strip()) if not isinstance(raw, (int, float)) else float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number; expected {lo} to {hi}.") from None
+    if isinstance(raw, bool) or not lo <= value <= hi:
+        raise ConfigError(f"{name}={raw!r} is out of range; expected {lo} to {hi}.")
+    return value
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One configuration key: its environment variable and how to parse / bound it."""
+
+    key: str
+    env: str | None
+    parse: Callable[[str, object], Any]
+    help: str
+    bounds: str
+
+
+def max_workers_allowed() -> int:
+    """The largest worker count accepted on this machine (cgroup-aware CPU count)."""
+    return min(HARD_MAX_WORKERS, OVERSUBSCRIPTION_FACTOR * joblib.cpu_count())
+
+
+def _workers(name: str, raw: object) -> int:
+    return _parse_int(name, raw, 1, max_workers_allowed())
+
+
+def _optional_workers(name: str, raw: object) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _parse_int(name, raw, 1, HARD_MAX_WORKERS)
+
+
+def _str(name: str, raw: object) -> str:
+    text = str(raw).strip()
+    if not text:
+        raise ConfigError(f"{name} is empty; give a value or unset it to use the default.")
+    return text
+
+
+def _optional_psm(name: str, raw: object) -> int | None:
+    if raw is None or str(raw).strip() == "":
+        return None
+    return _parse_int(name, raw, 0, 13)
+
+
+def _progress(name: str, raw: object) -> bool | None:
+    if raw is None or str(raw).strip().lower() == "auto":
+        return None
+    return parse_bool(name, raw)
+
+
+def _executor(name: str, raw: object) -> str:
+    text = _str(name, raw)
+    if text not in {"loky", "inline"} and not text.startswith(("dask://", "tcp://")):
+        raise ConfigError(
+            f"{name}={raw!r} is not an executor; use 'loky' (default), 'inline' "
+            "or 'dask://HOST:PORT' for a dask.distributed scheduler."
+        )
+    return text
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workers", "OCR_WORKERS", _workers, "worker processes (pages OCRed at once)",
+            f"1 .. min({HARD_MAX_WORKERS}, {OVERSUBSCRIPTION_FACTOR} x CPUs)"),
+    Setting("max_workers", "OCR_MAX_WORKERS", _optional_workers,
+            "upper bound on workers, applied last (1 = sequential rollback)",
+            f"1 .. {HARD_MAX_WORKERS}, unset = no bound"),
+    Setting("parallel_disabled", "OCR_PARALLEL_DISABLED", parse_bool,
+            "kill switch: run pages in-process, sequentially, no pool", "true / false"),
+    Setting("engine", "OCR_ENGINE", _str,
+            "'pytesseract' or an import path 'module:function'", "non-empty"),
+    Setting("lang", "OCR_LANG", _str, "Tesseract language(s), e.g. 'eng' or 'eng+deu'",
+            "installed traineddata"),
+    Setting("psm", "OCR_PSM", _optional_psm, "Tesseract page segmentation mode",
+            "0 .. 13, unset = Tesseract's default (3)"),
+    Setting("dpi", "OCR_DPI", lambda n, r: _parse_int(n, r, 50, 1200),
+            "resolution at which PDF pages are rasterized", "50 .. 1200"),
+    Setting("page_timeout", "OCR_PAGE_TIMEOUT", lambda n, r: _parse_float(n, r, 1, 86400),
+            "seconds before a page's Tesseract process is killed", "1 .. 86400"),
+    Setting("max_megapixels", "OCR_MAX_MEGAPIXELS",
+            lambda n, r: _parse_float(n, r, 0.01, 10000),
+            "largest page accepted (decompression-bomb guard)", "0.01 .. 10000"),
+    Setting("inflight_per_worker", "OCR_INFLIGHT_PER_WORKER",
+            lambda n, r: _parse_int(n, r, 1, 16),
+            "pages submitted ahead per worker (bounded queue)", "1 .. 16"),
+    Setting("monitor_interval", "OCR_MONITOR_INTERVAL",
+            lambda n, r: _parse_float(n, r, 0.0, 60.0),
+            "seconds between process-tree samples (0 = no monitor)", "0 .. 60"),
+    Setting("executor", "OCR_EXECUTOR", _executor,
+            "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'", "see values"),
+    Setting("progress", "OCR_PROGRESS", _progress,
+            "tqdm progress bar (auto = only on an interactive terminal)", "auto / true / false"),
+)
+
+_BY_KEY = {s.key: s for s in SETTINGS}
+#: Accepted spellings from the verification plan and the environment-variable names.
+ALIASES = {
+    "ocr_workers": "workers",
+    "ocr_max_workers": "max_workers",
+    "ocr_parallel_disabled": "parallel_disabled",
+    "ocr_engine": "engine",
+}
+
+
+@dataclass(frozen=True)
+class OcrConfig:
+    """A validated, immutable run configuration. Build it with :func:`load_config`."""
+
+    workers: int = 2
+    max_workers: int | None = None
+    parallel_disabled: bool = False
+    engine: str = "pytesseract"
+    lang: str = "eng"
+    psm: int | None = None
+    dpi: int = 300
+    page_timeout: float = 300.0
+    max_megapixels: float = 200.0
+    inflight_per_worker: int = 2
+    monitor_interval: float = 0.1
+    executor: str = "loky"
+    progress: bool | None = None
+    omp_thread_limit: str | None = "1"
+    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    #: where each value came from ("default", "env OCR_WORKERS", "config"...), for the trace
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def effective_workers(self) -> int:
+        """Workers actually used after the kill switch and the upper bound."""
+        if self.parallel_disabled:
+            return 1
+        if self.max_workers is not None:
+            return min(self.workers, self.max_workers)
+        return self.workers
+
+    @property
+    def sequential(self) -> bool:
+        """True when pages run in the main process, one after another, with no pool."""
+        return self.executor == "inline" or (
+            self.executor == "loky" and self.effective_workers == 1
+        )
+
+    @property
+    def max_inflight(self) -> int:
+        """Bound on submitted-but-unfinished pages: a few per worker, never unbounded."""
+        return self.effective_workers * self.inflight_per_worker
+
+    def engine_settings(self) -> EngineSettings:
+        """The subset of the configuration that workers need."""
+        return EngineSettings(
+            engine=self.engine,
+            lang=self.lang,
+            psm=self.psm,
+            dpi=self.dpi,
+            timeout_s=self.page_timeout,
+            max_megapixels=self.max_megapixels,
+            omp_thread_limit=self.omp_thread_limit,
+            options=tuple(sorted(self.engine_options.items())),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain values for the trace metadata and the manifest."""
+        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        out["engine_options"] = dict(self.engine_options)
+        out["sources"] = dict(self.sources)
+        out["effective_workers"] = self.effective_workers
+        out["sequential"] = self.sequential
+        return out
+
+
+def _canonical(key: str) -> str:
+    key = ALIASES.get(key, key)
+    if key in _BY_KEY or key in {"omp_thread_limit", "engine_options"}:
+        return key
+    known = sorted([*_BY_KEY, *ALIASES, "omp_thread_limit", "engine_options"])
+    hint = difflib.get_close_matches(key, known, n=1)
+    extra = f" Did you mean {hint[0]!r}?" if hint else ""
+    raise ConfigError(f"unknown configuration key {key!r}.{extra} Known keys: {', '.join(known)}.")
+
+
+def load_config(
+    config: Mapping[str, Any] | OcrConfig | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    **overrides: Any,
+) -> OcrConfig:
+    """Build and validate the run configuration (see the module docstring for precedence).
+
+    ``config`` may be a mapping (keys as in :class:`OcrConfig` or the plan's
+    ``ocr_workers``), an :class:`OcrConfig`, or ``None``. ``env`` defaults to
+    ``os.environ``. Keyword ``overrides`` whose value is ``None`` are ignored, so a
+    CLI can pass its optional flags straight through.
+    """
+    environ = os.environ if env is None else env
+    explicit: dict[str, Any] = {}
+    if isinstance(config, OcrConfig):
+        base = config
+        env_allowed = False  # an already-resolved config has read the environment once
+    else:
+        base = OcrConfig()
+        env_allowed = True
+        for key, value in (config or {}).items():
+            explicit[_canonical(key)] = value
+    for key, value in overrides.items():
+        if value is not None:
+            explicit[_canonical(key)] = value
+
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = dict(base.sources)
+    for setting in SETTINGS:
+        name = setting.key
+        if name in explicit:
+            values[name] = setting.parse(name, explicit[name])
+            sources[name] = "config"
+        elif env_allowed and setting.env and environ.get(setting.env) is not None:
+            values[name] = setting.parse(setting.env, environ[setting.env])
+            sources[name] = f"env {setting.env}"
+    # The rollback switches win over explicit values (see module docstring).
+    for name in ("parallel_disabled", "max_workers"):
+        var = _BY_KEY[name].env
+        if var and environ.get(var) is not None:
+            values[name] = _BY_KEY[name].parse(var, environ[var])
+            sources[name] = f"env {var}"
+    if "omp_thread_limit" in explicit:
+        raw = explicit["omp_thread_limit"]
+        values["omp_thread_limit"] = None if raw is None else str(raw)
+    elif "OMP_THREAD_LIMIT" in environ:
+        # The user chose Tesseract's thread count; respect it and record it.
+        values["omp_thread_limit"] = environ["OMP_THREAD_LIMIT"]
+        sources["omp_thread_limit"] = "env OMP_THREAD_LIMIT"
+    if "engine_options" in explicit:
+        opts = explicit["engine_options"]
+        if not isinstance(opts, Mapping):
+            raise ConfigError(f"engine_options={opts!r} must be a mapping of option to value.")
+        values["engine_options"] = dict(opts)
+    for name in _BY_KEY:
+        sources.setdefault(name, "default")
+    values["sources"] = sources
+    cfg = dataclasses.replace(base, **values)
+    if cfg.workers > cfg.effective_workers:
+        log.warning(
+            "workers=%d capped to %d (%s)", cfg.workers, cfg.effective_workers,
+            "OCR_PARALLEL_DISABLED" if cfg.parallel_disabled else "OCR_MAX_WORKERS",
+        )
+    elif cfg.effective_workers > joblib.cpu_count():
+        log.warning(
+            "workers=%d exceeds the %d usable CPUs: pages will compete for cores",
+            cfg.effective_workers, joblib.cpu_count(),
+        )
+    return cfg
+
+
+def settings_table() -> list[dict[str, str]]:
+    """The configuration table as rows (key, env, default, bounds, help): README and --help."""
+    defaults = OcrConfig()
+    return [
+        {
+            "key": s.key,
+            "env": s.env or "",
+            "default": repr(getattr(defaults, s.key)),
+            "bounds": s.bounds,
+            "help": s.help,
+        }
+        for s in SETTINGS
+    ]

@@ -1,0 +1,46 @@
+"""The exception family of ocrlab.
+
+Every message says which value was wrong, what was expected and what to do,
+because the person reading it is usually looking at a CI log, not the code.
+"""
+
+from __future__ import annotations
+
+
+class OcrlabError(Exception):
+    """Base class for every error ocrlab raises on purpose."""
+
+
+class ConfigError(OcrlabError, ValueError):
+    """A configuration value (keyword, mapping key or environment variable) is invalid.
+
+    Raised at start-up, before any page is read or any worker is started.
+    """
+
+
+class PipelineError(OcrlabError):
+    """The run as a whole cannot proceed (missing input, unwritable output...).
+
+    Per-page and per-document failures are *not* raised: they become error
+    records in the manifest. This is for failures that leave nothing useful to do.
+    """
+
+
+class PageError(OcrlabError):
+    """A single page could not be OCRed; carried as a value, never crashes the batch."""
+
+
+class PageTooLargeError(PageError):
+    """A page exceeds the configured megapixel limit (decompression-bomb guard)."""
+
+
+class UnsupportedFormatError(PageError):
+    """The file's content is not a format ocrlab can read."""
+
+
+class PageTimeoutError(PageError):
+    """The engine ran longer than the per-page timeout and was killed."""
+
+
+class WorkerDiedError(PageError):
+    """The worker process running the page died (signal, OOM killer)."""

@@ -1,0 +1,259 @@
+"""Pool lifecycle, bounded scheduling and crash recovery.
+
+The executor is reached only through the :class:`concurrent.futures.Executor`
+protocol (``submit``, futures, ``shutdown``), so loky's process pool, the
+in-process :class:`InlineExecutor` and a ``dask.distributed`` executor are
+interchangeable.
+
+Why bounded submission: handing a pool 10,000 pages at once pickles them all
+into its queue and gives no back-pressure; keeping at most ``limit`` pages in
+flight (a couple per worker) keeps the workers busy while the main process
+stays small, and is what makes "live Tesseract processes <= workers" hold when
+many groups share one executor.
+
+Why recovery lives here: when a worker process dies (OOM killer, segfault),
+loky marks the pool broken and fails *every* pending future. The scheduler
+starts a fresh pool, resubmits the pages that were innocent bystanders, and
+re-runs each page that was in flight at the death alone: a page that kills a
+worker again, alone, is the culprit and is retired with an error naming the
+signal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures as cf
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from joblib.externals.loky import ProcessPoolExecutor
+
+from .engine import ocr_page
+from .errors import WorkerDiedError
+from .records import EngineSettings, PageResult, PageTask
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "BoundedScheduler",
+    "Completion",
+    "InlineExecutor",
+    "ProcessPoolExecutor",
+    "gather_ocr_pages",
+]
+
+
+class InlineExecutor(cf.Executor):
+    """Runs each submitted call at once, in the calling thread.
+
+    Sequential mode (``OCR_PARALLEL_DISABLED=true`` or one worker) goes through
+    this, so it shares every line of scheduling and recording with parallel mode.
+    """
+
+    def __init__(self) -> None:
+        self._shutdown = False
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> cf.Future[Any]:
+        with self._lock:
+            if self._shutdown:
+                raise RuntimeError("cannot submit to an InlineExecutor after shutdown()")
+        future: cf.Future[Any] = cf.Future()
+        if future.set_running_or_notify_cancel():
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # the future carries it, as a pool would
+                future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        with self._lock:
+            self._shutdown = True
+
+
+@dataclass(frozen=True)
+class Completion:
+    """A finished page as the scheduler hands it to the collector."""
+
+    task: PageTask
+    result: PageResult
+    submit_ns: int
+    attempt: int
+
+
+@dataclass
+class _InFlight:
+    task: PageTask
+    submit_ns: int
+    attempt: int
+
+
+def _death_reason(exc: BaseException) -> str:
+    """Say what killed the worker, in words a user can act on."""
+    text = str(exc)
+    if "SIGKILL" in text or "-9" in text:
+        return ("the worker process was killed by SIGKILL, most likely by the kernel's "
+                "out-of-memory killer")
+    if "SIGSEGV" in text or "-11" in text:
+        return "the worker process crashed with SIGSEGV (segmentation fault)"
+    return f"the worker process died ({type(exc).__name__}: {text.splitlines()[0] if text else ''})"
+
+
+class BoundedScheduler:
+    """Feeds tasks to an executor with at most ``limit`` in flight; survives worker deaths.
+
+    ``restart`` builds a fresh executor after a crash (``None``: a crash is final
+    for the pages in flight, which become error records). ``on_event`` receives
+    ``("worker_died", info)`` / ``("pool_restarted", info)`` for the trace and log.
+    """
+
+    def __init__(
+        self,
+        executor: cf.Executor,
+        settings: EngineSettings,
+        limit: int,
+        *,
+        restart: Callable[[], cf.Executor] | None = None,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+        fn: Callable[[PageTask, EngineSettings], PageResult] = ocr_page,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit={limit} must be at least 1")
+        self.executor = executor
+        self.settings = settings
+        self.limit = limit
+        self.restart = restart
+        self.on_event = on_event or (lambda kind, info: None)
+        self.fn = fn
+        self.restarts = 0
+
+    def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
+        item.submit_ns = time.monotonic_ns()
+        inflight[self.executor.submit(self.fn, item.task, self.settings)] = item
+
+    def run(self, tasks: Iterable[PageTask]) -> Iterator[Completion]:
+        """Yield one :class:`Completion` per task, in completion order."""
+        todo: deque[_InFlight] = deque()
+        source = iter(tasks)
+        suspects: deque[_InFlight] = deque()  # in flight at a death: each re-runs alone
+        inflight: dict[cf.Future[Any], _InFlight] = {}
+        exhausted = False
+        while True:
+            if suspects:
+                if not inflight:  # isolation: a suspect runs with nothing beside it
+                    self._submit(suspects.popleft(), inflight)
+            else:
+                while len(inflight) < self.limit:
+                    if todo:
+                        self._submit(todo.popleft(), inflight)
+                        continue
+                    if exhausted:
+                        break
+                    nxt = next(source, None)
+                    if nxt is None:
+                        exhausted = True
+                        break
+                    self._submit(_InFlight(nxt, 0, 1), inflight)
+            if not inflight:
+                if suspects or todo:
+                    continue
+                return
+            done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+            broken: list[tuple[_InFlight, BaseException]] = []
+            for fut in done:
+                item = inflight.pop(fut)
+                exc = fut.exception()
+                if exc is None:
+                    yield Completion(item.task, fut.result(), item.submit_ns, item.attempt)
+                elif isinstance(exc, cf.BrokenExecutor):
+                    broken.append((item, exc))
+                else:
+                    yield Completion(item.task, _error_result(item.task, exc), item.submit_ns,
+                                     item.attempt)
+            if broken:
+                yield from self._recover(broken, inflight, suspects, todo)
+
+    def _recover(
+        self,
+        broken: list[tuple[_InFlight, BaseException]],
+        inflight: dict[cf.Future[Any], _InFlight],
+        suspects: deque[_InFlight],
+        todo: deque[_InFlight],
+    ) -> Iterator[Completion]:
+        """A worker died: every unfinished future of the pool is failed; sort them out."""
+        # The pool is broken as a whole: its other futures fail too, collect them now.
+        for fut in list(inflight):
+            item = inflight.pop(fut)
+            try:
+                result = fut.result()
+            except BaseException as exc:
+                broken.append((item, exc))
+            else:
+                yield Completion(item.task, result, item.submit_ns, item.attempt)
+        reason = _death_reason(broken[0][1])
+        alone = len(broken) == 1 and broken[0][0].attempt > 1
+        self.on_event("worker_died", {
+            "reason": reason,
+            "pages": [f"{i.task.doc_id}#{i.task.page}" for i, _ in broken],
+        })
+        for item, exc in broken:
+            if alone or self.restart is None:
+                # Ran alone and killed its worker again: this page is the culprit.
+                yield Completion(item.task, _error_result(item.task, WorkerDiedError(
+                    f"{reason}; page {item.task.page} of {item.task.doc_id} killed its worker "
+                    f"{'twice' if alone else 'and the pool cannot be restarted'}"
+                    " (check max_megapixels and the memory available per worker)")),
+                    item.submit_ns, item.attempt)
+            else:
+                suspects.append(_InFlight(item.task, 0, item.attempt + 1))
+        if self.restart is not None:
+            try:
+                self.executor.shutdown(wait=False)
+            except Exception:  # a broken pool may complain while shutting down
+                log.debug("shutdown of broken executor failed", exc_info=True)
+            self.executor = self.restart()
+            self.restarts += 1
+            self.on_event("pool_restarted", {"restarts": self.restarts,
+                                             "suspects": len(suspects)})
+
+
+def _error_result(task: PageTask, exc: BaseException) -> PageResult:
+    """An error record for a page whose future failed outside :func:`ocr_page`."""
+    now = time.monotonic_ns()
+    return PageResult(doc_id=task.doc_id, page=task.page, text=None,
+                      error_type=type(exc).__name__, error=str(exc) or repr(exc),
+                      start_ns=now, end_ns=now)
+
+
+async def gather_ocr_pages(
+    pages: Sequence[PageTask],
+    executor: cf.Executor,
+    max_workers: int,
+    settings: EngineSettings | None = None,
+) -> list[PageResult | BaseException]:
+    """OCR ``pages`` on ``executor``, at most ``max_workers`` in flight, results in input order.
+
+    A page the engine fails on yields its error record (``result.ok`` is False);
+    a page whose future itself failed (worker died, unpicklable task) yields the
+    exception, in its slot. Nothing is raised for a single page.
+    """
+    if max_workers < 1:
+        raise ValueError(f"max_workers={max_workers} must be at least 1")
+    engine_settings = settings or EngineSettings()
+    gate = asyncio.Semaphore(max_workers)
+
+    async def one(task: PageTask) -> PageResult | BaseException:
+        async with gate:
+            try:
+                fut = executor.submit(ocr_page, task, engine_settings)
+                result: PageResult = await asyncio.wrap_future(fut)
+                return result
+            except Exception as exc:
+                return exc
+
+    return list(await asyncio.gather(*(one(p) for p in pages)))

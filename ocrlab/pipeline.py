@@ -1,0 +1,424 @@
+"""The pipeline: sources -> executor -> collector -> artifacts, trace, manifest, log.
+
+:func:`run_groups` is the entry of the verification plan: several groups of
+inputs share ONE executor, so the number of live Tesseract processes never
+exceeds the worker count however many groups there are. :func:`run` is the
+one-group convenience for notebooks and scripts.
+
+The executor is created from :data:`ProcessPoolExecutor` (loky's, from joblib)
+with ``max_workers=<workers>`` and shut down with ``wait=True`` in a
+``finally``, also when the run raises :class:`~ocrlab.errors.PipelineError`.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import hashlib
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import executor as executor_mod
+from .artifacts import ManifestWriter, OutputLayout, assemble_text, atomic_write_bytes
+from .config import OcrConfig, load_config
+from .errors import PipelineError
+from .executor import BoundedScheduler, InlineExecutor
+from .records import EngineSettings, PageResult
+from .runinfo import check_engine, run_metadata
+from .sources import Document, discover
+from .trace import TraceRecorder
+
+log = logging.getLogger("ocrlab")
+
+EXIT_OK = 0
+EXIT_SOME_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named set of inputs; the name prefixes its document ids (``""``: no prefix)."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What to OCR and where to write it."""
+
+    groups: tuple[Group, ...]
+    out_dir: str
+
+    @classmethod
+    def single(cls, inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+               out_dir: str | os.PathLike[str]) -> RunContext:
+        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir))
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, time, peaks, and where its files are."""
+
+    out_dir: Path
+    documents: int = 0
+    documents_ok: int = 0
+    documents_partial: int = 0
+    documents_failed: int = 0
+    pages: int = 0
+    pages_failed: int = 0
+    wall_s: float = 0.0
+    workers: int = 0
+    sequential: bool = True
+    restarts: int = 0
+    peaks: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_OK if self.documents_partial + self.documents_failed == 0 else EXIT_SOME_FAILED
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "documents": self.documents, "documents_ok": self.documents_ok,
+            "documents_partial": self.documents_partial,
+            "documents_failed": self.documents_failed, "pages": self.pages,
+            "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
+            "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
+            "sequential": self.sequential, "restarts": self.restarts, "peaks": self.peaks,
+        }
+
+
+class _RunLogFilter(logging.Filter):
+    """Every line of the run log names a document and a page ('-' for run-level lines)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not hasattr(record, "doc"):
+            record.doc = "-"
+        if not hasattr(record, "page"):
+            record.page = "-"
+        return True
+
+
+@contextlib.contextmanager
+def _run_log(path: Path) -> Iterator[logging.Handler]:
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler.setFormatter(logging.Formatter(
+        "%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s"))
+    handler.addFilter(_RunLogFilter())
+    handler.setLevel(logging.INFO)
+    log.addHandler(handler)
+    previous = log.level
+    if log.level == logging.NOTSET or log.level > logging.INFO:
+        log.setLevel(logging.INFO)
+    try:
+        yield handler
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
+        handler.close()
+
+
+def _sha256_file(path: str) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()
+
+
+@dataclass
+class _DocState:
+    doc: Document
+    lane: int
+    first_submit_ns: int = 0
+    results: dict[int, PageResult] = field(default_factory=dict)
+
+
+class Collector:
+    """Main-process side of a run: turns page results into artifacts, trace and manifest.
+
+    Pages arrive in completion order; a document is assembled, in page order,
+    once all its pages are in, then its state is dropped (memory stays
+    proportional to the documents in flight, not the batch).
+    """
+
+    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: ManifestWriter,
+                 summary: RunSummary, progress: Any):
+        self.layout = layout
+        self.trace = trace
+        self.manifest = manifest
+        self.summary = summary
+        self.progress = progress
+        self.open: dict[str, _DocState] = {}
+        self._free_lanes: list[int] = []
+        self._next_lane = 0
+
+    def _lane(self) -> int:
+        if self._free_lanes:
+            return self._free_lanes.pop(0)
+        self._next_lane += 1
+        return self._next_lane - 1
+
+    def submitted(self, doc: Document, submit_ns: int) -> None:
+        if doc.doc_id not in self.open:
+            self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
+
+    def failed_document(self, doc: Document) -> None:
+        """A document that never reached a worker (unreadable, corrupt header, empty)."""
+        self.summary.documents += 1
+        self.summary.documents_failed += 1
+        self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
+                                      "error_type": doc.error_type, "error": doc.error})
+        log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
+        self.manifest.add({
+            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
+            "size_bytes": doc.size, "status": "failed", "pages": doc.n_pages, "pages_ok": 0,
+            "errors": [{"page": None, "type": doc.error_type, "message": doc.error}],
+            "chars": 0, "sha256": None, "artifact": None,
+            "input_sha256": _sha256_file(doc.path),
+        })
+
+    def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
+        self.trace.page(result, submit_ns, attempt)
+        self.summary.pages += 1
+        if not result.ok:
+            self.summary.pages_failed += 1
+        self.progress.update(1)
+        if not result.ok:
+            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        state = self.open[result.doc_id]
+        state.results[result.page] = result
+        if len(state.results) == state.doc.n_pages:
+            self._finish(state)
+
+    def _finish(self, state: _DocState) -> None:
+        doc = state.doc
+        del self.open[doc.doc_id]
+        self._free_lanes.append(state.lane)
+        self._free_lanes.sort()
+        pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
+        errors = [{"page": r.page, "type": r.error_type, "message": r.error}
+                  for r in pages if not r.ok]
+        n_ok = len(pages) - len(errors)
+        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        for r in pages:
+            extra = {"doc": doc.doc_id, "page": r.page}
+            if r.ok:
+                log.info("ok %d chars in %.3f s (worker %d)", len(r.text or ""),
+                         (r.end_ns - r.start_ns) / 1e9, r.pid, extra=extra)
+            else:
+                log.error("%s: %s", r.error_type, r.error, extra=extra)
+                self.summary.failures.append({"doc_id": doc.doc_id, "page": r.page,
+                                              "error_type": r.error_type, "error": r.error})
+        artifact_rel: str | None = None
+        text = ""
+        digest: str | None = None
+        if n_ok:
+            text = assemble_text([r.text or "" for r in pages])
+            data = text.encode("utf-8")
+            digest = hashlib.sha256(data).hexdigest()
+            target = self.layout.artifact_path(doc.doc_id)
+            try:
+                atomic_write_bytes(target, data)
+            except OSError as exc:
+                raise PipelineError(
+                    f"cannot write the artifact of {doc.doc_id!r} to {target} "
+                    f"({exc.strerror or exc}); check the output folder and free space."
+                ) from exc
+            artifact_rel = self.layout.relative(target)
+        end_ns = max(r.end_ns for r in pages)
+        self.summary.documents += 1
+        if status == "ok":
+            self.summary.documents_ok += 1
+        elif status == "partial":
+            self.summary.documents_partial += 1
+        else:
+            self.summary.documents_failed += 1
+        record = {
+            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
+            "size_bytes": doc.size, "status": status, "pages": doc.n_pages, "pages_ok": n_ok,
+            "errors": errors, "chars": len(text), "sha256": digest, "artifact": artifact_rel,
+            "input_sha256": _sha256_file(doc.path),
+            "seconds": {
+                "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
+                "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
+                "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
+            },
+            "workers": sorted({r.pid for r in pages}),
+        }
+        self.manifest.add(record)
+        self.trace.document(doc.doc_id, state.lane, state.first_submit_ns, end_ns,
+                            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok})
+        log.log(logging.INFO if status == "ok" else logging.WARNING,
+                "document %s: %d/%d pages, %d chars", status, n_ok, doc.n_pages, len(text),
+                extra={"doc": doc.doc_id, "page": "-"})
+
+
+def _progress_enabled(cfg: OcrConfig) -> bool:
+    if cfg.progress is not None:
+        return cfg.progress
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+def _make_progress(total: int, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="page", desc="OCR", disable=not enabled, dynamic_ncols=True)
+
+
+def create_executor(cfg: OcrConfig) -> cf.Executor:
+    """The executor for ``cfg``: loky's pool, in-process, or a Dask cluster's."""
+    if cfg.executor.startswith(("dask://", "tcp://")):
+        from .scaleout import dask_executor
+
+        return dask_executor(cfg.executor)
+    if cfg.sequential:
+        return InlineExecutor()
+    # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
+    pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=cfg.effective_workers)
+    return pool
+
+
+def _start_monitor(cfg: OcrConfig, trace: TraceRecorder) -> Any:
+    if cfg.monitor_interval <= 0:
+        return None
+    from .monitor import ProcessTreeMonitor, Sample
+
+    def on_sample(s: Sample) -> None:
+        trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
+                                              "main RSS": round(s.rss_main / 2**20, 2)})
+        trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
+        trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
+
+    return ProcessTreeMonitor(interval_s=cfg.monitor_interval, on_sample=on_sample).start()
+
+
+def run_groups(
+    context: RunContext,
+    config: Mapping[str, Any] | OcrConfig | None = None,
+) -> RunSummary:
+    """OCR every group of ``context`` on one shared executor; return the summary.
+
+    Raises :class:`~ocrlab.errors.ConfigError` for bad settings and
+    :class:`~ocrlab.errors.PipelineError` for a missing input or unwritable
+    output, before any page is OCRed. Page and document failures do not raise:
+    they are in the manifest and the summary (``exit_code`` 1).
+    """
+    cfg = load_config(config)
+    check_engine(cfg)
+    layout = OutputLayout(context.out_dir)
+    t0 = time.monotonic_ns()
+    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    executor = create_executor(cfg)
+    try:
+        return _run(context, cfg, layout, executor, t0, started_at)
+    finally:
+        executor.shutdown(wait=True)
+
+
+def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf.Executor,
+         t0: int, started_at: str) -> RunSummary:
+    docs: list[Document] = []
+    for group in context.groups:
+        docs.extend(discover(group.inputs, group=group.name, exclude=[layout.root]))
+    layout.prepare()
+    tmp_root = tempfile.mkdtemp(prefix="ocrlab-run-")
+    settings = cfg.engine_settings()
+    settings = EngineSettings(**{**settings.__dict__,
+                                 "options": (*settings.options, ("tmp_dir", tmp_root))})
+    meta = run_metadata(cfg)
+    meta["started_at"] = started_at
+    meta["groups"] = [{"name": g.name, "inputs": list(g.inputs)} for g in context.groups]
+    summary = RunSummary(out_dir=layout.root, workers=cfg.effective_workers,
+                         sequential=isinstance(executor, InlineExecutor))
+    trace = TraceRecorder(layout.trace, t0)
+    trace.metadata(meta)
+    manifest = ManifestWriter(layout.manifest, meta)
+    n_pages = sum(d.n_pages for d in docs if d.ok)
+    monitor = None
+    status = "interrupted"
+    with _run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
+        try:
+            log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s",
+                     len(docs), n_pages, cfg.effective_workers,
+                     " (sequential, in-process)" if summary.sequential else "", cfg.engine)
+            monitor = _start_monitor(cfg, trace)
+            collector = Collector(layout, trace, manifest, summary, bar)
+            by_id = {d.doc_id: d for d in docs}
+            for doc in docs:
+                if not doc.ok:
+                    collector.failed_document(doc)
+
+            def tasks() -> Iterator[Any]:
+                for doc in docs:
+                    for task in doc.tasks:
+                        collector.submitted(by_id[task.doc_id], time.monotonic_ns())
+                        yield task
+
+            def on_event(kind: str, info: dict[str, Any]) -> None:
+                trace.instant(kind, time.monotonic_ns(), info)
+                log.warning("%s: %s", kind, info)
+
+            restart = (None if summary.sequential
+                       else (lambda: create_executor(cfg)))
+            scheduler = BoundedScheduler(
+                executor, settings, 1 if summary.sequential else cfg.max_inflight,
+                restart=restart, on_event=on_event)
+            try:
+                for done in scheduler.run(tasks()):
+                    collector.page_done(done.result, done.submit_ns, done.attempt)
+            finally:
+                if scheduler.executor is not executor:  # a restarted pool is ours to close
+                    scheduler.executor.shutdown(wait=True)
+            summary.restarts = scheduler.restarts
+            status = "complete"
+        finally:
+            summary.wall_s = (time.monotonic_ns() - t0) / 1e9
+            if monitor is not None:
+                summary.peaks = monitor.stop().as_dict()
+            manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+            manifest.run["wall_s"] = round(summary.wall_s, 4)
+            manifest.write(status, summary.as_dict())
+            trace.instant("run_end", time.monotonic_ns(), {"status": status,
+                                                           **summary.as_dict()})
+            trace.close()
+            shutil.rmtree(tmp_root, ignore_errors=True)
+            log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
+                     status, summary.documents, summary.documents_ok,
+                     summary.documents_partial, summary.documents_failed, summary.pages,
+                     summary.wall_s)
+    return summary
+
+
+def run(
+    inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    config: Mapping[str, Any] | OcrConfig | None = None,
+    **options: Any,
+) -> RunSummary:
+    """OCR ``inputs`` (files and folders) into ``out_dir``: the one-call API for notebooks.
+
+    ``options`` are configuration keys (``workers=2``, ``dpi=300``,
+    ``progress=False``...) and win over ``config`` and the environment.
+    """
+    cfg = load_config(config, **options)
+    return run_groups(RunContext.single(inputs, out_dir), cfg)

@@ -1,0 +1,213 @@
+"""Discovering inputs, sniffing their format from content, expanding them to pages.
+
+This runs in the main process and reads only headers: a page count costs an
+image header or a PDF cross-reference table, never a decode. Anything that goes
+wrong with one file (unreadable, corrupt, empty, not an image) becomes a
+:class:`Document` with an ``error``; it never stops discovery of the others.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+
+from .errors import PipelineError
+from .records import PageTask
+
+#: Magic numbers, checked in order; the format name is what the rest of ocrlab uses.
+_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "png"),
+    (b"\xff\xd8\xff", "jpeg"),
+    (b"II*\x00", "tiff"),
+    (b"MM\x00*", "tiff"),
+    (b"BM", "bmp"),
+    (b"GIF87a", "gif"),
+    (b"GIF89a", "gif"),
+)
+
+#: File name extensions that announce a document; a file with one of these whose
+#: content is not a supported format is reported as an error rather than skipped.
+DOCUMENT_EXTENSIONS = frozenset(
+    {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".webp", ".pdf",
+     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+)
+
+SUPPORTED_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp", "pdf"})
+
+
+def sniff_format(head: bytes) -> str | None:
+    """Name the format of a file from its first bytes, or ``None`` if unsupported.
+
+    Content, not the extension, decides: scanners and mail gateways rename files,
+    and a ``.tif`` that is really a PNG should still be read.
+    """
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "webp"
+    # The PDF header may be preceded by junk within the first 1024 bytes.
+    if b"%PDF-" in head[:1024]:
+        return "pdf"
+    return None
+
+
+@dataclass(frozen=True)
+class Document:
+    """One input document: a file, its id, and its pages (or why it has none)."""
+
+    doc_id: str
+    path: str
+    fmt: str | None = None
+    n_pages: int = 0
+    size: int = 0
+    error_type: str | None = None
+    error: str | None = None
+    tasks: tuple[PageTask, ...] = field(default=(), repr=False)
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+_GROUP_RE = re.compile(r"^[A-Za-z0-9._-]+$")
+
+
+def validate_group_name(name: str) -> str:
+    """Group names become a path component of every artifact: keep them harmless."""
+    if name and (not _GROUP_RE.match(name) or name in {".", ".."}):
+        raise PipelineError(
+            f"group name {name!r} is not allowed; use letters, digits, '.', '_' or '-' "
+            "(it becomes a folder name in the output)."
+        )
+    return name
+
+
+def _walk_files(root: Path, skip: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
+    """Yield (path, walk error) for every file under ``root``, sorted, not following links.
+
+    Directory symlinks are not followed, so a symlink loop cannot trap the walk;
+    a directory that cannot be listed is yielded with the error so it is reported.
+    """
+    errors: list[OSError] = []
+    skip_resolved = {p.resolve() for p in skip}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
+        while errors:
+            err = errors.pop()
+            yield Path(err.filename or dirpath), f"cannot list directory: {err.strerror}"
+        here = Path(dirpath)
+        dirnames[:] = sorted(
+            d for d in dirnames
+            if not d.startswith(".") and (here / d).resolve() not in skip_resolved
+        )
+        for name in sorted(filenames):
+            if not name.startswith("."):
+                yield here / name, None
+    while errors:
+        err = errors.pop()
+        yield Path(err.filename or root), f"cannot list directory: {err.strerror}"
+
+
+def _count_pages(path: str, fmt: str) -> int:
+    """Pages in a document, from headers only."""
+    if fmt == "pdf":
+        import pypdfium2
+
+        pdf = pypdfium2.PdfDocument(path)
+        try:
+            return len(pdf)
+        finally:
+            pdf.close()
+    if fmt == "tiff":
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return int(getattr(im, "n_frames", 1))
+    return 1
+
+
+def inspect_file(path: Path, doc_id: str) -> Document | None:
+    """Sniff one file and count its pages; ``None`` means "not a document, skip it"."""
+    announced = path.suffix.lower() in DOCUMENT_EXTENSIONS
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(1024)
+    except OSError as exc:
+        return Document(doc_id, str(path), error_type="UnreadableFile",
+                        error=f"cannot read {path}: {exc.strerror or exc}")
+    fmt = sniff_format(head)
+    if fmt is None:
+        if not announced:
+            return None  # ground truth, notes, manifests: not ours to OCR
+        why = "the file is empty (0 bytes)" if size == 0 else (
+            f"its content is not PNG, JPEG, TIFF, BMP, GIF, WebP or PDF "
+            f"(first bytes {head[:8]!r})")
+        return Document(doc_id, str(path), size=size, error_type="UnsupportedFormat",
+                        error=f"{path.name}: {why}")
+    try:
+        n_pages = _count_pages(str(path), fmt)
+    except Exception as exc:  # corrupt headers: PIL and pdfium raise many types
+        return Document(doc_id, str(path), fmt=fmt, size=size, error_type=type(exc).__name__,
+                        error=f"cannot open {path.name} as {fmt.upper()}: {exc}")
+    if n_pages < 1:
+        return Document(doc_id, str(path), fmt=fmt, size=size, error_type="EmptyDocument",
+                        error=f"{path.name}: the {fmt.upper()} has no pages")
+    tasks = tuple(PageTask(doc_id, str(path), p, n_pages, fmt) for p in range(1, n_pages + 1))
+    return Document(doc_id, str(path), fmt=fmt, n_pages=n_pages, size=size, tasks=tasks)
+
+
+def discover(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    group: str = "",
+    exclude: Sequence[str | os.PathLike[str]] = (),
+) -> list[Document]:
+    """Turn files and folders into documents, sorted and with stable ids.
+
+    A document's id is its path relative to the input it was found under (a
+    file given directly is its own root, so its id is its name), POSIX-style,
+    prefixed by ``group`` when there is one. Two inputs that yield the same id
+    are a :class:`PipelineError`, raised before any work, since their artifacts
+    would overwrite each other. Missing inputs are a :class:`PipelineError` too.
+    """
+    validate_group_name(group)
+    roots = [Path(p) for p in inputs]
+    missing = [str(p) for p in roots if not p.exists()]
+    if missing:
+        raise PipelineError(
+            f"input path(s) not found: {', '.join(missing)}; check the spelling, "
+            "or give existing files or folders."
+        )
+    skip = [Path(p) for p in exclude]
+    docs: dict[str, Document] = {}
+    for root in roots:
+        if root.is_dir():
+            found: Iterable[tuple[Path, str | None]] = _walk_files(root, skip)
+            base = root
+        else:
+            found = [(root, None)]
+            base = root.parent
+        for path, walk_error in found:
+            rel = PurePosixPath(*path.relative_to(base).parts) if path != base else PurePosixPath(
+                path.name)
+            doc_id = str(PurePosixPath(group) / rel) if group else str(rel)
+            doc: Document | None
+            if walk_error is not None:
+                doc = Document(doc_id, str(path), error_type="UnreadableDirectory",
+                               error=f"{path}: {walk_error}")
+            else:
+                doc = inspect_file(path, doc_id)
+            if doc is None:
+                continue
+            if doc_id in docs:
+                raise PipelineError(
+                    f"two inputs give the same document id {doc_id!r} ({docs[doc_id].path} "
+                    f"and {doc.path}); pass their common parent folder instead, or run them "
+                    "as separate groups."
+                )
+            docs[doc_id] = doc
+    return [docs[k] for k in sorted(docs)]

@@ -1,0 +1,52 @@
+"""environment.yml stays in step with pyproject.toml; README documents what the code does."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+
+from ocrlab.config import SETTINGS
+from tests.conftest import ROOT
+
+#: conda-forge names that differ from PyPI's.
+CONDA_NAMES = {"matplotlib": "matplotlib-base", "dask[distributed]": "dask"}
+
+
+def _pyproject_requirements() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = list(data["project"]["dependencies"])
+    for extra in data["project"]["optional-dependencies"].values():
+        reqs.extend(extra)
+    out = {}
+    for req in reqs:
+        name, spec = re.match(r"^([A-Za-z0-9_.\-\[\]]+)(.*)$", req).groups()  # type: ignore[union-attr]
+        out[CONDA_NAMES.get(name, name).lower()] = spec.replace(" ", "")
+    return out
+
+
+def _environment_requirements() -> dict[str, str]:
+    out = {}
+    for line in (ROOT / "environment.yml").read_text().splitlines():
+        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)([<>=!~].*)?$", line)
+        if m:
+            out[m.group(1).lower()] = (m.group(2) or "").replace(" ", "")
+    return out
+
+
+def test_environment_yml_matches_pyproject() -> None:
+    env = _environment_requirements()
+    for name, spec in _pyproject_requirements().items():
+        assert name in env, f"{name} is in pyproject.toml but not environment.yml"
+        assert env[name] == spec, f"{name}: pyproject {spec!r} vs environment.yml {env[name]!r}"
+    assert "tesseract" in env
+
+
+def test_readme_documents_every_setting_and_exit_code() -> None:
+    readme = (ROOT / "README.md").read_text()
+    for setting in SETTINGS:
+        assert f"`{setting.key}`" in readme, f"README lacks the setting {setting.key}"
+        if setting.env:
+            assert f"`{setting.env}`" in readme, f"README lacks {setting.env}"
+    for code in ("| 0 ", "| 1 ", "| 2 ", "| 3 ", "| 130 "):
+        assert code in readme, f"README lacks exit code row {code.strip()}"
+    assert readme.index("make run") < readme.index("make test") < 1200
