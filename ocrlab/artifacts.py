@@ -38,6 +38,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are for sharing
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -113,6 +113,40 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_bench(sub: Any) -> None:
+    p = sub.add_parser("bench", help="sweep worker counts against 1 worker and the Tesseract CLI")
+    p.add_argument("corpus", help="folder of documents to OCR")
+    p.add_argument("--workers", default="1,2", help="comma-separated counts (default 1,2)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per count (default 3)")
+    p.add_argument("--out", "-o", default="bench-out", help="output folder")
+    p.add_argument("--engine", help="engine (default pytesseract)")
+    p.add_argument("--no-cli", dest="cli", action="store_false",
+                   help="skip the Tesseract CLI reference")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import bench, format_table
+
+    try:
+        counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    except ValueError:
+        raise ConfigError(f"--workers {args.workers!r} must be comma-separated integers, "
+                          "e.g. 1,2,4") from None
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats} must be at least 1")
+    for n in counts:  # validate every count before the first run
+        from .config import load_config
+
+        load_config(workers=n)
+    result = bench(args.corpus, args.out, workers=counts, repeats=args.repeats,
+                   cli_reference=args.cli, engine=args.engine,
+                   log=lambda m: print(m, file=sys.stderr, flush=True))
+    print(format_table(result["table"]))
+    print(f"bench.json, bench.csv, runs.csv in {args.out}")
+    return 0
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -125,6 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_corpus(sub)
+    _add_bench(sub)
     return parser
 
 
@@ -134,6 +169,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("ocrlab: %(levelname)s: %(message)s"))
     handler.setLevel(logging.INFO if args.verbose else logging.WARNING)
+    if not args.verbose:  # per-page lines go to ocrlab.log; the run summary lists failures
+        handler.addFilter(lambda r: getattr(r, "doc", "-") == "-")
     logging.getLogger("ocrlab").addHandler(handler)
     # SIGTERM (docker stop, CI cancel) takes the same clean-up path as Ctrl-C.
     signal.signal(signal.SIGTERM, _raise_interrupt)

@@ -90,7 +90,8 @@ class Setting:
 
 def max_workers_allowed() -> int:
     """The largest worker count accepted on this machine (cgroup-aware CPU count)."""
-    return min(HARD_MAX_WORKERS, OVERSUBSCRIPTION_FACTOR * joblib.cpu_count())
+    cpus: int = joblib.cpu_count()
+    return min(HARD_MAX_WORKERS, OVERSUBSCRIPTION_FACTOR * cpus)
 
 
 def _workers(name: str, raw: object) -> int:

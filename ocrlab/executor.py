@@ -201,7 +201,7 @@ class BoundedScheduler:
             "reason": reason,
             "pages": [f"{i.task.doc_id}#{i.task.page}" for i, _ in broken],
         })
-        for item, exc in broken:
+        for item, _exc in broken:
             if alone or self.restart is None:
                 # Ran alone and killed its worker again: this page is the culprit.
                 yield Completion(item.task, _error_result(item.task, WorkerDiedError(

@@ -81,6 +81,7 @@ class RunSummary:
     workers: int = 0
     sequential: bool = True
     restarts: int = 0
+    startup_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -99,7 +100,9 @@ class RunSummary:
             "documents_failed": self.documents_failed, "pages": self.pages,
             "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
             "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
-            "sequential": self.sequential, "restarts": self.restarts, "peaks": self.peaks,
+            "sequential": self.sequential, "restarts": self.restarts,
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
+            "peaks": self.peaks,
         }
 
 
@@ -289,7 +292,8 @@ def create_executor(cfg: OcrConfig) -> cf.Executor:
     if cfg.executor.startswith(("dask://", "tcp://")):
         from .scaleout import dask_executor
 
-        return dask_executor(cfg.executor)
+        remote: cf.Executor = dask_executor(cfg.executor)
+        return remote
     if cfg.sequential:
         return InlineExecutor()
     # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
@@ -322,10 +326,10 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
     """
+    t0 = time.monotonic_ns()
     cfg = load_config(config)
     check_engine(cfg)
     layout = OutputLayout(context.out_dir)
-    t0 = time.monotonic_ns()
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     executor = create_executor(cfg)
     try:
@@ -370,7 +374,10 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
             def tasks() -> Iterator[Any]:
                 for doc in docs:
                     for task in doc.tasks:
-                        collector.submitted(by_id[task.doc_id], time.monotonic_ns())
+                        now = time.monotonic_ns()
+                        if summary.startup_s is None:  # configuration to first submission
+                            summary.startup_s = (now - t0) / 1e9
+                        collector.submitted(by_id[task.doc_id], now)
                         yield task
 
             def on_event(kind: str, info: dict[str, Any]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -107,7 +108,7 @@ def test_trace_has_a_span_for_every_page(mixed_run: Path) -> None:
     # Spans never overlap on one worker's track.
     for pid in worker_pids:
         spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in pages if e["pid"] == pid)
-        assert all(a[1] <= b[0] + 1 for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] + 1 for a, b in itertools.pairwise(spans))
     docs = [e for e in events if e["ph"] == "X" and e["cat"] == "document"]
     assert {e["name"] for e in docs} == {d["doc_id"] for d in manifest["documents"]
                                          if d["pages"]}

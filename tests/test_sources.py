@@ -63,14 +63,14 @@ def test_shared_corpus_invalid_pdf(shared_corpus: Path) -> None:
 
 
 def test_missing_input_is_a_pipeline_error(tmp_path: Path) -> None:
-    with pytest.raises(PipelineError, match="not found: .*nope"):
+    with pytest.raises(PipelineError, match=r"not found: .*nope"):
         discover([tmp_path / "nope"])
 
 
 def test_colliding_ids_are_refused(tmp_path: Path) -> None:
     make_page(tmp_path / "x" / "p.png", "x")
     make_page(tmp_path / "y" / "p.png", "y")
-    with pytest.raises(PipelineError, match="same document id 'p.png'"):
+    with pytest.raises(PipelineError, match=r"same document id 'p\.png'"):
         discover([tmp_path / "x" / "p.png", tmp_path / "y" / "p.png"])
 
 
