@@ -139,17 +139,10 @@ def _save_pages(path: Path, pages: list[Image.Image], **params: object) -> None:
                                             append_images=pages[1:], **params))
 
 
-def ground_truth_path(path: Path) -> Path:
-    """Where a document's ground truth lives: ``NAME.EXT.gt.txt``, else ``NAME.gt.txt``.
-
-    The second is Tesseract's training convention; the first disambiguates two
-    documents that share a stem (``memo.tif`` and ``memo.png``).
-    """
-    full = path.with_name(path.name + ".gt.txt")
-    return full if full.exists() else path.with_name(path.name.rsplit(".", 1)[0] + ".gt.txt")
-
-
 def _gt(path: Path, texts: list[str], full_name: bool = False) -> Path:
+    """Ground truth beside ``path``: ``NAME.gt.txt`` (Tesseract's convention), or
+    ``NAME.EXT.gt.txt`` for a document sharing its stem with another
+    (see :func:`ocrlab.accuracy.ground_truth_path`)."""
     stem = path.name if full_name else path.name.rsplit(".", 1)[0]
     gt = path.with_name(stem + ".gt.txt")
     data = ("\f".join(texts) + "\n").encode("utf-8")

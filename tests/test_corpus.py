@@ -1,0 +1,87 @@
+"""The generated corpus: deterministic, as described, small, and readable by Tesseract."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pypdfium2
+import pytest
+from PIL import Image
+
+import ocrlab
+from ocrlab.accuracy import cer, ground_truth_path, score_run, wer
+from ocrlab.corpus import generate_bench_corpus, generate_corpus
+from tests.conftest import DATA
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("corpus")
+    generate_corpus(out)
+    return out
+
+
+def test_same_seed_same_bytes_other_seed_other_text(generated: Path, tmp_path: Path) -> None:
+    generate_corpus(tmp_path / "again")
+    assert _tree(generated) == _tree(tmp_path / "again")
+    generate_corpus(tmp_path / "other", seed=7)
+    gt = "letters/letter-01.gt.txt"
+    assert (tmp_path / "other" / gt).read_text() != (generated / gt).read_text()
+
+
+def test_committed_data_matches_generator(generated: Path) -> None:
+    """data/ is the generator's output: the ground truth (pure RNG output) must agree."""
+    committed = {k: v for k, v in _tree(DATA).items() if k.endswith((".gt.txt", ".md"))}
+    fresh = {k: v for k, v in _tree(generated).items() if k.endswith((".gt.txt", ".md"))}
+    assert committed == fresh, "data/ is stale: run 'ocrlab corpus data'"
+    assert set(_tree(DATA)) == set(_tree(generated))
+
+
+def test_contents_formats_and_size(generated: Path) -> None:
+    docs = {d.doc_id: d for d in ocrlab.discover([generated])}
+    good = {k: d for k, d in docs.items() if not k.startswith("broken/")}
+    assert sum(d.n_pages for d in good.values()) >= 12
+    assert {d.fmt for d in good.values()} == {"png", "jpeg", "tiff", "bmp", "gif", "webp",
+                                              "pdf"}
+    with Image.open(generated / "reports/report.tif") as im:
+        assert im.n_frames == 3 and im.info["compression"] == "group4"
+    with Image.open(generated / "reports/memo.tif") as im:
+        assert im.info["compression"] == "tiff_lzw"
+    assert len(pypdfium2.PdfDocument(generated / "books/chapter.pdf")) == 3
+    with Image.open(generated / "letters/letter-01.png") as im:
+        assert im.size == (2480, 3508)  # A4 at 300 dpi
+    for doc in good.values():
+        assert ground_truth_path(doc.path) is not None, f"{doc.doc_id} has no ground truth"
+    assert ground_truth_path(generated / "reports/memo.png").name == "memo.png.gt.txt"
+    assert {k for k, d in docs.items() if not d.ok} == {"broken/empty.png",
+                                                       "broken/not-an-image.tif"}
+    assert docs["broken/truncated.png"].fmt == "png"  # header intact, body cut
+    assert sum(len(v) for v in _tree(generated).values()) < 5 * 2**20
+
+
+def test_error_rates() -> None:
+    assert cer("hello world", "hello world") == 0.0
+    assert cer("abcd", "abed") == pytest.approx(0.25)
+    assert wer("one two three four", "one two tree four") == pytest.approx(0.25)
+    assert cer("a\n\nb\f", "a b") == 0.0  # layout whitespace does not count
+
+
+@pytest.mark.slow
+def test_tesseract_reads_the_corpus(generated: Path, tmp_path: Path) -> None:
+    summary = ocrlab.run(generated, tmp_path / "out", workers=2, progress=False)
+    assert summary.documents_failed == 3  # the three broken files, and nothing else
+    scores = score_run(tmp_path / "out")
+    assert len(scores) == summary.documents_ok == 11
+    worst = max(scores, key=lambda s: s["cer"])
+    assert worst["cer"] < 0.02, worst
+
+
+def test_bench_corpus_pages(tmp_path: Path) -> None:
+    paths = generate_bench_corpus(tmp_path, pages=2)
+    assert [p.name for p in paths] == ["a4-001.gt.txt", "a4-001.png", "a4-002.gt.txt",
+                                       "a4-002.png"]
