@@ -19,6 +19,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
@@ -114,7 +115,7 @@ def _page(rng: random.Random, size: tuple[int, int], mode: str = "L") -> tuple[I
     return im, "\n".join(lines)
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
     os.close(fd)
@@ -162,7 +163,8 @@ form feeds). Regenerate after changing `ocrlab/corpus.py`.
 | letters/letter-02.jpg | an A5 JPEG |
 | letters/note.png, forms/note.png | the same file name in two folders, different text |
 | reports/report.tif | a 3-page A4 TIFF, CCITT G4 |
-| reports/memo.tif, reports/memo.png | one stem, two formats (LZW TIFF A4 and PNG A5; the PNG's ground truth is `memo.png.gt.txt`) |
+| reports/memo.tif, reports/memo.png | one stem, two formats (LZW TIFF A4, PNG A5); \
+the PNG's ground truth is `memo.png.gt.txt` |
 | forms/notice.bmp, forms/flyer.gif, forms/card.webp | BMP (1-bit), GIF, lossless WebP |
 | books/chapter.pdf | a 3-page A4 PDF (rendered by ocrlab at the configured dpi) |
 | broken/truncated.png | a PNG cut in half |
