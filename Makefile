@@ -40,7 +40,8 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 bench: $(STAMP) system-deps
-	$(BIN)/ocrlab bench data --workers 1,2,3,4 --repeats 3 --out bench-out
+	$(BIN)/ocrlab corpus --a4 12 bench-corpus
+	$(BIN)/ocrlab bench bench-corpus --workers 1,2,3,4 --repeats 3 --out bench-out
 
 report: $(STAMP) system-deps
 	$(BIN)/ocrlab report --out reports
@@ -49,4 +50,4 @@ corpus: $(STAMP)
 	$(BIN)/ocrlab corpus data
 
 clean:
-	rm -rf $(OUT) bench-out reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(OUT) bench-out bench-corpus reports .pytest_cache .mypy_cache .ruff_cache

@@ -101,14 +101,22 @@ def _cmd_run(args: argparse.Namespace) -> int:
 def _add_corpus(sub: Any) -> None:
     p = sub.add_parser("corpus", help="generate the bundled test corpus (seeded)")
     p.add_argument("out", nargs="?", default="data", help="folder (default data/)")
-    p.add_argument("--seed", type=int, default=1234)
+    p.add_argument("--seed", type=int, default=None, help="default 1234 (99 with --a4)")
+    p.add_argument("--a4", type=int, metavar="N",
+                   help="instead: N full A4 pages at 300 dpi for benchmarks (not committed)")
     p.set_defaults(func=_cmd_corpus)
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from .corpus import generate_corpus
+    from .corpus import generate_bench_corpus, generate_corpus
 
-    paths = generate_corpus(args.out, seed=args.seed)
+    if args.a4 is not None:
+        if args.a4 < 1:
+            raise ConfigError(f"--a4 {args.a4} must be at least 1")
+        paths = generate_bench_corpus(args.out, pages=args.a4,
+                                      seed=99 if args.seed is None else args.seed)
+    else:
+        paths = generate_corpus(args.out, seed=1234 if args.seed is None else args.seed)
     print(f"wrote {len(paths)} files to {args.out}")
     return 0
 

@@ -123,6 +123,12 @@ def _progress(name: str, raw: object) -> bool | None:
     return parse_bool(name, raw)
 
 
+def _optional_budget(name: str, raw: object) -> float | None:
+    if raw is None or str(raw).strip().lower() in {"", "auto"}:
+        return None
+    return _parse_float(name, raw, 64, 1e9)
+
+
 def _executor(name: str, raw: object) -> str:
     text = _str(name, raw)
     if text not in {"loky", "inline"} and not text.startswith(("dask://", "tcp://")):
@@ -160,6 +166,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("monitor_interval", "OCR_MONITOR_INTERVAL",
             lambda n, r: _parse_float(n, r, 0.0, 60.0),
             "seconds between process-tree samples (0 = no monitor)", "0 .. 60"),
+    Setting("memory_per_worker_mb", "OCR_MEMORY_PER_WORKER_MB",
+            lambda n, r: _parse_float(n, r, 10, 1_000_000),
+            "memory one worker may need (worker + its Tesseract), for the start-up check",
+            "10 .. 1e6"),
+    Setting("memory_budget_mb", "OCR_MEMORY_BUDGET_MB", _optional_budget,
+            "memory the run may use; unset = the container's limit, else available memory",
+            "64 .. 1e9, unset = auto"),
     Setting("executor", "OCR_EXECUTOR", _executor,
             "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'", "see values"),
     Setting("progress", "OCR_PROGRESS", _progress,
@@ -191,6 +204,8 @@ class OcrConfig:
     max_megapixels: float = 200.0
     inflight_per_worker: int = 2
     monitor_interval: float = 0.1
+    memory_per_worker_mb: float = 250.0
+    memory_budget_mb: float | None = None
     executor: str = "loky"
     progress: bool | None = None
     omp_thread_limit: str | None = "1"

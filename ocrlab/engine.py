@@ -23,10 +23,12 @@ import importlib
 import os
 import resource
 import socket
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from .errors import PageTimeoutError, PageTooLargeError, UnsupportedFormatError
@@ -42,9 +44,29 @@ _DIRECT_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 _ENGINES: dict[str, Engine] = {}
 
 
+def import_pytesseract() -> ModuleType:
+    """Import pytesseract without letting it import pandas, unless pandas is already loaded.
+
+    pytesseract imports pandas at import time when it is installed, only to offer
+    DataFrame output, which ocrlab never asks for. In a worker that is ~30 MB of
+    RSS per process (measured: 77 MB -> 47 MB per loky worker), multiplied by the
+    worker count. A ``None`` entry in ``sys.modules`` makes that optional import
+    fail cleanly; it is removed again at once, so later ``import pandas`` works.
+    """
+    blocked = "pandas" not in sys.modules and "pytesseract" not in sys.modules
+    if blocked:
+        sys.modules["pandas"] = None  # type: ignore[assignment]
+    try:
+        module = importlib.import_module("pytesseract")
+    finally:
+        if blocked and sys.modules.get("pandas", 0) is None:
+            del sys.modules["pandas"]
+    return module
+
+
 def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
     """The default engine: one ``tesseract`` process per page through pytesseract."""
-    import pytesseract
+    pytesseract = import_pytesseract()
 
     config = settings.tesseract_config
     if settings.psm is not None:

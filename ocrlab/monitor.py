@@ -10,7 +10,10 @@ Why high-water marks too: a Tesseract process can live 300 ms and peak between
 two samples. The kernel keeps each process's peak RSS (``VmHWM`` in
 ``/proc/PID/status``), workers report their largest reaped child's
 ``ru_maxrss``, and a cgroup v2 container records ``memory.peak``; the sampler
-reads the first and the last, the pipeline the second.
+reads the first and the last, the pipeline the second. ``hwm_total`` is the
+largest sum, over one sample's live processes, of their high-water marks: an
+upper bound of the tree's true peak that a spike between samples cannot hide
+(it overstates when the processes peaked at different times).
 
 Why zombies are excluded: a child that exited but was not yet reaped holds no
 memory and no Tesseract work; counting it would overstate concurrency.
@@ -62,12 +65,18 @@ class Peaks:
     n_tesseract: int = 0
     n_procs: int = 0
     hwm_total: int = 0
+    hwm_max: int = 0
     cgroup_peak: int | None = None
     fd_limit: int = 0
     samples: int = 0
+    #: (pid, name, rss, fds) of every process in the sample with the largest tree RSS:
+    #: where the memory went
+    at_peak: tuple[tuple[int, str, int, int], ...] = ()
 
-    def as_dict(self) -> dict[str, int | None]:
-        return asdict(self)
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["at_peak"] = [{"pid": p, "name": n, "rss": r, "fds": f} for p, n, r, f in self.at_peak]
+        return out
 
 
 def _cgroup_dir() -> Path | None:
@@ -146,7 +155,6 @@ class ProcessTreeMonitor:
         self._root = psutil.Process(self.root_pid)
         self._samples: list[Sample] = []
         self._peaks = Peaks(fd_limit=fd_limit())
-        self._hwm: dict[tuple[int, float], int] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -157,6 +165,7 @@ class ProcessTreeMonitor:
         """Take one sample now (also what the thread does); never raises for vanished pids."""
         rows: list[tuple[int, str, int, int]] = []
         n_tess = 0
+        hwm_live = hwm_max = 0
         try:
             procs = [self._root, *self._root.children(recursive=True)]
         except psutil.Error:
@@ -169,14 +178,14 @@ class ProcessTreeMonitor:
                     name = proc.name()
                     rss = proc.memory_info().rss
                     fds = proc.num_fds()
-                    created = proc.create_time()
             except psutil.Error:
                 continue  # exited between the walk and the read
             rows.append((proc.pid, name, rss, fds))
             if name in self.tesseract_names:
                 n_tess += 1
-            key = (proc.pid, created)
-            self._hwm[key] = max(self._hwm.get(key, 0), _vm_hwm(proc.pid), rss)
+            hwm = max(_vm_hwm(proc.pid), rss)
+            hwm_live += hwm
+            hwm_max = max(hwm_max, hwm)
         main = next((r for r in rows if r[0] == self.root_pid), (0, "", 0, 0))
         s = Sample(
             t_ns=time.monotonic_ns(),
@@ -191,13 +200,16 @@ class ProcessTreeMonitor:
         with self._lock:
             self._samples.append(s)
             p = self._peaks
+            if s.rss_total > p.rss_total:
+                p.at_peak = s.per_process
             p.rss_total = max(p.rss_total, s.rss_total)
             p.rss_main = max(p.rss_main, s.rss_main)
             p.fds_total = max(p.fds_total, s.fds_total)
             p.fds_main = max(p.fds_main, s.fds_main)
             p.n_tesseract = max(p.n_tesseract, s.n_tesseract)
             p.n_procs = max(p.n_procs, s.n_procs)
-            p.hwm_total = sum(self._hwm.values())
+            p.hwm_total = max(p.hwm_total, hwm_live)
+            p.hwm_max = max(p.hwm_max, hwm_max)
             p.samples += 1
         if self.on_sample is not None:
             try:

@@ -32,7 +32,7 @@ from .config import OcrConfig, load_config
 from .errors import PipelineError
 from .executor import BoundedScheduler, InlineExecutor
 from .records import EngineSettings, PageResult
-from .runinfo import check_engine, run_metadata
+from .runinfo import check_engine, check_memory, run_metadata
 from .sources import Document, discover
 from .trace import TraceRecorder
 
@@ -329,6 +329,7 @@ def run_groups(
     t0 = time.monotonic_ns()
     cfg = load_config(config)
     check_engine(cfg)
+    check_memory(cfg)
     layout = OutputLayout(context.out_dir)
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     executor = create_executor(cfg)

@@ -37,9 +37,10 @@ def _version(dist: str) -> str | None:
 
 
 def tesseract_cmd() -> str:
-    import pytesseract
+    """The Tesseract binary pytesseract will run (users may point it elsewhere)."""
+    from .engine import import_pytesseract
 
-    cmd: str = pytesseract.pytesseract.tesseract_cmd
+    cmd: str = import_pytesseract().pytesseract.tesseract_cmd
     return cmd
 
 
@@ -85,6 +86,43 @@ def check_engine(cfg: OcrConfig) -> None:
         )
 
 
+#: The main process plus loky's two resource trackers, measured (README, "Memory").
+BASE_MEMORY_MB = 150.0
+
+
+def memory_budget(cfg: OcrConfig) -> tuple[float, str]:
+    """(MB the run may use, where that figure comes from)."""
+    if cfg.memory_budget_mb is not None:
+        return cfg.memory_budget_mb, "memory_budget_mb"
+    from .monitor import available_memory, cgroup_memory_limit
+
+    limit = cgroup_memory_limit()
+    if limit is not None:
+        return limit / 2**20, "the container's cgroup memory limit"
+    return available_memory() / 2**20, "the machine's available memory"
+
+
+def check_memory(cfg: OcrConfig) -> None:
+    """Refuse, before any work, a worker count whose estimated peak exceeds the budget.
+
+    An error rather than a silent clamp: the user asked for that many workers,
+    and a run that quietly uses fewer would make every figure it reports wrong.
+    """
+    if cfg.sequential or cfg.executor != "loky":
+        return
+    budget, origin = memory_budget(cfg)
+    need = BASE_MEMORY_MB + cfg.effective_workers * cfg.memory_per_worker_mb
+    if need > budget:
+        fits = max(1, int((budget - BASE_MEMORY_MB) // cfg.memory_per_worker_mb))
+        raise ConfigError(
+            f"workers={cfg.effective_workers} need about {need:.0f} MB "
+            f"({BASE_MEMORY_MB:.0f} MB + {cfg.effective_workers} x "
+            f"{cfg.memory_per_worker_mb:.0f} MB per worker), more than the {budget:.0f} MB of "
+            f"{origin}; use at most {fits} worker(s) (OCR_WORKERS={fits}), or adjust "
+            "OCR_MEMORY_PER_WORKER_MB / OCR_MEMORY_BUDGET_MB if your pages are smaller."
+        )
+
+
 def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
     """Config, versions, host and limits: what the trace and the manifest record."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -106,5 +144,6 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
         "usable_cpus": joblib.cpu_count(),
         "fd_limit": soft,
         "omp_thread_limit": cfg.omp_thread_limit,
+        "memory_budget": dict(zip(("mb", "source"), memory_budget(cfg), strict=True)),
         "pid": os.getpid(),
     }
