@@ -9,6 +9,8 @@ The public API::
 
 from __future__ import annotations
 
+import logging
+
 from .config import OcrConfig, load_config
 from .errors import ConfigError, OcrlabError, PageError, PipelineError
 from .executor import InlineExecutor, gather_ocr_pages
@@ -17,6 +19,10 @@ from .records import EngineSettings, PageResult, PageTask
 from .sources import Document, discover
 
 __version__ = "0.1.0"
+
+# A library does not print: without a handler configured by the application, Python's
+# last-resort handler would write warnings to stderr (into notebooks and reports).
+logging.getLogger("ocrlab").addHandler(logging.NullHandler())
 
 __all__ = [
     "ConfigError",

@@ -20,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from collections.abc import Mapping
@@ -62,10 +63,17 @@ class OutputLayout:
         self.trace = self.root / "trace.json"
 
     def prepare(self) -> None:
-        """Create the folder and prove it is writable, or raise :class:`PipelineError`."""
+        """Create the folder, prove it writable (or raise :class:`PipelineError`), and
+        remove what a killed run may have left: its temporary folder and half-written
+        temporary files (never a finished artifact)."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.text_dir.mkdir(exist_ok=True)
+            shutil.rmtree(self.root / ".ocrlab-tmp", ignore_errors=True)
+            for stale in self.text_dir.rglob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+            for stale in self.root.glob(".*.tmp*"):
+                stale.unlink(missing_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".ocrlab-write-test-", dir=self.root)
             os.close(fd)
             os.unlink(probe)

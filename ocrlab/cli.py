@@ -19,6 +19,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import settings_table
@@ -55,6 +56,9 @@ def _add_run(sub: Any) -> None:
                    help="seconds per page before Tesseract is killed (default 300)")
     p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
     p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
+    p.add_argument("--resume", action="store_true",
+                   help="keep documents a previous run in --out finished with the same input "
+                        "and settings; redo the rest")
     p.add_argument("--group", action="append", default=[], metavar="NAME=PATH",
                    help="run several groups on one executor; repeatable")
     q = p.add_mutually_exclusive_group()
@@ -82,10 +86,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         groups.append(Group(name, (path,)))
     if not groups:
         raise ConfigError("no INPUT given; name files or folders to OCR, or use --group")
-    summary = run_groups(RunContext(tuple(groups), args.out), cfg)
+    summary = run_groups(RunContext(tuple(groups), args.out, resume=args.resume), cfg)
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
-        f"{summary.documents_partial} partial, {summary.documents_failed} failed; "
+        f"{summary.documents_partial} partial, {summary.documents_failed} failed"
+        f"{f' ({summary.documents_kept} kept from the previous run)' if args.resume else ''}; "
         f"{summary.pages} pages in {summary.wall_s:.1f} s "
         f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)) -> {args.out}"
     )
@@ -155,6 +160,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_report(sub: Any) -> None:
+    p = sub.add_parser("report", help="run the notebooks (papermill) and export HTML reports")
+    p.add_argument("--out", "-o", default="reports", help="output folder (default reports/)")
+    p.add_argument("--corpus", default="data", help="documents to OCR (default data/)")
+    p.add_argument("--workers", default="1,2", help="worker counts for the sweep")
+    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument("--only", action="append", help="notebook stem to run; repeatable")
+    p.set_defaults(func=_cmd_report)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_reports
+
+    counts = [int(x) for x in args.workers.split(",") if x.strip()]
+    reports = build_reports(args.out, corpus=args.corpus, workers=counts,
+                            repeats=args.repeats, only=args.only)
+    for r in reports:
+        state = f"FAILED ({r.error})" if r.error else "ok"
+        print(f"{r.name}: {state}, {r.seconds:.0f} s -> {r.html}")
+    print(f"index: {Path(args.out) / 'index.html'}")
+    return 1 if any(r.error for r in reports) else 0
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -168,6 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run(sub)
     _add_corpus(sub)
     _add_bench(sub)
+    _add_report(sub)
     return parser
 
 

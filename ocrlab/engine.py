@@ -123,9 +123,14 @@ def page_source(task: PageTask, settings: EngineSettings) -> Iterator[tuple[str,
     """
     from PIL import Image
 
-    # The size limit guards Pillow's decoders too (its own bomb check raises at 2x).
-    Image.MAX_IMAGE_PIXELS = int(settings.max_megapixels * 1e6)
-    with contextlib.ExitStack() as stack:
+    # Our explicit check (from the header, before any decode) replaces Pillow's bomb
+    # check, whose limit is process-global; it is restored on exit, since in sequential
+    # mode this is the user's own process.
+    stack = contextlib.ExitStack()
+    saved_limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    stack.callback(setattr, Image, "MAX_IMAGE_PIXELS", saved_limit)
+    with stack:
         path = task.path
         if task.payload is not None:  # the file travelled with the task (remote executors)
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrlab-page-"))

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures as cf
+import contextlib
 import logging
+import os
+import signal
 import threading
 import time
 from collections import deque
@@ -34,7 +37,7 @@ from typing import Any
 from joblib.externals.loky import ProcessPoolExecutor
 
 from .engine import ocr_page
-from .errors import WorkerDiedError
+from .errors import PageTimeoutError, WorkerDiedError
 from .records import EngineSettings, PageResult, PageTask
 
 log = logging.getLogger(__name__)
@@ -109,7 +112,12 @@ class BoundedScheduler:
 
     ``restart`` builds a fresh executor after a crash (``None``: a crash is final
     for the pages in flight, which become error records). ``on_event`` receives
-    ``("worker_died", info)`` / ``("pool_restarted", info)`` for the trace and log.
+    ``("worker_died", info)`` / ``("pool_restarted", info)`` / ``("page_hung", info)``
+    for the trace and log. ``deadline_s``: a page submitted longer ago than this is
+    presumed hung outside Tesseract (whose own timeout is enforced in the worker);
+    the pool's workers are killed, the page is retired with a timeout error and
+    its neighbours are resubmitted. ``memory_note`` adds the peak memory seen so
+    far to the error of a page that killed its worker.
     """
 
     def __init__(
@@ -121,6 +129,8 @@ class BoundedScheduler:
         restart: Callable[[], cf.Executor] | None = None,
         on_event: Callable[[str, dict[str, Any]], None] | None = None,
         fn: Callable[[PageTask, EngineSettings], PageResult] = ocr_page,
+        deadline_s: float | None = None,
+        memory_note: Callable[[], str] | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit={limit} must be at least 1")
@@ -130,7 +140,11 @@ class BoundedScheduler:
         self.restart = restart
         self.on_event = on_event or (lambda kind, info: None)
         self.fn = fn
+        self.deadline_ns = None if deadline_s is None else int(deadline_s * 1e9)
+        self.memory_note = memory_note or (lambda: "")
         self.restarts = 0
+        self._hung: set[tuple[str, int]] = set()
+        self._killed_by_watchdog = False
 
     def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
         item.submit_ns = time.monotonic_ns()
@@ -163,7 +177,11 @@ class BoundedScheduler:
                 if suspects or todo:
                     continue
                 return
-            done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+            done, _ = cf.wait(inflight, timeout=self._wait_timeout(inflight),
+                              return_when=cf.FIRST_COMPLETED)
+            if not done:
+                self._watchdog(inflight)
+                continue
             broken: list[tuple[_InFlight, BaseException]] = []
             for fut in done:
                 item = inflight.pop(fut)
@@ -177,6 +195,25 @@ class BoundedScheduler:
                                      item.attempt)
             if broken:
                 yield from self._recover(broken, inflight, suspects, todo)
+
+    def _wait_timeout(self, inflight: dict[cf.Future[Any], _InFlight]) -> float | None:
+        if self.deadline_ns is None or self._killed_by_watchdog:
+            return None
+        oldest = min(item.submit_ns for item in inflight.values())
+        return max(0.0, (oldest + self.deadline_ns - time.monotonic_ns()) / 1e9) + 0.01
+
+    def _watchdog(self, inflight: dict[cf.Future[Any], _InFlight]) -> None:
+        """Pages past the deadline: kill the pool's workers; ``_recover`` sorts out the rest."""
+        assert self.deadline_ns is not None
+        now = time.monotonic_ns()
+        overdue = [i for i in inflight.values() if now - i.submit_ns >= self.deadline_ns]
+        if not overdue or not kill_workers(self.executor):
+            return  # cannot kill this executor's workers: keep waiting
+        self._hung.update(i.task.key for i in overdue)
+        self._killed_by_watchdog = True
+        self.on_event("page_hung", {"pages": [f"{i.task.doc_id}#{i.task.page}"
+                                              for i in overdue],
+                                    "deadline_s": self.deadline_ns / 1e9})
 
     def _recover(
         self,
@@ -195,18 +232,32 @@ class BoundedScheduler:
                 broken.append((item, exc))
             else:
                 yield Completion(item.task, result, item.submit_ns, item.attempt)
-        reason = _death_reason(broken[0][1])
+        watchdog, self._killed_by_watchdog = self._killed_by_watchdog, False
+        reason = ("killed by ocrlab: a page exceeded its deadline" if watchdog
+                  else _death_reason(broken[0][1]))
         alone = len(broken) == 1 and broken[0][0].attempt > 1
         self.on_event("worker_died", {
             "reason": reason,
             "pages": [f"{i.task.doc_id}#{i.task.page}" for i, _ in broken],
         })
         for item, _exc in broken:
-            if alone or self.restart is None:
+            if item.task.key in self._hung:
+                self._hung.discard(item.task.key)
+                assert self.deadline_ns is not None
+                yield Completion(item.task, _error_result(item.task, PageTimeoutError(
+                    f"page {item.task.page} of {item.task.doc_id} was still running after "
+                    f"{self.deadline_ns / 1e9:g} s (hung outside Tesseract); its worker was "
+                    "killed. Raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately "
+                    "slow.")), item.submit_ns, item.attempt)
+            elif watchdog and self.restart is not None:
+                todo.appendleft(_InFlight(item.task, 0, item.attempt))  # innocent bystander
+            elif alone or self.restart is None:
                 # Ran alone and killed its worker again: this page is the culprit.
+                note = self.memory_note()
                 yield Completion(item.task, _error_result(item.task, WorkerDiedError(
                     f"{reason}; page {item.task.page} of {item.task.doc_id} killed its worker "
                     f"{'twice' if alone else 'and the pool cannot be restarted'}"
+                    f"{'; ' + note if note else ''}"
                     " (check max_megapixels and the memory available per worker)")),
                     item.submit_ns, item.attempt)
             else:
@@ -220,6 +271,27 @@ class BoundedScheduler:
             self.restarts += 1
             self.on_event("pool_restarted", {"restarts": self.restarts,
                                              "suspects": len(suspects)})
+
+
+def worker_pids(executor: cf.Executor) -> list[int]:
+    """PIDs of a loky pool's worker processes ([] for executors without local workers)."""
+    processes = getattr(executor, "_processes", None)
+    if not isinstance(processes, dict):
+        return []
+    return [int(pid) for pid in processes]
+
+
+def kill_workers(executor: cf.Executor, sig: int = signal.SIGKILL) -> bool:
+    """Kill a loky pool's workers (it becomes broken); False if there are none to kill.
+
+    The only way to stop a page that hangs inside a worker: a running call cannot
+    be cancelled. The scheduler restarts the pool afterwards.
+    """
+    pids = worker_pids(executor)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return bool(pids)
 
 
 def _error_result(task: PageTask, exc: BaseException) -> PageResult:

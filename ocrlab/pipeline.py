@@ -19,7 +19,6 @@ import logging
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -30,8 +29,10 @@ from . import executor as executor_mod
 from .artifacts import ManifestWriter, OutputLayout, assemble_text, atomic_write_bytes
 from .config import OcrConfig, load_config
 from .errors import PipelineError
-from .executor import BoundedScheduler, InlineExecutor
+from .executor import BoundedScheduler, InlineExecutor, kill_workers
+from .procs import child_subreaper, reap_orphans
 from .records import EngineSettings, PageResult
+from .resume import previous_records, reusable, settings_key, sha256_file
 from .runinfo import check_engine, check_memory, run_metadata
 from .sources import Document, discover
 from .trace import TraceRecorder
@@ -58,12 +59,14 @@ class RunContext:
 
     groups: tuple[Group, ...]
     out_dir: str
+    resume: bool = False
 
     @classmethod
     def single(cls, inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-               out_dir: str | os.PathLike[str]) -> RunContext:
+               out_dir: str | os.PathLike[str], resume: bool = False) -> RunContext:
         items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir))
+        return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir),
+                   resume)
 
 
 @dataclass
@@ -81,6 +84,7 @@ class RunSummary:
     workers: int = 0
     sequential: bool = True
     restarts: int = 0
+    documents_kept: int = 0
     startup_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
@@ -97,7 +101,8 @@ class RunSummary:
         return {
             "documents": self.documents, "documents_ok": self.documents_ok,
             "documents_partial": self.documents_partial,
-            "documents_failed": self.documents_failed, "pages": self.pages,
+            "documents_failed": self.documents_failed,
+            "documents_kept": self.documents_kept, "pages": self.pages,
             "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
             "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
             "sequential": self.sequential, "restarts": self.restarts,
@@ -136,17 +141,6 @@ def _run_log(path: Path) -> Iterator[logging.Handler]:
         handler.close()
 
 
-def _sha256_file(path: str) -> str | None:
-    digest = hashlib.sha256()
-    try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
-        return None
-    return digest.hexdigest()
-
-
 @dataclass
 class _DocState:
     doc: Document
@@ -164,7 +158,8 @@ class Collector:
     """
 
     def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: ManifestWriter,
-                 summary: RunSummary, progress: Any):
+                 summary: RunSummary, progress: Any, settings_key: str = ""):
+        self.settings_key = settings_key
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -184,6 +179,15 @@ class Collector:
         if doc.doc_id not in self.open:
             self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
 
+    def kept(self, record: Mapping[str, Any]) -> None:
+        """A document a previous run finished with the same input and settings (resume)."""
+        self.summary.documents += 1
+        self.summary.documents_ok += 1
+        self.summary.documents_kept += 1
+        self.manifest.add({**record, "kept_from_previous_run": True})
+        log.info("kept from the previous run (same input and settings)",
+                 extra={"doc": record["doc_id"], "page": "-"})
+
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.documents += 1
@@ -196,7 +200,7 @@ class Collector:
             "size_bytes": doc.size, "status": "failed", "pages": doc.n_pages, "pages_ok": 0,
             "errors": [{"page": None, "type": doc.error_type, "message": doc.error}],
             "chars": 0, "sha256": None, "artifact": None,
-            "input_sha256": _sha256_file(doc.path),
+            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
         })
 
     def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
@@ -259,7 +263,7 @@ class Collector:
             "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
             "size_bytes": doc.size, "status": status, "pages": doc.n_pages, "pages_ok": n_ok,
             "errors": errors, "chars": len(text), "sha256": digest, "artifact": artifact_rel,
-            "input_sha256": _sha256_file(doc.path),
+            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
             "seconds": {
                 "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
                 "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
@@ -334,9 +338,21 @@ def run_groups(
     started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     executor = create_executor(cfg)
     try:
-        return _run(context, cfg, layout, executor, t0, started_at)
+        with child_subreaper():
+            return _run(context, cfg, layout, executor, t0, started_at)
     finally:
         executor.shutdown(wait=True)
+        if not isinstance(executor, InlineExecutor):
+            reap_orphans()
+
+
+def _deadline_s(cfg: OcrConfig) -> float:
+    """How long a page may stay submitted before it is presumed hung (see BoundedScheduler).
+
+    A page may wait behind ``inflight_per_worker - 1`` others on its worker, each
+    bounded by the Tesseract timeout; 10% + 5 s covers opening and rendering.
+    """
+    return cfg.inflight_per_worker * (cfg.page_timeout * 1.1 + 5.0)
 
 
 def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf.Executor,
@@ -344,59 +360,42 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     docs: list[Document] = []
     for group in context.groups:
         docs.extend(discover(group.inputs, group=group.name, exclude=[layout.root]))
+    previous = previous_records(layout) if context.resume else {}
     layout.prepare()
-    tmp_root = tempfile.mkdtemp(prefix="ocrlab-run-")
+    key = settings_key(cfg)
+    tmp_root = layout.root / ".ocrlab-tmp"
+    tmp_root.mkdir()
     settings = cfg.engine_settings()
     settings = EngineSettings(**{**settings.__dict__,
-                                 "options": (*settings.options, ("tmp_dir", tmp_root))})
+                                 "options": (*settings.options, ("tmp_dir", str(tmp_root)))})
     meta = run_metadata(cfg)
-    meta["started_at"] = started_at
-    meta["groups"] = [{"name": g.name, "inputs": list(g.inputs)} for g in context.groups]
+    meta.update(started_at=started_at, settings_key=key, resume=context.resume,
+                groups=[{"name": g.name, "inputs": list(g.inputs)} for g in context.groups])
     summary = RunSummary(out_dir=layout.root, workers=cfg.effective_workers,
                          sequential=isinstance(executor, InlineExecutor))
     trace = TraceRecorder(layout.trace, t0)
     trace.metadata(meta)
     manifest = ManifestWriter(layout.manifest, meta)
-    n_pages = sum(d.n_pages for d in docs if d.ok)
+    kept = {d.doc_id for d in docs if d.ok and reusable(previous.get(d.doc_id), d.path, key,
+                                                         layout)}
+    todo = [d for d in docs if d.ok and d.doc_id not in kept]
+    n_pages = sum(d.n_pages for d in todo)
     monitor = None
     status = "interrupted"
     with _run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
         try:
-            log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s",
+            log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
                      len(docs), n_pages, cfg.effective_workers,
-                     " (sequential, in-process)" if summary.sequential else "", cfg.engine)
+                     " (sequential, in-process)" if summary.sequential else "", cfg.engine,
+                     f"; resuming, {len(kept)} document(s) kept" if context.resume else "")
             monitor = _start_monitor(cfg, trace)
-            collector = Collector(layout, trace, manifest, summary, bar)
-            by_id = {d.doc_id: d for d in docs}
+            collector = Collector(layout, trace, manifest, summary, bar, key)
             for doc in docs:
-                if not doc.ok:
+                if doc.doc_id in kept:
+                    collector.kept(previous[doc.doc_id])
+                elif not doc.ok:
                     collector.failed_document(doc)
-
-            def tasks() -> Iterator[Any]:
-                for doc in docs:
-                    for task in doc.tasks:
-                        now = time.monotonic_ns()
-                        if summary.startup_s is None:  # configuration to first submission
-                            summary.startup_s = (now - t0) / 1e9
-                        collector.submitted(by_id[task.doc_id], now)
-                        yield task
-
-            def on_event(kind: str, info: dict[str, Any]) -> None:
-                trace.instant(kind, time.monotonic_ns(), info)
-                log.warning("%s: %s", kind, info)
-
-            restart = (None if summary.sequential
-                       else (lambda: create_executor(cfg)))
-            scheduler = BoundedScheduler(
-                executor, settings, 1 if summary.sequential else cfg.max_inflight,
-                restart=restart, on_event=on_event)
-            try:
-                for done in scheduler.run(tasks()):
-                    collector.page_done(done.result, done.submit_ns, done.attempt)
-            finally:
-                if scheduler.executor is not executor:  # a restarted pool is ours to close
-                    scheduler.executor.shutdown(wait=True)
-            summary.restarts = scheduler.restarts
+            _schedule(cfg, executor, settings, todo, collector, summary, trace, monitor, t0)
             status = "complete"
         finally:
             summary.wall_s = (time.monotonic_ns() - t0) / 1e9
@@ -416,17 +415,66 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     return summary
 
 
+def _schedule(cfg: OcrConfig, executor: cf.Executor, settings: EngineSettings,
+              docs: Sequence[Document], collector: Collector, summary: RunSummary,
+              trace: TraceRecorder, monitor: Any, t0: int) -> None:
+    """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
+
+    def tasks() -> Iterator[Any]:
+        for doc in docs:
+            for task in doc.tasks:
+                now = time.monotonic_ns()
+                if summary.startup_s is None:  # configuration to first submission
+                    summary.startup_s = (now - t0) / 1e9
+                collector.submitted(doc, now)
+                yield task
+
+    def on_event(kind: str, info: dict[str, Any]) -> None:
+        trace.instant(kind, time.monotonic_ns(), info)
+        log.warning("%s: %s", kind, info)
+
+    def restart() -> cf.Executor:
+        reap_orphans()  # the dead worker's Tesseract, re-parented to us
+        return create_executor(cfg)
+
+    def memory_note() -> str:
+        if monitor is None:
+            return ""
+        return f"peak process-tree memory so far {monitor.peaks.rss_total / 2**20:.0f} MB"
+
+    sequential = isinstance(executor, InlineExecutor)
+    scheduler = BoundedScheduler(
+        executor, settings, 1 if sequential else cfg.max_inflight,
+        restart=None if sequential else restart, on_event=on_event,
+        deadline_s=None if sequential else _deadline_s(cfg), memory_note=memory_note)
+    try:
+        for done in scheduler.run(tasks()):
+            collector.page_done(done.result, done.submit_ns, done.attempt)
+    except BaseException:
+        # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
+        # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
+        kill_workers(scheduler.executor)
+        raise
+    finally:
+        if scheduler.executor is not executor:  # a restarted pool is ours to close
+            scheduler.executor.shutdown(wait=True)
+        summary.restarts = scheduler.restarts
+
+
 def run(
     inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
     config: Mapping[str, Any] | OcrConfig | None = None,
+    resume: bool = False,
     **options: Any,
 ) -> RunSummary:
     """OCR ``inputs`` (files and folders) into ``out_dir``: the one-call API for notebooks.
 
     ``options`` are configuration keys (``workers=2``, ``dpi=300``,
     ``progress=False``...) and win over ``config`` and the environment.
+    ``resume=True`` keeps the documents a previous run in ``out_dir`` finished
+    with the same input and settings (see :mod:`ocrlab.resume`).
     """
     cfg = load_config(config, **options)
-    return run_groups(RunContext.single(inputs, out_dir), cfg)
+    return run_groups(RunContext.single(inputs, out_dir, resume=resume), cfg)

@@ -1,0 +1,201 @@
+"""From run outputs to tables: trace.json to pandas, run-to-run comparison, recommendations.
+
+The notebooks call these so that their cells stay short and the logic is
+tested like the rest of the package. pandas is imported lazily (it is in the
+``notebooks`` extra, not needed to OCR).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .accuracy import score_run
+from .artifacts import load_manifest
+from .trace import load_trace
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+#: The verification plan's memory budget per worker count in an 8 GB container (GB).
+PLAN_BUDGET_GB = {1: 2.0, 2: 4.0, 3: 5.5}
+
+
+@dataclass(frozen=True)
+class TraceFrames:
+    """A trace as tables: page spans, document spans, counter samples, instants, metadata."""
+
+    pages: pd.DataFrame
+    documents: pd.DataFrame
+    counters: pd.DataFrame
+    instants: pd.DataFrame
+    meta: dict[str, Any]
+
+
+def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceFrames:
+    """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start."""
+    import pandas as pd
+
+    label = run or Path(path).parent.name
+    events = load_trace(path)
+    pages, docs, counters, instants = [], [], [], []
+    meta: dict[str, Any] = {}
+    for e in events:
+        ph, args = e.get("ph"), e.get("args", {})
+        if ph == "X" and "page" in e.get("cat", ""):
+            pages.append({
+                "run": label, "doc_id": args.get("doc_id"), "page": args.get("page"),
+                "pid": e["pid"], "host": args.get("host", ""), "start_s": e["ts"] / 1e6,
+                "dur_s": e["dur"] / 1e6, "end_s": (e["ts"] + e["dur"]) / 1e6,
+                "queue_wait_s": args.get("queue_wait_us", 0) / 1e6,
+                "prepare_s": args.get("prepare_us", 0) / 1e6,
+                "ocr_s": args.get("ocr_us", 0) / 1e6, "ok": bool(args.get("ok", True)),
+                "error_type": args.get("error_type"), "error": args.get("error"),
+                "chars": args.get("chars", 0), "width": args.get("width", 0),
+                "height": args.get("height", 0), "worker_rss": args.get("worker_rss", 0),
+                "child_maxrss": args.get("child_maxrss", 0), "attempt": args.get("attempt", 1),
+            })
+        elif ph == "X" and e.get("cat") == "document":
+            docs.append({"run": label, "doc_id": e["name"], "start_s": e["ts"] / 1e6,
+                         "dur_s": e["dur"] / 1e6, "status": args.get("status"),
+                         "pages": args.get("pages"), "lane": e["tid"]})
+        elif ph == "C":
+            for series, value in args.items():
+                counters.append({"run": label, "t_s": e["ts"] / 1e6, "counter": e["name"],
+                                 "series": series, "value": value})
+        elif ph == "i":
+            if e.get("name") == "run_metadata":
+                meta = dict(args)
+            else:
+                instants.append({"run": label, "t_s": e["ts"] / 1e6, "name": e["name"],
+                                 "args": args})
+    page_cols = ["run", "doc_id", "page", "pid", "host", "start_s", "dur_s", "end_s",
+                 "queue_wait_s", "prepare_s", "ocr_s", "ok", "error_type", "error", "chars",
+                 "width", "height", "worker_rss", "child_maxrss", "attempt"]
+    return TraceFrames(
+        pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
+                                                                 ignore_index=True),
+        documents=pd.DataFrame(docs, columns=["run", "doc_id", "start_s", "dur_s", "status",
+                                              "pages", "lane"]),
+        counters=pd.DataFrame(counters, columns=["run", "t_s", "counter", "series", "value"]),
+        instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]),
+        meta=meta,
+    )
+
+
+def identity_runs(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str],
+                  workers: int = 2) -> tuple[Any, Any]:
+    """Run ``corpus`` sequentially (the ``OCR_PARALLEL_DISABLED`` kill switch) and with
+    ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``."""
+    from .pipeline import run
+
+    out = Path(out_dir)
+    saved = os.environ.get("OCR_PARALLEL_DISABLED")
+    os.environ["OCR_PARALLEL_DISABLED"] = "true"
+    try:
+        sequential = run(corpus, out / "sequential", progress=False)
+    finally:
+        if saved is None:
+            del os.environ["OCR_PARALLEL_DISABLED"]
+        else:
+            os.environ["OCR_PARALLEL_DISABLED"] = saved
+    parallel = run(corpus, out / "parallel", workers=workers, progress=False)
+    return sequential, parallel
+
+
+def page_texts(out_dir: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
+    """Every page's text of a run, keyed by (document, page), from the artifacts."""
+    texts: dict[tuple[str, int], str] = {}
+    for doc in load_manifest(out_dir)["documents"]:
+        if not doc.get("artifact"):
+            continue
+        body = (Path(out_dir) / doc["artifact"]).read_text(encoding="utf-8")
+        for number, text in enumerate(body.split("\f")[: doc["pages"]], start=1):
+            texts[(doc["doc_id"], number)] = text
+    return texts
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """Page-by-page comparison of two runs of the same inputs."""
+
+    table: pd.DataFrame  # doc_id, page, identical, chars_a, chars_b
+    diffs: dict[tuple[str, int], str]  # unified diffs of the pages that differ
+
+    @property
+    def identical(self) -> bool:
+        return bool(self.table["identical"].all()) and not self.diffs
+
+
+def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
+    """Compare the artifacts of two runs page by page (missing pages count as different)."""
+    import pandas as pd
+
+    ta, tb = page_texts(a), page_texts(b)
+    rows, diffs = [], {}
+    for key in sorted(set(ta) | set(tb)):
+        x, y = ta.get(key), tb.get(key)
+        same = x is not None and x == y
+        rows.append({"doc_id": key[0], "page": key[1], "identical": same,
+                     "chars_a": None if x is None else len(x),
+                     "chars_b": None if y is None else len(y)})
+        if not same:
+            diffs[key] = "".join(difflib.unified_diff(
+                (x or "").splitlines(keepends=True), (y or "").splitlines(keepends=True),
+                fromfile=f"{Path(a).name}/{key[0]}#{key[1]}",
+                tofile=f"{Path(b).name}/{key[0]}#{key[1]}"))
+    return Comparison(pd.DataFrame(rows, columns=["doc_id", "page", "identical", "chars_a",
+                                                  "chars_b"]), diffs)
+
+
+def accuracy_table(runs: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:
+    """CER / WER per document for each named run (ground truth beside the sources)."""
+    import pandas as pd
+
+    rows = [{"run": name, **row} for name, out in runs.items() for row in score_run(out)]
+    return pd.DataFrame(rows, columns=["run", "doc_id", "cer", "wer", "ref_chars"])
+
+
+def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
+              headroom: float = 0.8) -> dict[str, Any]:
+    """The worker count with the best throughput whose measured peak fits the limit.
+
+    ``headroom`` keeps a margin: the peak on these pages is not the peak on every page.
+    """
+    budget_mb = memory_limit_gb * 1024 * headroom
+    fitting = [r for r in table if (r.get("peak_rss_mb") or 0) <= budget_mb]
+    if not fitting:
+        return {"workers": None, "reason": f"no measured worker count fits in "
+                f"{headroom:.0%} of {memory_limit_gb:g} GB"}
+    best = max(fitting, key=lambda r: r["pages_per_s"])
+    return {"workers": best["workers"], "pages_per_s": best["pages_per_s"],
+            "speedup": best.get("speedup"), "peak_rss_mb": best["peak_rss_mb"],
+            "budget_mb": round(budget_mb), "memory_limit_gb": memory_limit_gb}
+
+
+def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> str:
+    """A short written conclusion computed from a sweep table (Markdown)."""
+    rec = recommend(table, memory_limit_gb)
+    lines = []
+    if rec["workers"] is None:
+        lines.append(f"**No measured worker count fits the limit**: {rec['reason']}.")
+    else:
+        lines.append(
+            f"**Recommended: {rec['workers']} worker(s)** for a {memory_limit_gb:g} GB limit: "
+            f"{rec['pages_per_s']:.2f} pages/s"
+            + (f", {rec['speedup']:.2f}x one worker" if rec.get("speedup") else "")
+            + f", peak {rec['peak_rss_mb']:.0f} MB of the {rec['budget_mb']} MB budget "
+            "(80% of the limit).")
+    for row in table:
+        if row.get("vs_cli"):
+            lines.append(f"- {row['workers']} worker(s): {row['vs_cli']:.2f}x the throughput of "
+                         f"the Tesseract CLI at the same N, efficiency "
+                         f"{row['efficiency']:.0%}, output identical: "
+                         f"{'yes' if row['identical'] else 'NO'}.")
+    if any(not r["identical"] for r in table):
+        lines.append("**Warning: some parallel runs differ from the 1-worker run.**")
+    return "\n".join(lines)

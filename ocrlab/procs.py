@@ -1,0 +1,94 @@
+"""Process hygiene: no orphaned or zombie Tesseract survives a run.
+
+When a worker dies (OOM killer, the hang watchdog, Ctrl-C), the Tesseract it
+was running loses its parent. Linux would hand it to init, where it runs on
+unseen, burning a core. During a run the main process declares itself a
+*child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so such orphans are
+re-parented to it instead; :func:`reap_orphans` then kills and reaps them after
+each pool restart and at the end of the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import ctypes.util
+import logging
+import os
+import sys
+from collections.abc import Iterator, Sequence
+
+import psutil
+
+log = logging.getLogger(__name__)
+
+_PR_SET_CHILD_SUBREAPER = 36
+_PR_GET_CHILD_SUBREAPER = 37
+
+
+def _prctl(option: int, value: int) -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+    except (OSError, AttributeError):
+        return False
+
+
+def is_subreaper() -> bool:
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        flag = ctypes.c_int(0)
+        return int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and \
+            bool(flag.value)
+    except (OSError, AttributeError):
+        return False
+
+
+@contextlib.contextmanager
+def child_subreaper() -> Iterator[bool]:
+    """Make this process the subreaper of its descendants for the duration (Linux only)."""
+    already = is_subreaper()
+    enabled = already or _prctl(_PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        yield enabled
+    finally:
+        if enabled and not already:
+            _prctl(_PR_SET_CHILD_SUBREAPER, 0)
+
+
+def reap_orphans(names: Sequence[str] = ("tesseract",)) -> list[int]:
+    """Kill and reap direct children of this process called ``names``; return their pids.
+
+    In parallel mode the main process never starts Tesseract itself, so any
+    Tesseract child it has is an orphan re-parented to it. Call it only when no
+    in-process (sequential) page is running.
+    """
+    killed = []
+    for child in psutil.Process().children(recursive=False):
+        try:
+            if child.name() not in names:
+                continue
+            if child.status() != psutil.STATUS_ZOMBIE:
+                child.kill()
+            child.wait(timeout=10)  # reaps it: no zombie left behind
+            killed.append(child.pid)
+        except (psutil.NoSuchProcess, psutil.TimeoutExpired, ChildProcessError):
+            continue
+    if killed:
+        log.warning("killed %d orphaned Tesseract process(es): %s", len(killed), killed)
+    return killed
+
+
+def descendants_named(names: Sequence[str] = ("tesseract",), pid: int | None = None
+                      ) -> list[psutil.Process]:
+    """Live (non-zombie) descendants of ``pid`` (default: this process) called ``names``."""
+    out = []
+    for proc in psutil.Process(pid or os.getpid()).children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if proc.name() in names and proc.status() != psutil.STATUS_ZOMBIE:
+                out.append(proc)
+    return out

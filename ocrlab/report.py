@@ -1,0 +1,112 @@
+"""Run the notebooks headless (papermill) and export self-contained HTML reports (nbconvert).
+
+``ocrlab report --out reports`` writes, for each notebook, the executed
+``NN-name.ipynb`` and ``NN-name.html`` (code cells hidden, plots inline as data
+URIs, so one file is the whole report) and an ``index.html`` linking them.
+A notebook that fails still gets its executed ``.ipynb`` and HTML (papermill
+saves the error in place), and the failure is reported, not swallowed.
+"""
+
+from __future__ import annotations
+
+import html
+import os
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+@dataclass(frozen=True)
+class NotebookReport:
+    name: str
+    notebook: Path
+    html: Path
+    seconds: float
+    error: str | None = None
+
+
+def default_parameters(corpus: str, workers: Sequence[int], repeats: int,
+                       out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Parameters for each bundled notebook, keyed by notebook stem."""
+    corpus = os.path.abspath(corpus)
+    work = out_dir / "work"
+    return {
+        "01-worker-sweep": {"corpus": corpus, "workers": list(workers), "repeats": repeats,
+                            "out_dir": str(work / "sweep")},
+        "02-output-identity": {"corpus": corpus, "workers": max(workers),
+                               "out_dir": str(work / "identity")},
+        "03-trace-explorer": {"corpus": corpus, "workers": max(workers),
+                              "out_dir": str(work / "explorer")},
+    }
+
+
+def export_html(notebook: Path, target: Path) -> None:
+    """nbconvert to HTML without input cells; images are embedded as data URIs."""
+    import nbformat
+    from nbconvert import HTMLExporter
+
+    exporter = HTMLExporter(  # type: ignore[no-untyped-call]
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+    node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
+    body, _ = exporter.from_notebook_node(node)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_text(body, encoding="utf-8")
+    os.replace(tmp, target)
+
+
+def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
+                 timeout_s: int = 3600) -> NotebookReport:
+    """Execute one notebook with papermill, then export it; errors are returned, not raised."""
+    import papermill
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    executed = out_dir / source.name
+    page = out_dir / (source.stem + ".html")
+    t0 = time.perf_counter()
+    error = None
+    try:
+        papermill.execute_notebook(
+            str(source), str(executed), parameters=dict(parameters), cwd=str(source.parent),
+            progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
+            kernel_name="python3",
+        )
+    except Exception as exc:  # PapermillExecutionError carries the cell's traceback
+        error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
+    if executed.exists():
+        export_html(executed, page)
+    return NotebookReport(source.stem, executed, page, time.perf_counter() - t0, error)
+
+
+def write_index(out_dir: Path, reports: Sequence[NotebookReport]) -> Path:
+    def item(r: NotebookReport) -> str:
+        failed = f" <strong>FAILED: {html.escape(r.error)}</strong>" if r.error else ""
+        return (f'<li><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a> '
+                f"({r.seconds:.0f} s){failed}</li>")
+
+    items = "\n".join(item(r) for r in reports)
+    page = out_dir / "index.html"
+    page.write_text(
+        "<!doctype html><html><head><meta charset='utf-8'><title>ocrlab reports</title></head>"
+        f"<body><h1>ocrlab reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"
+        f"<ul>\n{items}\n</ul></body></html>\n", encoding="utf-8")
+    return page
+
+
+def build_reports(out_dir: str | os.PathLike[str], *, corpus: str = "data",
+                  workers: Sequence[int] = (1, 2), repeats: int = 1,
+                  only: Sequence[str] | None = None,
+                  notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookReport]:
+    """Execute and export every bundled notebook (or those named in ``only``)."""
+    out = Path(out_dir).resolve()
+    params = default_parameters(corpus, workers, repeats, out)
+    reports = []
+    for source in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")):
+        if only and source.stem not in only:
+            continue
+        reports.append(run_notebook(source, out, params.get(source.stem, {})))
+    write_index(out, reports)
+    return reports

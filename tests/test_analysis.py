@@ -1,0 +1,98 @@
+"""Trace loading, run comparison, recommendations and plots (what the notebooks call)."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+import ocrlab
+from ocrlab import analysis, plots
+
+
+@pytest.fixture(scope="module")
+def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    from tests.conftest import make_page
+
+    root = tmp_path_factory.mktemp("analysis")
+    for i in range(6):
+        make_page(root / "in" / f"d{i}.png", f"doc {i}")
+    (root / "in" / "bad.png").write_bytes(b"")
+    options = {"engine": "ocrlab.fakes:faulty", "engine_options": {"fail_on": "d5.png"},
+               "progress": False, "monitor_interval": 0.02}
+    ocrlab.run(root / "in", root / "a", workers=1, **options)
+    ocrlab.run(root / "in", root / "b", workers=2, **options)
+    return root / "a", root / "b"
+
+
+def test_trace_frames(two_runs: tuple[Path, Path]) -> None:
+    frames = analysis.trace_frames(two_runs[1] / "trace.json")
+    assert len(frames.pages) == 6
+    assert set(frames.pages["doc_id"]) == {f"d{i}.png" for i in range(6)}
+    failed = frames.pages[~frames.pages["ok"]]
+    assert list(failed["doc_id"]) == ["d5.png"] and failed["error_type"].iloc[0]
+    assert (frames.pages["dur_s"] > 0).all() and (frames.pages["queue_wait_s"] >= 0).all()
+    assert frames.pages["pid"].nunique() <= 2
+    assert set(frames.counters["counter"]) >= {"memory (MB)", "live tesseract processes"}
+    assert frames.meta["config"]["workers"] == 2
+    assert len(frames.documents) == 6
+
+
+def test_trace_frames_of_a_torn_trace(two_runs: tuple[Path, Path], tmp_path: Path) -> None:
+    events = json.loads((two_runs[0] / "trace.json").read_text())
+    torn = tmp_path / "trace.json"
+    lines = ["["] + [json.dumps(e) + "," for e in events]
+    torn.write_text("\n".join(lines)[:-40])  # killed mid-line, no closing bracket
+    frames = analysis.trace_frames(torn)
+    assert 0 < len(frames.pages) <= 6
+
+
+def test_compare_runs_identical_then_different(two_runs: tuple[Path, Path]) -> None:
+    a, b = two_runs
+    same = analysis.compare_runs(a, b)
+    assert same.identical and len(same.table) == 5  # d5 failed in both, bad.png has no pages
+    artifact = b / "text" / "d2.png.txt"
+    original = artifact.read_text()
+    try:
+        artifact.write_text(original.replace("page", "paqe"))
+        diff = analysis.compare_runs(a, b)
+        assert not diff.identical
+        assert list(diff.diffs) == [("d2.png", 1)]
+        assert "-d2.png page 1" in diff.diffs[("d2.png", 1)]
+    finally:
+        artifact.write_text(original)
+
+
+def test_recommend_and_conclusion() -> None:
+    table = [
+        {"workers": 1, "pages_per_s": 0.4, "speedup": 1.0, "efficiency": 1.0,
+         "peak_rss_mb": 150, "vs_cli": 1.0, "identical": True},
+        {"workers": 2, "pages_per_s": 0.78, "speedup": 1.95, "efficiency": 0.97,
+         "peak_rss_mb": 340, "vs_cli": 1.01, "identical": True},
+        {"workers": 4, "pages_per_s": 0.8, "speedup": 2.0, "efficiency": 0.5,
+         "peak_rss_mb": 7000, "vs_cli": 1.0, "identical": True},
+    ]
+    assert analysis.recommend(table, 8.0)["workers"] == 2  # 4 would exceed 80% of 8 GB
+    assert analysis.recommend(table, 16.0)["workers"] == 4
+    assert analysis.recommend(table, 0.1)["workers"] is None
+    text = analysis.sweep_conclusion(table, 8.0)
+    assert "Recommended: 2 worker(s)" in text and "0.78 pages/s" in text
+
+
+def test_plots_render(two_runs: tuple[Path, Path]) -> None:
+    import pandas as pd
+
+    frames = analysis.trace_frames(two_runs[1] / "trace.json")
+    table = [{"workers": n, "pages": 6, "pages_per_s": 0.4 * n, "speedup": float(n),
+              "peak_rss_mb": 100.0 * n, "cli_wall_s": 15.0 / n} for n in (1, 2)]
+    runs = pd.DataFrame({"workers": [1, 1, 2, 2], "page_s": [1.0, 1.1, 1.0, 1.2]})
+    figures = [plots.timeline(frames), plots.counters(frames), plots.wait_vs_ocr(frames),
+               plots.sweep_throughput(table), plots.sweep_memory(table, 8.0),
+               plots.per_page_times(runs)]
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
+        assert fig.axes and all(ax.has_data() for ax in fig.axes)
