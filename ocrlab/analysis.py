@@ -172,7 +172,8 @@ def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
         return {"workers": None, "reason": f"no measured worker count fits in "
                 f"{headroom:.0%} of {memory_limit_gb:g} GB"}
     best = max(fitting, key=lambda r: r["pages_per_s"])
-    return {"workers": best["workers"], "pages_per_s": best["pages_per_s"],
+    return {"workers": best["workers"], "engine": best.get("engine"),
+            "pages_per_s": best["pages_per_s"],
             "speedup": best.get("speedup"), "peak_rss_mb": best["peak_rss_mb"],
             "budget_mb": round(budget_mb), "memory_limit_gb": memory_limit_gb}
 
@@ -185,14 +186,17 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
         lines.append(f"**No measured worker count fits the limit**: {rec['reason']}.")
     else:
         lines.append(
-            f"**Recommended: {rec['workers']} worker(s)** for a {memory_limit_gb:g} GB limit: "
+            f"**Recommended: {rec['workers']} worker(s)**"
+            + (f" with {rec['engine']}" if rec.get("engine") else "")
+            + f" for a {memory_limit_gb:g} GB limit: "
             f"{rec['pages_per_s']:.2f} pages/s"
             + (f", {rec['speedup']:.2f}x one worker" if rec.get("speedup") else "")
             + f", peak {rec['peak_rss_mb']:.0f} MB of the {rec['budget_mb']} MB budget "
             "(80% of the limit).")
     for row in table:
         if row.get("vs_cli"):
-            lines.append(f"- {row['workers']} worker(s): {row['vs_cli']:.2f}x the throughput of "
+            lines.append(f"- {row.get('engine', 'ocrlab')}, {row['workers']} worker(s): "
+                         f"{row['vs_cli']:.2f}x the throughput of "
                          f"the Tesseract CLI at the same N, efficiency "
                          f"{row['efficiency']:.0%}, output identical: "
                          f"{'yes' if row['identical'] else 'NO'}.")

@@ -31,12 +31,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .accuracy import score_run
 from .artifacts import load_manifest
 from .config import load_config
 from .engine import page_source
 from .monitor import ProcessTreeMonitor
 from .pipeline import run
-from .runinfo import run_metadata, tesseract_cmd
+from .runinfo import run_metadata, tesseract_cmd, tesseract_version
 from .sources import discover
 from .trace import load_trace
 
@@ -58,6 +59,8 @@ class RunRow:
     peak_tesseract: int = 0
     startup_s: float | None = None
     identical: bool | None = None
+    engine: str = "tesseract CLI"
+    cer: float | None = None
 
 
 def _percentile(values: Sequence[float], q: float) -> float:
@@ -118,68 +121,94 @@ def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: fl
                   peaks.hwm_total, peaks.fds_total, peaks.n_tesseract)
 
 
-def _ocrlab_row(out: Path, workers: int, repeat: int, options: Mapping[str, Any]) -> RunRow:
-    summary = run(options["corpus"], out, workers=workers, progress=False,
+def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
+                options: Mapping[str, Any]) -> RunRow:
+    summary = run(options["corpus"], out, workers=workers, engine=engine, progress=False,
                   **{k: v for k, v in options.items() if k != "corpus"})
     events = load_trace(out / "trace.json")
     page_s = [e["dur"] / 1e6 for e in events if e.get("ph") == "X" and e.get("cat") == "page"]
     peaks = summary.peaks
+    scores = score_run(out)
     return RunRow("ocrlab", workers, repeat, summary.wall_s, summary.pages,
                   summary.pages_failed, page_s, int(peaks.get("rss_total") or 0),
                   int(peaks.get("hwm_total") or 0), int(peaks.get("fds_total") or 0),
-                  int(peaks.get("n_tesseract") or 0), summary.startup_s)
+                  int(peaks.get("n_tesseract") or 0), summary.startup_s, engine=engine,
+                  cer=statistics.mean(s["cer"] for s in scores) if scores else None)
 
 
 def _digests(out: Path) -> dict[str, str | None]:
     return {d["doc_id"]: d["sha256"] for d in load_manifest(out)["documents"]}
 
 
+def engine_version(engine: str) -> str | None:
+    """The libtesseract version behind an engine (the CLI's for pytesseract)."""
+    if engine == "pytesseract":
+        return tesseract_version()
+    if engine == "tesserocr":
+        from .tesserocr_engine import version
+
+        return version()
+    return None
+
+
 def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
-    """One line per worker count: medians over repeats, ratios against 1 worker and the CLI."""
+    """One line per (engine, worker count): medians over repeats, ratios against the same
+    engine at 1 worker and against the Tesseract CLI at the same N."""
     ocr = [r for r in rows if r.kind == "ocrlab"]
     cli_rows = [r for r in rows if r.kind == "cli"]
-    counts = sorted({r.workers for r in ocr})
-    wall = {n: statistics.median(r.wall_s for r in ocr if r.workers == n) for n in counts}
-    base = wall.get(1)
     table = []
-    for n in counts:
-        mine = [r for r in ocr if r.workers == n]
-        pages = mine[0].pages
-        per_page = [s for r in mine for s in r.page_s]
-        refs = [r for r in cli_rows if r.workers == n]
-        cli_wall = statistics.median(r.wall_s for r in refs) if refs else None
-        speedup = base / wall[n] if base else None
-        table.append({
-            "workers": n,
-            "runs": len(mine),
-            "pages": pages,
-            "wall_s": round(wall[n], 3),
-            "wall_spread_s": round(max(r.wall_s for r in mine) - min(r.wall_s for r in mine), 3),
-            "pages_per_s": round(pages / wall[n], 3),
-            "speedup": round(speedup, 3) if speedup else None,
-            "efficiency": round(speedup / n, 3) if speedup else None,
-            "page_median_s": round(statistics.median(per_page), 3) if per_page else None,
-            "page_p10_s": round(_percentile(per_page, 0.1), 3) if per_page else None,
-            "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
-            "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
-            "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
-            "peak_fds": max(r.peak_fds for r in mine),
-            "peak_tesseract": max(r.peak_tesseract for r in mine),
-            "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
-            "identical": all(r.identical for r in mine if r.identical is not None),
-            "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
-            "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1) if refs else None,
-            "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
-        })
+    for engine in dict.fromkeys(r.engine for r in ocr):
+        mine_all = [r for r in ocr if r.engine == engine]
+        counts = sorted({r.workers for r in mine_all})
+        wall = {n: statistics.median(r.wall_s for r in mine_all if r.workers == n)
+                for n in counts}
+        base = wall.get(1)
+        for n in counts:
+            mine = [r for r in mine_all if r.workers == n]
+            pages = mine[0].pages
+            per_page = [s for r in mine for s in r.page_s]
+            refs = [r for r in cli_rows if r.workers == n]
+            cli_wall = statistics.median(r.wall_s for r in refs) if refs else None
+            speedup = base / wall[n] if base else None
+            cers = [r.cer for r in mine if r.cer is not None]
+            table.append({
+                "engine": engine,
+                "engine_version": engine_version(engine),
+                "workers": n,
+                "runs": len(mine),
+                "pages": pages,
+                "wall_s": round(wall[n], 3),
+                "wall_spread_s": round(max(r.wall_s for r in mine) - min(r.wall_s for r in mine),
+                                       3),
+                "pages_per_s": round(pages / wall[n], 3),
+                "speedup": round(speedup, 3) if speedup else None,
+                "efficiency": round(speedup / n, 3) if speedup else None,
+                "page_median_s": round(statistics.median(per_page), 3) if per_page else None,
+                "page_p10_s": round(_percentile(per_page, 0.1), 3) if per_page else None,
+                "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
+                "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
+                "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
+                "peak_fds": max(r.peak_fds for r in mine),
+                "peak_tesseract": max(r.peak_tesseract for r in mine),
+                "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
+                "identical": all(r.identical for r in mine if r.identical is not None),
+                "cer": round(statistics.mean(cers), 5) if cers else None,
+                "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
+                "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1)
+                if refs else None,
+                "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
+            })
     return table
 
 
 def format_table(table: Sequence[Mapping[str, Any]]) -> str:
     """A fixed-width table for the terminal."""
-    cols = [("workers", "N"), ("wall_s", "wall s"), ("pages_per_s", "pages/s"),
-            ("speedup", "speedup"), ("efficiency", "effic."), ("page_median_s", "page med s"),
+    cols = [("engine", "engine"), ("workers", "N"), ("wall_s", "wall s"),
+            ("pages_per_s", "pages/s"), ("speedup", "speedup"), ("efficiency", "effic."),
+            ("page_median_s", "page med s"),
             ("page_p90_s", "page p90 s"), ("peak_rss_mb", "peak MB"), ("peak_fds", "fds"),
-            ("peak_tesseract", "tess"), ("identical", "same"), ("cli_wall_s", "CLI s"),
+            ("peak_tesseract", "tess"), ("identical", "same"), ("cer", "CER"),
+            ("cli_wall_s", "CLI s"),
             ("vs_cli", "vs CLI")]
     head = " ".join(f"{label:>10}" for _, label in cols)
     lines = [head, "-" * len(head)]
@@ -202,50 +231,56 @@ def bench(
     *,
     workers: Sequence[int] = (1, 2),
     repeats: int = 3,
+    engines: Sequence[str] = ("pytesseract",),
     cli_reference: bool = True,
     log: Callable[[str], None] = print,
     **options: Any,
 ) -> dict[str, Any]:
-    """Run the sweep; write ``bench.json``, ``bench.csv`` and ``runs.csv`` into ``out_dir``."""
+    """Run the sweep; write ``bench.json``, ``bench.csv`` and ``runs.csv`` into ``out_dir``.
+
+    Each engine's output is compared with the same engine's 1-worker run (two
+    engines on different libtesseract versions may read a character differently;
+    the ``cer`` column shows it against ground truth where there is some).
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     counts = sorted(set(workers))
     if counts[0] != 1:
         counts = [1, *counts]  # speedup and identity need the 1-worker baseline
+    options.pop("engine", None)  # engines are swept, not configured
     opts = {"corpus": os.fspath(corpus), **options}
     cfg = load_config(**options)
     rows: list[RunRow] = []
-    reference: dict[str, str | None] | None = None
+    reference: dict[str, dict[str, str | None]] = {}
     with tempfile.TemporaryDirectory(prefix="ocrlab-bench-") as tmp:
         cli_files = prepare_cli_pages(os.fspath(corpus), Path(tmp), cfg.dpi) if cli_reference \
             else []
         for r in range(repeats):
             for n in _order(counts, r):
-                run_dir = out / "runs" / f"w{n}-r{r}"
-                shutil.rmtree(run_dir, ignore_errors=True)
-                row = _ocrlab_row(run_dir, n, r, opts)
-                digests = _digests(run_dir)
-                if reference is None and n == 1:
-                    reference = digests
-                if reference is not None:
-                    row.identical = digests == reference
-                rows.append(row)
-                msg = (f"repeat {r + 1}/{repeats}: {n} worker(s) {row.wall_s:.2f} s "
-                       f"({row.pages / row.wall_s:.2f} pages/s), peak "
-                       f"{row.peak_rss / 2**20:.0f} MB")
+                msg = f"repeat {r + 1}/{repeats}, {n} worker(s):"
+                for engine in engines:
+                    run_dir = out / "runs" / f"{engine}-w{n}-r{r}"
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                    row = _ocrlab_row(run_dir, n, r, engine, opts)
+                    if n == 1 and engine not in reference:
+                        reference[engine] = _digests(run_dir)
+                    rows.append(row)
+                    msg += (f" {engine} {row.wall_s:.2f} s ({row.pages / row.wall_s:.2f} "
+                            f"pages/s, peak {row.peak_rss / 2**20:.0f} MB);")
                 if cli_reference:  # right after, so both see the same machine state
                     ref = run_cli_reference(cli_files, n, cfg.monitor_interval or 0.1)
                     ref.repeat = r
                     rows.append(ref)
-                    msg += f"; CLI x{n} {ref.wall_s:.2f} s"
+                    msg += f" CLI x{n} {ref.wall_s:.2f} s"
                 log(msg)
-        for row in rows:  # the 1-worker run of repeat 0 may have come after others
-            if row.kind == "ocrlab" and row.identical is None and reference is not None:
-                row.identical = _digests(out / "runs" / f"w{row.workers}-r{row.repeat}") == \
-                    reference
+        for row in rows:
+            if row.kind == "ocrlab" and row.engine in reference:
+                row.identical = _digests(
+                    out / "runs" / f"{row.engine}-w{row.workers}-r{row.repeat}"
+                ) == reference[row.engine]
     table = aggregate(rows)
     result = {"meta": run_metadata(cfg), "corpus": os.fspath(corpus), "repeats": repeats,
-              "table": table, "runs": [asdict(r) for r in rows]}
+              "engines": list(engines), "table": table, "runs": [asdict(r) for r in rows]}
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     with open(out / "bench.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))

@@ -132,7 +132,9 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--workers", default="1,2", help="comma-separated counts (default 1,2)")
     p.add_argument("--repeats", type=int, default=3, help="runs per count (default 3)")
     p.add_argument("--out", "-o", default="bench-out", help="output folder")
-    p.add_argument("--engine", help="engine (default pytesseract)")
+    p.add_argument("--engines", default="pytesseract",
+                   help="comma-separated engines side by side, e.g. pytesseract,tesserocr")
+    p.add_argument("--executor", help="'loky' (default) or 'dask://HOST:PORT'")
     p.add_argument("--no-cli", dest="cli", action="store_false",
                    help="skip the Tesseract CLI reference")
     p.set_defaults(func=_cmd_bench)
@@ -152,8 +154,17 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         from .config import load_config
 
         load_config(workers=n)
+    engines = [e.strip() for e in args.engines.split(",") if e.strip()]
+    for engine in engines:
+        from .engine import resolve_engine
+
+        try:
+            resolve_engine(engine)
+        except (ImportError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"--engines: {engine!r} cannot be used ({exc}); for tesserocr "
+                              "install the extra: pip install 'ocrlab[tesserocr]'") from None
     result = bench(args.corpus, args.out, workers=counts, repeats=args.repeats,
-                   cli_reference=args.cli, engine=args.engine,
+                   engines=engines, cli_reference=args.cli, executor=args.executor,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result["table"]))
     print(f"bench.json, bench.csv, runs.csv in {args.out}")

@@ -175,6 +175,9 @@ SETTINGS: tuple[Setting, ...] = (
             "64 .. 1e9, unset = auto"),
     Setting("executor", "OCR_EXECUTOR", _executor,
             "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'", "see values"),
+    Setting("ship_pages", "OCR_SHIP_PAGES", _progress,
+            "send each page's file bytes with its task (Dask workers on other hosts)",
+            "auto / true / false; auto = when the scheduler is not on loopback"),
     Setting("progress", "OCR_PROGRESS", _progress,
             "tqdm progress bar (auto = only on an interactive terminal)", "auto / true / false"),
 )
@@ -207,6 +210,7 @@ class OcrConfig:
     memory_per_worker_mb: float = 250.0
     memory_budget_mb: float | None = None
     executor: str = "loky"
+    ship_pages: bool | None = None
     progress: bool | None = None
     omp_thread_limit: str | None = "1"
     engine_options: Mapping[str, Any] = field(default_factory=dict)
@@ -221,6 +225,11 @@ class OcrConfig:
         if self.max_workers is not None:
             return min(self.workers, self.max_workers)
         return self.workers
+
+    @property
+    def remote(self) -> bool:
+        """True when pages run on a Dask cluster rather than on this machine's processes."""
+        return self.executor.startswith(("dask://", "tcp://"))
 
     @property
     def sequential(self) -> bool:

@@ -92,12 +92,16 @@ def resolve_engine(name: str) -> Engine:
         return _ENGINES[name]
     if name == "pytesseract":
         engine: Engine = pytesseract_engine
+    elif name == "tesserocr":
+        from .tesserocr_engine import tesserocr_engine
+
+        engine = tesserocr_engine
     elif ":" in name:
         module_name, _, attr = name.partition(":")
         engine = getattr(importlib.import_module(module_name), attr)
     else:
         raise ValueError(
-            f"engine {name!r} is unknown; use 'pytesseract' or an import path "
+            f"engine {name!r} is unknown; use 'pytesseract', 'tesserocr' or an import path "
             "'package.module:function'."
         )
     _ENGINES[name] = engine
@@ -183,11 +187,21 @@ def _render_pdf_page(
 def _scoped_environment(settings: EngineSettings) -> Iterator[None]:
     """Tesseract single-threaded (``OMP_THREAD_LIMIT``) and temp files in the run's folder.
 
-    Scoped, because in sequential mode this runs in the user's own process.
+    In the run's own process (sequential mode: the user's process) the changes are
+    undone afterwards. In a worker process they are kept: a Dask worker runs pages
+    in several threads, and restoring the environment from one thread would let
+    another thread's Tesseract start without the limit.
     """
+    tmp_dir = settings.option("tmp_dir")
+    if os.getpid() != settings.option("main_pid"):
+        if settings.omp_thread_limit is not None:
+            os.environ["OMP_THREAD_LIMIT"] = settings.omp_thread_limit
+        if tmp_dir and os.path.isdir(tmp_dir) and "distributed" not in sys.modules:
+            tempfile.tempdir = tmp_dir  # a loky worker lives for one run: the run's folder
+        yield
+        return
     saved_omp = os.environ.get("OMP_THREAD_LIMIT")
     saved_tmp = tempfile.tempdir
-    tmp_dir = settings.option("tmp_dir")
     try:
         if settings.omp_thread_limit is not None:
             os.environ["OMP_THREAD_LIMIT"] = settings.omp_thread_limit
@@ -227,6 +241,10 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     error_type: str | None = None
     error: str | None = None
     extra: dict[str, Any] = {}
+    if "distributed" in sys.modules:
+        from .scaleout import worker_identity
+
+        extra.update(worker_identity())
     try:
         engine = resolve_engine(settings.engine)
         with _scoped_environment(settings), page_source(task, settings) as (src, width, height):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import contextlib
+import dataclasses
 import hashlib
 import logging
 import os
@@ -34,6 +35,7 @@ from .procs import child_subreaper, reap_orphans
 from .records import EngineSettings, PageResult
 from .resume import previous_records, reusable, settings_key, sha256_file
 from .runinfo import check_engine, check_memory, run_metadata
+from .scaleout import is_loopback
 from .sources import Document, discover
 from .trace import TraceRecorder
 
@@ -293,7 +295,7 @@ def _make_progress(total: int, enabled: bool) -> Any:
 
 def create_executor(cfg: OcrConfig) -> cf.Executor:
     """The executor for ``cfg``: loky's pool, in-process, or a Dask cluster's."""
-    if cfg.executor.startswith(("dask://", "tcp://")):
+    if cfg.remote:
         from .scaleout import dask_executor
 
         remote: cf.Executor = dask_executor(cfg.executor)
@@ -366,8 +368,8 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     tmp_root = layout.root / ".ocrlab-tmp"
     tmp_root.mkdir()
     settings = cfg.engine_settings()
-    settings = EngineSettings(**{**settings.__dict__,
-                                 "options": (*settings.options, ("tmp_dir", str(tmp_root)))})
+    settings = EngineSettings(**{**settings.__dict__, "options": (
+        *settings.options, ("tmp_dir", str(tmp_root)), ("main_pid", os.getpid()))})
     meta = run_metadata(cfg)
     meta.update(started_at=started_at, settings_key=key, resume=context.resume,
                 groups=[{"name": g.name, "inputs": list(g.inputs)} for g in context.groups])
@@ -420,9 +422,15 @@ def _schedule(cfg: OcrConfig, executor: cf.Executor, settings: EngineSettings,
               trace: TraceRecorder, monitor: Any, t0: int) -> None:
     """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
 
+    ship = cfg.remote and (cfg.ship_pages if cfg.ship_pages is not None
+                           else not is_loopback(cfg.executor))
+
     def tasks() -> Iterator[Any]:
         for doc in docs:
+            payload = Path(doc.path).read_bytes() if ship else None
             for task in doc.tasks:
+                if payload is not None:
+                    task = dataclasses.replace(task, payload=payload)
                 now = time.monotonic_ns()
                 if summary.startup_s is None:  # configuration to first submission
                     summary.startup_s = (now - t0) / 1e9
@@ -443,10 +451,18 @@ def _schedule(cfg: OcrConfig, executor: cf.Executor, settings: EngineSettings,
         return f"peak process-tree memory so far {monitor.peaks.rss_total / 2**20:.0f} MB"
 
     sequential = isinstance(executor, InlineExecutor)
+    if sequential:
+        limit = 1
+    elif cfg.remote and cfg.sources.get("workers") == "default":
+        # Bounded by the cluster's worker threads unless a worker count was given.
+        limit = getattr(executor, "capacity", cfg.effective_workers) * cfg.inflight_per_worker
+    else:
+        limit = cfg.max_inflight
     scheduler = BoundedScheduler(
-        executor, settings, 1 if sequential else cfg.max_inflight,
-        restart=None if sequential else restart, on_event=on_event,
-        deadline_s=None if sequential else _deadline_s(cfg), memory_note=memory_note)
+        executor, settings, limit,
+        restart=None if sequential or cfg.remote else restart, on_event=on_event,
+        deadline_s=None if sequential or cfg.remote else _deadline_s(cfg),
+        memory_note=memory_note)
     try:
         for done in scheduler.run(tasks()):
             collector.page_done(done.result, done.submit_ns, done.attempt)

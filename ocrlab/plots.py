@@ -27,14 +27,20 @@ def _figure(ncols: int = 1, width: float = 6.0, height: float = 3.6) -> tuple[Fi
 def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
     """Pages/s and speedup against workers, with the ideal line and the CLI reference."""
     fig, (ax1, ax2) = _figure(2)
-    n = [r["workers"] for r in table]
-    ax1.plot(n, [r["pages_per_s"] for r in table], "o-", label="ocrlab")
-    cli = [(r["workers"], r["pages"] / r["cli_wall_s"]) for r in table if r.get("cli_wall_s")]
+    n = sorted({r["workers"] for r in table})
+    for engine in dict.fromkeys(r.get("engine", "ocrlab") for r in table):
+        rows = [r for r in table if r.get("engine", "ocrlab") == engine]
+        label = f"ocrlab, {engine}" + (f" {rows[0]['engine_version']}"
+                                       if rows[0].get("engine_version") else "")
+        ax1.plot([r["workers"] for r in rows], [r["pages_per_s"] for r in rows], "o-",
+                 label=label)
+        ax2.plot([r["workers"] for r in rows], [r["speedup"] for r in rows], "o-", label=label)
+    cli = sorted({(r["workers"], r["pages"] / r["cli_wall_s"]) for r in table
+                  if r.get("cli_wall_s")})
     if cli:
         ax1.plot(*zip(*cli, strict=True), "s--", label="tesseract CLI (xargs -P N)")
     ax1.set(xlabel="workers", ylabel="pages / s", title="Throughput")
     ax1.legend()
-    ax2.plot(n, [r["speedup"] for r in table], "o-", label="measured")
     ax2.plot(n, n, ":", color="grey", label="ideal (N x 1 worker)")
     ax2.set(xlabel="workers", ylabel="speedup vs 1 worker", title="Speedup")
     ax2.legend()
@@ -47,9 +53,14 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
 def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> Figure:
     """Peak process-tree memory against workers, the container limit and the plan's budget."""
     fig, ax = _figure()
-    n = [r["workers"] for r in table]
-    ax.bar(n, [r["peak_rss_mb"] / 1024 for r in table], color="tab:blue",
-           label="measured peak (tree RSS)")
+    engines = list(dict.fromkeys(r.get("engine", "ocrlab") for r in table))
+    width = 0.8 / len(engines)
+    n = sorted({r["workers"] for r in table})
+    for i, engine in enumerate(engines):
+        rows = [r for r in table if r.get("engine", "ocrlab") == engine]
+        ax.bar([r["workers"] - 0.4 + width * (i + 0.5) for r in rows],
+               [r["peak_rss_mb"] / 1024 for r in rows], width=width,
+               label=f"measured peak (tree RSS), {engine}")
     budget = [(k, v) for k, v in PLAN_BUDGET_GB.items()]
     ax.plot(*zip(*budget, strict=True), "D--", color="tab:orange",
             label="verification plan budget")

@@ -71,8 +71,8 @@ def tesseract_languages(cmd: str | None = None) -> frozenset[str]:
 
 def check_engine(cfg: OcrConfig) -> None:
     """Fail at start-up, before any worker starts, when the default engine cannot run."""
-    if cfg.engine != "pytesseract":
-        return
+    if cfg.engine != "pytesseract" or cfg.remote:
+        return  # a remote cluster's workers have their own Tesseract
     if tesseract_version() is None:
         raise PipelineError(f"Tesseract was not found on PATH ({tesseract_cmd()!r}); "
                             f"{INSTALL_HINT}.")
@@ -123,6 +123,17 @@ def check_memory(cfg: OcrConfig) -> None:
         )
 
 
+def _tesserocr_version() -> str | None:
+    try:
+        from .tesserocr_engine import version
+    except ImportError:
+        return None
+    try:
+        return version()
+    except ImportError:
+        return None
+
+
 def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
     """Config, versions, host and limits: what the trace and the manifest record."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -134,6 +145,8 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
             "joblib": joblib.__version__,
             "pytesseract": _version("pytesseract"),
             "tesseract": tesseract_version() if cfg.engine == "pytesseract" else None,
+            "tesserocr_libtesseract": _tesserocr_version() if cfg.engine == "tesserocr"
+            else None,
             "Pillow": _version("Pillow"),
             "pypdfium2": _version("pypdfium2"),
             "psutil": _version("psutil"),

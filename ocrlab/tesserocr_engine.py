@@ -1,0 +1,103 @@
+"""An in-process engine: one loaded Tesseract API per worker process (``--engine tesserocr``).
+
+pytesseract starts a ``tesseract`` process per page, which loads the model and
+goes through temporary files. tesserocr binds libtesseract: the API (and the
+model) is created once per worker process, on its first page, and reused for
+every page after. The PyPI wheels bundle their own libtesseract (5.5.x at the
+time of writing) and Leptonica; the traineddata comes from the system
+(``TESSDATA_PREFIX`` or where the ``tesseract`` command finds it).
+
+Created lazily rather than in a pool initializer so that every executor (loky,
+in-process, Dask) gets it the same way and the pool is still created with
+``max_workers`` alone. The per-page timeout uses libtesseract's own deadline
+(``Recognize(timeout=ms)``); a page stuck elsewhere is caught by the scheduler's
+watchdog, which replaces the worker.
+
+Install with ``pip install 'ocrlab[tesserocr]'``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+from typing import Any
+
+from .errors import PageTimeoutError
+from .records import EngineSettings, PageTask
+
+_local = threading.local()  # one API per thread: Dask workers may run several threads
+
+
+_KNOWN_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
+               "/usr/share/tessdata", "/usr/local/share/tessdata",
+               "/opt/homebrew/share/tessdata")
+
+
+def tessdata_dir() -> str | None:
+    """Where the traineddata files are: ``TESSDATA_PREFIX``, a usual folder, or what the
+    ``tesseract`` command reports (asked last: it costs a process per worker)."""
+    prefix = os.environ.get("TESSDATA_PREFIX")
+    if prefix:
+        return prefix
+    for candidate in _KNOWN_DIRS:
+        if os.path.isfile(os.path.join(candidate, "eng.traineddata")):
+            return candidate
+    exe = shutil.which("tesseract")
+    if exe:
+        out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, check=False,
+                             timeout=30).stdout
+        match = re.search(r'"([^"]+)"', out)
+        if match:
+            return match.group(1)
+    return None
+
+
+def version() -> str:
+    """The libtesseract version the tesserocr wheel runs (first line of its banner)."""
+    import tesserocr
+
+    return str(tesserocr.tesseract_version()).split()[1]
+
+
+def _api(settings: EngineSettings) -> Any:
+    key = (settings.lang, settings.psm)
+    cached = getattr(_local, "api", None)
+    if cached is not None and getattr(_local, "key", None) == key:
+        return cached
+    import tesserocr
+
+    if cached is not None:
+        cached.End()
+    kwargs: dict[str, Any] = {"lang": settings.lang}
+    path = tessdata_dir()
+    if path:
+        kwargs["path"] = path.rstrip("/") + "/"
+    if settings.psm is not None:
+        kwargs["psm"] = settings.psm
+    _local.api = tesserocr.PyTessBaseAPI(**kwargs)
+    _local.key = key
+    return _local.api
+
+
+def tesserocr_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """OCR ``source`` with this process's loaded API; same contract as the pytesseract engine."""
+    api = _api(settings)
+    try:
+        api.SetImageFile(source)
+    except RuntimeError:
+        # The wheel's Leptonica lacks some formats (GIF): hand it decoded pixels instead.
+        from PIL import Image
+
+        with Image.open(source) as im:
+            api.SetImage(im.convert("L") if im.mode not in {"1", "L", "RGB"} else im.copy())
+    if not api.Recognize(timeout=int(settings.timeout_s * 1000)):
+        api.Clear()
+        raise PageTimeoutError(
+            f"libtesseract ran longer than the page timeout ({settings.timeout_s:g} s) and "
+            "stopped; raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow.")
+    text: str = api.GetUTF8Text()
+    api.Clear()
+    return text
