@@ -11,10 +11,11 @@ from __future__ import annotations
 
 import logging
 
+from .collector import RunSummary
 from .config import OcrConfig, load_config
 from .errors import ConfigError, OcrlabError, PageError, PipelineError
 from .executor import InlineExecutor, gather_ocr_pages
-from .pipeline import Group, RunContext, RunSummary, run, run_groups
+from .pipeline import Group, RunContext, run, run_groups
 from .records import EngineSettings, PageResult, PageTask
 from .sources import Document, discover
 

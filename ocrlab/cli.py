@@ -22,11 +22,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from .collector import EXIT_INTERRUPTED, EXIT_PIPELINE, EXIT_USAGE
 from .config import settings_table
 from .errors import ConfigError, PipelineError
-from .pipeline import EXIT_INTERRUPTED, EXIT_USAGE
-
-EXIT_PIPELINE = 3
 
 log = logging.getLogger("ocrlab")
 

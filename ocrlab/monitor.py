@@ -69,6 +69,8 @@ class Peaks:
     cgroup_peak: int | None = None
     fd_limit: int = 0
     samples: int = 0
+    #: CPU seconds the sampler thread spent sampling (its cost to the run)
+    overhead_s: float = 0.0
     #: (pid, name, rss, fds) of every process in the sample with the largest tree RSS:
     #: where the memory went
     at_peak: tuple[tuple[int, str, int, int], ...] = ()
@@ -113,9 +115,17 @@ def cgroup_memory_limit() -> int | None:
 
 
 def cgroup_memory_peak() -> int | None:
-    """The cgroup's recorded peak memory (``memory.peak``, kernel 5.19+), or ``None``."""
+    """The container's recorded peak memory, or ``None``.
+
+    cgroup v2 ``memory.peak`` (kernel 5.19+), else v1 ``memory.max_usage_in_bytes``.
+    It covers everything in the container since it started (page cache included),
+    so it bounds the run's peak from above rather than measuring it.
+    """
     cg = _cgroup_dir()
-    return _read_int(cg / "memory.peak") if cg is not None else None
+    peak = _read_int(cg / "memory.peak") if cg is not None else None
+    if peak is None:
+        peak = _read_int(Path("/sys/fs/cgroup/memory/memory.max_usage_in_bytes"))
+    return peak
 
 
 def available_memory() -> int:
@@ -254,7 +264,9 @@ class ProcessTreeMonitor:
     @property
     def peaks(self) -> Peaks:
         with self._lock:
-            return Peaks(**asdict(self._peaks))
+            peaks = Peaks(**asdict(self._peaks))
+        peaks.overhead_s = round(self.overhead_s, 4)
+        return peaks
 
     def __enter__(self) -> ProcessTreeMonitor:
         return self.start()

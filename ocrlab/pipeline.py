@@ -13,27 +13,29 @@ with ``max_workers=<workers>`` and shut down with ``wait=True`` in a
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import dataclasses
-import hashlib
 import logging
 import os
 import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from . import executor as executor_mod
-from .artifacts import ManifestWriter, OutputLayout, assemble_text, atomic_write_bytes
+from .artifacts import ManifestWriter, OutputLayout
+from .collector import (
+    Collector,
+    RunSummary,
+    run_log,
+)
 from .config import OcrConfig, load_config
-from .errors import PipelineError
 from .executor import BoundedScheduler, InlineExecutor, kill_workers
 from .procs import child_subreaper, reap_orphans
-from .records import EngineSettings, PageResult
-from .resume import previous_records, reusable, settings_key, sha256_file
+from .records import EngineSettings
+from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
 from .scaleout import is_loopback
 from .sources import Document, discover
@@ -41,10 +43,6 @@ from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
 
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 
 @dataclass(frozen=True)
@@ -69,216 +67,6 @@ class RunContext:
         items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir),
                    resume)
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, time, peaks, and where its files are."""
-
-    out_dir: Path
-    documents: int = 0
-    documents_ok: int = 0
-    documents_partial: int = 0
-    documents_failed: int = 0
-    pages: int = 0
-    pages_failed: int = 0
-    wall_s: float = 0.0
-    workers: int = 0
-    sequential: bool = True
-    restarts: int = 0
-    documents_kept: int = 0
-    startup_s: float | None = None
-    peaks: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def pages_per_s(self) -> float:
-        return self.pages / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.documents_partial + self.documents_failed == 0 else EXIT_SOME_FAILED
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "documents": self.documents, "documents_ok": self.documents_ok,
-            "documents_partial": self.documents_partial,
-            "documents_failed": self.documents_failed,
-            "documents_kept": self.documents_kept, "pages": self.pages,
-            "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
-            "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
-            "sequential": self.sequential, "restarts": self.restarts,
-            "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
-            "peaks": self.peaks,
-        }
-
-
-class _RunLogFilter(logging.Filter):
-    """Every line of the run log names a document and a page ('-' for run-level lines)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "doc"):
-            record.doc = "-"
-        if not hasattr(record, "page"):
-            record.page = "-"
-        return True
-
-
-@contextlib.contextmanager
-def _run_log(path: Path) -> Iterator[logging.Handler]:
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s"))
-    handler.addFilter(_RunLogFilter())
-    handler.setLevel(logging.INFO)
-    log.addHandler(handler)
-    previous = log.level
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(previous)
-        handler.close()
-
-
-@dataclass
-class _DocState:
-    doc: Document
-    lane: int
-    first_submit_ns: int = 0
-    results: dict[int, PageResult] = field(default_factory=dict)
-
-
-class Collector:
-    """Main-process side of a run: turns page results into artifacts, trace and manifest.
-
-    Pages arrive in completion order; a document is assembled, in page order,
-    once all its pages are in, then its state is dropped (memory stays
-    proportional to the documents in flight, not the batch).
-    """
-
-    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: ManifestWriter,
-                 summary: RunSummary, progress: Any, settings_key: str = ""):
-        self.settings_key = settings_key
-        self.layout = layout
-        self.trace = trace
-        self.manifest = manifest
-        self.summary = summary
-        self.progress = progress
-        self.open: dict[str, _DocState] = {}
-        self._free_lanes: list[int] = []
-        self._next_lane = 0
-
-    def _lane(self) -> int:
-        if self._free_lanes:
-            return self._free_lanes.pop(0)
-        self._next_lane += 1
-        return self._next_lane - 1
-
-    def submitted(self, doc: Document, submit_ns: int) -> None:
-        if doc.doc_id not in self.open:
-            self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
-
-    def kept(self, record: Mapping[str, Any]) -> None:
-        """A document a previous run finished with the same input and settings (resume)."""
-        self.summary.documents += 1
-        self.summary.documents_ok += 1
-        self.summary.documents_kept += 1
-        self.manifest.add({**record, "kept_from_previous_run": True})
-        log.info("kept from the previous run (same input and settings)",
-                 extra={"doc": record["doc_id"], "page": "-"})
-
-    def failed_document(self, doc: Document) -> None:
-        """A document that never reached a worker (unreadable, corrupt header, empty)."""
-        self.summary.documents += 1
-        self.summary.documents_failed += 1
-        self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
-                                      "error_type": doc.error_type, "error": doc.error})
-        log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
-        self.manifest.add({
-            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
-            "size_bytes": doc.size, "status": "failed", "pages": doc.n_pages, "pages_ok": 0,
-            "errors": [{"page": None, "type": doc.error_type, "message": doc.error}],
-            "chars": 0, "sha256": None, "artifact": None,
-            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
-        })
-
-    def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
-        self.trace.page(result, submit_ns, attempt)
-        self.summary.pages += 1
-        if not result.ok:
-            self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
-        state = self.open[result.doc_id]
-        state.results[result.page] = result
-        if len(state.results) == state.doc.n_pages:
-            self._finish(state)
-
-    def _finish(self, state: _DocState) -> None:
-        doc = state.doc
-        del self.open[doc.doc_id]
-        self._free_lanes.append(state.lane)
-        self._free_lanes.sort()
-        pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
-        errors = [{"page": r.page, "type": r.error_type, "message": r.error}
-                  for r in pages if not r.ok]
-        n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
-        for r in pages:
-            extra = {"doc": doc.doc_id, "page": r.page}
-            if r.ok:
-                log.info("ok %d chars in %.3f s (worker %d)", len(r.text or ""),
-                         (r.end_ns - r.start_ns) / 1e9, r.pid, extra=extra)
-            else:
-                log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.failures.append({"doc_id": doc.doc_id, "page": r.page,
-                                              "error_type": r.error_type, "error": r.error})
-        artifact_rel: str | None = None
-        text = ""
-        digest: str | None = None
-        if n_ok:
-            text = assemble_text([r.text or "" for r in pages])
-            data = text.encode("utf-8")
-            digest = hashlib.sha256(data).hexdigest()
-            target = self.layout.artifact_path(doc.doc_id)
-            try:
-                atomic_write_bytes(target, data)
-            except OSError as exc:
-                raise PipelineError(
-                    f"cannot write the artifact of {doc.doc_id!r} to {target} "
-                    f"({exc.strerror or exc}); check the output folder and free space."
-                ) from exc
-            artifact_rel = self.layout.relative(target)
-        end_ns = max(r.end_ns for r in pages)
-        self.summary.documents += 1
-        if status == "ok":
-            self.summary.documents_ok += 1
-        elif status == "partial":
-            self.summary.documents_partial += 1
-        else:
-            self.summary.documents_failed += 1
-        record = {
-            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
-            "size_bytes": doc.size, "status": status, "pages": doc.n_pages, "pages_ok": n_ok,
-            "errors": errors, "chars": len(text), "sha256": digest, "artifact": artifact_rel,
-            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
-            "seconds": {
-                "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
-                "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
-                "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
-            },
-            "workers": sorted({r.pid for r in pages}),
-        }
-        self.manifest.add(record)
-        self.trace.document(doc.doc_id, state.lane, state.first_submit_ns, end_ns,
-                            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok})
-        log.log(logging.INFO if status == "ok" else logging.WARNING,
-                "document %s: %d/%d pages, %d chars", status, n_ok, doc.n_pages, len(text),
-                extra={"doc": doc.doc_id, "page": "-"})
 
 
 def _progress_enabled(cfg: OcrConfig) -> bool:
@@ -384,7 +172,7 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     n_pages = sum(d.n_pages for d in todo)
     monitor = None
     status = "interrupted"
-    with _run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
+    with run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
         try:
             log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
                      len(docs), n_pages, cfg.effective_workers,
