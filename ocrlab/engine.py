@@ -108,6 +108,17 @@ def resolve_engine(name: str) -> Engine:
     return engine
 
 
+def release_engines() -> None:
+    """Free what in-process engines keep loaded (tesserocr's API and model).
+
+    Called after a sequential run: there the process is the user's own (a
+    notebook kernel), and the model should not outlive the run.
+    """
+    module = sys.modules.get("ocrlab.tesserocr_engine")
+    if module is not None:
+        module.release()
+
+
 def _check_size(width: int, height: int, settings: EngineSettings, what: str) -> None:
     megapixels = width * height / 1e6
     if megapixels > settings.max_megapixels:

@@ -32,6 +32,7 @@ from .collector import (
     run_log,
 )
 from .config import OcrConfig, load_config
+from .engine import release_engines
 from .executor import BoundedScheduler, InlineExecutor, kill_workers
 from .procs import child_subreaper, reap_orphans
 from .records import EngineSettings
@@ -132,7 +133,9 @@ def run_groups(
             return _run(context, cfg, layout, executor, t0, started_at)
     finally:
         executor.shutdown(wait=True)
-        if not isinstance(executor, InlineExecutor):
+        if isinstance(executor, InlineExecutor):
+            release_engines()
+        else:
             reap_orphans()
 
 
