@@ -31,7 +31,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from .errors import PageTimeoutError, PageTooLargeError, UnsupportedFormatError
+from .errors import (
+    PageTimeoutError,
+    PageTooLargeError,
+    TesseractError,
+    UnsupportedFormatError,
+)
 from .records import EngineSettings, PageResult, PageTask
 
 #: An engine turns a page file into text. ``source`` is a path Tesseract can read.
@@ -75,6 +80,11 @@ def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) ->
         text: str = pytesseract.image_to_string(
             source, lang=settings.lang, config=config, timeout=settings.timeout_s
         )
+    except pytesseract.TesseractError as exc:
+        detail = " ".join(str(exc.message).split()) or "no message"
+        raise TesseractError(
+            f"Tesseract could not read page {task.page} of {task.doc_id} (exit status "
+            f"{exc.status}): {detail}") from None
     except RuntimeError as exc:
         if "timeout" in str(exc).lower():
             raise PageTimeoutError(

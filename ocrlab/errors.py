@@ -38,6 +38,10 @@ class UnsupportedFormatError(PageError):
     """The file's content is not a format ocrlab can read."""
 
 
+class TesseractError(PageError):
+    """Tesseract exited with an error on the page (unreadable or corrupt image data)."""
+
+
 class PageTimeoutError(PageError):
     """The engine ran longer than the per-page timeout and was killed."""
 
