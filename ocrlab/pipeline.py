@@ -164,7 +164,10 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     meta = run_metadata(cfg)
     meta.update(started_at=started_at, settings_key=key, resume=context.resume,
                 groups=[{"name": g.name, "inputs": list(g.inputs)} for g in context.groups])
-    summary = RunSummary(out_dir=layout.root, workers=cfg.effective_workers,
+    workers = cfg.effective_workers
+    if cfg.remote and cfg.sources.get("workers") == "default":
+        workers = getattr(executor, "capacity", workers)  # the cluster's worker threads
+    summary = RunSummary(out_dir=layout.root, workers=workers,
                          sequential=isinstance(executor, InlineExecutor))
     trace = TraceRecorder(layout.trace, t0)
     trace.metadata(meta)

@@ -14,7 +14,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
-import os
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -82,13 +81,3 @@ def reap_orphans(names: Sequence[str] = ("tesseract",)) -> list[int]:
         log.warning("killed %d orphaned Tesseract process(es): %s", len(killed), killed)
     return killed
 
-
-def descendants_named(names: Sequence[str] = ("tesseract",), pid: int | None = None
-                      ) -> list[psutil.Process]:
-    """Live (non-zombie) descendants of ``pid`` (default: this process) called ``names``."""
-    out = []
-    for proc in psutil.Process(pid or os.getpid()).children(recursive=True):
-        with contextlib.suppress(psutil.Error):
-            if proc.name() in names and proc.status() != psutil.STATUS_ZOMBIE:
-                out.append(proc)
-    return out

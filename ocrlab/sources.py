@@ -35,8 +35,6 @@ DOCUMENT_EXTENSIONS = frozenset(
      ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
 )
 
-SUPPORTED_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp", "pdf"})
-
 
 def sniff_format(head: bytes) -> str | None:
     """Name the format of a file from its first bytes, or ``None`` if unsupported.
