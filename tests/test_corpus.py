@@ -64,6 +64,15 @@ def test_contents_formats_and_size(generated: Path) -> None:
     assert sum(len(v) for v in _tree(generated).values()) < 5 * 2**20
 
 
+@pytest.mark.parametrize("name", ["truncated.png", "not-an-image.tif", "empty.png"])
+def test_broken_files_are_unreadable_by_pil(generated: Path, name: str) -> None:
+    """Each broken file must fail to decode, or it would not exercise error handling."""
+    # UnidentifiedImageError is an OSError; a truncated PNG raises OSError on load().
+    with pytest.raises((OSError, SyntaxError)), Image.open(generated / "broken" / name) as im:
+        im.load()
+    assert ground_truth_path(generated / "broken" / name) is None
+
+
 def test_error_rates() -> None:
     assert cer("hello world", "hello world") == 0.0
     assert cer("abcd", "abed") == pytest.approx(0.25)
@@ -79,6 +88,35 @@ def test_tesseract_reads_the_corpus(generated: Path, tmp_path: Path) -> None:
     assert len(scores) == summary.documents_ok == 11
     worst = max(scores, key=lambda s: s["cer"])
     assert worst["cer"] < 0.02, worst
+
+
+@pytest.mark.slow
+def test_pytesseract_reads_each_kind_of_page(generated: Path) -> None:
+    """Without the pipeline: a grayscale PNG, a G4 TIFF page, a PDF page rendered at 300 dpi."""
+    import pytesseract
+
+    def gt_page(doc: Path, page: int) -> str:
+        gt = ground_truth_path(doc)
+        assert gt is not None
+        return gt.read_text(encoding="utf-8").split("\f")[page]
+
+    png = generated / "letters/letter-01.png"
+    tif = generated / "reports/report.tif"
+    pdf_path = generated / "books/chapter.pdf"
+    with Image.open(png) as im:
+        cases = [(im.copy(), gt_page(png, 0))]
+    with Image.open(tif) as im:
+        im.seek(1)
+        assert im.mode == "1" and im.info["compression"] == "group4"
+        cases.append((im.copy(), gt_page(tif, 1)))
+    pdf = pypdfium2.PdfDocument(pdf_path)
+    try:
+        cases.append((pdf[2].render(scale=300 / 72).to_pil(), gt_page(pdf_path, 2)))
+    finally:
+        pdf.close()
+    for image, reference in cases:
+        assert image.width >= 2480  # a full A4 page at 300 dpi
+        assert cer(reference, pytesseract.image_to_string(image, lang="eng")) < 0.05
 
 
 def test_bench_corpus_pages(tmp_path: Path) -> None:
