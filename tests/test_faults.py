@@ -202,8 +202,12 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
             return False
 
     _wait_for(some_done, timeout=120)
+    helpers = psutil.Process(proc.pid).children(recursive=True)  # loky workers and trackers
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # Nothing of the killed run lingers: workers die with their parent, trackers follow.
+    _, alive = psutil.wait_procs(helpers, timeout=60)
+    assert alive == [], [p.cmdline() for p in alive]
     # What a kill -9 leaves: complete artifacts or none, a loadable manifest and trace.
     manifest = load_manifest(out)
     assert manifest["status"] == "running"
