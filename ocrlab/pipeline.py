@@ -160,7 +160,8 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     tmp_root.mkdir()
     settings = cfg.engine_settings()
     settings = EngineSettings(**{**settings.__dict__, "options": (
-        *settings.options, ("tmp_dir", str(tmp_root)), ("main_pid", os.getpid()))})
+        *settings.options, ("tmp_dir", str(tmp_root)), ("main_pid", os.getpid()),
+        ("pool_worker", not cfg.remote and not isinstance(executor, InlineExecutor)))})
     meta = run_metadata(cfg)
     meta.update(started_at=started_at, settings_key=key, resume=context.resume,
                 groups=[{"name": g.name, "inputs": list(g.inputs)} for g in context.groups])

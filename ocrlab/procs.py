@@ -14,6 +14,8 @@ import contextlib
 import ctypes
 import ctypes.util
 import logging
+import os
+import signal
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -21,6 +23,7 @@ import psutil
 
 log = logging.getLogger(__name__)
 
+_PR_SET_PDEATHSIG = 1
 _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
@@ -45,6 +48,26 @@ def is_subreaper() -> bool:
             bool(flag.value)
     except (OSError, AttributeError):
         return False
+
+
+_PARENT_WATCHED = False
+
+
+def die_with_parent() -> None:
+    """Ask the kernel to SIGKILL this (worker) process when the process that started it dies.
+
+    Without it, ``kill -9`` of the main process leaves its loky workers (and so
+    loky's resource trackers, which wait for their pipes to close) idle forever,
+    ~60 MB each. Linux only; once per process.
+    """
+    global _PARENT_WATCHED
+    if _PARENT_WATCHED:
+        return
+    _PARENT_WATCHED = True
+    parent = os.getppid()
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import os
 import platform
+import re
 import resource
 import shutil
 import socket
@@ -60,13 +61,23 @@ def tesseract_version(cmd: str | None = None) -> str | None:
 
 
 @functools.lru_cache(maxsize=4)
-def tesseract_languages(cmd: str | None = None) -> frozenset[str]:
+def _list_langs(cmd: str | None = None) -> str:
+    """``tesseract --list-langs`` output ('' if Tesseract is missing); asked once per process."""
     exe = shutil.which(cmd or tesseract_cmd())
     if exe is None:
-        return frozenset()
-    out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30,
-                         check=False)
-    return frozenset(line.strip() for line in out.stdout.splitlines()[1:] if line.strip())
+        return ""
+    return subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30,
+                          check=False).stdout
+
+
+def tesseract_languages(cmd: str | None = None) -> frozenset[str]:
+    return frozenset(line.strip() for line in _list_langs(cmd).splitlines()[1:] if line.strip())
+
+
+def tesseract_tessdata(cmd: str | None = None) -> str | None:
+    """The traineddata folder the ``tesseract`` command uses (first line of --list-langs)."""
+    match = re.search(r'"([^"]+)"', _list_langs(cmd))
+    return match.group(1) if match else None
 
 
 def check_engine(cfg: OcrConfig) -> None:

@@ -21,9 +21,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-import re
-import shutil
-import subprocess
 import threading
 from typing import Any
 
@@ -47,14 +44,9 @@ def tessdata_dir() -> str | None:
     for candidate in _KNOWN_DIRS:
         if os.path.isfile(os.path.join(candidate, "eng.traineddata")):
             return candidate
-    exe = shutil.which("tesseract")
-    if exe:
-        out = subprocess.run([exe, "--list-langs"], capture_output=True, text=True, check=False,
-                             timeout=30).stdout
-        match = re.search(r'"([^"]+)"', out)
-        if match:
-            return match.group(1)
-    return None
+    from .runinfo import tesseract_tessdata
+
+    return tesseract_tessdata()
 
 
 def version() -> str:
