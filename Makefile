@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
 
-.PHONY: run test test-fast lint bench report corpus system-deps clean help
+.PHONY: run test test-fast lint format notebooks bench report corpus system-deps clean help
 
 help:
-	@echo "make run | test | test-fast | lint | bench | report | corpus | clean"
+	@echo "make run | test | test-fast | lint | format | notebooks | bench | report | corpus | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ocrlab needs Python 3.10+")'
@@ -35,9 +35,19 @@ test: $(STAMP) system-deps
 test-fast: $(STAMP) system-deps
 	$(BIN)/python -m pytest -m "not slow"
 
+# ruff reads notebooks too; the formatter check keeps `make format` applied.
 lint: $(STAMP)
-	$(BIN)/ruff check ocrlab tests
+	$(BIN)/ruff check ocrlab tests notebooks
+	$(BIN)/ruff format --check ocrlab tests notebooks
 	$(BIN)/mypy
+
+format: $(STAMP)
+	$(BIN)/ruff check --fix -q ocrlab tests notebooks || true
+	$(BIN)/ruff format ocrlab tests notebooks
+
+# notebooks/ is what people open; ocrlab/lab/notebooks/ is what the wheel ships.
+notebooks:
+	cp notebooks/*.ipynb ocrlab/lab/notebooks/
 
 bench: $(STAMP) system-deps
 	$(BIN)/ocrlab corpus --a4 12 bench-corpus

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 
-from .collector import RunSummary
 from .config import OcrConfig, load_config
-from .errors import ConfigError, OcrlabError, PageError, PipelineError
+from .errors import ConfigError, ExitCode, OcrlabError, PageError, PipelineError
 from .executor import InlineExecutor, gather_ocr_pages
 from .pipeline import Group, RunContext, run, run_groups
-from .records import EngineSettings, PageResult, PageTask
+from .records import EngineSettings, PageResult, PageTask, RunSummary
 from .sources import Document, discover
 
 __version__ = "0.1.0"
@@ -29,6 +28,7 @@ __all__ = [
     "ConfigError",
     "Document",
     "EngineSettings",
+    "ExitCode",
     "Group",
     "InlineExecutor",
     "OcrConfig",

@@ -9,15 +9,12 @@ Layout of an output folder::
       ocrlab.log          one line per event, each naming its document and page
       trace.json          Chrome Trace Event Format (opens in Perfetto)
 
-Everything is written by the main process. Every file is written to a
-temporary name in the same folder and renamed over the target, so a reader
-(or a run killed with ``kill -9``) sees a complete file or none. No fsync:
-the guarantee is against killed processes, not power loss.
+Everything is written by the main process, through :mod:`ocrlab.atomic`, so a
+reader (or a run killed with ``kill -9``) sees a complete file or none.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shutil
@@ -27,24 +24,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_write_bytes
 from .errors import PipelineError
+from .records import DocumentRecord
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temporary file in the same folder and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; artifacts are for sharing
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def assemble_text(pages: list[str]) -> str:
@@ -112,8 +96,8 @@ class ManifestWriter:
         self.documents: dict[str, dict[str, Any]] = {}
         self._last = 0.0
 
-    def add(self, record: Mapping[str, Any]) -> None:
-        self.documents[str(record["doc_id"])] = dict(record)
+    def add(self, record: DocumentRecord) -> None:
+        self.documents[record.doc_id] = record.as_dict()
         if time.monotonic() - self._last >= self.every_s:
             self.write("running")
 

@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .collector import EXIT_INTERRUPTED, EXIT_PIPELINE, EXIT_USAGE
 from .config import settings_table
-from .errors import ConfigError, PipelineError
+from .errors import ConfigError, ExitCode, PipelineError
 
 log = logging.getLogger("ocrlab")
 
@@ -111,7 +110,7 @@ def _add_corpus(sub: Any) -> None:
 
 
 def _cmd_corpus(args: argparse.Namespace) -> int:
-    from .corpus import generate_bench_corpus, generate_corpus
+    from .lab.corpus import generate_bench_corpus, generate_corpus
 
     if args.a4 is not None:
         if args.a4 < 1:
@@ -121,7 +120,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
     else:
         paths = generate_corpus(args.out, seed=1234 if args.seed is None else args.seed)
     print(f"wrote {len(paths)} files to {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def _add_bench(sub: Any) -> None:
@@ -139,7 +138,7 @@ def _add_bench(sub: Any) -> None:
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from .bench import bench, format_table
+    from .lab.bench import bench, format_table
 
     try:
         counts = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -154,7 +153,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         load_config(workers=n)
     engines = [e.strip() for e in args.engines.split(",") if e.strip()]
     for engine in engines:
-        from .engine import resolve_engine
+        from .engines.registry import resolve_engine
 
         try:
             resolve_engine(engine)
@@ -166,7 +165,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result["table"]))
     print(f"bench.json, bench.csv, runs.csv in {args.out}")
-    return 0
+    return ExitCode.OK
 
 
 def _add_report(sub: Any) -> None:
@@ -180,7 +179,7 @@ def _add_report(sub: Any) -> None:
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
-    from .report import build_reports
+    from .lab.report import build_reports
 
     counts = [int(x) for x in args.workers.split(",") if x.strip()]
     reports = build_reports(args.out, corpus=args.corpus, workers=counts,
@@ -189,7 +188,7 @@ def _cmd_report(args: argparse.Namespace) -> int:
         state = f"FAILED ({r.error})" if r.error else "ok"
         print(f"{r.name}: {state}, {r.seconds:.0f} s -> {r.html}")
     print(f"index: {Path(args.out) / 'index.html'}")
-    return 1 if any(r.error for r in reports) else 0
+    return ExitCode.SOME_FAILED if any(r.error for r in reports) else ExitCode.OK
 
 
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
@@ -225,14 +224,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as exc:
         print(f"ocrlab: configuration error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return ExitCode.USAGE
     except PipelineError as exc:
         print(f"ocrlab: {exc}", file=sys.stderr)
-        return EXIT_PIPELINE
+        return ExitCode.PIPELINE
     except KeyboardInterrupt:
         print("ocrlab: interrupted; finished documents are in the output folder",
               file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return ExitCode.INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -14,14 +14,15 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ManifestWriter, OutputLayout, assemble_text, atomic_write_bytes
+from .artifacts import ManifestWriter, OutputLayout, assemble_text
+from .atomic import atomic_write_bytes
 from .errors import PipelineError
-from .records import PageResult
+from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
 from .resume import sha256_file
 from .sources import Document
 from .trace import TraceRecorder
@@ -29,58 +30,6 @@ from .trace import TraceRecorder
 log = logging.getLogger("ocrlab")
 
 _HOST = socket.gethostname()
-
-EXIT_OK = 0
-EXIT_SOME_FAILED = 1
-EXIT_USAGE = 2
-EXIT_PIPELINE = 3
-EXIT_INTERRUPTED = 130
-
-
-@dataclass
-class RunSummary:
-    """What a run did: counts, time, peaks, and where its files are."""
-
-    out_dir: Path
-    documents: int = 0
-    documents_ok: int = 0
-    documents_partial: int = 0
-    documents_failed: int = 0
-    pages: int = 0
-    pages_failed: int = 0
-    wall_s: float = 0.0
-    workers: int = 0
-    sequential: bool = True
-    restarts: int = 0
-    documents_kept: int = 0
-    #: largest peak RSS of a reaped Tesseract process, as the workers' kernels report it
-    engine_maxrss: int = 0
-    startup_s: float | None = None
-    peaks: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def pages_per_s(self) -> float:
-        return self.pages / self.wall_s if self.wall_s > 0 else 0.0
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_OK if self.documents_partial + self.documents_failed == 0 else EXIT_SOME_FAILED
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "documents": self.documents, "documents_ok": self.documents_ok,
-            "documents_partial": self.documents_partial,
-            "documents_failed": self.documents_failed,
-            "documents_kept": self.documents_kept, "pages": self.pages,
-            "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
-            "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
-            "sequential": self.sequential, "restarts": self.restarts,
-            "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
-            "engine_maxrss": self.engine_maxrss,
-            "peaks": self.peaks,
-        }
-
 
 class _RunLogFilter(logging.Filter):
     """Every line of the run log names a document and a page ('-' for run-level lines)."""
@@ -150,29 +99,26 @@ class Collector:
         if doc.doc_id not in self.open:
             self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
 
-    def kept(self, record: Mapping[str, Any]) -> None:
+    def kept(self, record: DocumentRecord) -> None:
         """A document a previous run finished with the same input and settings (resume)."""
-        self.summary.documents += 1
-        self.summary.documents_ok += 1
+        self.summary.count("ok")
         self.summary.documents_kept += 1
-        self.manifest.add({**record, "kept_from_previous_run": True})
+        self.manifest.add(dataclasses.replace(record, kept_from_previous_run=True))
         log.info("kept from the previous run (same input and settings)",
-                 extra={"doc": record["doc_id"], "page": "-"})
+                 extra={"doc": record.doc_id, "page": "-"})
 
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
-        self.summary.documents += 1
-        self.summary.documents_failed += 1
+        self.summary.count("failed")
         self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
                                       "error_type": doc.error_type, "error": doc.error})
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
-        self.manifest.add({
-            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
-            "size_bytes": doc.size, "status": "failed", "pages": doc.n_pages, "pages_ok": 0,
-            "errors": [{"page": None, "type": doc.error_type, "message": doc.error}],
-            "chars": 0, "sha256": None, "artifact": None,
-            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
-        })
+        self.manifest.add(DocumentRecord(
+            doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
+            status="failed", pages=doc.n_pages, pages_ok=0,
+            errors=(ErrorEntry(None, doc.error_type, doc.error),),
+            input_sha256=sha256_file(doc.path), settings_key=self.settings_key,
+        ))
 
     def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
         if result.host and result.host != _HOST:
@@ -199,8 +145,7 @@ class Collector:
         self._free_lanes.append(state.lane)
         self._free_lanes.sort()
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
-        errors = [{"page": r.page, "type": r.error_type, "message": r.error}
-                  for r in pages if not r.ok]
+        errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
         status = "ok" if not errors else ("partial" if n_ok else "failed")
         for r in pages:
@@ -229,26 +174,19 @@ class Collector:
                 ) from exc
             artifact_rel = self.layout.relative(target)
         end_ns = max(r.end_ns for r in pages)
-        self.summary.documents += 1
-        if status == "ok":
-            self.summary.documents_ok += 1
-        elif status == "partial":
-            self.summary.documents_partial += 1
-        else:
-            self.summary.documents_failed += 1
-        record = {
-            "doc_id": doc.doc_id, "source": doc.path, "format": doc.fmt,
-            "size_bytes": doc.size, "status": status, "pages": doc.n_pages, "pages_ok": n_ok,
-            "errors": errors, "chars": len(text), "sha256": digest, "artifact": artifact_rel,
-            "input_sha256": sha256_file(doc.path), "settings_key": self.settings_key,
-            "seconds": {
+        self.summary.count(status)
+        self.manifest.add(DocumentRecord(
+            doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
+            status=status, pages=doc.n_pages, pages_ok=n_ok, errors=errors, chars=len(text),
+            sha256=digest, artifact=artifact_rel, input_sha256=sha256_file(doc.path),
+            settings_key=self.settings_key,
+            seconds={
                 "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
                 "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
-            "workers": sorted({r.pid for r in pages}),
-        }
-        self.manifest.add(record)
+            workers=tuple(sorted({r.pid for r in pages})),
+        ))
         self.trace.document(doc.doc_id, state.lane, state.first_submit_ns, end_ns,
                             {"status": status, "pages": doc.n_pages, "pages_ok": n_ok})
         log.log(logging.INFO if status == "ok" else logging.WARNING,

@@ -215,7 +215,7 @@ class OcrConfig:
     omp_thread_limit: str | None = "1"
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     #: where each value came from ("default", "env OCR_WORKERS", "config"...), for the trace
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+    provenance: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @property
     def effective_workers(self) -> int:
@@ -239,6 +239,12 @@ class OcrConfig:
         )
 
     @property
+    def workers_given(self) -> bool:
+        """True when the worker count was chosen (keyword, config or ``OCR_WORKERS``),
+        False when it is the default; a cluster then sizes the run by its own threads."""
+        return self.provenance.get("workers", "default") != "default"
+
+    @property
     def max_inflight(self) -> int:
         """Bound on submitted-but-unfinished pages: a few per worker, never unbounded."""
         return self.effective_workers * self.inflight_per_worker
@@ -260,7 +266,7 @@ class OcrConfig:
         """Plain values for the trace metadata and the manifest."""
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         out["engine_options"] = dict(self.engine_options)
-        out["sources"] = dict(self.sources)
+        out["provenance"] = dict(self.provenance)
         out["effective_workers"] = self.effective_workers
         out["sequential"] = self.sequential
         return out
@@ -304,36 +310,36 @@ def load_config(
             explicit[_canonical(key)] = value
 
     values: dict[str, Any] = {}
-    sources: dict[str, str] = dict(base.sources)
+    provenance: dict[str, str] = dict(base.provenance)
     for setting in SETTINGS:
         name = setting.key
         if name in explicit:
             values[name] = setting.parse(name, explicit[name])
-            sources[name] = "config"
+            provenance[name] = "config"
         elif env_allowed and setting.env and environ.get(setting.env) is not None:
             values[name] = setting.parse(setting.env, environ[setting.env])
-            sources[name] = f"env {setting.env}"
+            provenance[name] = f"env {setting.env}"
     # The rollback switches win over explicit values (see module docstring).
     for name in ("parallel_disabled", "max_workers"):
         var = _BY_KEY[name].env
         if var and environ.get(var) is not None:
             values[name] = _BY_KEY[name].parse(var, environ[var])
-            sources[name] = f"env {var}"
+            provenance[name] = f"env {var}"
     if "omp_thread_limit" in explicit:
         raw = explicit["omp_thread_limit"]
         values["omp_thread_limit"] = None if raw is None else str(raw)
     elif "OMP_THREAD_LIMIT" in environ:
         # The user chose Tesseract's thread count; respect it and record it.
         values["omp_thread_limit"] = environ["OMP_THREAD_LIMIT"]
-        sources["omp_thread_limit"] = "env OMP_THREAD_LIMIT"
+        provenance["omp_thread_limit"] = "env OMP_THREAD_LIMIT"
     if "engine_options" in explicit:
         opts = explicit["engine_options"]
         if not isinstance(opts, Mapping):
             raise ConfigError(f"engine_options={opts!r} must be a mapping of option to value.")
         values["engine_options"] = dict(opts)
     for name in _BY_KEY:
-        sources.setdefault(name, "default")
-    values["sources"] = sources
+        provenance.setdefault(name, "default")
+    values["provenance"] = provenance
     cfg = dataclasses.replace(base, **values)
     if cfg.workers > cfg.effective_workers:
         log.warning(

@@ -1,10 +1,22 @@
-"""The exception family of ocrlab.
+"""The exception family of ocrlab, and the exit codes the command line maps them to.
 
 Every message says which value was wrong, what was expected and what to do,
 because the person reading it is usually looking at a CI log, not the code.
 """
 
 from __future__ import annotations
+
+import enum
+
+
+class ExitCode(enum.IntEnum):
+    """What ``ocrlab`` exits with (README, "Exit codes"); scripts and CI branch on these."""
+
+    OK = 0  #: every document read
+    SOME_FAILED = 1  #: the run finished; some documents or pages failed (see the manifest)
+    USAGE = 2  #: bad command line or configuration value; nothing was run
+    PIPELINE = 3  #: the run could not start or go on (missing input, unwritable output)
+    INTERRUPTED = 130  #: Ctrl-C / SIGTERM; the manifest says ``interrupted``
 
 
 class OcrlabError(Exception):

@@ -36,9 +36,9 @@ from typing import Any
 
 from joblib.externals.loky import ProcessPoolExecutor
 
-from .engine import ocr_page
 from .errors import PageTimeoutError, WorkerDiedError
 from .records import EngineSettings, PageResult, PageTask
+from .worker import ocr_page
 
 log = logging.getLogger(__name__)
 

@@ -1,13 +1,30 @@
-"""The pipeline: sources -> executor -> collector -> artifacts, trace, manifest, log.
+"""The pipeline: where the data flow of a run is wired.
+
+::
+
+    inputs (files, folders)          main process                          worker processes
+      |
+      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen)
+      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan)
+      |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
+      |                                                                   settings)
+      |                                                                 pages: page -> file
+      |                                                                 engines: file -> text
+      |   <------------------------------------------------- PageResult (text | error,
+      |                                                       pid, times, memory)
+      |- collector: per-document assembly in page order, log, progress
+      |     |- artifacts: text/<doc_id>.txt (atomic), results.json (ManifestWriter)
+      |     '- trace: trace.json (Chrome Trace Event Format, appended live)
+      |- measure.monitor: tree memory, fds, live Tesseracts -> trace counters, peaks
+      '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
 :func:`run_groups` is the entry of the verification plan: several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
-one-group convenience for notebooks and scripts.
-
-The executor is created from :data:`ProcessPoolExecutor` (loky's, from joblib)
-with ``max_workers=<workers>`` and shut down with ``wait=True`` in a
-``finally``, also when the run raises :class:`~ocrlab.errors.PipelineError`.
+one-group convenience for notebooks and scripts. The executor is created from
+:data:`ocrlab.executor.ProcessPoolExecutor` (loky's) with ``max_workers=<workers>``
+and shut down with ``wait=True`` in a ``finally``, also when the run raises
+:class:`~ocrlab.errors.PipelineError`.
 """
 
 from __future__ import annotations
@@ -24,26 +41,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import executor as executor_mod
 from .artifacts import ManifestWriter, OutputLayout
-from .collector import (
-    Collector,
-    RunSummary,
-    run_log,
-)
+from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .engine import release_engines
-from .executor import BoundedScheduler, InlineExecutor, kill_workers
-from .procs import child_subreaper, reap_orphans
-from .records import EngineSettings
+from .executor import BoundedScheduler, kill_workers
+from .plan import ExecutionPlan
+from .procs import child_subreaper
+from .records import PageTask, RunSummary
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
-from .scaleout import is_loopback
 from .sources import Document, discover
 from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
-
 
 
 @dataclass(frozen=True)
@@ -63,11 +73,16 @@ class RunContext:
     resume: bool = False
 
     @classmethod
-    def single(cls, inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-               out_dir: str | os.PathLike[str], resume: bool = False) -> RunContext:
+    def single(
+        cls,
+        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        resume: bool = False,
+    ) -> RunContext:
         items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir),
-                   resume)
+        return cls(
+            (Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir), resume
+        )
 
 
 def _progress_enabled(cfg: OcrConfig) -> bool:
@@ -80,34 +95,6 @@ def _make_progress(total: int, enabled: bool) -> Any:
     from tqdm import tqdm
 
     return tqdm(total=total, unit="page", desc="OCR", disable=not enabled, dynamic_ncols=True)
-
-
-def create_executor(cfg: OcrConfig) -> cf.Executor:
-    """The executor for ``cfg``: loky's pool, in-process, or a Dask cluster's."""
-    if cfg.remote:
-        from .scaleout import dask_executor
-
-        remote: cf.Executor = dask_executor(cfg.executor)
-        return remote
-    if cfg.sequential:
-        return InlineExecutor()
-    # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
-    pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=cfg.effective_workers)
-    return pool
-
-
-def _start_monitor(cfg: OcrConfig, trace: TraceRecorder) -> Any:
-    if cfg.monitor_interval <= 0:
-        return None
-    from .monitor import ProcessTreeMonitor, Sample
-
-    def on_sample(s: Sample) -> None:
-        trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
-                                              "main RSS": round(s.rss_main / 2**20, 2)})
-        trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
-        trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
-
-    return ProcessTreeMonitor(interval_s=cfg.monitor_interval, on_sample=on_sample).start()
 
 
 def run_groups(
@@ -125,151 +112,155 @@ def run_groups(
     cfg = load_config(config)
     check_engine(cfg)
     check_memory(cfg)
-    layout = OutputLayout(context.out_dir)
-    started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-    executor = create_executor(cfg)
+    plan = ExecutionPlan.from_config(cfg)
+    executor = plan.start()
     try:
+        plan = plan.sized(executor)
         with child_subreaper():
-            return _run(context, cfg, layout, executor, t0, started_at)
+            return _Run(context, plan, executor, t0).execute()
     finally:
         executor.shutdown(wait=True)
-        if isinstance(executor, InlineExecutor):
-            release_engines()
-        else:
-            reap_orphans()
+        plan.after_run()
 
 
-def _deadline_s(cfg: OcrConfig) -> float:
-    """How long a page may stay submitted before it is presumed hung (see BoundedScheduler).
+class _Run:
+    """One run's state: what was found, where it goes, and the recorders it feeds."""
 
-    A page may wait behind ``inflight_per_worker - 1`` others on its worker, each
-    bounded by the Tesseract timeout; 10% + 5 s covers opening and rendering.
-    """
-    return cfg.inflight_per_worker * (cfg.page_timeout * 1.1 + 5.0)
+    def __init__(self, context: RunContext, plan: ExecutionPlan, executor: cf.Executor,
+                 t0: int) -> None:
+        self.context = context
+        self.plan = plan
+        self.cfg = plan.cfg
+        self.executor = executor
+        self.t0 = t0
+        self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.layout = OutputLayout(context.out_dir)
+        self.tmp_root = self.layout.root / ".ocrlab-tmp"
+        self.key = settings_key(self.cfg)
+        self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
+                                  sequential=plan.sequential)
+        self.monitor: Any = None
 
+    def execute(self) -> RunSummary:
+        docs: list[Document] = []
+        for group in self.context.groups:
+            docs.extend(discover(group.inputs, group=group.name, exclude=[self.layout.root]))
+        previous = previous_records(self.layout) if self.context.resume else {}
+        self.layout.prepare()
+        self.tmp_root.mkdir()
+        meta = run_metadata(self.cfg)
+        meta.update(started_at=self.started_at, settings_key=self.key,
+                    resume=self.context.resume,
+                    groups=[{"name": g.name, "inputs": list(g.inputs)}
+                            for g in self.context.groups])
+        self.trace = TraceRecorder(self.layout.trace, self.t0)
+        self.trace.metadata(meta)
+        self.manifest = ManifestWriter(self.layout.manifest, meta)
+        kept = {d.doc_id for d in docs if d.ok and reusable(previous.get(d.doc_id), d.path,
+                                                             self.key, self.layout)}
+        todo = [d for d in docs if d.ok and d.doc_id not in kept]
+        n_pages = sum(d.n_pages for d in todo)
+        status = "interrupted"
+        with run_log(self.layout.log), \
+                _make_progress(n_pages, _progress_enabled(self.cfg)) as bar:
+            try:
+                log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
+                         len(docs), n_pages, self.cfg.effective_workers,
+                         " (sequential, in-process)" if self.plan.sequential else "",
+                         self.cfg.engine, f"; resuming, {len(kept)} document(s) kept"
+                         if self.context.resume else "")
+                self.monitor = self._start_monitor()
+                self.collector = Collector(self.layout, self.trace, self.manifest,
+                                           self.summary, bar, self.key)
+                for doc in docs:
+                    if doc.doc_id in kept:
+                        self.collector.kept(previous[doc.doc_id])
+                    elif not doc.ok:
+                        self.collector.failed_document(doc)
+                self._schedule(todo)
+                status = "complete"
+            finally:
+                self._finish(status)
+        return self.summary
 
-def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf.Executor,
-         t0: int, started_at: str) -> RunSummary:
-    docs: list[Document] = []
-    for group in context.groups:
-        docs.extend(discover(group.inputs, group=group.name, exclude=[layout.root]))
-    previous = previous_records(layout) if context.resume else {}
-    layout.prepare()
-    key = settings_key(cfg)
-    tmp_root = layout.root / ".ocrlab-tmp"
-    tmp_root.mkdir()
-    settings = cfg.engine_settings()
-    settings = EngineSettings(**{**settings.__dict__, "options": (
-        *settings.options, ("tmp_dir", str(tmp_root)), ("main_pid", os.getpid()),
-        ("pool_worker", not cfg.remote and not isinstance(executor, InlineExecutor)))})
-    meta = run_metadata(cfg)
-    meta.update(started_at=started_at, settings_key=key, resume=context.resume,
-                groups=[{"name": g.name, "inputs": list(g.inputs)} for g in context.groups])
-    workers = cfg.effective_workers
-    if cfg.remote and cfg.sources.get("workers") == "default":
-        workers = getattr(executor, "capacity", workers)  # the cluster's worker threads
-    summary = RunSummary(out_dir=layout.root, workers=workers,
-                         sequential=isinstance(executor, InlineExecutor))
-    trace = TraceRecorder(layout.trace, t0)
-    trace.metadata(meta)
-    manifest = ManifestWriter(layout.manifest, meta)
-    kept = {d.doc_id for d in docs if d.ok and reusable(previous.get(d.doc_id), d.path, key,
-                                                         layout)}
-    todo = [d for d in docs if d.ok and d.doc_id not in kept]
-    n_pages = sum(d.n_pages for d in todo)
-    monitor = None
-    status = "interrupted"
-    with run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
-        try:
-            log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
-                     len(docs), n_pages, cfg.effective_workers,
-                     " (sequential, in-process)" if summary.sequential else "", cfg.engine,
-                     f"; resuming, {len(kept)} document(s) kept" if context.resume else "")
-            monitor = _start_monitor(cfg, trace)
-            collector = Collector(layout, trace, manifest, summary, bar, key)
-            for doc in docs:
-                if doc.doc_id in kept:
-                    collector.kept(previous[doc.doc_id])
-                elif not doc.ok:
-                    collector.failed_document(doc)
-            _schedule(cfg, executor, settings, todo, collector, summary, trace, monitor, t0)
-            status = "complete"
-        finally:
-            summary.wall_s = (time.monotonic_ns() - t0) / 1e9
-            if monitor is not None:
-                summary.peaks = monitor.stop().as_dict()
-            manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-            manifest.run["wall_s"] = round(summary.wall_s, 4)
-            manifest.write(status, summary.as_dict())
-            trace.instant("run_end", time.monotonic_ns(), {"status": status,
-                                                           **summary.as_dict()})
-            trace.close()
-            shutil.rmtree(tmp_root, ignore_errors=True)
-            log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
-                     status, summary.documents, summary.documents_ok,
-                     summary.documents_partial, summary.documents_failed, summary.pages,
-                     summary.wall_s)
-    return summary
+    def _start_monitor(self) -> Any:
+        if self.cfg.monitor_interval <= 0:
+            return None
+        from .measure.monitor import ProcessTreeMonitor, Sample
 
+        trace = self.trace
 
-def _schedule(cfg: OcrConfig, executor: cf.Executor, settings: EngineSettings,
-              docs: Sequence[Document], collector: Collector, summary: RunSummary,
-              trace: TraceRecorder, monitor: Any, t0: int) -> None:
-    """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
+        def on_sample(s: Sample) -> None:
+            trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
+                                                  "main RSS": round(s.rss_main / 2**20, 2)})
+            trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
+            trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
-    ship = cfg.remote and (cfg.ship_pages if cfg.ship_pages is not None
-                           else not is_loopback(cfg.executor))
+        return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
+                                  on_sample=on_sample).start()
 
-    def tasks() -> Iterator[Any]:
+    def _tasks(self, docs: Sequence[Document]) -> Iterator[PageTask]:
+        """The pages of ``docs`` in order, each announced to the collector as it is submitted."""
         for doc in docs:
-            payload = Path(doc.path).read_bytes() if ship else None
+            payload = Path(doc.path).read_bytes() if self.plan.ship_pages else None
             for task in doc.tasks:
                 if payload is not None:
                     task = dataclasses.replace(task, payload=payload)
                 now = time.monotonic_ns()
-                if summary.startup_s is None:  # configuration to first submission
-                    summary.startup_s = (now - t0) / 1e9
-                collector.submitted(doc, now)
+                if self.summary.startup_s is None:  # configuration to first submission
+                    self.summary.startup_s = (now - self.t0) / 1e9
+                self.collector.submitted(doc, now)
                 yield task
 
-    def on_event(kind: str, info: dict[str, Any]) -> None:
-        trace.instant(kind, time.monotonic_ns(), info)
+    def _on_event(self, kind: str, info: dict[str, Any]) -> None:
+        self.trace.instant(kind, time.monotonic_ns(), info)
         log.warning("%s: %s", kind, info)
 
-    def restart() -> cf.Executor:
-        reap_orphans()  # the dead worker's Tesseract, re-parented to us
-        return create_executor(cfg)
-
-    def memory_note() -> str:
-        if monitor is None:
+    def _memory_note(self) -> str:
+        if self.monitor is None:
             return ""
-        return f"peak process-tree memory so far {monitor.peaks.rss_total / 2**20:.0f} MB"
+        return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
 
-    sequential = isinstance(executor, InlineExecutor)
-    if sequential:
-        limit = 1
-    elif cfg.remote and cfg.sources.get("workers") == "default":
-        # Bounded by the cluster's worker threads unless a worker count was given.
-        limit = getattr(executor, "capacity", cfg.effective_workers) * cfg.inflight_per_worker
-    else:
-        limit = cfg.max_inflight
-    scheduler = BoundedScheduler(
-        executor, settings, limit,
-        restart=None if sequential or cfg.remote else restart, on_event=on_event,
-        deadline_s=None if sequential or cfg.remote else _deadline_s(cfg),
-        memory_note=memory_note)
-    try:
-        for done in scheduler.run(tasks()):
-            collector.page_done(done.result, done.submit_ns, done.attempt)
-    except BaseException:
-        # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
-        # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
-        kill_workers(scheduler.executor)
-        raise
-    finally:
-        if scheduler.executor is not executor:  # a restarted pool is ours to close
-            scheduler.executor.shutdown(wait=True)
-        summary.restarts = scheduler.restarts
+    def _schedule(self, docs: Sequence[Document]) -> None:
+        """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
+        settings = dataclasses.replace(
+            self.cfg.engine_settings(), tmp_dir=str(self.tmp_root), main_pid=os.getpid(),
+            pool_worker=self.plan.pool_worker)
+        scheduler = BoundedScheduler(
+            self.executor, settings, self.plan.limit,
+            restart=self.plan.start if self.plan.restartable else None,
+            on_event=self._on_event, deadline_s=self.plan.deadline_s,
+            memory_note=self._memory_note)
+        try:
+            for done in scheduler.run(self._tasks(docs)):
+                self.collector.page_done(done.result, done.submit_ns, done.attempt)
+        except BaseException:
+            # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
+            # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
+            kill_workers(scheduler.executor)
+            raise
+        finally:
+            if scheduler.executor is not self.executor:  # a restarted pool is ours to close
+                scheduler.executor.shutdown(wait=True)
+            self.summary.restarts = scheduler.restarts
+
+    def _finish(self, status: str) -> None:
+        """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone."""
+        summary = self.summary
+        summary.wall_s = (time.monotonic_ns() - self.t0) / 1e9
+        if self.monitor is not None:
+            summary.peaks = self.monitor.stop().as_dict()
+        self.manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.manifest.run["wall_s"] = round(summary.wall_s, 4)
+        self.manifest.write(status, summary.as_dict())
+        self.trace.instant("run_end", time.monotonic_ns(), {"status": status,
+                                                            **summary.as_dict()})
+        self.trace.close()
+        shutil.rmtree(self.tmp_root, ignore_errors=True)
+        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
+                 status, summary.documents, summary.documents_ok,
+                 summary.documents_partial, summary.documents_failed, summary.pages,
+                 summary.wall_s)
 
 
 def run(

@@ -1,16 +1,22 @@
-"""The small records that cross the process boundary.
+"""The small typed records of a run: what crosses the process boundary, what the manifest holds.
 
 Everything a worker receives (:class:`PageTask`, :class:`EngineSettings`) and
 everything it sends back (:class:`PageResult`) is defined here, frozen and
 picklable, so the cost of a page in inter-process traffic is a few hundred
 bytes. Pixels never travel: the worker opens the page itself from ``path``
 (or, for executors on other hosts, from ``payload``, the file's bytes).
+
+What the main process writes is typed here too: one :class:`DocumentRecord`
+per document in ``results.json``, and the :class:`RunSummary` a run returns.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
+
+from .errors import ExitCode
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,14 @@ class EngineSettings:
     timeout_s: float = 300.0
     max_megapixels: float = 200.0
     omp_thread_limit: str | None = "1"
+    #: engine-specific options (``engine_options``; the fault-injection fakes read them)
     options: tuple[tuple[str, Any], ...] = ()
+    #: the run's private temporary folder: Tesseract's and PDFium's page files go there
+    tmp_dir: str | None = None
+    #: the main process's pid: a page run in it (sequential mode) must undo what it changes
+    main_pid: int = 0
+    #: True in a loky worker of this run: it lives for the run and dies with the main process
+    pool_worker: bool = False
 
     def option(self, name: str, default: Any = None) -> Any:
         """Look up an engine-specific option (used by fault-injection engines)."""
@@ -91,3 +104,136 @@ class PageResult:
     @property
     def key(self) -> tuple[str, int]:
         return (self.doc_id, self.page)
+
+
+@dataclass(frozen=True)
+class ErrorEntry:
+    """One failure of a document: a page (``page`` set) or the whole file (``page`` None)."""
+
+    page: int | None
+    type: str | None
+    message: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"page": self.page, "type": self.type, "message": self.message}
+
+
+@dataclass(frozen=True)
+class DocumentRecord:
+    """One document's entry in ``results.json`` (schema ``ocrlab.results/1``).
+
+    ``status`` is ``ok`` (every page read), ``partial`` or ``failed``;
+    ``artifact`` is the text file relative to the output folder (``None`` when no
+    page was read); ``sha256`` its digest and ``input_sha256`` the input's, which
+    ``--resume`` compares; ``seconds`` and ``workers`` exist for OCRed documents only.
+    """
+
+    doc_id: str
+    source: str
+    format: str | None
+    size_bytes: int
+    status: str
+    pages: int
+    pages_ok: int
+    errors: tuple[ErrorEntry, ...] = ()
+    chars: int = 0
+    sha256: str | None = None
+    artifact: str | None = None
+    input_sha256: str | None = None
+    settings_key: str = ""
+    seconds: dict[str, float] | None = None
+    workers: tuple[int, ...] | None = None
+    kept_from_previous_run: bool = False
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON object written to the manifest (keys as README documents them)."""
+        out: dict[str, Any] = {
+            "doc_id": self.doc_id, "source": self.source, "format": self.format,
+            "size_bytes": self.size_bytes, "status": self.status, "pages": self.pages,
+            "pages_ok": self.pages_ok, "errors": [e.as_dict() for e in self.errors],
+            "chars": self.chars, "sha256": self.sha256, "artifact": self.artifact,
+            "input_sha256": self.input_sha256, "settings_key": self.settings_key,
+        }
+        if self.seconds is not None:
+            out["seconds"] = dict(self.seconds)
+        if self.workers is not None:
+            out["workers"] = list(self.workers)
+        if self.kept_from_previous_run:
+            out["kept_from_previous_run"] = True
+        return out
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> DocumentRecord:
+        """Read a record back from a manifest (``--resume``); unknown keys are ignored."""
+        workers = data.get("workers")
+        return cls(
+            doc_id=str(data["doc_id"]), source=str(data.get("source", "")),
+            format=data.get("format"), size_bytes=int(data.get("size_bytes") or 0),
+            status=str(data.get("status", "")), pages=int(data.get("pages") or 0),
+            pages_ok=int(data.get("pages_ok") or 0),
+            errors=tuple(ErrorEntry(e.get("page"), e.get("type"), e.get("message"))
+                         for e in data.get("errors", [])),
+            chars=int(data.get("chars") or 0), sha256=data.get("sha256"),
+            artifact=data.get("artifact"), input_sha256=data.get("input_sha256"),
+            settings_key=str(data.get("settings_key", "")), seconds=data.get("seconds"),
+            workers=None if workers is None else tuple(int(w) for w in workers),
+            kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
+        )
+
+
+@dataclass
+class RunSummary:
+    """What a run did: counts, time, peaks, and where its files are."""
+
+    out_dir: Path
+    documents: int = 0
+    documents_ok: int = 0
+    documents_partial: int = 0
+    documents_failed: int = 0
+    pages: int = 0
+    pages_failed: int = 0
+    wall_s: float = 0.0
+    workers: int = 0
+    sequential: bool = True
+    restarts: int = 0
+    documents_kept: int = 0
+    #: largest peak RSS of a reaped Tesseract process, as the workers' kernels report it
+    engine_maxrss: int = 0
+    startup_s: float | None = None
+    peaks: dict[str, Any] = field(default_factory=dict)
+    failures: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.wall_s if self.wall_s > 0 else 0.0
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """``OK`` when every document was read, else ``SOME_FAILED``."""
+        if self.documents_partial + self.documents_failed == 0:
+            return ExitCode.OK
+        return ExitCode.SOME_FAILED
+
+    def count(self, status: str) -> None:
+        """Count one finished document of ``status`` (``ok``, ``partial``, ``failed``)."""
+        self.documents += 1
+        if status == "ok":
+            self.documents_ok += 1
+        elif status == "partial":
+            self.documents_partial += 1
+        else:
+            self.documents_failed += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "documents": self.documents, "documents_ok": self.documents_ok,
+            "documents_partial": self.documents_partial,
+            "documents_failed": self.documents_failed,
+            "documents_kept": self.documents_kept, "pages": self.pages,
+            "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
+            "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
+            "sequential": self.sequential, "restarts": self.restarts,
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
+            "engine_maxrss": self.engine_maxrss,
+            "peaks": self.peaks,
+        }

@@ -13,13 +13,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from .artifacts import OutputLayout
 from .config import OcrConfig
-from .runinfo import tesseract_version
+from .engines.registry import engine_version
+from .records import DocumentRecord
 
 
 def sha256_file(path: str | Path) -> str | None:
@@ -38,26 +37,34 @@ def settings_key(cfg: OcrConfig) -> str:
     shaping = {
         "engine": cfg.engine, "lang": cfg.lang, "psm": cfg.psm, "dpi": cfg.dpi,
         "engine_options": {k: v for k, v in sorted(cfg.engine_options.items())},
-        "tesseract": tesseract_version() if cfg.engine == "pytesseract" else None,
+        "tesseract": engine_version(cfg.engine),
     }
     blob = json.dumps(shaping, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def previous_records(layout: OutputLayout) -> dict[str, dict[str, Any]]:
+def previous_records(layout: OutputLayout) -> dict[str, DocumentRecord]:
     """Document records of the run that last wrote ``layout`` ({} if none or unreadable)."""
     try:
         data = json.loads(layout.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {d["doc_id"]: d for d in data.get("documents", []) if "doc_id" in d}
+    out: dict[str, DocumentRecord] = {}
+    for raw in data.get("documents", []):
+        if isinstance(raw, dict) and "doc_id" in raw:
+            try:
+                record = DocumentRecord.from_dict(raw)
+            except (TypeError, ValueError):
+                continue  # a record we cannot read is a document to redo
+            out[record.doc_id] = record
+    return out
 
 
-def reusable(record: Mapping[str, Any] | None, source: str, key: str,
+def reusable(record: DocumentRecord | None, source: str, key: str,
              layout: OutputLayout) -> bool:
     """True when ``record`` describes a finished, still valid result for ``source``."""
-    if not record or record.get("status") != "ok" or record.get("settings_key") != key:
+    if record is None or record.status != "ok" or record.settings_key != key:
         return False
-    if not record.get("artifact") or record.get("input_sha256") != sha256_file(source):
+    if not record.artifact or record.input_sha256 != sha256_file(source):
         return False
-    return sha256_file(layout.root / record["artifact"]) == record.get("sha256")
+    return sha256_file(layout.root / record.artifact) == record.sha256

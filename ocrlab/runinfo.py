@@ -1,4 +1,7 @@
-"""Facts about the machine and the software a run used, and start-up checks of the engine.
+"""Facts about the machine and the software a run used, and the start-up checks.
+
+The Tesseract facts themselves come from :mod:`ocrlab.engines.tesseract` (asked
+once per process); host figures from :mod:`ocrlab.measure.host`.
 
 Recorded in the trace metadata and the manifest, because a timing or an OCR
 difference means nothing without the Tesseract version and CPU count behind it.
@@ -6,14 +9,10 @@ difference means nothing without the Tesseract version and CPU count behind it.
 
 from __future__ import annotations
 
-import functools
 import os
 import platform
-import re
 import resource
-import shutil
 import socket
-import subprocess
 import sys
 from importlib import metadata
 from typing import Any
@@ -21,13 +20,15 @@ from typing import Any
 import joblib
 
 from .config import OcrConfig
-from .errors import ConfigError, PipelineError
-
-INSTALL_HINT = (
-    "install it with 'sudo apt-get install tesseract-ocr' (Debian/Ubuntu), "
-    "'brew install tesseract' (macOS) or 'conda install -c conda-forge tesseract', "
-    "or point pytesseract.pytesseract.tesseract_cmd at the binary"
+from .engines.registry import engine_version
+from .engines.tesseract import (
+    INSTALL_HINT,
+    tesseract_cmd,
+    tesseract_languages,
+    tesseract_version,
 )
+from .errors import ConfigError, PipelineError
+from .measure.host import available_memory, cgroup_memory_limit
 
 
 def _version(dist: str) -> str | None:
@@ -35,49 +36,6 @@ def _version(dist: str) -> str | None:
         return metadata.version(dist)
     except metadata.PackageNotFoundError:
         return None
-
-
-def tesseract_cmd() -> str:
-    """The Tesseract binary pytesseract will run (users may point it elsewhere)."""
-    from .engine import import_pytesseract
-
-    cmd: str = import_pytesseract().pytesseract.tesseract_cmd
-    return cmd
-
-
-@functools.lru_cache(maxsize=4)
-def tesseract_version(cmd: str | None = None) -> str | None:
-    """The ``tesseract --version`` first line's version, or ``None`` if not installed."""
-    exe = shutil.which(cmd or tesseract_cmd())
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=30,
-                             check=False)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    first = (out.stdout or out.stderr).splitlines()[:1]
-    return first[0].split()[-1] if first else None
-
-
-@functools.lru_cache(maxsize=4)
-def _list_langs(cmd: str | None = None) -> str:
-    """``tesseract --list-langs`` output ('' if Tesseract is missing); asked once per process."""
-    exe = shutil.which(cmd or tesseract_cmd())
-    if exe is None:
-        return ""
-    return subprocess.run([exe, "--list-langs"], capture_output=True, text=True, timeout=30,
-                          check=False).stdout
-
-
-def tesseract_languages(cmd: str | None = None) -> frozenset[str]:
-    return frozenset(line.strip() for line in _list_langs(cmd).splitlines()[1:] if line.strip())
-
-
-def tesseract_tessdata(cmd: str | None = None) -> str | None:
-    """The traineddata folder the ``tesseract`` command uses (first line of --list-langs)."""
-    match = re.search(r'"([^"]+)"', _list_langs(cmd))
-    return match.group(1) if match else None
 
 
 def check_engine(cfg: OcrConfig) -> None:
@@ -105,8 +63,6 @@ def memory_budget(cfg: OcrConfig) -> tuple[float, str]:
     """(MB the run may use, where that figure comes from)."""
     if cfg.memory_budget_mb is not None:
         return cfg.memory_budget_mb, "memory_budget_mb"
-    from .monitor import available_memory, cgroup_memory_limit
-
     limit = cgroup_memory_limit()
     if limit is not None:
         return limit / 2**20, "the container's cgroup memory limit"
@@ -134,17 +90,6 @@ def check_memory(cfg: OcrConfig) -> None:
         )
 
 
-def _tesserocr_version() -> str | None:
-    try:
-        from .tesserocr_engine import version
-    except ImportError:
-        return None
-    try:
-        return version()
-    except ImportError:
-        return None
-
-
 def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
     """Config, versions, host and limits: what the trace and the manifest record."""
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -155,8 +100,8 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
             "python": sys.version.split()[0],
             "joblib": joblib.__version__,
             "pytesseract": _version("pytesseract"),
-            "tesseract": tesseract_version() if cfg.engine == "pytesseract" else None,
-            "tesserocr_libtesseract": _tesserocr_version() if cfg.engine == "tesserocr"
+            "tesseract": engine_version("pytesseract") if cfg.engine == "pytesseract" else None,
+            "tesserocr_libtesseract": engine_version("tesserocr") if cfg.engine == "tesserocr"
             else None,
             "Pillow": _version("Pillow"),
             "pypdfium2": _version("pypdfium2"),

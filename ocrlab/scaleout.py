@@ -65,7 +65,7 @@ class DaskExecutor(cf.Executor):
             self.client.close()  # type: ignore[no-untyped-call]
 
 
-def dask_executor(spec: str) -> DaskExecutor:
+def dask_executor(spec: str) -> cf.Executor:
     return DaskExecutor(spec)
 
 

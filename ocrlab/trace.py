@@ -27,6 +27,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from .atomic import atomic_writer
 from .records import PageResult
 
 MAIN_TID_RUN = 0
@@ -142,14 +143,12 @@ class TraceRecorder:
             self._closed = True
             self._fh.close()
             events = sorted(self._events, key=lambda e: (e["ph"] != "M", e.get("ts", 0)))
-        tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write("[\n")
+        with atomic_writer(self.path) as fh:
+            fh.write(b"[\n")
             fh.write(",\n".join(
                 json.dumps(e, ensure_ascii=False, separators=(",", ":"), default=str)
-                for e in events))
-            fh.write("\n]\n")
-        os.replace(tmp, self.path)
+                for e in events).encode("utf-8"))
+            fh.write(b"\n]\n")
 
 
 def load_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:

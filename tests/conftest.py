@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 from PIL import Image, ImageDraw
 
@@ -16,6 +18,30 @@ SHARED_CORPUS = Path(os.environ.get("OCRLAB_SHARED_CORPUS", ROOT.parent / "share
 OCR_ENV = ("OCR_WORKERS", "OCR_MAX_WORKERS", "OCR_PARALLEL_DISABLED", "OCR_ENGINE", "OCR_LANG",
            "OCR_PSM", "OCR_DPI", "OCR_PAGE_TIMEOUT", "OCR_MAX_MEGAPIXELS",
            "OCR_INFLIGHT_PER_WORKER", "OCR_MONITOR_INTERVAL", "OCR_EXECUTOR", "OCR_PROGRESS")
+
+
+#: Every process this test session starts inherits this variable (pytest itself, loky
+#: workers, ``ocrlab`` subprocesses, their Tesseracts), so tests can tell their own
+#: Tesseracts from another program's on the same host, even after a ``kill -9`` has
+#: re-parented them away from the test's process tree.
+SESSION_TOKEN = f"OCRLAB_TEST_SESSION={uuid.uuid4().hex}"
+os.environ["OCRLAB_TEST_SESSION"] = SESSION_TOKEN.partition("=")[2]
+
+
+def own_tesseracts() -> list[psutil.Process]:
+    """Live (non-zombie) Tesseract processes started by this test session, and no others."""
+    token = SESSION_TOKEN.encode()
+    out = []
+    for proc in psutil.process_iter(["name", "status"]):
+        if proc.info["name"] != "tesseract" or proc.info["status"] == psutil.STATUS_ZOMBIE:
+            continue
+        try:
+            with open(f"/proc/{proc.pid}/environ", "rb") as fh:
+                if token in fh.read().split(b"\0"):
+                    out.append(proc)
+        except OSError:  # gone, or not ours to read: not ours either way
+            continue
+    return out
 
 
 @pytest.fixture(autouse=True)

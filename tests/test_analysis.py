@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import ocrlab
-from ocrlab import analysis, plots
+from ocrlab.lab import analysis, plots
 
 
 @pytest.fixture(scope="module")
@@ -20,7 +20,7 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for i in range(6):
         make_page(root / "in" / f"d{i}.png", f"doc {i}")
     (root / "in" / "bad.png").write_bytes(b"")
-    options = {"engine": "ocrlab.fakes:faulty", "engine_options": {"fail_on": "d5.png"},
+    options = {"engine": "ocrlab.engines.fakes:faulty", "engine_options": {"fail_on": "d5.png"},
                "progress": False, "monitor_interval": 0.02}
     ocrlab.run(root / "in", root / "a", workers=1, **options)
     ocrlab.run(root / "in", root / "b", workers=2, **options)

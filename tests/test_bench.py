@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrlab.bench import _order, aggregate, bench, format_table
+from ocrlab.lab.bench import _order, aggregate, bench, format_table
 from tests.conftest import make_page
 
 
@@ -22,7 +22,7 @@ def test_order_alternates_between_repeats() -> None:
 def test_sweep_with_fake_engine(small_pages: list[Path], tmp_path: Path) -> None:
     corpus = small_pages[0].parent.parent
     result = bench(corpus, tmp_path / "b", workers=[2], repeats=2,
-                   engines=["ocrlab.fakes:sleepy"], cli_reference=False, log=lambda m: None,
+                   engines=["ocrlab.engines.fakes:sleepy"], cli_reference=False, log=lambda m: None,
                    engine_options={"sleep": 0.05})
     table = result["table"]
     assert [row["workers"] for row in table] == [1, 2]  # the baseline is always measured
@@ -39,7 +39,7 @@ def test_sweep_with_fake_engine(small_pages: list[Path], tmp_path: Path) -> None
 
 
 def test_aggregate_ratios() -> None:
-    from ocrlab.bench import RunRow
+    from ocrlab.lab.bench import RunRow
 
     rows = [RunRow("ocrlab", 1, 0, 10.0, 20, engine="e", page_s=[1.0], identical=True),
             RunRow("ocrlab", 2, 0, 5.5, 20, engine="e", page_s=[1.1], identical=True),

@@ -24,12 +24,12 @@ def test_ocr_workers_env(value: str, expected: int) -> None:
     cfg = load_config(env={"OCR_WORKERS": value})
     assert cfg.effective_workers == expected
     assert cfg.sequential is (expected == 1)
-    assert cfg.sources["workers"] == "env OCR_WORKERS"
+    assert cfg.provenance["workers"] == "env OCR_WORKERS"
 
 
 def test_explicit_config_beats_ocr_workers() -> None:
     cfg = load_config({"ocr_workers": 3}, env={"OCR_WORKERS": "1"})
-    assert cfg.workers == 3 and cfg.sources["workers"] == "config"
+    assert cfg.workers == 3 and cfg.provenance["workers"] == "config"
 
 
 def test_max_workers_caps_even_explicit_values() -> None:

@@ -9,8 +9,8 @@ import pytest
 from PIL import Image
 
 import ocrlab
-from ocrlab.accuracy import cer, ground_truth_path, score_run, wer
-from ocrlab.corpus import generate_bench_corpus, generate_corpus
+from ocrlab.lab.accuracy import cer, ground_truth_path, score_run, wer
+from ocrlab.lab.corpus import generate_bench_corpus, generate_corpus
 from tests.conftest import DATA
 
 

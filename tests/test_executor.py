@@ -77,7 +77,7 @@ def test_groups_share_one_executor(tmp_path: Path) -> None:
     context = RunContext(tuple(groups), str(tmp_path / "out"))
     real = ProcessPoolExecutor
     with mock.patch("ocrlab.executor.ProcessPoolExecutor", side_effect=real) as spy:
-        summary = run_groups(context, {"ocr_workers": 2, "engine": "ocrlab.fakes:echo",
+        summary = run_groups(context, {"ocr_workers": 2, "engine": "ocrlab.engines.fakes:echo",
                                        "monitor_interval": 0})
     spy.assert_called_once_with(max_workers=2)
     assert summary.documents_ok == 3
@@ -120,7 +120,7 @@ def pool4() -> ProcessPoolExecutor:
 
 def test_multiple_ocr_calls_run_concurrently(small_pages: list[Path],
                                              pool4: ProcessPoolExecutor) -> None:
-    settings = EngineSettings(engine="ocrlab.fakes:sleepy", options=(("sleep", 1.0),))
+    settings = EngineSettings(engine="ocrlab.engines.fakes:sleepy", options=(("sleep", 1.0),))
     results = asyncio.run(gather_ocr_pages(_tasks(small_pages)[:2], pool4, max_workers=2,
                                            settings=settings))
     (s1, e1, pid1), (s2, e2, pid2) = _intervals(results)
@@ -132,7 +132,7 @@ def test_multiple_ocr_calls_run_concurrently(small_pages: list[Path],
 
 def test_backpressure_limits_concurrent_workers(small_pages: list[Path],
                                                 pool4: ProcessPoolExecutor) -> None:
-    settings = EngineSettings(engine="ocrlab.fakes:sleepy", options=(("sleep", 0.15),))
+    settings = EngineSettings(engine="ocrlab.engines.fakes:sleepy", options=(("sleep", 0.15),))
     results = asyncio.run(gather_ocr_pages(_tasks(small_pages), pool4, max_workers=2,
                                            settings=settings))
     intervals = _intervals(results)
@@ -146,7 +146,7 @@ def test_backpressure_limits_concurrent_workers(small_pages: list[Path],
 def test_single_file_failure_doesnt_crash_batch(small_pages: list[Path],
                                                 pool4: ProcessPoolExecutor) -> None:
     tasks = _tasks(small_pages)[:3]
-    settings = EngineSettings(engine="ocrlab.fakes:faulty",
+    settings = EngineSettings(engine="ocrlab.engines.fakes:faulty",
                               options=(("fail_on", tasks[1].doc_id),))
     results = asyncio.run(gather_ocr_pages(tasks, pool4, max_workers=2, settings=settings))
     assert [r.text for r in results] == [  # type: ignore[union-attr]
@@ -169,7 +169,7 @@ def test_bounded_scheduler_limits_inflight(small_pages: list[Path]) -> None:
             peak = max(peak, live)
             return inner.submit(fn, *args, **kwargs)
 
-    scheduler = BoundedScheduler(Counting(), EngineSettings(engine="ocrlab.fakes:echo"), 3)
+    scheduler = BoundedScheduler(Counting(), EngineSettings(engine="ocrlab.engines.fakes:echo"), 3)
     seen = []
     for done in scheduler.run(tasks):
         live -= 1

@@ -1,6 +1,6 @@
 """Nothing lost under faults: dead workers, hung pages, Ctrl-C / SIGTERM, kill -9 and --resume.
 
-Real worker processes throughout; faults are injected by ``ocrlab.fakes:faulty``
+Real worker processes throughout; faults are injected by ``ocrlab.engines.fakes:faulty``
 (by import path, as a user would configure an engine) or by killing real
 processes from outside.
 """
@@ -21,16 +21,12 @@ import pytest
 import ocrlab
 from ocrlab.artifacts import load_manifest
 from ocrlab.trace import load_trace
-from tests.conftest import DATA, make_page
+from tests.conftest import DATA, make_page, own_tesseracts
 
 
 def _tesseracts() -> list[psutil.Process]:
-    """Every live tesseract process on the machine (tests run one at a time)."""
-    out = []
-    for proc in psutil.process_iter(["name", "status"]):
-        if proc.info["name"] == "tesseract" and proc.info["status"] != psutil.STATUS_ZOMBIE:
-            out.append(proc)
-    return out
+    """This test session's live Tesseracts (another program's on the host do not count)."""
+    return own_tesseracts()
 
 
 def _zombie_children() -> list[psutil.Process]:
@@ -59,7 +55,7 @@ def _instants(out: Path) -> list[str]:
 def test_worker_death_retires_only_the_culprit(six_docs: Path, tmp_path: Path, option: str,
                                                signal_name: str) -> None:
     out = tmp_path / "out"
-    summary = ocrlab.run(six_docs, out, workers=2, engine="ocrlab.fakes:faulty",
+    summary = ocrlab.run(six_docs, out, workers=2, engine="ocrlab.engines.fakes:faulty",
                          engine_options={option: "p3.png"}, progress=False)
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
     assert {k for k, d in docs.items() if d["status"] == "ok"} == {
@@ -79,7 +75,7 @@ def test_worker_death_in_flight_neighbours_are_resubmitted(six_docs: Path,
                                                            tmp_path: Path) -> None:
     """A page in flight beside the culprit is rerun, not blamed."""
     out = tmp_path / "out"
-    ocrlab.run(six_docs, out, workers=2, inflight_per_worker=3, engine="ocrlab.fakes:faulty",
+    ocrlab.run(six_docs, out, workers=2, inflight_per_worker=3, engine="ocrlab.engines.fakes:faulty",
                engine_options={"kill_on": "p0.png"}, progress=False)
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
     assert [k for k, d in docs.items() if d["status"] != "ok"] == ["p0.png"]
@@ -94,7 +90,7 @@ def test_hung_page_is_killed_and_neighbours_finish(six_docs: Path, tmp_path: Pat
     out = tmp_path / "out"
     t = time.monotonic()
     ocrlab.run(six_docs, out, workers=2, inflight_per_worker=1, page_timeout=2,
-               engine="ocrlab.fakes:faulty", engine_options={"hang_on": "p2.png"},
+               engine="ocrlab.engines.fakes:faulty", engine_options={"hang_on": "p2.png"},
                progress=False)
     assert time.monotonic() - t < 60
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
@@ -236,7 +232,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
 
 def test_resume_redoes_changed_inputs_and_settings(six_docs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    options = {"engine": "ocrlab.fakes:echo", "progress": False, "workers": 1}
+    options = {"engine": "ocrlab.engines.fakes:echo", "progress": False, "workers": 1}
     ocrlab.run(six_docs, out, **options)
     assert ocrlab.run(six_docs, out, resume=True, **options).documents_kept == 6
     make_page(six_docs / "p1.png", "changed content")

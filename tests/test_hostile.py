@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 import ocrlab
 from ocrlab import PipelineError
 from ocrlab.artifacts import OutputLayout, load_manifest
-from ocrlab.engine import ocr_page
 from ocrlab.records import EngineSettings
 from ocrlab.sources import discover
+from ocrlab.worker import ocr_page
 from tests.conftest import make_page
 
 
@@ -164,7 +164,7 @@ def test_random_bytes_never_crash_discovery_or_a_worker(tmp_path: Path, data: by
     for doc in discover([path]):
         assert doc.ok or doc.error
         for task in doc.tasks:
-            result = ocr_page(task, EngineSettings(engine="ocrlab.fakes:echo",
+            result = ocr_page(task, EngineSettings(engine="ocrlab.engines.fakes:echo",
                                                    max_megapixels=5))
             assert result.ok or result.error_type
 

@@ -27,17 +27,14 @@ import ocrlab
 from ocrlab import ConfigError
 from ocrlab.artifacts import load_manifest
 from ocrlab.config import load_config
-from ocrlab.monitor import (
-    Peaks,
-    ProcessTreeMonitor,
-    Sample,
-    _walk_proc,
-    _walk_psutil,
+from ocrlab.measure.host import (
     available_memory,
     cgroup_memory_limit,
     cgroup_memory_peak,
     fd_limit,
 )
+from ocrlab.measure.monitor import Peaks, ProcessTreeMonitor, Sample
+from ocrlab.measure.proctree import _walk_proc, _walk_psutil
 from ocrlab.runinfo import check_memory
 from tests.conftest import make_page
 
@@ -440,7 +437,7 @@ def test_memory_bound_refuses_too_many_workers(tmp_path: Path) -> None:
 
 def test_run_records_peaks(small_pages: list[Path], tmp_path: Path) -> None:
     summary = ocrlab.run(small_pages[0].parent.parent, tmp_path / "o", workers=2,
-                         engine="ocrlab.fakes:sleepy", engine_options={"sleep": 0.1},
+                         engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.1},
                          monitor_interval=0.02, progress=False)
     peaks = summary.peaks
     assert peaks["samples"] >= 3

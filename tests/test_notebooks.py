@@ -16,7 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from ocrlab.report import NOTEBOOKS_DIR, build_reports
+from ocrlab.lab.report import NOTEBOOKS_DIR, build_reports
 from tests.conftest import DATA
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))

@@ -165,11 +165,11 @@ def test_main_process_descriptors_return_to_start(small_pages: list[Path],
         return len(os.listdir("/proc/self/fd"))
 
     ocrlab.run(small_pages[0].parent.parent, tmp_path / "warm", workers=2,
-               engine="ocrlab.fakes:echo", progress=False)
+               engine="ocrlab.engines.fakes:echo", progress=False)
     before = fds()
     for i in range(3):
         ocrlab.run(small_pages[0].parent.parent, tmp_path / f"o{i}", workers=2,
-                   engine="ocrlab.fakes:echo", progress=False)
+                   engine="ocrlab.engines.fakes:echo", progress=False)
     assert fds() <= before + 2  # loky may keep one resource-tracker pipe
 
 
@@ -198,7 +198,7 @@ def test_sequential_kill_switch_same_path(small_pages: list[Path], tmp_path: Pat
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OCR_PARALLEL_DISABLED", "true")
     summary = ocrlab.run(small_pages[0].parent.parent, tmp_path / "o", workers=2,
-                         engine="ocrlab.fakes:echo", progress=False)
+                         engine="ocrlab.engines.fakes:echo", progress=False)
     assert summary.sequential and summary.workers == 1 and summary.documents_ok == 12
     pids = {e["pid"] for e in load_trace(tmp_path / "o" / "trace.json") if e["ph"] == "X"}
     assert pids == {os.getpid()}
@@ -210,13 +210,13 @@ def test_cli_run_exit_codes(small_pages: list[Path], tmp_path: Path) -> None:
 
     src = small_pages[0].parent.parent
     ok = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(src), "--out",
-                         str(tmp_path / "ok"), "--engine", "ocrlab.fakes:echo"],
+                         str(tmp_path / "ok"), "--engine", "ocrlab.engines.fakes:echo"],
                         capture_output=True, text=True, check=False)
     assert ok.returncode == 0, ok.stderr
     assert "12 documents: 12 ok" in ok.stdout
     (src / "bad.png").write_bytes(b"")
     some = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(src), "--out",
-                           str(tmp_path / "some"), "--engine", "ocrlab.fakes:echo"],
+                           str(tmp_path / "some"), "--engine", "ocrlab.engines.fakes:echo"],
                           capture_output=True, text=True, check=False)
     assert some.returncode == 1 and "FAILED bad.png" in some.stderr
     missing = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(tmp_path / "nope"),

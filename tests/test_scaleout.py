@@ -80,7 +80,7 @@ def test_killed_dask_worker_loses_no_page(cluster: distributed.LocalCluster,
     killer = threading.Thread(target=kill_one)
     killer.start()
     summary = ocrlab.run(tmp_path / "in", tmp_path / "out", executor=cluster.scheduler_address,
-                         engine="ocrlab.fakes:sleepy", engine_options={"sleep": 0.4},
+                         engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.4},
                          progress=False)
     killer.join()
     assert summary.documents_ok == 12 and summary.pages_failed == 0
@@ -103,7 +103,7 @@ def test_tesserocr_engine_same_contract(tmp_path: Path) -> None:
     summary = ocrlab.run(corpus, tmp_path / "out", workers=2, engine="tesserocr",
                          progress=False)
     assert summary.documents_ok == 3 and summary.documents_failed == 1
-    from ocrlab.accuracy import score_run
+    from ocrlab.lab.accuracy import score_run
 
     assert max(s["cer"] for s in score_run(tmp_path / "out")) < 0.02
     meta = load_manifest(tmp_path / "out")["run"]

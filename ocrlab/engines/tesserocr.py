@@ -20,33 +20,14 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import os
 import threading
 from typing import Any
 
-from .errors import PageTimeoutError
-from .records import EngineSettings, PageTask
+from ..errors import PageTimeoutError
+from ..records import EngineSettings, PageTask
+from .tesseract import tessdata_dir
 
 _local = threading.local()  # one API per thread: Dask workers may run several threads
-
-
-_KNOWN_DIRS = ("/usr/share/tesseract-ocr/5/tessdata", "/usr/share/tesseract-ocr/4.00/tessdata",
-               "/usr/share/tessdata", "/usr/local/share/tessdata",
-               "/opt/homebrew/share/tessdata")
-
-
-def tessdata_dir() -> str | None:
-    """Where the traineddata files are: ``TESSDATA_PREFIX``, a usual folder, or what the
-    ``tesseract`` command reports (asked last: it costs a process per worker)."""
-    prefix = os.environ.get("TESSDATA_PREFIX")
-    if prefix:
-        return prefix
-    for candidate in _KNOWN_DIRS:
-        if os.path.isfile(os.path.join(candidate, "eng.traineddata")):
-            return candidate
-    from .runinfo import tesseract_tessdata
-
-    return tesseract_tessdata()
 
 
 def version() -> str:

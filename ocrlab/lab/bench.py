@@ -31,15 +31,17 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..artifacts import load_manifest
+from ..config import load_config
+from ..engines.registry import engine_version
+from ..engines.tesseract import tesseract_cmd
+from ..measure.monitor import ProcessTreeMonitor
+from ..pages import page_source
+from ..pipeline import run
+from ..runinfo import run_metadata
+from ..sources import discover
+from ..trace import load_trace
 from .accuracy import score_run
-from .artifacts import load_manifest
-from .config import load_config
-from .engine import page_source
-from .monitor import ProcessTreeMonitor
-from .pipeline import run
-from .runinfo import run_metadata, tesseract_cmd, tesseract_version
-from .sources import discover
-from .trace import load_trace
 
 
 @dataclass
@@ -138,17 +140,6 @@ def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
 
 def _digests(out: Path) -> dict[str, str | None]:
     return {d["doc_id"]: d["sha256"] for d in load_manifest(out)["documents"]}
-
-
-def engine_version(engine: str) -> str | None:
-    """The libtesseract version behind an engine (the CLI's for pytesseract)."""
-    if engine == "pytesseract":
-        return tesseract_version()
-    if engine == "tesserocr":
-        from .tesserocr_engine import version
-
-        return version()
-    return None
 
 
 def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:

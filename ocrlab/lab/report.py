@@ -17,7 +17,28 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NOTEBOOKS_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+from ..atomic import atomic_write_text
+from ..errors import PipelineError
+
+#: The notebooks ship inside the package (package data), so an installed wheel
+#: renders the same reports as a checkout; ``notebooks/`` at the top level of the
+#: repository is the copy people open in JupyterLab (a test keeps the two identical).
+NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+
+#: What ``ocrlab report`` imports, and the extra that installs it.
+REPORT_MODULES = ("papermill", "nbconvert", "nbformat", "ipykernel", "matplotlib", "pandas")
+
+
+def require_notebook_extra() -> None:
+    """Raise a :class:`PipelineError` naming the extra when a report dependency is missing."""
+    import importlib.util
+
+    missing = [m for m in REPORT_MODULES if importlib.util.find_spec(m) is None]
+    if missing:
+        raise PipelineError(
+            f"ocrlab report needs the notebooks extra (missing: {', '.join(missing)}); "
+            "install it with: pip install 'ocrlab[notebooks]'"
+        )
 
 
 @dataclass(frozen=True)
@@ -53,9 +74,7 @@ def export_html(notebook: Path, target: Path) -> None:
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
     node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
     body, _ = exporter.from_notebook_node(node)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_text(body, encoding="utf-8")
-    os.replace(tmp, target)
+    atomic_write_text(target, body)
 
 
 def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
@@ -70,7 +89,7 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
     error = None
     try:
         papermill.execute_notebook(
-            str(source), str(executed), parameters=dict(parameters), cwd=str(source.parent),
+            str(source), str(executed), parameters=dict(parameters), cwd=str(out_dir),
             progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
             kernel_name="python3",
         )
@@ -89,10 +108,11 @@ def write_index(out_dir: Path, reports: Sequence[NotebookReport]) -> Path:
 
     items = "\n".join(item(r) for r in reports)
     page = out_dir / "index.html"
-    page.write_text(
+    atomic_write_text(
+        page,
         "<!doctype html><html><head><meta charset='utf-8'><title>ocrlab reports</title></head>"
         f"<body><h1>ocrlab reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-        f"<ul>\n{items}\n</ul></body></html>\n", encoding="utf-8")
+        f"<ul>\n{items}\n</ul></body></html>\n")
     return page
 
 
@@ -100,11 +120,25 @@ def build_reports(out_dir: str | os.PathLike[str], *, corpus: str = "data",
                   workers: Sequence[int] = (1, 2), repeats: int = 1,
                   only: Sequence[str] | None = None,
                   notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookReport]:
-    """Execute and export every bundled notebook (or those named in ``only``)."""
+    """Execute and export every bundled notebook (or those named in ``only``).
+
+    Raises :class:`PipelineError` before running anything when the notebooks extra
+    is not installed, the notebooks are missing, or ``only`` names an unknown one:
+    an empty index with exit code 0 would look like success.
+    """
+    require_notebook_extra()
+    sources = sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb"))
+    if not sources:
+        raise PipelineError(f"no notebooks found in {notebooks_dir}; reinstall ocrlab "
+                            "(the notebooks are package data of ocrlab.lab).")
+    unknown = sorted(set(only or ()) - {s.stem for s in sources})
+    if unknown:
+        raise PipelineError(f"--only {', '.join(unknown)}: no such notebook; choose from "
+                            f"{', '.join(s.stem for s in sources)}.")
     out = Path(out_dir).resolve()
     params = default_parameters(corpus, workers, repeats, out)
     reports = []
-    for source in sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb")):
+    for source in sources:
         if only and source.stem not in only:
             continue
         reports.append(run_notebook(source, out, params.get(source.stem, {})))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 import os
 import random
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from PIL import Image, ImageDraw, ImageFont
+
+from ..atomic import atomic_writer
 
 # Plain sentences written for this corpus; the generator samples and shuffles them.
 SENTENCES = (
@@ -115,17 +116,10 @@ def _page(rng: random.Random, size: tuple[int, int], mode: str = "L") -> tuple[I
     return im, "\n".join(lines)
 
 
-def _atomic(path: Path, write: Callable[[Path], Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp's 0600 is for secrets, not a shared corpus
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
+    """Write through :func:`ocrlab.atomic.atomic_writer`: a killed generator leaves no half file."""
+    with atomic_writer(path) as fh:
+        write(fh)
 
 
 def _save(path: Path, im: Image.Image, **params: object) -> None:
@@ -147,7 +141,7 @@ def _gt(path: Path, texts: list[str], full_name: bool = False) -> Path:
     stem = path.name if full_name else path.name.rsplit(".", 1)[0]
     gt = path.with_name(stem + ".gt.txt")
     data = ("\f".join(texts) + "\n").encode("utf-8")
-    _atomic(gt, lambda tmp: tmp.write_bytes(data))
+    _atomic(gt, lambda tmp: tmp.write(data))
     return gt
 
 
@@ -216,10 +210,10 @@ def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
               "broken/empty.png": b""}
     for rel, data in broken.items():
         path = out / rel
-        _atomic(path, lambda tmp, data=data: tmp.write_bytes(data))  # type: ignore[misc]
+        _atomic(path, lambda tmp, data=data: tmp.write(data))  # type: ignore[misc]
         written.append(path)
     readme = out / "README.md"
-    _atomic(readme, lambda tmp: tmp.write_text(README.format(seed=seed), encoding="utf-8"))
+    _atomic(readme, lambda tmp: tmp.write(README.format(seed=seed).encode("utf-8")))
     written.append(readme)
     return sorted(written)
 

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..artifacts import load_manifest
+from ..trace import load_trace
 from .accuracy import score_run
-from .artifacts import load_manifest
-from .trace import load_trace
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +91,7 @@ def identity_runs(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str
                   workers: int = 2) -> tuple[Any, Any]:
     """Run ``corpus`` sequentially (the ``OCR_PARALLEL_DISABLED`` kill switch) and with
     ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``."""
-    from .pipeline import run
+    from ..pipeline import run
 
     out = Path(out_dir)
     saved = os.environ.get("OCR_PARALLEL_DISABLED")

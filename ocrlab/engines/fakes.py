@@ -14,7 +14,7 @@ import os
 import signal
 import time
 
-from .records import EngineSettings, PageTask
+from ..records import EngineSettings, PageTask
 
 
 def _matches(task: PageTask, settings: EngineSettings, option: str) -> bool:

@@ -1,0 +1,81 @@
+"""Which function OCRs a page, by name: the engine registry.
+
+An engine turns a page file into text (:data:`Engine`). Built-in names are
+``pytesseract`` (the default, :mod:`ocrlab.engines.tesseract`) and
+``tesserocr`` (:mod:`ocrlab.engines.tesserocr`, an optional extra); anything
+else is an import path ``package.module:function`` (the fakes in
+:mod:`ocrlab.engines.fakes` are reached that way). Both the worker (to run a
+page) and the main process (versions for the trace, freeing an in-process
+engine after a sequential run) ask this module, so neither imports the other.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable
+
+from ..records import EngineSettings, PageTask
+
+#: An engine turns a page file into text. ``source`` is a path Tesseract can read.
+Engine = Callable[[str, PageTask, EngineSettings], str]
+
+_ENGINES: dict[str, Engine] = {}
+
+
+def resolve_engine(name: str) -> Engine:
+    """Find the engine function: a built-in name or an import path ``module:function``."""
+    if name in _ENGINES:
+        return _ENGINES[name]
+    if name == "pytesseract":
+        from .tesseract import pytesseract_engine
+
+        engine: Engine = pytesseract_engine
+    elif name == "tesserocr":
+        from .tesserocr import tesserocr_engine
+
+        engine = tesserocr_engine
+    elif ":" in name:
+        module_name, _, attr = name.partition(":")
+        engine = getattr(importlib.import_module(module_name), attr)
+    else:
+        raise ValueError(
+            f"engine {name!r} is unknown; use 'pytesseract', 'tesserocr' or an import path "
+            "'package.module:function'."
+        )
+    _ENGINES[name] = engine
+    return engine
+
+
+def release_engines() -> None:
+    """Free what in-process engines keep loaded (tesserocr's API and model).
+
+    Called after a sequential run: there the process is the user's own (a
+    notebook kernel), and the model should not outlive the run. Only an engine
+    that was actually imported is asked, so this never imports tesserocr.
+    """
+    module = sys.modules.get("ocrlab.engines.tesserocr")
+    if module is not None:
+        module.release()
+
+
+def engine_version(name: str) -> str | None:
+    """The Tesseract version behind engine ``name`` (``None`` when unknown or not installed).
+
+    pytesseract runs the ``tesseract`` command; tesserocr runs the libtesseract its
+    wheel bundles, which may differ. Fakes and custom engines have no version.
+    """
+    if name == "pytesseract":
+        from .tesseract import tesseract_version
+
+        return tesseract_version()
+    if name == "tesserocr":
+        try:
+            from .tesserocr import version
+        except ImportError:
+            return None
+        try:
+            return version()
+        except ImportError:
+            return None
+    return None

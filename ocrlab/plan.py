@@ -1,0 +1,114 @@
+"""Where pages run, decided once: in-process, a local loky pool, or a Dask cluster.
+
+Every difference between the three lives in one :class:`ExecutionPlan`, and
+the rest of the pipeline asks it instead of testing the executor's type:
+
+=================  ==============  ==================  ============================
+question           in-process      local loky pool     Dask cluster
+=================  ==============  ==================  ============================
+pages in flight    1               workers x inflight  cluster threads x inflight
+                                                       (or workers x inflight when
+                                                       ``workers`` was given)
+restart on crash   no (nothing     yes: a fresh pool,  no: Dask re-runs the tasks
+                   to restart)     suspects alone      of a dead worker itself
+hang watchdog      no              yes                 no (cannot kill its workers)
+ship page bytes    no              no                  when not on loopback
+workers reported   1               workers             cluster threads (or workers)
+after the run      free in-process reap orphaned       -
+                   engines         Tesseracts
+=================  ==============  ==================  ============================
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from . import executor as executor_mod
+from .config import OcrConfig
+from .engines.registry import release_engines
+from .procs import reap_orphans
+from .scaleout import dask_executor, is_loopback
+
+Kind = Literal["inline", "pool", "cluster"]
+
+
+@dataclass(frozen=True)
+class ExecutionPlan:
+    """The executor choice for a run and everything that follows from it (see module doc)."""
+
+    kind: Kind
+    #: the worker count reported in the summary and the manifest
+    workers: int
+    #: bound on submitted-but-unfinished pages
+    limit: int
+    #: seconds a page may stay submitted before it is presumed hung (None: no watchdog)
+    deadline_s: float | None
+    #: send each page's file bytes with its task (cluster workers on other hosts)
+    ship_pages: bool
+    #: the configuration the plan was made from (the executor is built from it)
+    cfg: OcrConfig
+
+    @classmethod
+    def from_config(cls, cfg: OcrConfig) -> ExecutionPlan:
+        """The plan for ``cfg``; a cluster's size is filled in by :meth:`sized`."""
+        if cfg.remote:
+            ship = cfg.ship_pages if cfg.ship_pages is not None else not is_loopback(cfg.executor)
+            return cls("cluster", cfg.effective_workers, cfg.max_inflight, None, ship, cfg)
+        if cfg.sequential:
+            return cls("inline", 1, 1, None, False, cfg)
+        return cls("pool", cfg.effective_workers, cfg.max_inflight, _deadline_s(cfg), False, cfg)
+
+    @property
+    def sequential(self) -> bool:
+        """Pages run in the main process, one after another."""
+        return self.kind == "inline"
+
+    @property
+    def restartable(self) -> bool:
+        """A crashed executor is replaced by a fresh one (local pools only)."""
+        return self.kind == "pool"
+
+    @property
+    def pool_worker(self) -> bool:
+        """Pages run in loky workers of this run, which live as long as the run."""
+        return self.kind == "pool"
+
+    def start(self) -> cf.Executor:
+        """A new executor for this plan (also used to replace a crashed pool)."""
+        if self.kind == "cluster":
+            return dask_executor(self.cfg.executor)
+        if self.kind == "inline":
+            return executor_mod.InlineExecutor()
+        # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
+        pool: cf.Executor = executor_mod.ProcessPoolExecutor(
+            max_workers=self.cfg.effective_workers
+        )
+        return pool
+
+    def sized(self, executor: cf.Executor) -> ExecutionPlan:
+        """With a cluster and no worker count given, size the run by the cluster's threads."""
+        if self.kind != "cluster" or self.cfg.workers_given:
+            return self
+        capacity = int(getattr(executor, "capacity", self.workers))
+        return dataclasses.replace(
+            self, workers=capacity, limit=capacity * self.cfg.inflight_per_worker
+        )
+
+    def after_run(self) -> None:
+        """Clean-up once the executor is shut down (see the table in the module doc)."""
+        if self.kind == "inline":
+            release_engines()  # the user's own process: the model must not outlive the run
+        elif self.kind == "pool":
+            reap_orphans()  # a dead worker's Tesseract, re-parented to us
+
+
+def _deadline_s(cfg: OcrConfig) -> float:
+    """How long a page may stay submitted before it is presumed hung (see BoundedScheduler).
+
+    A page may wait behind ``inflight_per_worker - 1`` others on its worker, each
+    bounded by the Tesseract timeout; 10% + 5 s covers opening and rendering.
+    """
+    return cfg.inflight_per_worker * (cfg.page_timeout * 1.1 + 5.0)

@@ -1,0 +1,124 @@
+"""The worker side: everything that runs in a worker process, and nothing else.
+
+:func:`ocr_page` is the only function executors call. It runs in a loky worker,
+a Dask worker, or (sequential mode) the main process, and behaves the same in
+all three: it prepares the page (:mod:`ocrlab.pages`), runs the engine
+(:mod:`ocrlab.engines.registry`), and returns a small
+:class:`~ocrlab.records.PageResult`. It never logs to shared files, never
+touches contextvars, and never returns pixels. Every failure is caught and
+returned as a record with ``error_type`` set, so one bad page cannot take its
+neighbours down.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .engines.registry import resolve_engine
+from .pages import page_source
+from .records import EngineSettings, PageResult, PageTask
+
+
+@contextlib.contextmanager
+def _scoped_environment(settings: EngineSettings) -> Iterator[None]:
+    """Tesseract single-threaded (``OMP_THREAD_LIMIT``) and temp files in the run's folder.
+
+    In the run's own process (sequential mode: the user's process) the changes are
+    undone afterwards. In a worker process they are kept: a Dask worker runs pages
+    in several threads, and restoring the environment from one thread would let
+    another thread's Tesseract start without the limit.
+    """
+    tmp_dir = settings.tmp_dir
+    if os.getpid() != settings.main_pid:
+        if settings.omp_thread_limit is not None:
+            os.environ["OMP_THREAD_LIMIT"] = settings.omp_thread_limit
+        if settings.pool_worker:  # a loky worker of this run: it lives for the run
+            from .procs import die_with_parent  # here: psutil stays out of other workers
+
+            die_with_parent()
+            if tmp_dir and os.path.isdir(tmp_dir):
+                tempfile.tempdir = tmp_dir
+        yield
+        return
+    saved_omp = os.environ.get("OMP_THREAD_LIMIT")
+    saved_tmp = tempfile.tempdir
+    try:
+        if settings.omp_thread_limit is not None:
+            os.environ["OMP_THREAD_LIMIT"] = settings.omp_thread_limit
+        if tmp_dir and os.path.isdir(tmp_dir):
+            tempfile.tempdir = tmp_dir
+        yield
+    finally:
+        if saved_omp is None:
+            os.environ.pop("OMP_THREAD_LIMIT", None)
+        else:
+            os.environ["OMP_THREAD_LIMIT"] = saved_omp
+        tempfile.tempdir = saved_tmp
+
+
+def _memory_figures() -> dict[str, int]:
+    """This process's RSS and high-water mark, and the largest reaped child's peak."""
+    figures = {"worker_rss": 0, "worker_hwm": 0}
+    try:
+        with open("/proc/self/status", encoding="ascii") as fh:
+            for line in fh:
+                if line.startswith("VmRSS:"):
+                    figures["worker_rss"] = int(line.split()[1]) * 1024
+                elif line.startswith("VmHWM:"):
+                    figures["worker_hwm"] = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    figures["child_maxrss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+    return figures
+
+
+def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
+    """OCR one page; never raises for a page-level problem (errors are values)."""
+    start = time.monotonic_ns()
+    prepare_ns = ocr_ns = 0
+    width = height = 0
+    text: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    extra: dict[str, Any] = {}
+    if "distributed" in sys.modules:
+        from .scaleout import worker_identity
+
+        extra.update(worker_identity())
+    try:
+        engine = resolve_engine(settings.engine)
+        with _scoped_environment(settings), page_source(task, settings) as (src, width, height):
+            t_ready = time.monotonic_ns()
+            prepare_ns = t_ready - start
+            raw = engine(src, task, settings)
+            ocr_ns = time.monotonic_ns() - t_ready
+        # Tesseract ends every page with a form feed; the artifact writer adds them back.
+        text = raw[:-1] if raw.endswith("\f") else raw
+    except Exception as exc:
+        error_type = type(exc).__name__
+        error = str(exc) or repr(exc)
+    return PageResult(
+        doc_id=task.doc_id,
+        page=task.page,
+        text=text,
+        error_type=error_type,
+        error=error,
+        pid=os.getpid(),
+        host=socket.gethostname(),
+        start_ns=start,
+        end_ns=time.monotonic_ns(),
+        prepare_ns=prepare_ns,
+        ocr_ns=ocr_ns,
+        width=width,
+        height=height,
+        extra=extra,
+        **_memory_figures(),
+    )

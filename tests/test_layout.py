@@ -1,0 +1,133 @@
+"""The house rules of the package, checked over the source rather than trusted.
+
+* no import cycle between ocrlab's modules, function-level imports included
+  (a cycle hidden inside a function still means two modules that cannot be
+  read, tested or moved apart);
+* no module over 400 lines;
+* nothing on the OCR path imports the lab (it needs the notebooks extra);
+* the notebooks shipped as package data are the ones in ``notebooks/``.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "ocrlab"
+MAX_LINES = 400
+
+
+def _modules() -> dict[str, Path]:
+    mods = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = path.relative_to(ROOT).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        mods[name] = path
+    return mods
+
+
+def _imports(name: str, path: Path, mods: dict[str, Path]) -> set[str]:
+    """Every ocrlab module ``name`` imports, anywhere in its body, resolved to a module."""
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        targets: list[str] = []
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")
+                parts = parts[: len(parts) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            targets = [base, *(f"{base}.{alias.name}" for alias in node.names)]
+        for target in targets:
+            while target and target not in mods:
+                target = target.rpartition(".")[0]
+            # a package's __init__ is imported by its own modules' import machinery anyway
+            if target and target != name and not name.startswith(target + "."):
+                found.add(target)
+    return found
+
+
+def _graph() -> dict[str, set[str]]:
+    mods = _modules()
+    return {name: _imports(name, path, mods) for name, path in mods.items()}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan's algorithm)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        on_stack.add(node)
+        for nxt in graph.get(node, ()):
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in on_stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                on_stack.discard(top)
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1 or node in graph.get(node, ()):
+                out.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return out
+
+
+def test_cycle_finder_finds_a_cycle() -> None:
+    """The checker itself: a planted cycle through a function-level import is found."""
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert _cycles(graph) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_cycles() -> None:
+    graph = _graph()
+    assert "ocrlab.pipeline" in graph and "ocrlab.engines.tesseract" in graph
+    assert _cycles(graph) == []
+
+
+def test_engine_facts_live_in_a_leaf() -> None:
+    """The Tesseract binary's facts: one module that imports only errors and records."""
+    assert _graph()["ocrlab.engines.tesseract"] <= {"ocrlab.errors", "ocrlab.records"}
+
+
+def test_ocr_path_does_not_import_the_lab() -> None:
+    graph = _graph()
+    for name, deps in graph.items():
+        if name.startswith("ocrlab.lab") or name == "ocrlab.cli":
+            continue  # the command line dispatches to the lab's commands
+        assert not {d for d in deps if d.startswith("ocrlab.lab")}, name
+
+
+def test_no_module_over_400_lines() -> None:
+    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text("utf-8").splitlines())
+             for p in _modules().values()}
+    assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
+
+
+def test_packaged_notebooks_match_the_top_level_ones() -> None:
+    """``notebooks/`` is what people open; ``ocrlab/lab/notebooks/`` is what a wheel ships.
+    Copy after editing: ``cp notebooks/*.ipynb ocrlab/lab/notebooks/`` (``make notebooks``)."""
+    top = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("*.ipynb")}
+    shipped = {p.name: p.read_bytes()
+               for p in (PACKAGE / "lab" / "notebooks").glob("*.ipynb")}
+    assert top and top.keys() == shipped.keys()
+    assert [n for n in top if top[n] != shipped[n]] == []
