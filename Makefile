@@ -24,8 +24,9 @@ system-deps:
 	bash .ci/install-system-deps tesseract
 
 # Exit code 1 means "finished, some documents failed": data/broken/ holds corrupt files on purpose.
+# --overwrite: `make run` regenerates out/ (a used output folder is refused otherwise).
 run: $(STAMP) system-deps
-	$(BIN)/ocrlab run data --out $(OUT) || [ $$? -eq 1 ]
+	$(BIN)/ocrlab run data --out $(OUT) --overwrite || [ $$? -eq 1 ]
 	@echo "artifacts in $(OUT)/text/, manifest $(OUT)/results.json, trace $(OUT)/trace.json"
 
 test: $(STAMP) system-deps

@@ -21,6 +21,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,14 +47,35 @@ class OutputLayout:
         self.log = self.root / "ocrlab.log"
         self.trace = self.root / "trace.json"
 
+    #: the files a run writes at the top of its folder (``text/`` besides)
+    RUN_FILES = ("results.json", "trace.json", "ocrlab.log")
+
+    def previous_outputs(self) -> list[str]:
+        """What an earlier run left here (manifest, trace, log, artifacts), for the refusal
+        message; empty for a new or empty folder, or one with only a user's own files."""
+        found = [name for name in self.RUN_FILES if (self.root / name).exists()]
+        if self.text_dir.is_dir() and any(p.is_file() for p in self.text_dir.rglob("*")):
+            found.append("text/")
+        return found
+
+    def clear(self) -> None:
+        """Remove a previous run's files (``--overwrite``), and only those: a user's other
+        files in the folder stay. Call only while holding the folder's lock."""
+        shutil.rmtree(self.text_dir, ignore_errors=True)
+        for name in self.RUN_FILES:
+            (self.root / name).unlink(missing_ok=True)
+
     def prepare(self) -> None:
         """Create the folder, prove it writable (or raise :class:`PipelineError`), and
         remove what a killed run may have left: its temporary folder and half-written
-        temporary files (never a finished artifact)."""
+        temporary files (never a finished artifact). Call only while holding the
+        folder's lock (:func:`ocrlab.ownership.hold_output`): nothing here may belong
+        to a live run then."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.text_dir.mkdir(exist_ok=True)
-            shutil.rmtree(self.root / ".ocrlab-tmp", ignore_errors=True)
+            shutil.rmtree(self.root / ".ocrlab-tmp", ignore_errors=True)  # ocrlab < 0.2's
+            (self.root / ".ocrlab-reserve").unlink(missing_ok=True)  # a killed run's ballast
             for stale in self.text_dir.rglob(".*.tmp"):
                 stale.unlink(missing_ok=True)
             for stale in self.root.glob(".*.tmp*"):
@@ -118,3 +140,40 @@ def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Read ``results.json`` from an output folder."""
     data: dict[str, Any] = json.loads((Path(out_dir) / "results.json").read_text("utf-8"))
     return data
+
+
+@dataclass(frozen=True)
+class OutputAudit:
+    """How the artifacts on disk compare with what the manifest says was written."""
+
+    listed: frozenset[str]  #: artifacts the manifest lists (paths relative to the folder)
+    on_disk: frozenset[str]  #: ``*.txt`` files under ``text/``
+
+    @property
+    def unlisted(self) -> frozenset[str]:
+        """Artifacts on disk that no record of this run lists (a mixture)."""
+        return self.on_disk - self.listed
+
+    @property
+    def missing(self) -> frozenset[str]:
+        """Artifacts the manifest lists that are not on disk."""
+        return self.listed - self.on_disk
+
+    @property
+    def ok(self) -> bool:
+        return self.listed == self.on_disk
+
+
+def audit_output(out_dir: str | os.PathLike[str]) -> OutputAudit:
+    """Compare ``text/`` with the manifest: after every run the two sets must be equal.
+
+    Used by the tests and the notebooks alike, so "the folder holds what one run
+    produced" is checked the same way everywhere.
+    """
+    root = Path(out_dir)
+    listed = frozenset(str(d["artifact"]) for d in load_manifest(root)["documents"]
+                       if d.get("artifact"))
+    text = root / "text"
+    on_disk = frozenset(p.relative_to(root).as_posix() for p in text.rglob("*.txt")
+                        if p.is_file()) if text.is_dir() else frozenset()
+    return OutputAudit(listed, on_disk)

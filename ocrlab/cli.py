@@ -6,8 +6,11 @@ Exit codes (also in README):
 0      every document OCRed
 1      the run finished, but some documents failed or are partial
 2      bad arguments or configuration (nothing was run)
-3      the run could not start or stopped (missing input, unwritable output,
-       Tesseract not installed)
+3      the run could not start (missing input, unwritable output, output folder
+       in use by another run or holding a previous run's files, Tesseract not
+       installed)
+4      the run stopped: the output filesystem is full, read-only or gone;
+       finished documents are kept (run again with --resume)
 130    interrupted (Ctrl-C / SIGTERM)
 =====  ==========================================================
 """
@@ -23,7 +26,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from .config import settings_table
-from .errors import ConfigError, ExitCode, PipelineError
+from .errors import ConfigError, ExitCode, OutputStoppedError, PipelineError
 
 log = logging.getLogger("ocrlab")
 
@@ -53,9 +56,13 @@ def _add_run(sub: Any) -> None:
                    help="seconds per page before Tesseract is killed (default 300)")
     p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
     p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
-    p.add_argument("--resume", action="store_true",
-                   help="keep documents a previous run in --out finished with the same input "
-                        "and settings; redo the rest")
+    used = p.add_mutually_exclusive_group()
+    used.add_argument("--resume", action="store_true",
+                      help="keep documents a previous run in --out finished with the same "
+                           "input and settings; redo the rest")
+    used.add_argument("--overwrite", action="store_true",
+                      help="remove a previous run's artifacts, manifest, trace and log from "
+                           "--out first (a used folder is refused otherwise)")
     p.add_argument("--group", action="append", default=[], metavar="NAME=PATH",
                    help="run several groups on one executor; repeatable")
     q = p.add_mutually_exclusive_group()
@@ -83,7 +90,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         groups.append(Group(name, (path,)))
     if not groups:
         raise ConfigError("no INPUT given; name files or folders to OCR, or use --group")
-    summary = run_groups(RunContext(tuple(groups), args.out, resume=args.resume), cfg)
+    summary = run_groups(RunContext(tuple(groups), args.out, resume=args.resume,
+                                    overwrite=args.overwrite), cfg)
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"
@@ -225,6 +233,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"ocrlab: configuration error: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    except OutputStoppedError as exc:
+        print(f"ocrlab: {exc.reason}", file=sys.stderr)
+        return ExitCode.STOPPED
     except PipelineError as exc:
         print(f"ocrlab: {exc}", file=sys.stderr)
         return ExitCode.PIPELINE

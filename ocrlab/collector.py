@@ -22,6 +22,7 @@ from typing import Any
 from .artifacts import ManifestWriter, OutputLayout, assemble_text
 from .atomic import atomic_write_bytes
 from .errors import PipelineError
+from .ownership import run_wide_reason, stopped_error
 from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
 from .resume import sha256_file
 from .sources import Document
@@ -103,7 +104,7 @@ class Collector:
         """A document a previous run finished with the same input and settings (resume)."""
         self.summary.count("ok")
         self.summary.documents_kept += 1
-        self.manifest.add(dataclasses.replace(record, kept_from_previous_run=True))
+        self._record(dataclasses.replace(record, kept_from_previous_run=True))
         log.info("kept from the previous run (same input and settings)",
                  extra={"doc": record.doc_id, "page": "-"})
 
@@ -113,14 +114,36 @@ class Collector:
         self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
                                       "error_type": doc.error_type, "error": doc.error})
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
-        self.manifest.add(DocumentRecord(
+        self._record(DocumentRecord(
             doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
             status="failed", pages=doc.n_pages, pages_ok=0,
             errors=(ErrorEntry(None, doc.error_type, doc.error),),
             input_sha256=sha256_file(doc.path), settings_key=self.settings_key,
         ))
 
+    def _record(self, record: DocumentRecord) -> None:
+        """Add ``record`` to the manifest; a full or vanished output filesystem stops the run."""
+        try:
+            self.manifest.add(record)
+        except OSError as exc:
+            reason = run_wide_reason(exc)
+            if reason is None:
+                raise
+            raise stopped_error(reason, self.summary.documents) from exc
+
+    def _check_run_wide(self, result: PageResult) -> None:
+        """Stop on what no later page can escape: the trace or the temporary folder failing."""
+        if self.trace.failed is not None:
+            reason = run_wide_reason(self.trace.failed)
+            raise stopped_error(reason or f"the trace could not be written "
+                                f"({self.trace.failed})", self.summary.documents)
+        if result.os_errno is not None:
+            reason = run_wide_reason(OSError(result.os_errno, ""), fs="temporary")
+            if reason is not None:
+                raise stopped_error(reason, self.summary.documents)
+
     def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
+        self._check_run_wide(result)
         if result.host and result.host != _HOST:
             # Another host's monotonic clock: place the span where its result arrived.
             shift = time.monotonic_ns() - result.end_ns
@@ -168,6 +191,9 @@ class Collector:
             try:
                 atomic_write_bytes(target, data)
             except OSError as exc:
+                reason = run_wide_reason(exc)
+                if reason is not None:
+                    raise stopped_error(reason, self.summary.documents) from exc
                 raise PipelineError(
                     f"cannot write the artifact of {doc.doc_id!r} to {target} "
                     f"({exc.strerror or exc}); check the output folder and free space."
@@ -175,7 +201,7 @@ class Collector:
             artifact_rel = self.layout.relative(target)
         end_ns = max(r.end_ns for r in pages)
         self.summary.count(status)
-        self.manifest.add(DocumentRecord(
+        self._record(DocumentRecord(
             doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
             status=status, pages=doc.n_pages, pages_ok=n_ok, errors=errors, chars=len(text),
             sha256=digest, artifact=artifact_rel, input_sha256=sha256_file(doc.path),

@@ -15,7 +15,9 @@ class ExitCode(enum.IntEnum):
     OK = 0  #: every document read
     SOME_FAILED = 1  #: the run finished; some documents or pages failed (see the manifest)
     USAGE = 2  #: bad command line or configuration value; nothing was run
-    PIPELINE = 3  #: the run could not start or go on (missing input, unwritable output)
+    PIPELINE = 3  #: the run could not start (missing input, unwritable or busy output folder)
+    STOPPED = 4  #: the output filesystem failed mid-run (full, read-only, removed); finished
+    #: documents are kept: fix the cause and run again with ``--resume``
     INTERRUPTED = 130  #: Ctrl-C / SIGTERM; the manifest says ``interrupted``
 
 
@@ -36,6 +38,29 @@ class PipelineError(OcrlabError):
     Per-page and per-document failures are *not* raised: they become error
     records in the manifest. This is for failures that leave nothing useful to do.
     """
+
+
+class OutputBusyError(PipelineError):
+    """Another run holds the output folder's lock; nothing was touched."""
+
+
+class OutputNotEmptyError(PipelineError):
+    """The output folder holds a previous run's files, and neither resume nor overwrite
+    was asked for; nothing was touched."""
+
+
+class OutputStoppedError(PipelineError):
+    """A run-wide condition of the output or temporary filesystem (no space left, quota,
+    read-only, folder removed) stopped the run; what was finished is kept.
+
+    ``reason`` is the one-line message for the user; ``documents`` the count of
+    documents recorded before the stop.
+    """
+
+    def __init__(self, reason: str, documents: int = 0) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.documents = documents
 
 
 class PageError(OcrlabError):

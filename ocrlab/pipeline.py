@@ -33,7 +33,6 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import os
-import shutil
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -44,7 +43,9 @@ from typing import Any
 from .artifacts import ManifestWriter, OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
+from .errors import ConfigError, OutputNotEmptyError, OutputStoppedError
 from .executor import BoundedScheduler, kill_workers
+from .ownership import Ballast, RunTempDir, hold_output, run_wide_reason, stopped_error
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .records import PageTask, RunSummary
@@ -70,7 +71,10 @@ class RunContext:
 
     groups: tuple[Group, ...]
     out_dir: str
+    #: keep what a previous run in ``out_dir`` finished with the same input and settings
     resume: bool = False
+    #: start from an empty folder: remove a previous run's artifacts, manifest, trace, log
+    overwrite: bool = False
 
     @classmethod
     def single(
@@ -78,10 +82,12 @@ class RunContext:
         inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
         out_dir: str | os.PathLike[str],
         resume: bool = False,
+        overwrite: bool = False,
     ) -> RunContext:
         items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         return cls(
-            (Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir), resume
+            (Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir), resume,
+            overwrite,
         )
 
 
@@ -107,20 +113,32 @@ def run_groups(
     :class:`~ocrlab.errors.PipelineError` for a missing input or unwritable
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
+
+    The output folder is locked for the whole run (:mod:`ocrlab.ownership`): a
+    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
+    touching anything. A folder holding a previous run's files raises
+    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
+    ``context.overwrite``. A full, read-only or vanished output filesystem stops
+    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
+    are kept, the manifest says ``interrupted`` and why).
     """
     t0 = time.monotonic_ns()
     cfg = load_config(config)
+    if context.resume and context.overwrite:
+        raise ConfigError("resume and overwrite exclude each other: --resume keeps a previous "
+                          "run's finished documents, --overwrite removes them; choose one.")
     check_engine(cfg)
     check_memory(cfg)
-    plan = ExecutionPlan.from_config(cfg)
-    executor = plan.start()
-    try:
-        plan = plan.sized(executor)
-        with child_subreaper():
-            return _Run(context, plan, executor, t0).execute()
-    finally:
-        executor.shutdown(wait=True)
-        plan.after_run()
+    with hold_output(Path(context.out_dir)):
+        plan = ExecutionPlan.from_config(cfg)
+        executor = plan.start()
+        try:
+            plan = plan.sized(executor)
+            with child_subreaper():
+                return _Run(context, plan, executor, t0).execute()
+        finally:
+            executor.shutdown(wait=True)
+            plan.after_run()
 
 
 class _Run:
@@ -135,19 +153,39 @@ class _Run:
         self.t0 = t0
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.layout = OutputLayout(context.out_dir)
-        self.tmp_root = self.layout.root / ".ocrlab-tmp"
         self.key = settings_key(self.cfg)
         self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
                                   sequential=plan.sequential)
         self.monitor: Any = None
 
+    def _claim_folder(self) -> None:
+        """Refuse a folder a previous run used, unless resuming or overwriting (lock held)."""
+        if self.context.resume:
+            return
+        found = self.layout.previous_outputs()
+        if found and not self.context.overwrite:
+            raise OutputNotEmptyError(
+                f"output folder {str(self.layout.root)!r} holds a previous run's "
+                f"{', '.join(found)}; run again with --resume to keep its finished documents "
+                "and do the rest, or with --overwrite to start from an empty folder "
+                "(ocrlab.run(..., resume=True) / overwrite=True), or choose another --out.")
+        if found:
+            self.layout.clear()
+
     def execute(self) -> RunSummary:
+        self._claim_folder()
         docs: list[Document] = []
         for group in self.context.groups:
             docs.extend(discover(group.inputs, group=group.name, exclude=[self.layout.root]))
         previous = previous_records(self.layout) if self.context.resume else {}
         self.layout.prepare()
-        self.tmp_root.mkdir()
+        try:
+            self.ballast = Ballast(self.layout.root)
+        except OSError as exc:
+            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
+            raise stopped_error(reason, 0) from exc
+        RunTempDir.remove_stale()
+        self.tmp = RunTempDir()
         meta = run_metadata(self.cfg)
         meta.update(started_at=self.started_at, settings_key=self.key,
                     resume=self.context.resume,
@@ -161,6 +199,7 @@ class _Run:
         todo = [d for d in docs if d.ok and d.doc_id not in kept]
         n_pages = sum(d.n_pages for d in todo)
         status = "interrupted"
+        self.stop_reason: str | None = None
         with run_log(self.layout.log), \
                 _make_progress(n_pages, _progress_enabled(self.cfg)) as bar:
             try:
@@ -179,6 +218,10 @@ class _Run:
                         self.collector.failed_document(doc)
                 self._schedule(todo)
                 status = "complete"
+            except OutputStoppedError as exc:
+                self.stop_reason = exc.reason
+                log.error("run stopped: %s", exc.reason)
+                raise
             finally:
                 self._finish(status)
         return self.summary
@@ -224,7 +267,7 @@ class _Run:
     def _schedule(self, docs: Sequence[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
-            self.cfg.engine_settings(), tmp_dir=str(self.tmp_root), main_pid=os.getpid(),
+            self.cfg.engine_settings(), tmp_dir=str(self.tmp.path), main_pid=os.getpid(),
             pool_worker=self.plan.pool_worker)
         scheduler = BoundedScheduler(
             self.executor, settings, self.plan.limit,
@@ -245,18 +288,34 @@ class _Run:
             self.summary.restarts = scheduler.restarts
 
     def _finish(self, status: str) -> None:
-        """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone."""
+        """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone.
+
+        After a run-wide stop the ballast is released first, so the manifest that
+        says ``interrupted`` and why still finds room; a write that fails anyway is
+        logged, never allowed to hide the reason the run stopped.
+        """
         summary = self.summary
         summary.wall_s = (time.monotonic_ns() - self.t0) / 1e9
         if self.monitor is not None:
             summary.peaks = self.monitor.stop().as_dict()
+        self.ballast.release()
         self.manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest.run["wall_s"] = round(summary.wall_s, 4)
-        self.manifest.write(status, summary.as_dict())
-        self.trace.instant("run_end", time.monotonic_ns(), {"status": status,
-                                                            **summary.as_dict()})
-        self.trace.close()
-        shutil.rmtree(self.tmp_root, ignore_errors=True)
+        if self.stop_reason is not None:
+            self.manifest.run["stop_reason"] = self.stop_reason
+        end = {"status": status, **summary.as_dict()}
+        if self.stop_reason is not None:
+            end["stop_reason"] = self.stop_reason
+        try:
+            self.manifest.write(status, summary.as_dict())
+        except OSError as exc:
+            log.error("could not write the manifest %s: %s", self.layout.manifest, exc)
+        self.trace.instant("run_end", time.monotonic_ns(), end)
+        try:
+            self.trace.close()
+        except OSError as exc:
+            log.error("could not finish the trace %s: %s", self.layout.trace, exc)
+        self.tmp.close()
         log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
                  status, summary.documents, summary.documents_ok,
                  summary.documents_partial, summary.documents_failed, summary.pages,
@@ -269,6 +328,7 @@ def run(
     *,
     config: Mapping[str, Any] | OcrConfig | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     **options: Any,
 ) -> RunSummary:
     """OCR ``inputs`` (files and folders) into ``out_dir``: the one-call API for notebooks.
@@ -276,7 +336,10 @@ def run(
     ``options`` are configuration keys (``workers=2``, ``dpi=300``,
     ``progress=False``...) and win over ``config`` and the environment.
     ``resume=True`` keeps the documents a previous run in ``out_dir`` finished
-    with the same input and settings (see :mod:`ocrlab.resume`).
+    with the same input and settings (see :mod:`ocrlab.resume`); ``overwrite=True``
+    starts from an empty folder. Without either, a folder that holds a previous
+    run's files is refused (:class:`~ocrlab.errors.OutputNotEmptyError`).
     """
     cfg = load_config(config, **options)
-    return run_groups(RunContext.single(inputs, out_dir, resume=resume), cfg)
+    return run_groups(RunContext.single(inputs, out_dir, resume=resume, overwrite=overwrite),
+                      cfg)

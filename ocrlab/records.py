@@ -95,6 +95,8 @@ class PageResult:
     worker_rss: int = 0
     worker_hwm: int = 0
     child_maxrss: int = 0
+    #: ``errno`` of the OSError behind a failure (ENOSPC on the temporary folder is run-wide)
+    os_errno: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

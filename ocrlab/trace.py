@@ -20,6 +20,7 @@ the file sorted by time, atomically.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import threading
@@ -48,6 +49,8 @@ class TraceRecorder:
         self._fh.write("[\n")
         self._fh.flush()
         self._closed = False
+        #: the error that stopped writes (disk full, folder removed); the run stops on it
+        self.failed: OSError | None = None
         self._process_name(self.main_pid, "ocrlab (main process)", sort_index=0)
         self._thread_name(self.main_pid, MAIN_TID_RUN, "run")
 
@@ -63,8 +66,13 @@ class TraceRecorder:
             if self._closed:
                 return
             self._events.append(event)
-            self._fh.write(line + ",\n")
-            self._fh.flush()
+            if self.failed is not None:
+                return
+            try:
+                self._fh.write(line + ",\n")
+                self._fh.flush()
+            except OSError as exc:  # the monitor's thread writes too: the run checks this
+                self.failed = exc
 
     def _process_name(self, pid: int, name: str, sort_index: int | None = None) -> None:
         self.emit({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
@@ -141,7 +149,8 @@ class TraceRecorder:
             if self._closed:
                 return
             self._closed = True
-            self._fh.close()
+            with contextlib.suppress(OSError):  # a failed flush was recorded in `failed`
+                self._fh.close()
             events = sorted(self._events, key=lambda e: (e["ph"] != "M", e.get("ts", 0)))
         with atomic_writer(self.path) as fh:
             fh.write(b"[\n")

@@ -80,6 +80,16 @@ def _memory_figures() -> dict[str, int]:
     return figures
 
 
+def _errno(exc: BaseException | None) -> int | None:
+    """The errno of the first OSError in ``exc``'s chain (the main process decides whether
+    it is run-wide, e.g. ENOSPC in the temporary folder)."""
+    while exc is not None:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            return exc.errno
+        exc = exc.__cause__ or exc.__context__
+    return None
+
+
 def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     """OCR one page; never raises for a page-level problem (errors are values)."""
     start = time.monotonic_ns()
@@ -88,6 +98,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     text: str | None = None
     error_type: str | None = None
     error: str | None = None
+    os_errno: int | None = None
     extra: dict[str, Any] = {}
     if "distributed" in sys.modules:
         from .scaleout import worker_identity
@@ -105,6 +116,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     except Exception as exc:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
+        os_errno = _errno(exc)
     return PageResult(
         doc_id=task.doc_id,
         page=task.page,
@@ -119,6 +131,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         ocr_ns=ocr_ns,
         width=width,
         height=height,
+        os_errno=os_errno,
         extra=extra,
         **_memory_figures(),
     )

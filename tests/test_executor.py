@@ -25,10 +25,9 @@ def empty_context(tmp_path: Path) -> RunContext:
 
 @pytest.fixture
 def failing_context(tmp_path: Path) -> RunContext:
-    """The output 'folder' is a file: PipelineError after the executor exists."""
-    (tmp_path / "in").mkdir()
-    (tmp_path / "out").write_text("not a folder")
-    return RunContext.single(tmp_path / "in", tmp_path / "out")
+    """An input that does not exist: PipelineError after the executor exists (the output
+    folder's lock is taken first, then the executor, then inputs are discovered)."""
+    return RunContext.single(tmp_path / "no-such-input", tmp_path / "out")
 
 
 def test_executor_created_with_correct_worker_count(empty_context: RunContext) -> None:
@@ -53,7 +52,7 @@ def test_executor_shutdown_after_processing(empty_context: RunContext) -> None:
 def test_executor_shutdown_on_exception(failing_context: RunContext) -> None:
     mock_executor = mock.MagicMock()
     with mock.patch("ocrlab.executor.ProcessPoolExecutor", return_value=mock_executor), \
-            pytest.raises(PipelineError, match="not writable"):
+            pytest.raises(PipelineError, match="not found"):
         run_groups(failing_context, config={})
     mock_executor.shutdown.assert_called_once_with(wait=True)
 

@@ -183,7 +183,11 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     manifest = load_manifest(out)
     assert manifest["status"] == "interrupted"
     assert load_trace(out / "trace.json")[-1]["name"] == "run_end"
-    assert not (out / ".ocrlab-tmp").exists()
+    import tempfile
+
+    from ocrlab.ownership import TMP_PREFIX
+
+    assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{proc.pid}-*"))
 
 
 @pytest.mark.slow

@@ -1,0 +1,190 @@
+"""The output folder belongs to one run (issue 14): a lock, no mixture, a full disk stops.
+
+Real processes throughout (``python -m ocrlab run`` subprocesses, real loky
+workers, real Tesseract where the text matters) and a real small filesystem
+(tmpfs, mounted by the test; skipped with the reason where mounting is not allowed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+import ocrlab
+from ocrlab.artifacts import audit_output, load_manifest
+from ocrlab.errors import OutputBusyError, OutputNotEmptyError
+from ocrlab.ownership import TMP_PREFIX
+from tests.conftest import make_page
+
+ECHO = "ocrlab.engines.fakes:echo"
+SLEEPY = "ocrlab.engines.fakes:sleepy"
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "ocrlab", "run", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, **(env or {})})
+
+
+def _texts(out: Path) -> dict[str, bytes]:
+    return {p.relative_to(out / "text").as_posix(): p.read_bytes()
+            for p in sorted((out / "text").rglob("*.txt"))}
+
+
+def _wait_for_lock_holder(out: Path, pid: int, timeout: float = 60.0) -> dict[str, object]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            info: dict[str, object] = json.loads((out / ".ocrlab.lock").read_text() or "{}")
+            if info.get("pid") == pid and (out / "trace.json").exists():
+                return info
+        except (OSError, ValueError):
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"run {pid} never took the lock of {out}")
+
+
+def _pages(root: Path, n: int, prefix: str = "p") -> Path:
+    for i in range(n):
+        make_page(root / f"{prefix}{i:03d}.png", f"{prefix} page {i}")
+    return root
+
+
+def test_second_run_on_a_busy_folder_is_refused_at_once(small_pages: list[Path],
+                                                         tmp_path: Path) -> None:
+    inputs = small_pages[0].parents[1]
+    out = tmp_path / "same"
+    first = _cli(str(inputs), "--out", str(out), "--workers", "2", "--quiet")
+    info = _wait_for_lock_holder(out, first.pid)
+    t0 = time.monotonic()
+    second = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
+                             str(out), "--quiet"], capture_output=True, text=True, timeout=60)
+    refused_in = time.monotonic() - t0
+    assert second.returncode == 3, second.stderr
+    assert str(out) in second.stderr and f"PID {first.pid}" in second.stderr
+    assert str(info["started_at"]) in second.stderr
+    assert refused_in < 10  # at once: no discovery, no pool (generous for a loaded machine)
+    # In the same process too (two notebook cells): a clear exception.
+    with pytest.raises(OutputBusyError, match=f"PID {first.pid}"):
+        ocrlab.run(inputs, out, progress=False)
+    _, stderr = first.communicate(timeout=300)
+    assert first.returncode == 0, stderr
+    alone = tmp_path / "alone"
+    ocrlab.run(inputs, alone, workers=2, progress=False)
+    assert _texts(out) == _texts(alone) and len(_texts(out)) == len(small_pages)
+    assert audit_output(out).ok
+    assert load_manifest(out)["status"] == "complete"
+    assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{first.pid}-*"))
+
+
+def test_kill9_leaves_no_lock_and_its_temporary_folder_is_cleaned(tmp_path: Path) -> None:
+    inputs = _pages(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    proc = _cli(str(inputs), "--out", str(out), "--workers", "2", "--engine", SLEEPY, "--quiet")
+    _wait_for_lock_holder(out, proc.pid)
+    stale = list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{proc.pid}-*"))
+    assert len(stale) == 1
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    nxt = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out", str(out),
+                          "--engine", ECHO, "--overwrite", "--quiet"],
+                         capture_output=True, text=True, timeout=120)
+    assert nxt.returncode == 0, nxt.stderr
+    assert not stale[0].exists()  # the dead run's folder, removed by the next run
+    assert audit_output(out).ok and len(audit_output(out).on_disk) == 8
+
+
+def test_a_live_runs_temporary_folder_is_never_removed(tmp_path: Path) -> None:
+    from ocrlab.ownership import RunTempDir
+
+    live = RunTempDir()
+    try:
+        (live.path / "page.pnm").write_bytes(b"P5")
+        removed = RunTempDir.remove_stale()
+        assert live.path not in removed and (live.path / "page.pnm").exists()
+    finally:
+        live.close()
+    assert not live.path.exists()
+
+
+def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> None:
+    letters = _pages(tmp_path / "letters", 3, "letter")
+    forms = _pages(tmp_path / "forms", 2, "form")
+    out = tmp_path / "o"
+    ocrlab.run(letters, out, engine=ECHO, progress=False)
+    before = _texts(out)
+    with pytest.raises(OutputNotEmptyError, match="--resume.*--overwrite"):
+        ocrlab.run(forms, out, engine=ECHO, progress=False)
+    cli = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(forms), "--out", str(out),
+                          "--engine", ECHO, "--quiet"], capture_output=True, text=True,
+                         timeout=120)
+    assert cli.returncode == 3 and "--overwrite" in cli.stderr and "--resume" in cli.stderr
+    assert _texts(out) == before  # refused before touching anything
+    (out / "notes.md").write_text("a user's own file")
+    ocrlab.run(forms, out, engine=ECHO, progress=False, overwrite=True)
+    audit = audit_output(out)
+    assert audit.ok and audit.on_disk == {"text/form000.png.txt", "text/form001.png.txt"}
+    assert {d["doc_id"] for d in load_manifest(out)["documents"]} == {"form000.png",
+                                                                       "form001.png"}
+    assert (out / "notes.md").read_text() == "a user's own file"  # only ocrlab's files go
+    with pytest.raises(ocrlab.ConfigError, match="exclude each other"):
+        ocrlab.run(forms, out, engine=ECHO, progress=False, overwrite=True, resume=True)
+
+
+@pytest.fixture
+def small_fs() -> Iterator[Path]:
+    """A 192 KiB tmpfs mounted for the test (root and mount permission needed)."""
+    point = Path(tempfile.mkdtemp(prefix="ocrlab-fs-"))
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(point)],
+                             capture_output=True, text=True, check=False)
+    if mounted.returncode != 0:
+        point.rmdir()
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
+    try:
+        yield point
+    finally:
+        subprocess.run(["umount", "-l", str(point)], check=False)
+        point.rmdir()
+
+
+@pytest.mark.slow
+def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
+        small_fs: Path, tmp_path: Path) -> None:
+    inputs = _pages(tmp_path / "in", 60)
+    out = small_fs / "out"
+    full = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
+                           str(out), "--engine", ECHO, "--workers", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=300)
+    assert full.returncode == 4, full.stdout + full.stderr
+    line = full.stderr.strip().splitlines()[-1]
+    assert "no space left on the output filesystem after" in line and "--resume" in line
+    done = int(line.split(" after ")[1].split()[0])
+    manifest = load_manifest(out)
+    assert manifest["status"] == "interrupted"
+    assert manifest["run"]["stop_reason"].startswith("no space left")
+    assert 0 < len(manifest["documents"]) == done < 60  # stopped early, not 60 failures
+    assert all(d["status"] == "ok" for d in manifest["documents"])
+    assert audit_output(out).unlisted <= audit_output(out).on_disk  # complete files only
+    for rel in audit_output(out).on_disk:
+        assert (out / rel).read_text().endswith("\f")  # never half-written
+    subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
+    resumed = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
+                              str(out), "--engine", ECHO, "--workers", "2", "--resume",
+                              "--quiet"], capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"({done} kept" in resumed.stdout
+    clean = tmp_path / f"clean-{uuid.uuid4().hex[:6]}"
+    ocrlab.run(inputs, clean, engine=ECHO, workers=2, progress=False)
+    assert _texts(out) == _texts(clean) and len(_texts(out)) == 60
+    assert load_manifest(out)["status"] == "complete" and audit_output(out).ok
+    assert not (out / ".ocrlab-reserve").exists()
