@@ -17,7 +17,6 @@ import dataclasses
 import logging
 import os
 import shutil
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,6 +34,7 @@ from .config import OcrConfig, load_config
 from .engine import release_engines
 from .executor import BoundedScheduler, InlineExecutor, kill_workers
 from .procs import child_subreaper, reap_orphans
+from .progress import run_progress
 from .records import EngineSettings
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
@@ -68,18 +68,6 @@ class RunContext:
         items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
         return cls((Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir),
                    resume)
-
-
-def _progress_enabled(cfg: OcrConfig) -> bool:
-    if cfg.progress is not None:
-        return cfg.progress
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def _make_progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="page", desc="OCR", disable=not enabled, dynamic_ncols=True)
 
 
 def create_executor(cfg: OcrConfig) -> cf.Executor:
@@ -179,7 +167,8 @@ def _run(context: RunContext, cfg: OcrConfig, layout: OutputLayout, executor: cf
     n_pages = sum(d.n_pages for d in todo)
     monitor = None
     status = "interrupted"
-    with run_log(layout.log), _make_progress(n_pages, _progress_enabled(cfg)) as bar:
+    trace.run_start(time.monotonic_ns(), n_pages, docs)
+    with run_log(layout.log), run_progress(n_pages, cfg, layout.trace) as bar:
         try:
             log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
                      len(docs), n_pages, cfg.effective_workers,
