@@ -175,7 +175,8 @@ class PageViewer:
     def __init__(self, root: str | os.PathLike[str], max_width: int = 600):
         self.max_width = max_width
         runs = pages_mod.find_runs(root) or [Path(root)]
-        self.run = widgets.Dropdown(options=[(str(r), r) for r in runs], description="run")
+        self.run = widgets.Dropdown(options=[(str(r), r) for r in runs], value=runs[0],
+                                    description="run")
         self.doc = widgets.Dropdown(description="document")
         self.page = widgets.BoundedIntText(value=1, min=1, max=1, description="page")
         self.caption = widgets.HTML()
@@ -198,6 +199,8 @@ class PageViewer:
         self._docs = {d["doc_id"]: d for d in pages_mod.documents(out)}
         self._times = pages_mod.page_times(out)
         self.doc.options = list(self._docs)
+        if self._docs and self.doc.value not in self._docs:  # ipywidgets 8 may leave None
+            self.doc.value = next(iter(self._docs))
         self._load_doc()
 
     def _load_doc(self) -> None:
