@@ -196,7 +196,11 @@ class PageViewer:
 
     def _load_run(self) -> None:
         out = self.run.value
-        self._docs = {d["doc_id"]: d for d in pages_mod.documents(out)}
+        try:
+            self._docs = {d["doc_id"]: d for d in pages_mod.documents(out)}
+        except (OSError, ValueError) as exc:  # not (yet) a run's output folder
+            self._docs = {}
+            self.caption.value = f"<i>no run in {html.escape(str(out))}: {exc}</i>"
         self._times = pages_mod.page_times(out)
         self.doc.options = list(self._docs)
         if self._docs and self.doc.value not in self._docs:  # ipywidgets 8 may leave None
@@ -212,7 +216,9 @@ class PageViewer:
     def _show(self) -> None:
         doc = self._docs.get(self.doc.value or "")
         if doc is None:
-            self.caption.value, self.text.value = "<i>no document</i>", ""
+            self.text.value = ""
+            if not self.caption.value.startswith("<i>no run"):
+                self.caption.value = "<i>no document</i>"
             return
         info = pages_mod.page_info(self.run.value, doc, int(self.page.value), self._times)
         self.caption.value = pages_mod.caption(info)
