@@ -97,13 +97,13 @@ def identity_runs(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str
     saved = os.environ.get("OCR_PARALLEL_DISABLED")
     os.environ["OCR_PARALLEL_DISABLED"] = "true"
     try:
-        sequential = run(corpus, out / "sequential", progress=False)
+        sequential = run(corpus, out / "sequential")  # live views in JupyterLab only
     finally:
         if saved is None:
             del os.environ["OCR_PARALLEL_DISABLED"]
         else:
             os.environ["OCR_PARALLEL_DISABLED"] = saved
-    parallel = run(corpus, out / "parallel", workers=workers, progress=False)
+    parallel = run(corpus, out / "parallel", workers=workers)
     return sequential, parallel
 
 
