@@ -58,7 +58,8 @@ def sweep_table_html(table: Sequence[Mapping[str, Any]]) -> str:
     main = key_table(table)
     shown = main.style.format({k: v for k, v in formats.items() if k in main},
                               na_rep="-").hide(axis="index")
-    full = pd.DataFrame(list(table)).to_html(index=False, na_rep="-")
+    full: str = pd.DataFrame(list(table)).to_html(index=False, na_rep="-")
     n = len(pd.DataFrame(list(table)).columns)
-    return (shown.to_html() + f"<details><summary>all {n} columns "
+    main_html: str = shown.to_html()
+    return (main_html + f"<details><summary>all {n} columns "
             f"({html.escape('bench.csv')})</summary>{full}</details>")
