@@ -9,8 +9,8 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from ocrlab import plots  # noqa: E402
-from ocrlab.lab import tables  # noqa: E402
+from ocrlab import plots
+from ocrlab.lab import tables
 
 
 def _row(workers: int, rss: float, **extra: Any) -> dict[str, Any]:
