@@ -57,6 +57,12 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
         nbformat.v4.new_code_cell(
             "from ocrlab.lab.widgets import PageViewer\n"
             f"PageViewer({str(tmp_path / 'out')!r})"),
+        # A background run: the cell returns at once, the next one collects the result.
+        nbformat.v4.new_code_cell(
+            f"handle = ocrlab.start({str(corpus)!r}, {str(tmp_path / 'bg')!r}, workers=2,\n"
+            "                      engine='ocrlab.fakes:sleepy', live_view=True,\n"
+            "                      engine_options={'sleep': 0.4})\nhandle.done()"),
+        nbformat.v4.new_code_cell("handle.result().pages, handle.status"),
     ]
     NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
                    resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -72,6 +78,13 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
             if m["model_name"] == "HTMLModel"]
     assert any('data-pages-done="6" data-pages-total="6" data-status="complete"' in h
                for h in html), html
+    started = nb.cells[3].outputs
+    assert any(WIDGET_VIEW in o.get("data", {}) for o in started), started
+    assert started[-1]["data"]["text/plain"] == "False", "start returned before the run ended"
+    assert nb.cells[4].outputs[-1]["data"]["text/plain"] == "(6, 'complete')"
+    background = [m["state"] for m in state.values() if m["model_name"] == "IntProgressModel"
+                  and "background" in m["state"].get("description", "")]
+    assert background and background[0]["value"] == background[0]["max"] == 6
     viewer = nb.cells[2].outputs
     assert not [o for o in viewer if o["output_type"] == "error"], viewer
     # The page viewer: an image model with PNG bytes and the page's text.
