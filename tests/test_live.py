@@ -215,3 +215,41 @@ def test_bench_shows_which_run_of_how_many(tmp_path: Path,
     assert runs[1].startswith("page:run 2/2:")
     assert json.loads((tmp_path / "b" / "bench.json").read_text())["table"]
     assert os.environ.get("OCR_LIVE_VIEW") is None
+
+
+def _in_a_terminal(args: list[str], env: dict[str, str]) -> str:
+    """Run ``python -m ocrlab ARGS`` on a pseudo-terminal (120 columns); return its output."""
+    import fcntl
+    import pty
+    import struct
+    import subprocess
+    import termios
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "ocrlab", *args], stdin=slave,
+                            stdout=slave, stderr=slave, env=env)
+    os.close(slave)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:  # EIO: the other side closed
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(master)
+    proc.wait(timeout=60)
+    return out.decode(errors="replace")
+
+
+def test_terminal_bar_on_a_tty_and_none_under_ci(tmp_path: Path) -> None:
+    make_page(tmp_path / "in" / "a.png", "a")
+    make_page(tmp_path / "in" / "b.png", "b")
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    args = [str(tmp_path / "in"), "--engine", "ocrlab.fakes:echo", "--workers", "1"]
+    shown = _in_a_terminal([*args, "--out", str(tmp_path / "o1")], env)
+    assert "OCR: 100%" in shown and "2/2" in shown
+    quiet = _in_a_terminal([*args, "--out", str(tmp_path / "o2")], {**env, "CI": "true"})
+    assert "OCR:" not in quiet and "2 documents" in quiet
