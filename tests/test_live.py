@@ -248,7 +248,7 @@ def test_terminal_bar_on_a_tty_and_none_under_ci(tmp_path: Path) -> None:
     make_page(tmp_path / "in" / "a.png", "a")
     make_page(tmp_path / "in" / "b.png", "b")
     env = {k: v for k, v in os.environ.items() if k != "CI"}
-    args = [str(tmp_path / "in"), "--engine", "ocrlab.fakes:echo", "--workers", "1"]
+    args = ["run", str(tmp_path / "in"), "--engine", "ocrlab.fakes:echo", "--workers", "1"]
     shown = _in_a_terminal([*args, "--out", str(tmp_path / "o1")], env)
     assert "OCR: 100%" in shown and "2/2" in shown
     quiet = _in_a_terminal([*args, "--out", str(tmp_path / "o2")], {**env, "CI": "true"})
