@@ -32,6 +32,7 @@ needs nothing from the pipeline but the path; it lives in
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator
@@ -82,7 +83,9 @@ def live_view_enabled(cfg: OcrConfig, where: str | None = None) -> bool:
         return False  # no widgets outside a kernel; a sweep shows its own progress
     if cfg.live_view is not None:
         return cfg.live_view
-    return where == "notebook" and cfg.progress is not False
+    # auto: a person at JupyterLab, who did not ask for quiet, with the widgets installed
+    return (where == "notebook" and cfg.progress is not False
+            and importlib.util.find_spec("ipywidgets") is not None)
 
 
 class _QuietBar:
@@ -99,7 +102,8 @@ def make_bar(total: int, enabled: bool, where: str, desc: str = "OCR",
              leave: bool = True, unit: str = "page") -> Any:
     """A tqdm bar for ``where``: the notebook widget in a kernel, the terminal bar elsewhere."""
     if where in {"notebook", "headless"}:
-        from tqdm.notebook import tqdm as bar_class
+        # tqdm.auto: the widget bar when ipywidgets is there, the text bar otherwise
+        from tqdm.auto import tqdm as bar_class
     else:
         from tqdm.std import tqdm as bar_class
     return bar_class(total=total, unit=unit, desc=desc, disable=not enabled, leave=leave,
