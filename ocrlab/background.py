@@ -62,6 +62,7 @@ class RunHandle:
         self._workdir = workdir
         self._stale = stale
         self._outcome: tuple[str, Any] | None = None
+        self._log: str | None = None
         self.cancelled = False
 
     # -- state -----------------------------------------------------------------------------
@@ -108,7 +109,8 @@ class RunHandle:
                 self._outcome = ("failed", RuntimeError(
                     f"the run's process (pid {self.pid}) ended with exit code "
                     f"{self.proc.returncode} without a result; its output:\n{log}"))
-            shutil.rmtree(self._workdir / "spec", ignore_errors=True)
+            self._log = self.log_text()
+            shutil.rmtree(self._workdir, ignore_errors=True)  # spec, result, output
         return self._outcome
 
     def result(self, timeout: float | None = None) -> RunSummary:
@@ -148,6 +150,8 @@ class RunHandle:
 
     def log_text(self) -> str:
         """What the run's process wrote to stdout / stderr (normally nothing)."""
+        if self._log is not None:
+            return self._log
         path = self._workdir / "output.log"
         return path.read_text(encoding="utf-8", errors="replace") if path.is_file() else ""
 
@@ -160,6 +164,8 @@ class RunHandle:
     def _ipython_display_(self) -> None:
         if self.view is not None:
             self.view._ipython_display_()
+        else:
+            print(repr(self))
 
     def __repr__(self) -> str:
         return f"<RunHandle pid={self.pid} out={str(self.out_dir)!r} {self.status}>"
