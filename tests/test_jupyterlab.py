@@ -65,6 +65,9 @@ def _notebook(root: Path) -> Path:
         nbformat.v4.new_code_cell('summary = ocrlab.run("corpus", "out", workers=2)'),
         nbformat.v4.new_code_cell(
             'from ocrlab.lab.widgets import PageViewer\nPageViewer("out")'),
+        # (once, even if the menu is used twice: see _run_all_cells)
+        nbformat.v4.new_code_cell(
+            'handle = globals().get("handle") or ocrlab.start("corpus", "out-bg", workers=2)'),
     ]
     path = root / "live.ipynb"
     nbformat.write(nb, path)
@@ -72,8 +75,9 @@ def _notebook(root: Path) -> Path:
 
 
 @pytest.fixture
-def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    """(URL of the notebook with its token, root folder) of a running JupyterLab."""
+def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """(URL of the notebook with its token, root folder, sessions API URL) of a running
+    JupyterLab."""
     reason = _missing()
     if reason:
         pytest.skip(reason)
@@ -104,8 +108,8 @@ def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     env.update(JUPYTER_PATH=str(home / "data"), JUPYTER_CONFIG_DIR=str(home / "config"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"),
                JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
-               PYTHONPATH=str(ROOT))
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    env.pop("PYTHONPATH", None)  # the kernelspec alone puts the checkout on the kernel's path
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
@@ -126,7 +130,8 @@ def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path]]:
                 assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
                 assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
                 time.sleep(0.5)
-        yield f"{base}/lab/tree/live.ipynb?token={token}", root
+        yield (f"{base}/lab/tree/live.ipynb?token={token}", root,
+               f"{base}/api/sessions?token={token}")
     finally:
         server.terminate()
         try:
@@ -144,6 +149,22 @@ def _save(page_or_element: object, tmp_path: Path, name: str) -> Path:
     keep.mkdir(exist_ok=True)
     shutil.copy(target, keep / name)
     return target
+
+
+def _wait_for_kernel(sessions_url: str, timeout_s: float = 120) -> None:
+    """Until the notebook's kernel is idle *and connected* (the page's execution indicator
+    reads "idle" seconds before any kernel exists; requests sent then are lost, and so are
+    the widgets' comm messages)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(sessions_url, timeout=5) as reply:
+            kernels = [s["kernel"] for s in json.load(reply)]
+        if any(k["execution_state"] == "idle" and k.get("connections", 0) >= 1
+               for k in kernels):
+            time.sleep(1.0)  # the page's widget manager attaches to the new connection
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"the notebook's kernel did not become ready in {timeout_s} s")
 
 
 def _run_all_cells(page: Any) -> None:
@@ -167,11 +188,11 @@ def _run_all_cells(page: Any) -> None:
     raise AssertionError(f"the cells never all started: {prompts.all_inner_texts()}")
 
 
-def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path],
+def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, str],
                                                  tmp_path: Path) -> None:
     from playwright.sync_api import sync_playwright
 
-    url, root = jupyterlab
+    url, root, sessions = jupyterlab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
                                     args=["--no-sandbox", "--disable-gpu"])
@@ -181,10 +202,11 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path],
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
             page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                                    timeout=120_000)
-            _save(page, tmp_path, "jupyterlab-start.png")
             dialog = page.locator(".jp-Dialog button", has_text="Select")
             if dialog.count():  # "Select Kernel", when JupyterLab still asks
                 dialog.first.click()
+            _wait_for_kernel(sessions)
+            _save(page, tmp_path, "jupyterlab-start.png")
             _run_all_cells(page)
             view = page.locator(".ocrlab-live-view")
             view.wait_for(timeout=60_000)
@@ -220,6 +242,10 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path],
             assert len(text.inner_text().strip()) > 20
             _save(viewer, tmp_path, "page-viewer.png")
             _save(page, tmp_path, "jupyterlab.png")
+            # The background run: its own view, which reaches the end while the kernel is idle.
+            bg = page.locator(".ocrlab-live-view [data-status='complete']").nth(1)
+            bg.wait_for(timeout=300_000)
+            assert bg.get_attribute("data-pages-done") == total
             first = page.locator(".jp-Cell .jp-OutputArea-output").first.inner_text()
             assert str(ROOT / "ocrlab" / "__init__.py") in first, "kernel imports the checkout"
         except BaseException:
@@ -227,5 +253,6 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path],
             raise
         finally:
             browser.close()
-    manifest = json.loads((root / "out" / "results.json").read_text())
-    assert manifest["status"] == "complete"
+    for out in ("out", "out-bg"):
+        manifest = json.loads((root / out / "results.json").read_text())
+        assert manifest["status"] == "complete"

@@ -65,6 +65,7 @@ def render_state(state: RunState) -> str:
         ("time left", _duration(state.eta_s) if not state.finished else "-"),
         ("tree memory", memory),
         ("live Tesseracts", tess),
+        ("open descriptors (tree)", "-" if state.fds is None else str(state.fds)),
         ("worker deaths / pool restarts", f"{state.worker_deaths} / {state.restarts}"),
     ]
     if state.finished and state.summary:
