@@ -40,6 +40,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ from .progress import frontend, live_view_enabled
 
 
 class RunHandle:
-    """A run going on in its own process. Not thread-safe; one per :func:`start`."""
+    """A run going on in its own process; one per :func:`start`."""
 
     def __init__(self, proc: subprocess.Popen[bytes], workdir: Path, out_dir: Path,
                  stale: tuple[int, int, int] | None, view: Any = None) -> None:
@@ -63,6 +64,7 @@ class RunHandle:
         self._stale = stale
         self._outcome: tuple[str, Any] | None = None
         self._log: str | None = None
+        self._lock = threading.Lock()
         self.cancelled = False
 
     # -- state -----------------------------------------------------------------------------
@@ -97,6 +99,10 @@ class RunHandle:
         return {"ok": "complete"}.get(kind, kind)
 
     def _load(self) -> tuple[str, Any]:
+        with self._lock:  # the live view's thread asks too; the first reader cleans up
+            return self._load_locked()
+
+    def _load_locked(self) -> tuple[str, Any]:
         if self._outcome is None:
             path = self._workdir / "result.pickle"
             if path.is_file():
