@@ -3,6 +3,7 @@
 The public API::
 
     ocrlab.run(inputs, out_dir, workers=2)        # notebooks and scripts
+    handle = ocrlab.start(inputs, out_dir)        # the same in the background: a RunHandle
     ocrlab.run_groups(context, config)            # several groups, one executor
     await ocrlab.gather_ocr_pages(pages, executor, max_workers)
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import logging
 
+from .background import RunHandle, start
 from .config import OcrConfig, load_config
 from .errors import ConfigError, ExitCode, OcrlabError, PageError, PipelineError
 from .executor import InlineExecutor, gather_ocr_pages
@@ -38,6 +40,7 @@ __all__ = [
     "PageTask",
     "PipelineError",
     "RunContext",
+    "RunHandle",
     "RunSummary",
     "__version__",
     "discover",
@@ -45,4 +48,5 @@ __all__ = [
     "load_config",
     "run",
     "run_groups",
+    "start",
 ]

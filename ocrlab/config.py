@@ -179,7 +179,11 @@ SETTINGS: tuple[Setting, ...] = (
             "send each page's file bytes with its task (Dask workers on other hosts)",
             "auto / true / false; auto = when the scheduler is not on loopback"),
     Setting("progress", "OCR_PROGRESS", _progress,
-            "tqdm progress bar (auto = only on an interactive terminal)", "auto / true / false"),
+            "progress bar (auto = a terminal bar on a tty, a notebook bar in JupyterLab; "
+            "off under CI and papermill)", "auto / true / false"),
+    Setting("live_view", "OCR_LIVE_VIEW", _progress,
+            "live run view in a notebook: pages/s, memory, live Tesseracts, failures "
+            "(auto = in JupyterLab, not under papermill or CI)", "auto / true / false"),
 )
 
 _BY_KEY = {s.key: s for s in SETTINGS}
@@ -212,6 +216,7 @@ class OcrConfig:
     executor: str = "loky"
     ship_pages: bool | None = None
     progress: bool | None = None
+    live_view: bool | None = None
     omp_thread_limit: str | None = "1"
     engine_options: Mapping[str, Any] = field(default_factory=dict)
     #: where each value came from ("default", "env OCR_WORKERS", "config"...), for the trace

@@ -31,7 +31,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from .errors import OutputBusyError, OutputStoppedError, PipelineError
+from .artifacts import OutputLayout
+from .errors import OutputBusyError, OutputNotEmptyError, OutputStoppedError, PipelineError
 
 LOCK_NAME = ".ocrlab.lock"
 
@@ -78,6 +79,29 @@ def hold_output(root: Path) -> Iterator[Path]:
         yield root / LOCK_NAME
     finally:
         os.close(fd)  # releases the lock (the file stays: deleting it would race)
+
+
+def check_output(root: Path, *, resume: bool, overwrite: bool) -> None:
+    """Raise now what a run on ``root`` would raise at its start: the folder is busy, or it
+    holds a previous run's files and neither ``resume`` nor ``overwrite`` was asked.
+
+    For callers that start the run elsewhere (``ocrlab.start``'s background process),
+    so that the notebook cell fails at once with the reason; the run itself checks
+    again under its lock.
+    """
+    with hold_output(root):
+        found = [] if resume or overwrite else OutputLayout(root).previous_outputs()
+    if found:
+        raise not_empty_error(root, found)
+
+
+def not_empty_error(root: Path, found: list[str]) -> OutputNotEmptyError:
+    """The refusal of a used folder, naming what is there and the two ways on."""
+    return OutputNotEmptyError(
+        f"output folder {str(root)!r} holds a previous run's {', '.join(found)}; run again "
+        "with --resume to keep its finished documents and do the rest, or with --overwrite "
+        "to start from an empty folder (ocrlab.run(..., resume=True) / overwrite=True), or "
+        "choose another --out.")
 
 
 # --------------------------------------------------------------------------- temporary files

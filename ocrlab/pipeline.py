@@ -33,7 +33,6 @@ import concurrent.futures as cf
 import dataclasses
 import logging
 import os
-import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -43,11 +42,19 @@ from typing import Any
 from .artifacts import ManifestWriter, OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .errors import ConfigError, OutputNotEmptyError, OutputStoppedError
+from .errors import ConfigError, OutputStoppedError
 from .executor import BoundedScheduler, kill_workers
-from .ownership import Ballast, RunTempDir, hold_output, run_wide_reason, stopped_error
+from .ownership import (
+    Ballast,
+    RunTempDir,
+    hold_output,
+    not_empty_error,
+    run_wide_reason,
+    stopped_error,
+)
 from .plan import ExecutionPlan
 from .procs import child_subreaper
+from .progress import run_progress
 from .records import PageTask, RunSummary
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
@@ -89,18 +96,6 @@ class RunContext:
             (Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir), resume,
             overwrite,
         )
-
-
-def _progress_enabled(cfg: OcrConfig) -> bool:
-    if cfg.progress is not None:
-        return cfg.progress
-    return sys.stderr.isatty() and not os.environ.get("CI")
-
-
-def _make_progress(total: int, enabled: bool) -> Any:
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="page", desc="OCR", disable=not enabled, dynamic_ncols=True)
 
 
 def run_groups(
@@ -164,11 +159,7 @@ class _Run:
             return
         found = self.layout.previous_outputs()
         if found and not self.context.overwrite:
-            raise OutputNotEmptyError(
-                f"output folder {str(self.layout.root)!r} holds a previous run's "
-                f"{', '.join(found)}; run again with --resume to keep its finished documents "
-                "and do the rest, or with --overwrite to start from an empty folder "
-                "(ocrlab.run(..., resume=True) / overwrite=True), or choose another --out.")
+            raise not_empty_error(self.layout.root, found)
         if found:
             self.layout.clear()
 
@@ -200,8 +191,8 @@ class _Run:
         n_pages = sum(d.n_pages for d in todo)
         status = "interrupted"
         self.stop_reason: str | None = None
-        with run_log(self.layout.log), \
-                _make_progress(n_pages, _progress_enabled(self.cfg)) as bar:
+        self.trace.run_start(time.monotonic_ns(), n_pages, docs)
+        with run_log(self.layout.log), run_progress(n_pages, self.cfg, self.layout.trace) as bar:
             try:
                 log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
                          len(docs), n_pages, self.cfg.effective_workers,

@@ -24,7 +24,7 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -142,6 +142,14 @@ class TraceRecorder:
         """A point event: worker death, pool restart, run end."""
         self.emit({"ph": "i", "s": "p", "name": name, "cat": "run", "pid": self.main_pid,
                    "tid": MAIN_TID_RUN, "ts": self.us(t_ns), "args": dict(args)})
+
+    def run_start(self, t_ns: int, pages: int, documents: Sequence[Any]) -> None:
+        """The page total, for live views (:mod:`ocrlab.follow`), and the unreadable documents
+        (failures before any page is OCRed; the first 100, with their count)."""
+        bad = [{"doc_id": d.doc_id, "error_type": d.error_type, "error": d.error}
+               for d in documents if not d.ok]
+        self.instant("run_start", t_ns, {"pages": pages, "documents": len(documents),
+                                         "unreadable_count": len(bad), "unreadable": bad[:100]})
 
     def close(self) -> None:
         """Rewrite the trace sorted by time as one complete JSON array (atomic rename)."""

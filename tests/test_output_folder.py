@@ -123,7 +123,7 @@ def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> 
     out = tmp_path / "o"
     ocrlab.run(letters, out, engine=ECHO, progress=False)
     before = _texts(out)
-    with pytest.raises(OutputNotEmptyError, match="--resume.*--overwrite"):
+    with pytest.raises(OutputNotEmptyError, match=r"--resume.*--overwrite"):
         ocrlab.run(forms, out, engine=ECHO, progress=False)
     cli = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(forms), "--out", str(out),
                           "--engine", ECHO, "--quiet"], capture_output=True, text=True,

@@ -1,6 +1,6 @@
 """Engines for tests and for checking a deployment without OCR costs.
 
-Select one by import path, e.g. ``engine="ocrlab.fakes:sleepy"``; options come
+Select one by import path, e.g. ``engine="ocrlab.engines.fakes:sleepy"``; options come
 from ``engine_options`` (``EngineSettings.option``). They run in real worker
 processes like the real engine, which is the point: concurrency, back-pressure
 and fault isolation are proven with real processes and the timestamps they

@@ -97,13 +97,13 @@ def identity_runs(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str
     saved = os.environ.get("OCR_PARALLEL_DISABLED")
     os.environ["OCR_PARALLEL_DISABLED"] = "true"
     try:
-        sequential = run(corpus, out / "sequential", progress=False, overwrite=True)
+        sequential = run(corpus, out / "sequential", overwrite=True)
     finally:
         if saved is None:
             del os.environ["OCR_PARALLEL_DISABLED"]
         else:
             os.environ["OCR_PARALLEL_DISABLED"] = saved
-    parallel = run(corpus, out / "parallel", workers=workers, progress=False, overwrite=True)
+    parallel = run(corpus, out / "parallel", workers=workers, overwrite=True)
     return sequential, parallel
 
 

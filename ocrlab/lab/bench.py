@@ -38,6 +38,7 @@ from ..engines.tesseract import tesseract_cmd
 from ..measure.monitor import ProcessTreeMonitor
 from ..pages import page_source
 from ..pipeline import run
+from ..progress import progress_enabled, sweep_progress
 from ..runinfo import run_metadata
 from ..sources import discover
 from ..trace import load_trace
@@ -125,7 +126,7 @@ def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: fl
 
 def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
                 options: Mapping[str, Any]) -> RunRow:
-    summary = run(options["corpus"], out, workers=workers, engine=engine, progress=False,
+    summary = run(options["corpus"], out, workers=workers, engine=engine, live_view=False,
                   **{k: v for k, v in options.items() if k != "corpus"})
     events = load_trace(out / "trace.json")
     page_s = [e["dur"] / 1e6 for e in events if e.get("ph") == "X" and e.get("cat") == "page"]
@@ -239,17 +240,22 @@ def bench(
     if counts[0] != 1:
         counts = [1, *counts]  # speedup and identity need the 1-worker baseline
     options.pop("engine", None)  # engines are swept, not configured
-    opts = {"corpus": os.fspath(corpus), **options}
     cfg = load_config(**options)
+    # One bar over the runs ("run 3/8: ..."), each run's own bar beneath it.
+    shown = progress_enabled(cfg)
+    opts = {"corpus": os.fspath(corpus), **options, "progress": shown}
     rows: list[RunRow] = []
     reference: dict[str, dict[str, str | None]] = {}
-    with tempfile.TemporaryDirectory(prefix="ocrlab-bench-") as tmp:
+    total = repeats * len(counts) * len(engines)
+    with tempfile.TemporaryDirectory(prefix="ocrlab-bench-") as tmp, \
+            sweep_progress(total, shown) as step:
         cli_files = prepare_cli_pages(os.fspath(corpus), Path(tmp), cfg.dpi) if cli_reference \
             else []
         for r in range(repeats):
             for n in _order(counts, r):
                 msg = f"repeat {r + 1}/{repeats}, {n} worker(s):"
                 for engine in engines:
+                    step(f"{engine}, {n} worker(s), repeat {r + 1}/{repeats}")
                     run_dir = out / "runs" / f"{engine}-w{n}-r{r}"
                     shutil.rmtree(run_dir, ignore_errors=True)
                     row = _ocrlab_row(run_dir, n, r, engine, opts)

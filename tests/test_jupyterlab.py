@@ -1,0 +1,258 @@
+"""A real JupyterLab in a real browser: the live view, the progress bar and the page viewer.
+
+Starts JupyterLab from this environment (random free port, a token, a
+temporary root folder, its own settings, a kernelspec whose environment puts
+this checkout first on ``PYTHONPATH``), opens a small notebook in headless
+Debian Chromium driven by Playwright, runs it from the Run menu, and waits
+until the live view reports every page done and the run complete; then checks
+that the page viewer shows an image and text. Screenshots go to ``tmp_path``
+and to ``test-output/`` in the checkout (git-ignored): the README's picture
+comes from there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import re
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.conftest import DATA, ROOT
+
+pytestmark = pytest.mark.slow
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+KERNEL = "ocrlab-checkout"
+PAGES = ("letters/note.png", "forms/note.png", "forms/card.webp", "reports/memo.png")
+
+
+def _missing() -> str | None:
+    if CHROMIUM is None:
+        return "Debian's chromium is not installed (apt-get install chromium)"
+    if importlib.util.find_spec("jupyterlab") is None:
+        return "jupyterlab is not installed (pip install 'ocrlab[notebooks]')"
+    if importlib.util.find_spec("playwright") is None:
+        return "playwright is not installed (pip install 'ocrlab[browser]')"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _notebook(root: Path) -> Path:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "ocrlab (checkout)",
+                                 "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_code_cell("import ocrlab\nprint(ocrlab.__file__)"),
+        nbformat.v4.new_code_cell('summary = ocrlab.run("corpus", "out", workers=2)'),
+        nbformat.v4.new_code_cell(
+            'from ocrlab.lab.widgets import PageViewer\nPageViewer("out")'),
+        # (once, even if the menu is used twice: see _run_all_cells)
+        nbformat.v4.new_code_cell(
+            'handle = globals().get("handle") or ocrlab.start("corpus", "out-bg", workers=2)'),
+    ]
+    path = root / "live.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
+    """(URL of the notebook with its token, root folder, sessions API URL) of a running
+    JupyterLab."""
+    reason = _missing()
+    if reason:
+        pytest.skip(reason)
+    root = tmp_path / "root"
+    for rel in PAGES:
+        src = DATA / rel
+        (root / "corpus" / Path(rel).parent).mkdir(parents=True, exist_ok=True)
+        shutil.copy(src, root / "corpus" / rel)
+        for gt in src.parent.glob(src.name.rsplit(".", 1)[0] + ".gt.txt"):
+            shutil.copy(gt, root / "corpus" / Path(rel).parent / gt.name)
+    _notebook(root)
+    home = tmp_path / "jupyter"
+    spec = home / "data" / "kernels" / KERNEL
+    spec.mkdir(parents=True)
+    (spec / "kernel.json").write_text(json.dumps({
+        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "ocrlab (checkout)", "language": "python",
+        "env": {"PYTHONPATH": str(ROOT)}}))
+    settings = home / "settings" / "@jupyterlab" / "apputils-extension"
+    settings.mkdir(parents=True)
+    (settings / "notification.jupyterlab-settings").write_text(
+        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+    notebook_settings = home / "settings" / "@jupyterlab" / "notebook-extension"
+    notebook_settings.mkdir(parents=True)
+    (notebook_settings / "tracker.jupyterlab-settings").write_text(
+        json.dumps({"autoStartDefaultKernel": True}))
+    env = {k: v for k, v in os.environ.items() if k != "CI"}
+    env.update(JUPYTER_PATH=str(home / "data"), JUPYTER_CONFIG_DIR=str(home / "config"),
+               JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    env.pop("PYTHONPATH", None)  # the kernelspec alone puts the checkout on the kernel's path
+    port, token = _free_port(), secrets.token_hex(16)
+    log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed below
+    server = subprocess.Popen(
+        [sys.executable, "-m", "jupyterlab", f"--port={port}", "--ServerApp.ip=127.0.0.1",
+         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
+         "--ServerApp.open_browser=False", "--ServerApp.port_retries=0",
+         f"--MappingKernelManager.default_kernel_name={KERNEL}",
+         *(["--allow-root"] if os.geteuid() == 0 else [])],
+        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
+                assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
+                time.sleep(0.5)
+        yield (f"{base}/lab/tree/live.ipynb?token={token}", root,
+               f"{base}/api/sessions?token={token}")
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+        log.close()
+
+
+def _save(page_or_element: object, tmp_path: Path, name: str) -> Path:
+    target = tmp_path / name
+    page_or_element.screenshot(path=str(target))  # type: ignore[attr-defined]
+    keep = ROOT / "test-output"
+    keep.mkdir(exist_ok=True)
+    shutil.copy(target, keep / name)
+    return target
+
+
+def _wait_for_kernel(sessions_url: str, timeout_s: float = 120) -> None:
+    """Until the notebook's kernel is idle *and connected* (the page's execution indicator
+    reads "idle" seconds before any kernel exists; requests sent then are lost, and so are
+    the widgets' comm messages)."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(sessions_url, timeout=5) as reply:
+            kernels = [s["kernel"] for s in json.load(reply)]
+        if any(k["execution_state"] == "idle" and k.get("connections", 0) >= 1
+               for k in kernels):
+            time.sleep(1.0)  # the page's widget manager attaches to the new connection
+            return
+        time.sleep(0.25)
+    raise AssertionError(f"the notebook's kernel did not become ready in {timeout_s} s")
+
+
+def _run_all_cells(page: Any) -> None:
+    """Run > Run All Cells, as a user does.
+
+    JupyterLab 4.6 here sometimes drops execute requests sent in the first seconds after
+    the kernel shows idle (the first cell runs, the others stay ``[ ]``). So: use the menu,
+    and when not every cell got queued, wait for the queue to drain and use it again.
+    """
+    prompts = page.locator(".jp-Notebook .jp-Cell .jp-InputPrompt")
+    for _ in range(5):
+        page.locator(".lm-MenuBar-item", has_text="Run").first.click()
+        page.locator(".lm-Menu-itemLabel").get_by_text("Run All Cells", exact=True).click()
+        for _ in range(40):
+            texts = prompts.all_inner_texts()
+            if all(re.search(r"\[[*0-9]", t) for t in texts):
+                return
+            page.wait_for_timeout(250)
+        while any("*" in t for t in prompts.all_inner_texts()):
+            page.wait_for_timeout(250)
+    raise AssertionError(f"the cells never all started: {prompts.all_inner_texts()}")
+
+
+def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, str],
+                                                 tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    url, root, sessions = jupyterlab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM,
+                                    args=["--no-sandbox", "--disable-gpu"])
+        try:
+            page = browser.new_page(viewport={"width": 1280, "height": 1000})
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
+                                   timeout=120_000)
+            dialog = page.locator(".jp-Dialog button", has_text="Select")
+            if dialog.count():  # "Select Kernel", when JupyterLab still asks
+                dialog.first.click()
+            _wait_for_kernel(sessions)
+            _save(page, tmp_path, "jupyterlab-start.png")
+            _run_all_cells(page)
+            view = page.locator(".ocrlab-live-view")
+            view.wait_for(timeout=60_000)
+            running = page.locator(".ocrlab-live-view [data-status='running']")
+            try:  # a picture of the run while it goes, for the README
+                running.wait_for(timeout=60_000)
+                page.wait_for_function(
+                    "() => { const e = document.querySelector("
+                    "'.ocrlab-live-view [data-status=running]');"
+                    " return e && +e.dataset.pagesDone >= 1; }", timeout=120_000)
+                _save(view, tmp_path, "live-view-running.png")
+            except Exception:
+                pass  # the run may finish between two looks; the final state is checked
+            done = page.locator(".ocrlab-live-view [data-status='complete']")
+            done.wait_for(timeout=300_000)
+            total = done.get_attribute("data-pages-total")
+            assert total and int(total) == len(PAGES)
+            assert done.get_attribute("data-pages-done") == total
+            bar = view.locator(".progress-bar")
+            page.wait_for_function(
+                "() => document.querySelector('.ocrlab-live-view .progress-bar')"
+                ".style.width === '100%'", timeout=30_000)
+            assert bar.count() == 1
+            assert f"{total} / {total}" in view.inner_text()
+            _save(view, tmp_path, "live-view.png")
+            viewer = page.locator(".ocrlab-page-viewer")
+            viewer.wait_for(timeout=120_000)
+            page.wait_for_function(
+                "() => { const i = document.querySelector('.ocrlab-page-viewer img');"
+                " return i && i.naturalWidth > 0; }", timeout=60_000)
+            text = viewer.locator(".ocrlab-page-text").first
+            text.wait_for(timeout=30_000)
+            assert len(text.inner_text().strip()) > 20
+            _save(viewer, tmp_path, "page-viewer.png")
+            _save(page, tmp_path, "jupyterlab.png")
+            # The background run: its own view, which reaches the end while the kernel is idle.
+            bg = page.locator(".ocrlab-live-view [data-status='complete']").nth(1)
+            bg.wait_for(timeout=300_000)
+            assert bg.get_attribute("data-pages-done") == total
+            first = page.locator(".jp-Cell .jp-OutputArea-output").first.inner_text()
+            assert str(ROOT / "ocrlab" / "__init__.py") in first, "kernel imports the checkout"
+        except BaseException:
+            _save(page, tmp_path, "jupyterlab-failure.png")  # what the browser showed
+            raise
+        finally:
+            browser.close()
+    for out in ("out", "out-bg"):
+        manifest = json.loads((root / out / "results.json").read_text())
+        assert manifest["status"] == "complete"
