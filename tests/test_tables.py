@@ -9,7 +9,7 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from ocrlab import plots
+from ocrlab.lab import plots
 from ocrlab.lab import tables
 
 
