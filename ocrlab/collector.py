@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ManifestWriter, OutputLayout, assemble_text
+from .artifacts import OutputLayout, assemble_text
 from .atomic import atomic_write_bytes
 from .errors import PipelineError
+from .journal import StreamingManifest
 from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
 from .resume import sha256_file
 from .sources import Document
@@ -77,7 +78,7 @@ class Collector:
     proportional to the documents in flight, not the batch).
     """
 
-    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: ManifestWriter,
+    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: StreamingManifest,
                  summary: RunSummary, progress: Any, settings_key: str = ""):
         self.settings_key = settings_key
         self.layout = layout
@@ -110,7 +111,7 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
+        self.summary.add_failure({"doc_id": doc.doc_id, "page": None,
                                       "error_type": doc.error_type, "error": doc.error})
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.manifest.add(DocumentRecord(
@@ -155,7 +156,7 @@ class Collector:
                          (r.end_ns - r.start_ns) / 1e9, r.pid, extra=extra)
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.failures.append({"doc_id": doc.doc_id, "page": r.page,
+                self.summary.add_failure({"doc_id": doc.doc_id, "page": r.page,
                                               "error_type": r.error_type, "error": r.error})
         artifact_rel: str | None = None
         text = ""

@@ -4,7 +4,8 @@
 
     inputs (files, folders)          main process                          worker processes
       |
-      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen)
+      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen),
+      |           lazily: one document ahead of the scheduler (iter_documents)
       |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan)
       |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
       |                                                                   settings)
@@ -13,8 +14,9 @@
       |   <------------------------------------------------- PageResult (text | error,
       |                                                       pid, times, memory)
       |- collector: per-document assembly in page order, log, progress
-      |     |- artifacts: text/<doc_id>.txt (atomic), results.json (ManifestWriter)
-      |     '- trace: trace.json (Chrome Trace Event Format, appended live)
+      |     |- artifacts: text/<doc_id>.txt (atomic)
+      |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
+      |     '- trace: trace.json (Chrome Trace Event Format, streamed, never held)
       |- measure.monitor: tree memory, fds, live Tesseracts -> trace counters, peaks
       '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
@@ -31,26 +33,28 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import itertools
 import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ManifestWriter, OutputLayout
+from .artifacts import OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .executor import BoundedScheduler, kill_workers
+from .journal import StreamingManifest
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .records import PageTask, RunSummary
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
-from .sources import Document, discover
+from .sources import Document, check_inputs, iter_documents
 from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
@@ -142,10 +146,8 @@ class _Run:
         self.monitor: Any = None
 
     def execute(self) -> RunSummary:
-        docs: list[Document] = []
-        for group in self.context.groups:
-            docs.extend(discover(group.inputs, group=group.name, exclude=[self.layout.root]))
-        previous = previous_records(self.layout) if self.context.resume else {}
+        docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
+        previous = previous_records(self.layout) if self.context.resume else None
         self.layout.prepare()
         self.tmp_root.mkdir()
         meta = run_metadata(self.cfg)
@@ -155,33 +157,36 @@ class _Run:
                             for g in self.context.groups])
         self.trace = TraceRecorder(self.layout.trace, self.t0)
         self.trace.metadata(meta)
-        self.manifest = ManifestWriter(self.layout.manifest, meta)
-        kept = {d.doc_id for d in docs if d.ok and reusable(previous.get(d.doc_id), d.path,
-                                                             self.key, self.layout)}
-        todo = [d for d in docs if d.ok and d.doc_id not in kept]
-        n_pages = sum(d.n_pages for d in todo)
+        self.manifest = StreamingManifest(self.layout.manifest, meta, self.started_at,
+                                          fresh=previous is None)
+        self.previous = previous
         status = "interrupted"
+        # The bar's total grows as discovery finds documents (see _tasks).
         with run_log(self.layout.log), \
-                _make_progress(n_pages, _progress_enabled(self.cfg)) as bar:
+                _make_progress(0, _progress_enabled(self.cfg)) as bar:
             try:
-                log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
-                         len(docs), n_pages, self.cfg.effective_workers,
+                log.info("run: %d worker(s)%s, engine %s%s; documents are discovered as "
+                         "pages are submitted", self.cfg.effective_workers,
                          " (sequential, in-process)" if self.plan.sequential else "",
-                         self.cfg.engine, f"; resuming, {len(kept)} document(s) kept"
-                         if self.context.resume else "")
+                         self.cfg.engine, f"; resuming, {len(previous)} document(s) "
+                         "finished before" if previous is not None else "")
                 self.monitor = self._start_monitor()
                 self.collector = Collector(self.layout, self.trace, self.manifest,
                                            self.summary, bar, self.key)
-                for doc in docs:
-                    if doc.doc_id in kept:
-                        self.collector.kept(previous[doc.doc_id])
-                    elif not doc.ok:
-                        self.collector.failed_document(doc)
-                self._schedule(todo)
+                self._schedule(docs)
                 status = "complete"
             finally:
                 self._finish(status)
         return self.summary
+
+    def _documents(self) -> Iterator[Document]:
+        """Every group's documents, lazily; missing inputs raise here, before any work."""
+        exclude = [self.layout.root]
+        for group in self.context.groups:
+            check_inputs(group.inputs, group=group.name, exclude=exclude)
+        return itertools.chain.from_iterable(
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            for g in self.context.groups)
 
     def _start_monitor(self) -> Any:
         if self.cfg.monitor_interval <= 0:
@@ -199,9 +204,23 @@ class _Run:
         return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
                                   on_sample=on_sample).start()
 
-    def _tasks(self, docs: Sequence[Document]) -> Iterator[PageTask]:
-        """The pages of ``docs`` in order, each announced to the collector as it is submitted."""
+    def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
+        """The pages of ``docs`` in order, each announced to the collector as it is submitted.
+
+        Discovery happens here, one document ahead of the scheduler: documents kept
+        from a previous run (``--resume``) and documents that failed discovery are
+        recorded as they are found, the others' pages are yielded.
+        """
         for doc in docs:
+            if not doc.ok:
+                self.collector.failed_document(doc)
+                continue
+            if self.previous is not None:
+                record = self.previous.get(doc.doc_id)
+                if record is not None and reusable(record, doc.path, self.key, self.layout):
+                    self.collector.kept(record)
+                    continue
+            self.collector.progress.total += doc.n_pages
             payload = Path(doc.path).read_bytes() if self.plan.ship_pages else None
             for task in doc.tasks:
                 if payload is not None:
@@ -221,7 +240,7 @@ class _Run:
             return ""
         return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
 
-    def _schedule(self, docs: Sequence[Document]) -> None:
+    def _schedule(self, docs: Iterable[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
             self.cfg.engine_settings(), tmp_dir=str(self.tmp_root), main_pid=os.getpid(),

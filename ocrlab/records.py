@@ -181,9 +181,18 @@ class DocumentRecord:
         )
 
 
+#: failures a :class:`RunSummary` keeps in memory (all of them are in results.json)
+FAILURES_KEPT = 100
+
+
 @dataclass
 class RunSummary:
-    """What a run did: counts, time, peaks, and where its files are."""
+    """What a run did: counts, time, peaks, and where its files are.
+
+    Kept incrementally and bounded: ``failures`` holds the first
+    :data:`FAILURES_KEPT` failures and ``failures_total`` counts them all, so a
+    batch of a million broken files does not grow the main process.
+    """
 
     out_dir: Path
     documents: int = 0
@@ -202,6 +211,13 @@ class RunSummary:
     startup_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    failures_total: int = 0
+
+    def add_failure(self, failure: dict[str, Any]) -> None:
+        """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
+        self.failures_total += 1
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(failure)
 
     @property
     def pages_per_s(self) -> float:
