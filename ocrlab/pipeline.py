@@ -18,6 +18,8 @@
       |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
       |     '- trace: trace.json (Chrome Trace Event Format, streamed, never held)
       |- measure.monitor: tree memory, fds, live Tesseracts -> trace counters, peaks
+      |     '- guard: holds submission while the tree nears the memory budget
+      |- recycle (in workers): a worker retires after N pages / past an RSS bound
       '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
 :func:`run_groups` is the entry of the verification plan: several groups of
@@ -48,12 +50,14 @@ from .artifacts import OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .executor import BoundedScheduler, kill_workers
+from .guard import MemoryGuard
 from .journal import StreamingManifest
 from .plan import ExecutionPlan
 from .procs import child_subreaper
-from .records import PageTask, RunSummary
+from .records import PageResult, PageTask, RunSummary
+from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
-from .runinfo import check_engine, check_memory, run_metadata
+from .runinfo import check_engine, check_memory, memory_budget, run_metadata
 from .sources import Document, check_inputs, iter_documents
 from .trace import TraceRecorder
 
@@ -144,6 +148,7 @@ class _Run:
         self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
                                   sequential=plan.sequential)
         self.monitor: Any = None
+        self.guard: MemoryGuard | None = None
 
     def execute(self) -> RunSummary:
         docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
@@ -170,6 +175,7 @@ class _Run:
                          " (sequential, in-process)" if self.plan.sequential else "",
                          self.cfg.engine, f"; resuming, {len(previous)} document(s) "
                          "finished before" if previous is not None else "")
+                self.guard = self._make_guard()
                 self.monitor = self._start_monitor()
                 self.collector = Collector(self.layout, self.trace, self.manifest,
                                            self.summary, bar, self.key)
@@ -194,8 +200,11 @@ class _Run:
         from .measure.monitor import ProcessTreeMonitor, Sample
 
         trace = self.trace
+        guard = self.guard
 
         def on_sample(s: Sample) -> None:
+            if guard is not None:
+                guard.observe(s)
             trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
                                                   "main RSS": round(s.rss_main / 2**20, 2)})
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
@@ -203,6 +212,21 @@ class _Run:
 
         return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
                                   on_sample=on_sample).start()
+
+    def _make_guard(self) -> MemoryGuard | None:
+        """The memory guard for a local pool with the monitor on (else nothing to measure)."""
+        if not self.plan.pool_worker or self.cfg.monitor_interval <= 0:
+            return None
+        budget = memory_budget(self.cfg)[0] * 2**20
+        margin = max(64 * 2**20, 0.1 * budget)
+
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            self.trace.instant(kind, time.monotonic_ns(), info)
+            if kind == "backpressure":
+                self.summary.backpressure += 1
+            log.info("%s: %s", kind, info)
+
+        return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
 
     def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
         """The pages of ``docs`` in order, each announced to the collector as it is submitted.
@@ -245,14 +269,21 @@ class _Run:
         settings = dataclasses.replace(
             self.cfg.engine_settings(), tmp_dir=str(self.tmp_root), main_pid=os.getpid(),
             pool_worker=self.plan.pool_worker)
+        if self.plan.pool_worker:
+            quiet_recycling_warning()
         scheduler = BoundedScheduler(
             self.executor, settings, self.plan.limit,
             restart=self.plan.start if self.plan.restartable else None,
             on_event=self._on_event, deadline_s=self.plan.deadline_s,
-            memory_note=self._memory_note)
+            memory_note=self._memory_note,
+            admit=None if self.guard is None else self.guard.admit)
         try:
             for done in scheduler.run(self._tasks(docs)):
                 self.collector.page_done(done.result, done.submit_ns, done.attempt)
+                if self.guard is not None:
+                    self.guard.learn(done.result)
+                if done.result.extra:
+                    self._note_recycling(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
             # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
@@ -262,6 +293,19 @@ class _Run:
             if scheduler.executor is not self.executor:  # a restarted pool is ours to close
                 scheduler.executor.shutdown(wait=True)
             self.summary.restarts = scheduler.restarts
+
+    def _note_recycling(self, result: PageResult) -> None:
+        """A worker retired after this page (see :mod:`ocrlab.recycle`): trace and count it."""
+        for key in ("recycled", "recycle_failed"):
+            if key in result.extra:
+                info = {"pid": result.pid, "reason": result.extra[key],
+                        "after": f"{result.doc_id}#{result.page}"}
+                if key == "recycled":
+                    self.summary.workers_recycled += 1
+                    self.trace.instant("worker_recycled", result.end_ns, info)
+                    log.info("worker %d recycled: %s", result.pid, result.extra[key])
+                else:
+                    self._on_event("worker_recycle_failed", info)
 
     def _finish(self, status: str) -> None:
         """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone."""

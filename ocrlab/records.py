@@ -63,6 +63,10 @@ class EngineSettings:
     main_pid: int = 0
     #: True in a loky worker of this run: it lives for the run and dies with the main process
     pool_worker: bool = False
+    #: a pool worker retires after this many pages (0: never); see ocrlab.recycle
+    max_pages_per_worker: int = 0
+    #: ... or once its RSS, live children included, passed this (0: no bound)
+    max_worker_rss_mb: float = 0.0
 
     def option(self, name: str, default: Any = None) -> Any:
         """Look up an engine-specific option (used by fault-injection engines)."""
@@ -212,6 +216,10 @@ class RunSummary:
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     failures_total: int = 0
+    #: pool workers replaced after max_pages_per_worker pages or past max_worker_rss_mb
+    workers_recycled: int = 0
+    #: times the memory guard held submission back (tree near the memory budget)
+    backpressure: int = 0
 
     def add_failure(self, failure: dict[str, Any]) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
@@ -249,6 +257,7 @@ class RunSummary:
             "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
             "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
             "sequential": self.sequential, "restarts": self.restarts,
+            "workers_recycled": self.workers_recycled, "backpressure": self.backpressure,
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,
