@@ -40,7 +40,7 @@ from ..pages import page_source
 from ..pipeline import run
 from ..runinfo import run_metadata
 from ..sources import discover
-from ..trace import load_trace
+from ..trace import iter_trace
 from .accuracy import score_run
 
 
@@ -127,8 +127,8 @@ def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
                 options: Mapping[str, Any]) -> RunRow:
     summary = run(options["corpus"], out, workers=workers, engine=engine, progress=False,
                   **{k: v for k, v in options.items() if k != "corpus"})
-    events = load_trace(out / "trace.json")
-    page_s = [e["dur"] / 1e6 for e in events if e.get("ph") == "X" and e.get("cat") == "page"]
+    page_s = [e["dur"] / 1e6 for e in iter_trace(out / "trace.json")
+              if e.get("ph") == "X" and e.get("cat") == "page"]
     peaks = summary.peaks
     scores = score_run(out)
     return RunRow("ocrlab", workers, repeat, summary.wall_s, summary.pages,
