@@ -73,9 +73,11 @@ class MemoryGuard:
         """True when one more page may be submitted now."""
         with self._lock:
             memory = self._memory
-        if inflight == 0 or memory is None:
+        if inflight == 0:
             self._release()
             return True
+        if memory is None:  # no sample yet: one page at a time until the monitor has spoken
+            return False
         projected = memory + (inflight + 1) * self.page_cost
         if projected <= self.budget - self.margin:
             self._release()

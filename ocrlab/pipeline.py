@@ -210,8 +210,9 @@ class _Run:
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
             trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
+        # Samples go to the trace as they come; keeping them all would grow with the run.
         return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
-                                  on_sample=on_sample).start()
+                                  on_sample=on_sample, max_samples=1).start()
 
     def _make_guard(self) -> MemoryGuard | None:
         """The memory guard for a local pool with the monitor on (else nothing to measure)."""
