@@ -35,8 +35,9 @@ from .records import DocumentRecord
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
 JOURNAL_NAME = "journal.jsonl"
-#: journal lines sorted in memory at once when results.json is written (about 0.5 KB each)
-SORT_CHUNK = 20_000
+#: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
+#: ~6 MB; a million documents make 100 temporary runs to merge)
+SORT_CHUNK = 10_000
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:
