@@ -19,12 +19,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from scale import make_corpus  # noqa: E402
+from scale import make_corpus
 
-import ocrlab  # noqa: E402
-from ocrlab.executor import ProcessPoolExecutor  # noqa: E402
-from ocrlab.records import EngineSettings, PageTask  # noqa: E402
-from ocrlab.worker import ocr_page  # noqa: E402
+import ocrlab
+from ocrlab.executor import ProcessPoolExecutor
+from ocrlab.records import EngineSettings, PageTask
+from ocrlab.worker import ocr_page
 
 
 def drain_restart_s(page: str) -> float:
