@@ -216,6 +216,9 @@ def test_memory_guard_holds_the_tree_under_the_budget(tmp_path: Path) -> None:
     finally:
         pool.shutdown(wait=True)
     mb = 2**20
+    print(f"base {base / mb:.0f} MB, budget {budget / mb:.0f} MB, free peak "
+          f"{free_peak / mb:.0f} MB, guarded peak {guarded_peak / mb:.0f} MB, "
+          f"holds {guard.holds}")
     assert free_peak > budget, (f"free run peaked at {free_peak / mb:.0f} MB, under the "
                                 f"{budget / mb:.0f} MB budget: the test proves nothing")
     assert guarded_peak < budget, (f"guarded run peaked at {guarded_peak / mb:.0f} MB over the "
