@@ -6,7 +6,8 @@ Generates N tiny PNG documents (one page each, 1,000 per folder), OCRs them with
 table (``scale.md``, ``scale.json``) and a plot (``scale.png``): pages/s, main-process
 peak RSS (the kernel's ``ru_maxrss``), and the sizes of results.json, journal.jsonl,
 trace.json and ocrlab.log. All sizes run in one invocation, so the ratios between them
-are measured under the same load.
+are measured under the same conditions (a size may be repeated, e.g. ``2000,100000,2000``,
+to bracket a long run); the host's load average before and after each run is in the table.
 
     python benchmarks/scale.py --sizes 1000,2000,10000,100000 --work /tmp/ocrlab-scale
     python benchmarks/scale.py --sizes 1000000            # about an hour
@@ -74,11 +75,14 @@ def _size_mb(path: Path) -> float:
 
 def run_one(corpus: Path, out: Path, workers: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
+    load_before = os.getloadavg()[0]
     proc = subprocess.run([sys.executable, "-c", _CHILD, str(corpus), str(out), str(workers)],
                           capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"run of {corpus} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     row: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    # The host's 1-minute load average around the run: the machine is shared, say how busy.
+    row["load_before"], row["load_after"] = round(load_before, 1), round(os.getloadavg()[0], 1)
     row.update({name.replace(".", "_") + "_mb": _size_mb(out / name) for name in
                 ("results.json", "journal.jsonl", "trace.json", "ocrlab.log")})
     return row
@@ -87,14 +91,15 @@ def run_one(corpus: Path, out: Path, workers: int) -> dict[str, Any]:
 def table(rows: list[dict[str, Any]]) -> str:
     ref = rows[0]["pages_per_s"]
     lines = ["| documents | pages/s | vs first | main peak RSS MB | tree peak MB | start-up s "
-             "| results.json MB | journal MB | trace.json MB | log MB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             "| results.json MB | journal MB | trace.json MB | log MB | host load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(
             f"| {r['documents']:,} | {r['pages_per_s']:.0f} | {r['pages_per_s'] / ref:.2f} "
             f"| {r['main_peak_rss_mb']:.0f} | {r['tree_peak_rss_mb']:.0f} "
             f"| {r['startup_s']:.2f} | {r['results_json_mb']} | {r['journal_jsonl_mb']} "
-            f"| {r['trace_json_mb']} | {r['ocrlab_log_mb']} |")
+            f"| {r['trace_json_mb']} | {r['ocrlab_log_mb']} "
+            f"| {r['load_before']} -> {r['load_after']} |")
     return "\n".join(lines)
 
 
