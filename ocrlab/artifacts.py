@@ -6,6 +6,7 @@ Layout of an output folder::
       text/<doc_id>.txt   one UTF-8 artifact per document (its relative path + ".txt"),
                           pages in page order, each ended by a form feed as Tesseract does
       results.json        the manifest: one record per document, run metadata, summary
+      journal.jsonl       one line per finished document as the run goes (ocrlab.journal)
       ocrlab.log          one line per event, each naming its document and page
       trace.json          Chrome Trace Event Format (opens in Perfetto)
 
@@ -19,17 +20,14 @@ import json
 import os
 import shutil
 import tempfile
-import time
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_write_bytes
 from .errors import PipelineError
-from .records import DocumentRecord
+from .journal import JOURNAL_NAME, MANIFEST_SCHEMA, journal_documents
 
-MANIFEST_SCHEMA = "ocrlab.results/1"
+__all__ = ["MANIFEST_SCHEMA", "OutputLayout", "assemble_text", "load_manifest"]
 
 
 def assemble_text(pages: list[str]) -> str:
@@ -44,11 +42,12 @@ class OutputLayout:
         self.root = Path(out_dir)
         self.text_dir = self.root / "text"
         self.manifest = self.root / "results.json"
+        self.journal = self.root / "journal.jsonl"
         self.log = self.root / "ocrlab.log"
         self.trace = self.root / "trace.json"
 
     #: the files a run writes at the top of its folder (``text/`` besides)
-    RUN_FILES = ("results.json", "trace.json", "ocrlab.log")
+    RUN_FILES = ("results.json", JOURNAL_NAME, "trace.json", "ocrlab.log")
 
     def previous_outputs(self) -> list[str]:
         """What an earlier run left here (manifest, trace, log, artifacts), for the refusal
@@ -104,41 +103,16 @@ class OutputLayout:
         return path.relative_to(self.root).as_posix()
 
 
-class ManifestWriter:
-    """Keeps the manifest on disk current: rewritten atomically, at most every ``every_s``.
-
-    A run killed half way leaves a manifest with status ``running`` that lists
-    every document finished before the last rewrite.
-    """
-
-    def __init__(self, path: Path, run: Mapping[str, Any], every_s: float = 1.0):
-        self.path = path
-        self.run = dict(run)
-        self.every_s = every_s
-        self.documents: dict[str, dict[str, Any]] = {}
-        self._last = 0.0
-
-    def add(self, record: DocumentRecord) -> None:
-        self.documents[record.doc_id] = record.as_dict()
-        if time.monotonic() - self._last >= self.every_s:
-            self.write("running")
-
-    def write(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
-        body = {
-            "schema": MANIFEST_SCHEMA,
-            "status": status,
-            "run": self.run,
-            "summary": dict(summary or {}),
-            "documents": [self.documents[k] for k in sorted(self.documents)],
-        }
-        atomic_write_bytes(self.path, (json.dumps(body, indent=1, ensure_ascii=False,
-                                                  default=str) + "\n").encode("utf-8"))
-        self._last = time.monotonic()
-
-
 def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``results.json`` from an output folder."""
-    data: dict[str, Any] = json.loads((Path(out_dir) / "results.json").read_text("utf-8"))
+    """Read ``results.json`` from an output folder.
+
+    While a run goes on (or after it was killed) results.json is a stub with status
+    ``running``; its documents are then read from the journal (see :mod:`ocrlab.journal`).
+    """
+    root = Path(out_dir)
+    data: dict[str, Any] = json.loads((root / "results.json").read_text("utf-8"))
+    if data.get("status") == "running" and data.get("journal"):
+        data["documents"] = journal_documents(root)
     return data
 
 

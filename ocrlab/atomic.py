@@ -1,7 +1,9 @@
 """Atomic file writes: a reader, or a run killed with ``kill -9``, sees a whole file or none.
 
-Every file ocrlab writes (artifacts, manifest, trace, generated corpus, reports)
-goes through :func:`atomic_writer`: the bytes go to a temporary name in the
+Every whole file ocrlab writes (artifacts, results.json, generated corpus,
+reports) goes through :func:`atomic_writer`; the two streams written as the run
+goes, ``journal.jsonl`` and ``trace.json``, are appended line by line instead
+and their readers skip a torn last line. The bytes go to a temporary name in the
 target's own folder (same filesystem, so the rename is atomic) and are renamed
 over the target only once complete; on any failure the temporary file is
 removed. No fsync: the guarantee is against killed processes, not power loss.

@@ -102,8 +102,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     for failure in summary.failures[:20]:
         where = failure["doc_id"] + (f" page {failure['page']}" if failure["page"] else "")
         print(f"  FAILED {where}: {failure['error_type']}: {failure['error']}", file=sys.stderr)
-    if len(summary.failures) > 20:
-        print(f"  ... and {len(summary.failures) - 20} more (see results.json)",
+    if summary.failures_total > 20:
+        print(f"  ... and {summary.failures_total - 20} more (see results.json)",
               file=sys.stderr)
     return summary.exit_code
 

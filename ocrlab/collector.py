@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ManifestWriter, OutputLayout, assemble_text
+from .artifacts import OutputLayout, assemble_text
 from .atomic import atomic_write_bytes
 from .errors import PipelineError
+from .journal import StreamingManifest
 from .ownership import run_wide_reason, stopped_error
 from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
 from .resume import sha256_file
@@ -78,7 +79,7 @@ class Collector:
     proportional to the documents in flight, not the batch).
     """
 
-    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: ManifestWriter,
+    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: StreamingManifest,
                  summary: RunSummary, progress: Any, settings_key: str = ""):
         self.settings_key = settings_key
         self.layout = layout
@@ -111,9 +112,11 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.failures.append({"doc_id": doc.doc_id, "page": None,
+        self.summary.add_failure({"doc_id": doc.doc_id, "page": None,
                                       "error_type": doc.error_type, "error": doc.error})
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
+        self.trace.instant("document_failed", time.monotonic_ns(), {
+            "doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error})
         self._record(DocumentRecord(
             doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
             status="failed", pages=doc.n_pages, pages_ok=0,
@@ -178,7 +181,7 @@ class Collector:
                          (r.end_ns - r.start_ns) / 1e9, r.pid, extra=extra)
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.failures.append({"doc_id": doc.doc_id, "page": r.page,
+                self.summary.add_failure({"doc_id": doc.doc_id, "page": r.page,
                                               "error_type": r.error_type, "error": r.error})
         artifact_rel: str | None = None
         text = ""

@@ -129,6 +129,13 @@ def _optional_budget(name: str, raw: object) -> float | None:
     return _parse_float(name, raw, 64, 1e9)
 
 
+def _pages_per_worker(name: str, raw: object) -> int:
+    # loky's retirement check runs from a worker's second page on (see ocrlab.recycle)
+    if str(raw).strip() == "0":
+        return 0
+    return _parse_int(name, raw, 2, 1_000_000_000)
+
+
 def _executor(name: str, raw: object) -> str:
     text = _str(name, raw)
     if text not in {"loky", "inline"} and not text.startswith(("dask://", "tcp://")):
@@ -173,6 +180,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("memory_budget_mb", "OCR_MEMORY_BUDGET_MB", _optional_budget,
             "memory the run may use; unset = the container's limit, else available memory",
             "64 .. 1e9, unset = auto"),
+    Setting("max_pages_per_worker", "OCR_MAX_PAGES_PER_WORKER", _pages_per_worker,
+            "a pool worker is replaced after this many pages (0 = never)",
+            "0 or 2 .. 1e9"),
+    Setting("max_worker_rss_mb", "OCR_MAX_WORKER_RSS_MB",
+            lambda n, r: 0.0 if str(r).strip() == "0" else _parse_float(n, r, 64, 1_000_000),
+            "a pool worker is replaced once its RSS (children included) passed this (0 = no "
+            "bound)", "0 or 64 .. 1e6"),
     Setting("executor", "OCR_EXECUTOR", _executor,
             "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'", "see values"),
     Setting("ship_pages", "OCR_SHIP_PAGES", _progress,
@@ -213,6 +227,8 @@ class OcrConfig:
     monitor_interval: float = 0.1
     memory_per_worker_mb: float = 250.0
     memory_budget_mb: float | None = None
+    max_pages_per_worker: int = 10_000
+    max_worker_rss_mb: float = 1024.0
     executor: str = "loky"
     ship_pages: bool | None = None
     progress: bool | None = None
@@ -265,6 +281,8 @@ class OcrConfig:
             max_megapixels=self.max_megapixels,
             omp_thread_limit=self.omp_thread_limit,
             options=tuple(sorted(self.engine_options.items())),
+            max_pages_per_worker=self.max_pages_per_worker,
+            max_worker_rss_mb=self.max_worker_rss_mb,
         )
 
     def as_dict(self) -> dict[str, Any]:

@@ -51,6 +51,10 @@ __all__ = [
 ]
 
 
+#: seconds between asks of the memory guard while it holds submission back
+_HOLD_POLL_S = 0.02
+
+
 class InlineExecutor(cf.Executor):
     """Runs each submitted call at once, in the calling thread.
 
@@ -117,7 +121,10 @@ class BoundedScheduler:
     presumed hung outside Tesseract (whose own timeout is enforced in the worker);
     the pool's workers are killed, the page is retired with a timeout error and
     its neighbours are resubmitted. ``memory_note`` adds the peak memory seen so
-    far to the error of a page that killed its worker.
+    far to the error of a page that killed its worker. ``admit(pages_in_flight)``,
+    asked before each submission, may hold submission back (the memory guard,
+    :class:`ocrlab.guard.MemoryGuard`); the scheduler then polls it every
+    :data:`_HOLD_POLL_S` while pages complete.
     """
 
     def __init__(
@@ -131,6 +138,7 @@ class BoundedScheduler:
         fn: Callable[[PageTask, EngineSettings], PageResult] = ocr_page,
         deadline_s: float | None = None,
         memory_note: Callable[[], str] | None = None,
+        admit: Callable[[int], bool] | None = None,
     ) -> None:
         if limit < 1:
             raise ValueError(f"limit={limit} must be at least 1")
@@ -142,6 +150,7 @@ class BoundedScheduler:
         self.fn = fn
         self.deadline_ns = None if deadline_s is None else int(deadline_s * 1e9)
         self.memory_note = memory_note or (lambda: "")
+        self.admit = admit
         self.restarts = 0
         self._hung: set[tuple[str, int]] = set()
         self._killed_by_watchdog = False
@@ -158,29 +167,35 @@ class BoundedScheduler:
         inflight: dict[cf.Future[Any], _InFlight] = {}
         exhausted = False
         while True:
+            held = False
             if suspects:
                 if not inflight:  # isolation: a suspect runs with nothing beside it
                     self._submit(suspects.popleft(), inflight)
             else:
                 while len(inflight) < self.limit:
-                    if todo:
-                        self._submit(todo.popleft(), inflight)
-                        continue
-                    if exhausted:
+                    if not todo and not exhausted:
+                        nxt = next(source, None)
+                        if nxt is None:
+                            exhausted = True
+                        else:
+                            todo.append(_InFlight(nxt, 0, 1))
+                    if not todo:
                         break
-                    nxt = next(source, None)
-                    if nxt is None:
-                        exhausted = True
+                    if self.admit is not None and not self.admit(len(inflight)):
+                        held = True  # the memory guard: wait for pages to finish
                         break
-                    self._submit(_InFlight(nxt, 0, 1), inflight)
+                    self._submit(todo.popleft(), inflight)
             if not inflight:
                 if suspects or todo:
                     continue
                 return
-            done, _ = cf.wait(inflight, timeout=self._wait_timeout(inflight),
-                              return_when=cf.FIRST_COMPLETED)
+            timeout = self._wait_timeout(inflight)
+            if held:  # poll: the guard may admit again before a page completes
+                timeout = _HOLD_POLL_S if timeout is None else min(timeout, _HOLD_POLL_S)
+            done, _ = cf.wait(inflight, timeout=timeout, return_when=cf.FIRST_COMPLETED)
             if not done:
-                self._watchdog(inflight)
+                if self.deadline_ns is not None:
+                    self._watchdog(inflight)
                 continue
             broken: list[tuple[_InFlight, BaseException]] = []
             for fut in done:

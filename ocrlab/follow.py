@@ -163,10 +163,12 @@ class RunState:
                 self.status = "running"
             elif name == "run_start":
                 self.status = "running"
-                self.total = args.get("pages")
-                self.documents = args.get("documents")
-                for doc in args.get("unreadable", []):
-                    self.failures.append({**doc, "page": None})
+                if args.get("pages") is not None:
+                    self.total = args.get("pages")
+            elif name == "pages_found":  # discovery is lazy: the total grows
+                self.total = int(args.get("pages", 0))
+            elif name == "document_failed":
+                self.failures.append({**args, "page": None})
             elif name == "worker_died":
                 self.worker_deaths += 1
             elif name == "pool_restarted":

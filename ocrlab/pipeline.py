@@ -4,7 +4,8 @@
 
     inputs (files, folders)          main process                          worker processes
       |
-      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen)
+      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen),
+      |           lazily: one document ahead of the scheduler (iter_documents)
       |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan)
       |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
       |                                                                   settings)
@@ -13,9 +14,12 @@
       |   <------------------------------------------------- PageResult (text | error,
       |                                                       pid, times, memory)
       |- collector: per-document assembly in page order, log, progress
-      |     |- artifacts: text/<doc_id>.txt (atomic), results.json (ManifestWriter)
-      |     '- trace: trace.json (Chrome Trace Event Format, appended live)
+      |     |- artifacts: text/<doc_id>.txt (atomic)
+      |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
+      |     '- trace: trace.json (Chrome Trace Event Format, streamed, never held)
       |- measure.monitor: tree memory, fds, live Tesseracts -> trace counters, peaks
+      |     '- guard: holds submission while the tree nears the memory budget
+      |- recycle (in workers): a worker retires after N pages / past an RSS bound
       '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
 :func:`run_groups` is the entry of the verification plan: several groups of
@@ -31,19 +35,22 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import dataclasses
+import itertools
 import logging
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .artifacts import ManifestWriter, OutputLayout
+from .artifacts import OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .errors import ConfigError, OutputStoppedError
 from .executor import BoundedScheduler, kill_workers
+from .guard import MemoryGuard
+from .journal import StreamingManifest
 from .ownership import (
     Ballast,
     RunTempDir,
@@ -55,10 +62,11 @@ from .ownership import (
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .progress import run_progress
-from .records import PageTask, RunSummary
+from .records import PageResult, PageTask, RunSummary
+from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
-from .runinfo import check_engine, check_memory, run_metadata
-from .sources import Document, discover
+from .runinfo import check_engine, check_memory, memory_budget, run_metadata
+from .sources import Document, check_inputs, iter_documents
 from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
@@ -152,6 +160,7 @@ class _Run:
         self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
                                   sequential=plan.sequential)
         self.monitor: Any = None
+        self.guard: MemoryGuard | None = None
 
     def _claim_folder(self) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting (lock held)."""
@@ -165,10 +174,8 @@ class _Run:
 
     def execute(self) -> RunSummary:
         self._claim_folder()
-        docs: list[Document] = []
-        for group in self.context.groups:
-            docs.extend(discover(group.inputs, group=group.name, exclude=[self.layout.root]))
-        previous = previous_records(self.layout) if self.context.resume else {}
+        docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
+        previous = previous_records(self.layout) if self.context.resume else None
         self.layout.prepare()
         try:
             self.ballast = Ballast(self.layout.root)
@@ -184,30 +191,25 @@ class _Run:
                             for g in self.context.groups])
         self.trace = TraceRecorder(self.layout.trace, self.t0)
         self.trace.metadata(meta)
-        self.manifest = ManifestWriter(self.layout.manifest, meta)
-        kept = {d.doc_id for d in docs if d.ok and reusable(previous.get(d.doc_id), d.path,
-                                                             self.key, self.layout)}
-        todo = [d for d in docs if d.ok and d.doc_id not in kept]
-        n_pages = sum(d.n_pages for d in todo)
+        self.manifest = StreamingManifest(self.layout.manifest, meta, self.started_at,
+                                          fresh=previous is None, tmp_dir=self.tmp.path)
+        self.previous = previous
         status = "interrupted"
         self.stop_reason: str | None = None
-        self.trace.run_start(time.monotonic_ns(), n_pages, docs)
-        with run_log(self.layout.log), run_progress(n_pages, self.cfg, self.layout.trace) as bar:
+        self.trace.run_start(time.monotonic_ns())
+        # The bar's total grows as discovery finds documents (see _tasks).
+        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
             try:
-                log.info("run: %d documents, %d pages, %d worker(s)%s, engine %s%s",
-                         len(docs), n_pages, self.cfg.effective_workers,
+                log.info("run: %d worker(s)%s, engine %s%s; documents are discovered as "
+                         "pages are submitted", self.cfg.effective_workers,
                          " (sequential, in-process)" if self.plan.sequential else "",
-                         self.cfg.engine, f"; resuming, {len(kept)} document(s) kept"
-                         if self.context.resume else "")
+                         self.cfg.engine, f"; resuming, {len(previous)} document(s) "
+                         "finished before" if previous is not None else "")
+                self.guard = self._make_guard()
                 self.monitor = self._start_monitor()
                 self.collector = Collector(self.layout, self.trace, self.manifest,
                                            self.summary, bar, self.key)
-                for doc in docs:
-                    if doc.doc_id in kept:
-                        self.collector.kept(previous[doc.doc_id])
-                    elif not doc.ok:
-                        self.collector.failed_document(doc)
-                self._schedule(todo)
+                self._schedule(docs)
                 status = "complete"
             except OutputStoppedError as exc:
                 self.stop_reason = exc.reason
@@ -217,25 +219,73 @@ class _Run:
                 self._finish(status)
         return self.summary
 
+    def _documents(self) -> Iterator[Document]:
+        """Every group's documents, lazily; missing inputs raise here, before any work."""
+        exclude = [self.layout.root]
+        for group in self.context.groups:
+            check_inputs(group.inputs, group=group.name, exclude=exclude)
+        return itertools.chain.from_iterable(
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            for g in self.context.groups)
+
     def _start_monitor(self) -> Any:
         if self.cfg.monitor_interval <= 0:
             return None
         from .measure.monitor import ProcessTreeMonitor, Sample
 
         trace = self.trace
+        guard = self.guard
 
         def on_sample(s: Sample) -> None:
+            if guard is not None:
+                guard.observe(s)
             trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
                                                   "main RSS": round(s.rss_main / 2**20, 2)})
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
             trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
+        # Samples go to the trace as they come; keeping them all would grow with the run.
         return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
-                                  on_sample=on_sample).start()
+                                  on_sample=on_sample, max_samples=1).start()
 
-    def _tasks(self, docs: Sequence[Document]) -> Iterator[PageTask]:
-        """The pages of ``docs`` in order, each announced to the collector as it is submitted."""
+    def _make_guard(self) -> MemoryGuard | None:
+        """The memory guard for a local pool with the monitor on (else nothing to measure)."""
+        if not self.plan.pool_worker or self.cfg.monitor_interval <= 0:
+            return None
+        budget = memory_budget(self.cfg)[0] * 2**20
+        margin = max(64 * 2**20, 0.1 * budget)
+
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            self.trace.instant(kind, time.monotonic_ns(), info)
+            if kind == "backpressure":
+                self.summary.backpressure += 1
+            log.info("%s: %s", kind, info)
+
+        return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
+
+    def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
+        """The pages of ``docs`` in order, each announced to the collector as it is submitted.
+
+        Discovery happens here, one document ahead of the scheduler: documents kept
+        from a previous run (``--resume``) and documents that failed discovery are
+        recorded as they are found, the others' pages are yielded.
+        """
+        found = 0
+        announced = time.monotonic()
         for doc in docs:
+            if not doc.ok:
+                self.collector.failed_document(doc)
+                continue
+            if self.previous is not None:
+                record = self.previous.get(doc.doc_id)
+                if record is not None and reusable(record, doc.path, self.key, self.layout):
+                    self.collector.kept(record)
+                    continue
+            found += doc.n_pages
+            self.collector.progress.total = found
+            if time.monotonic() - announced >= 0.5:  # live views learn the growing total
+                announced = time.monotonic()
+                self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found})
             payload = Path(doc.path).read_bytes() if self.plan.ship_pages else None
             for task in doc.tasks:
                 if payload is not None:
@@ -245,6 +295,7 @@ class _Run:
                     self.summary.startup_s = (now - self.t0) / 1e9
                 self.collector.submitted(doc, now)
                 yield task
+        self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found, "final": True})
 
     def _on_event(self, kind: str, info: dict[str, Any]) -> None:
         self.trace.instant(kind, time.monotonic_ns(), info)
@@ -255,19 +306,26 @@ class _Run:
             return ""
         return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
 
-    def _schedule(self, docs: Sequence[Document]) -> None:
+    def _schedule(self, docs: Iterable[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
             self.cfg.engine_settings(), tmp_dir=str(self.tmp.path), main_pid=os.getpid(),
             pool_worker=self.plan.pool_worker)
+        if self.plan.pool_worker:
+            quiet_recycling_warning()
         scheduler = BoundedScheduler(
             self.executor, settings, self.plan.limit,
             restart=self.plan.start if self.plan.restartable else None,
             on_event=self._on_event, deadline_s=self.plan.deadline_s,
-            memory_note=self._memory_note)
+            memory_note=self._memory_note,
+            admit=None if self.guard is None else self.guard.admit)
         try:
             for done in scheduler.run(self._tasks(docs)):
                 self.collector.page_done(done.result, done.submit_ns, done.attempt)
+                if self.guard is not None:
+                    self.guard.learn(done.result)
+                if done.result.extra:
+                    self._note_recycling(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
             # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
@@ -277,6 +335,19 @@ class _Run:
             if scheduler.executor is not self.executor:  # a restarted pool is ours to close
                 scheduler.executor.shutdown(wait=True)
             self.summary.restarts = scheduler.restarts
+
+    def _note_recycling(self, result: PageResult) -> None:
+        """A worker retired after this page (see :mod:`ocrlab.recycle`): trace and count it."""
+        for key in ("recycled", "recycle_failed"):
+            if key in result.extra:
+                info = {"pid": result.pid, "reason": result.extra[key],
+                        "after": f"{result.doc_id}#{result.page}"}
+                if key == "recycled":
+                    self.summary.workers_recycled += 1
+                    self.trace.instant("worker_recycled", result.end_ns, info)
+                    log.info("worker %d recycled: %s", result.pid, result.extra[key])
+                else:
+                    self._on_event("worker_recycle_failed", info)
 
     def _finish(self, status: str) -> None:
         """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone.

@@ -66,6 +66,8 @@ def live_view_enabled(cfg: OcrConfig, where: str | None = None) -> bool:
 class _QuietBar:
     """Stands in for a tqdm bar when nothing is shown (the live view reads the trace)."""
 
+    total = 0
+
     def update(self, n: int = 1) -> None:
         pass
 
@@ -93,7 +95,7 @@ def run_progress(total: int, cfg: OcrConfig, trace_path: Path) -> Iterator[Any]:
     if live_view_enabled(cfg, where):
         from .lab.widgets import LiveView
 
-        view = LiveView(trace_path, total=total).show().start()
+        view = LiveView(trace_path, total=total or None).show().start()
         try:
             yield _QuietBar()
         finally:

@@ -63,6 +63,10 @@ class EngineSettings:
     main_pid: int = 0
     #: True in a loky worker of this run: it lives for the run and dies with the main process
     pool_worker: bool = False
+    #: a pool worker retires after this many pages (0: never); see ocrlab.recycle
+    max_pages_per_worker: int = 0
+    #: ... or once its RSS, live children included, passed this (0: no bound)
+    max_worker_rss_mb: float = 0.0
 
     def option(self, name: str, default: Any = None) -> Any:
         """Look up an engine-specific option (used by fault-injection engines)."""
@@ -183,9 +187,18 @@ class DocumentRecord:
         )
 
 
+#: failures a :class:`RunSummary` keeps in memory (all of them are in results.json)
+FAILURES_KEPT = 100
+
+
 @dataclass
 class RunSummary:
-    """What a run did: counts, time, peaks, and where its files are."""
+    """What a run did: counts, time, peaks, and where its files are.
+
+    Kept incrementally and bounded: ``failures`` holds the first
+    :data:`FAILURES_KEPT` failures and ``failures_total`` counts them all, so a
+    batch of a million broken files does not grow the main process.
+    """
 
     out_dir: Path
     documents: int = 0
@@ -204,6 +217,17 @@ class RunSummary:
     startup_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
+    failures_total: int = 0
+    #: pool workers replaced after max_pages_per_worker pages or past max_worker_rss_mb
+    workers_recycled: int = 0
+    #: times the memory guard held submission back (tree near the memory budget)
+    backpressure: int = 0
+
+    def add_failure(self, failure: dict[str, Any]) -> None:
+        """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
+        self.failures_total += 1
+        if len(self.failures) < FAILURES_KEPT:
+            self.failures.append(failure)
 
     @property
     def pages_per_s(self) -> float:
@@ -235,6 +259,7 @@ class RunSummary:
             "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
             "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
             "sequential": self.sequential, "restarts": self.restarts,
+            "workers_recycled": self.workers_recycled, "backpressure": self.backpressure,
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,

@@ -4,9 +4,10 @@ A document is kept when its previous record says ``ok``, its input file still
 has the same SHA-256, the settings that shape the text (engine, language,
 segmentation mode, dpi, engine options, Tesseract version) are the same, and its
 artifact is on disk with the recorded SHA-256. Everything else is redone. The
-manifest of a killed run lists what finished up to its last rewrite (at most a
-second before the kill); documents finished after that are simply redone,
-producing the same bytes.
+previous records come from the journal (``journal.jsonl``, one line per document
+flushed as it finished, so a killed run loses at most a torn last line), read on
+demand through an index; runs written before the journal existed are read from
+their ``results.json``.
 """
 
 from __future__ import annotations
@@ -14,11 +15,21 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Protocol
 
 from .artifacts import OutputLayout
 from .config import OcrConfig
 from .engines.registry import engine_version
+from .journal import PreviousRun
 from .records import DocumentRecord
+
+
+class Previous(Protocol):
+    """Records of a previous run, looked up by document id."""
+
+    def get(self, doc_id: str) -> DocumentRecord | None: ...
+
+    def __len__(self) -> int: ...
 
 
 def sha256_file(path: str | Path) -> str | None:
@@ -43,8 +54,14 @@ def settings_key(cfg: OcrConfig) -> str:
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
-def previous_records(layout: OutputLayout) -> dict[str, DocumentRecord]:
-    """Document records of the run that last wrote ``layout`` ({} if none or unreadable)."""
+def previous_records(layout: OutputLayout) -> Previous:
+    """Document records of the runs that wrote ``layout`` (empty if none or unreadable).
+
+    From the journal when there is one; else (a run older than the journal) from
+    results.json, held in memory.
+    """
+    if layout.journal.exists():
+        return PreviousRun(layout.journal)
     try:
         data = json.loads(layout.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):

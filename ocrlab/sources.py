@@ -158,6 +158,91 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
     return Document(doc_id, str(path), fmt=fmt, n_pages=n_pages, size=size, tasks=tasks)
 
 
+def _check_roots(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
+    roots = [Path(p) for p in inputs]
+    missing = [str(p) for p in roots if not p.exists()]
+    if missing:
+        raise PipelineError(
+            f"input path(s) not found: {', '.join(missing)}; check the spelling, "
+            "or give existing files or folders."
+        )
+    return roots
+
+
+def _candidates(roots: Sequence[Path], group: str, skip: Sequence[Path],
+                ) -> Iterator[tuple[str, Path, str | None]]:
+    """``(doc_id, path, walk error)`` of every file under ``roots``, root by root, sorted."""
+    for root in roots:
+        if root.is_dir():
+            found: Iterable[tuple[Path, str | None]] = _walk_files(root, skip)
+            base = root
+        else:
+            found = [(root, None)]
+            base = root.parent
+        for path, walk_error in found:
+            rel = PurePosixPath(*path.relative_to(base).parts) if path != base else PurePosixPath(
+                path.name)
+            yield (str(PurePosixPath(group) / rel) if group else str(rel)), path, walk_error
+
+
+def _collision(doc_id: str, first: str, second: str) -> PipelineError:
+    return PipelineError(
+        f"two inputs give the same document id {doc_id!r} ({first} and {second}); pass "
+        "their common parent folder instead, or run them as separate groups."
+    )
+
+
+def check_inputs(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    group: str = "",
+    exclude: Sequence[str | os.PathLike[str]] = (),
+) -> list[Path]:
+    """Raise :class:`PipelineError` for a bad group name, a missing input or two inputs
+    giving the same document id; return the inputs as paths.
+
+    The id check is a names-only pre-pass, done only when there are several inputs
+    (one input cannot collide with itself); it holds the ids in memory while it runs.
+    """
+    validate_group_name(group)
+    roots = _check_roots(inputs)
+    if len(roots) > 1:
+        seen: dict[str, str] = {}
+        for doc_id, path, _ in _candidates(roots, group, [Path(p) for p in exclude]):
+            if doc_id in seen:
+                raise _collision(doc_id, seen[doc_id], str(path))
+            seen[doc_id] = str(path)
+    return roots
+
+
+def iter_documents(
+    inputs: Iterable[str | os.PathLike[str]],
+    *,
+    group: str = "",
+    exclude: Sequence[str | os.PathLike[str]] = (),
+    check: bool = True,
+) -> Iterator[Document]:
+    """Documents one by one, as the walk finds them: the lazy form of :func:`discover`.
+
+    Why lazy: a million-file tree must start OCR within seconds and the main
+    process must not hold a million :class:`Document` s. Order: input by input,
+    each walked sorted (a folder's files, then its sub-folders, as :func:`os.walk`
+    goes); ids and errors are those of :func:`discover`. :func:`check_inputs` runs
+    at the first ``next()`` unless ``check=False`` (the caller ran it already).
+    """
+    roots = check_inputs(inputs, group=group, exclude=exclude) if check else [
+        Path(p) for p in inputs]
+    skip = [Path(p) for p in exclude]
+    for doc_id, path, walk_error in _candidates(roots, group, skip):
+        if walk_error is not None:
+            yield Document(doc_id, str(path), error_type="UnreadableDirectory",
+                           error=f"{path}: {walk_error}")
+            continue
+        doc = inspect_file(path, doc_id)
+        if doc is not None:
+            yield doc
+
+
 def discover(
     inputs: Iterable[str | os.PathLike[str]],
     *,
@@ -171,41 +256,11 @@ def discover(
     prefixed by ``group`` when there is one. Two inputs that yield the same id
     are a :class:`PipelineError`, raised before any work, since their artifacts
     would overwrite each other. Missing inputs are a :class:`PipelineError` too.
+    The run itself uses :func:`iter_documents`; this list form is for the lab and tests.
     """
-    validate_group_name(group)
-    roots = [Path(p) for p in inputs]
-    missing = [str(p) for p in roots if not p.exists()]
-    if missing:
-        raise PipelineError(
-            f"input path(s) not found: {', '.join(missing)}; check the spelling, "
-            "or give existing files or folders."
-        )
-    skip = [Path(p) for p in exclude]
     docs: dict[str, Document] = {}
-    for root in roots:
-        if root.is_dir():
-            found: Iterable[tuple[Path, str | None]] = _walk_files(root, skip)
-            base = root
-        else:
-            found = [(root, None)]
-            base = root.parent
-        for path, walk_error in found:
-            rel = PurePosixPath(*path.relative_to(base).parts) if path != base else PurePosixPath(
-                path.name)
-            doc_id = str(PurePosixPath(group) / rel) if group else str(rel)
-            doc: Document | None
-            if walk_error is not None:
-                doc = Document(doc_id, str(path), error_type="UnreadableDirectory",
-                               error=f"{path}: {walk_error}")
-            else:
-                doc = inspect_file(path, doc_id)
-            if doc is None:
-                continue
-            if doc_id in docs:
-                raise PipelineError(
-                    f"two inputs give the same document id {doc_id!r} ({docs[doc_id].path} "
-                    f"and {doc.path}); pass their common parent folder instead, or run them "
-                    "as separate groups."
-                )
-            docs[doc_id] = doc
+    for doc in iter_documents(inputs, group=group, exclude=exclude):
+        if doc.doc_id in docs:  # a walk error and a file under the same name
+            raise _collision(doc.doc_id, docs[doc.doc_id].path, doc.path)
+        docs[doc.doc_id] = doc
     return [docs[k] for k in sorted(docs)]

@@ -12,10 +12,16 @@ Timestamps are microseconds from the run start, converted here from the
 Linux, so worker and main-process stamps share one clock; remote Dask workers
 do not, see README).
 
-Events are appended one per line while the run goes on, so a run killed half
-way still leaves a loadable trace (the format allows the closing ``]`` to be
-missing, and :func:`load_trace` skips a torn last line). :meth:`close` rewrites
-the file sorted by time, atomically.
+Events are written one per line as they happen and nothing is kept in memory
+(but the names of the tracks already named), so a run of a million pages costs
+the main process no more than a run of ten. The file is not sorted: the format
+does not ask for it and Perfetto sorts on load; events of one track (a worker's
+pages, a document lane) are in time order, since a track's spans are recorded
+as they end and never overlap. A run killed half way still leaves a loadable
+trace (the format allows the closing ``]`` to be missing, and
+:func:`iter_trace` skips a torn last line); :meth:`close` appends the ``]``.
+Each event but the first starts with the comma that separates it from the
+previous one, so the file is valid JSON at every line boundary but the ``]``.
 """
 
 from __future__ import annotations
@@ -24,11 +30,10 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_writer
 from .records import PageResult
 
 MAIN_TID_RUN = 0
@@ -43,11 +48,11 @@ class TraceRecorder:
         self.t0_ns = t0_ns
         self.main_pid = main_pid or os.getpid()
         self._lock = threading.Lock()
-        self._events: list[dict[str, Any]] = []
         self._named: set[tuple[int, int]] = set()
         self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
-        self._fh.write("[\n")
+        self._fh.write("[")
         self._fh.flush()
+        self._sep = "\n"
         self._closed = False
         #: the error that stopped writes (disk full, folder removed); the run stops on it
         self.failed: OSError | None = None
@@ -65,14 +70,15 @@ class TraceRecorder:
         with self._lock:
             if self._closed:
                 return
-            self._events.append(event)
             if self.failed is not None:
                 return
             try:
-                self._fh.write(line + ",\n")
+                self._fh.write(self._sep + line)
                 self._fh.flush()
             except OSError as exc:  # the monitor's thread writes too: the run checks this
                 self.failed = exc
+                return
+            self._sep = ",\n"
 
     def _process_name(self, pid: int, name: str, sort_index: int | None = None) -> None:
         self.emit({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
@@ -143,49 +149,69 @@ class TraceRecorder:
         self.emit({"ph": "i", "s": "p", "name": name, "cat": "run", "pid": self.main_pid,
                    "tid": MAIN_TID_RUN, "ts": self.us(t_ns), "args": dict(args)})
 
-    def run_start(self, t_ns: int, pages: int, documents: Sequence[Any]) -> None:
-        """The page total, for live views (:mod:`ocrlab.follow`), and the unreadable documents
-        (failures before any page is OCRed; the first 100, with their count)."""
-        bad = [{"doc_id": d.doc_id, "error_type": d.error_type, "error": d.error}
-               for d in documents if not d.ok]
-        self.instant("run_start", t_ns, {"pages": pages, "documents": len(documents),
-                                         "unreadable_count": len(bad), "unreadable": bad[:100]})
+    def run_start(self, t_ns: int) -> None:
+        """The start of OCR; live views (:mod:`ocrlab.follow`) learn the page total from the
+        ``pages_found`` events that follow as documents are discovered."""
+        self.instant("run_start", t_ns, {"pages": None})
 
     def close(self) -> None:
-        """Rewrite the trace sorted by time as one complete JSON array (atomic rename)."""
+        """End the JSON array (events were written as they happened, in place)."""
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-            with contextlib.suppress(OSError):  # a failed flush was recorded in `failed`
-                self._fh.close()
-            events = sorted(self._events, key=lambda e: (e["ph"] != "M", e.get("ts", 0)))
-        with atomic_writer(self.path) as fh:
-            fh.write(b"[\n")
-            fh.write(",\n".join(
-                json.dumps(e, ensure_ascii=False, separators=(",", ":"), default=str)
-                for e in events).encode("utf-8"))
-            fh.write(b"\n]\n")
+            try:
+                if self.failed is None:
+                    self._fh.write("\n]\n")
+            except OSError as exc:
+                self.failed = exc
+            finally:
+                with contextlib.suppress(OSError):  # a failed flush is in `failed` already
+                    self._fh.close()
+
+
+def iter_trace(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
+    """The events of a trace one by one, in file order, without loading the file whole.
+
+    Reads ocrlab's one-event-per-line form, complete or torn by a killed run
+    (missing ``]``, half a last line). A trace in another layout (the object form
+    with ``traceEvents``, or a one-line array) is parsed whole.
+    """
+    with open(path, encoding="utf-8") as fh:
+        head = fh.read(2)
+        fh.seek(0)
+        if head.lstrip()[:1] == "{" or not fh.readline().rstrip().endswith("["):
+            fh.seek(0)
+            yield from _parse_whole(fh.read())
+            return
+        seen = False
+        for line in fh:
+            line = line.strip().strip(",")
+            if line in {"", "[", "]"}:
+                continue
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                if not seen:  # not one event per line (pretty-printed): parse it whole
+                    fh.seek(0)
+                    yield from _parse_whole(fh.read())
+                return  # else: the torn last line of a killed run
+            seen = True
+            if isinstance(event, dict):
+                yield event
+
+
+def _parse_whole(text: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = json.loads(text.rstrip().rstrip(",") + "]")
+    if isinstance(data, dict):
+        events: list[dict[str, Any]] = data.get("traceEvents", [])
+        return events
+    return list(data)
 
 
 def load_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Read a trace, complete or torn by a killed run (missing ``]``, half a last line)."""
-    text = Path(path).read_text(encoding="utf-8")
-    try:
-        data = json.loads(text)
-        if isinstance(data, dict):
-            events: list[dict[str, Any]] = data.get("traceEvents", [])
-            return events
-        return list(data)
-    except json.JSONDecodeError:
-        pass
-    out: list[dict[str, Any]] = []
-    for line in text.splitlines():
-        line = line.strip().rstrip(",")
-        if line in {"", "[", "]"}:
-            continue
-        try:
-            out.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # the torn last line of a killed run
-    return out
+    """Every event of a trace as a list (see :func:`iter_trace` to stream a large one)."""
+    return list(iter_trace(path))

@@ -25,6 +25,7 @@ from typing import Any
 from .engines.registry import resolve_engine
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
+from .recycle import after_page
 
 
 @contextlib.contextmanager
@@ -117,6 +118,9 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
         os_errno = _errno(exc)
+    memory = _memory_figures()
+    if settings.pool_worker:
+        extra.update(after_page(settings, memory["worker_rss"]))
     return PageResult(
         doc_id=task.doc_id,
         page=task.page,
@@ -133,5 +137,5 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         height=height,
         os_errno=os_errno,
         extra=extra,
-        **_memory_figures(),
+        **memory,
     )

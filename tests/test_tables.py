@@ -9,8 +9,7 @@ import pytest
 pytest.importorskip("pandas")
 pytest.importorskip("matplotlib")
 
-from ocrlab.lab import plots
-from ocrlab.lab import tables
+from ocrlab.lab import plots, tables
 
 
 def _row(workers: int, rss: float, **extra: Any) -> dict[str, Any]:

@@ -40,6 +40,28 @@ def echo(source: str, task: PageTask, settings: EngineSettings) -> str:
     return f"{task.doc_id} page {task.page}\n"
 
 
+_LEAKED: list[bytearray] = []
+
+
+def leaky(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """Like :func:`echo`, but the worker keeps ``leak_mb`` MB (default 20) per page, touched,
+    for good: a worker whose memory grows page after page (what recycling is for)."""
+    block = bytearray(int(float(settings.option("leak_mb", 20)) * 2**20))
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    _LEAKED.append(block)
+    return echo(source, task, settings)
+
+
+def hog(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """Like :func:`echo`, but each page holds ``hog_mb`` MB (default 100), touched, for
+    ``hog_s`` seconds (default 0.5): a batch that together may exceed the memory budget."""
+    block = bytearray(int(float(settings.option("hog_mb", 100)) * 2**20))
+    block[:: 4096] = b"x" * len(block[:: 4096])
+    time.sleep(float(settings.option("hog_s", 0.5)))
+    del block
+    return echo(source, task, settings)
+
+
 class FakeTesseractError(RuntimeError):
     """Stands in for ``pytesseract.TesseractError`` in fault-injection runs."""
 

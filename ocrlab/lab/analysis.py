@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..artifacts import load_manifest
-from ..trace import load_trace
+from ..trace import iter_trace
 from .accuracy import score_run
 
 if TYPE_CHECKING:
@@ -36,15 +36,35 @@ class TraceFrames:
     meta: dict[str, Any]
 
 
-def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceFrames:
-    """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start."""
+#: events :func:`trace_frames` accepts by default: about a million pages, a few GB of frames
+MAX_EVENTS = 2_000_000
+
+
+class TraceTooLargeError(ValueError):
+    """A trace with more events than a DataFrame should hold."""
+
+
+def trace_frames(path: str | os.PathLike[str], run: str | None = None,
+                 max_events: int | None = MAX_EVENTS) -> TraceFrames:
+    """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start.
+
+    The trace is read event by event (:func:`ocrlab.trace.iter_trace`), in file
+    order, which is not time order (the trace is streamed): the page table is
+    sorted here. Past ``max_events`` events this raises :class:`TraceTooLargeError`
+    rather than filling memory; pass ``max_events=None`` to load anyway, or read
+    the trace with :func:`~ocrlab.trace.iter_trace` and keep what you need.
+    """
     import pandas as pd
 
     label = run or Path(path).parent.name
-    events = load_trace(path)
     pages, docs, counters, instants = [], [], [], []
     meta: dict[str, Any] = {}
-    for e in events:
+    for n, e in enumerate(iter_trace(path), start=1):
+        if max_events is not None and n > max_events:
+            raise TraceTooLargeError(
+                f"{path} holds more than max_events={max_events:,} trace events, too many "
+                "for DataFrames in memory; pass max_events=None to load it anyway, or stream "
+                "it with ocrlab.trace.iter_trace and keep only what you need.")
         ph, args = e.get("ph"), e.get("args", {})
         if ph == "X" and "page" in e.get("cat", ""):
             pages.append({
@@ -80,9 +100,12 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceF
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
                                                                  ignore_index=True),
         documents=pd.DataFrame(docs, columns=["run", "doc_id", "start_s", "dur_s", "status",
-                                              "pages", "lane"]),
-        counters=pd.DataFrame(counters, columns=["run", "t_s", "counter", "series", "value"]),
-        instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]),
+                                              "pages", "lane"]
+                               ).sort_values(["start_s"], kind="stable", ignore_index=True),
+        counters=pd.DataFrame(counters, columns=["run", "t_s", "counter", "series", "value"]
+                              ).sort_values(["t_s"], kind="stable", ignore_index=True),
+        instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]
+                              ).sort_values(["t_s"], kind="stable", ignore_index=True),
         meta=meta,
     )
 

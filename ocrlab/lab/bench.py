@@ -41,7 +41,7 @@ from ..pipeline import run
 from ..progress import progress_enabled, sweep_progress
 from ..runinfo import run_metadata
 from ..sources import discover
-from ..trace import load_trace
+from ..trace import iter_trace
 from .accuracy import score_run
 
 
@@ -128,8 +128,8 @@ def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
                 options: Mapping[str, Any]) -> RunRow:
     summary = run(options["corpus"], out, workers=workers, engine=engine, live_view=False,
                   **{k: v for k, v in options.items() if k != "corpus"})
-    events = load_trace(out / "trace.json")
-    page_s = [e["dur"] / 1e6 for e in events if e.get("ph") == "X" and e.get("cat") == "page"]
+    page_s = [e["dur"] / 1e6 for e in iter_trace(out / "trace.json")
+              if e.get("ph") == "X" and e.get("cat") == "page"]
     peaks = summary.peaks
     scores = score_run(out)
     return RunRow("ocrlab", workers, repeat, summary.wall_s, summary.pages,

@@ -1,0 +1,288 @@
+"""Runs of any size: streaming journal and trace, lazy discovery, recycled workers, the guard.
+
+The scale figures themselves (pages/s and main-process RSS from 1k to 100k documents) are
+measured by ``benchmarks/scale.py``; the tests here check the mechanisms with real worker
+processes and generous bounds only.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import ocrlab
+from ocrlab import journal as journal_mod
+from ocrlab.artifacts import load_manifest
+from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
+from ocrlab.guard import MemoryGuard
+from ocrlab.journal import Journal, PreviousRun, StreamingManifest, iter_journal
+from ocrlab.measure.monitor import ProcessTreeMonitor
+from ocrlab.records import DocumentRecord, EngineSettings, PageTask, RunSummary
+from ocrlab.trace import TraceRecorder, iter_trace, load_trace
+from ocrlab.worker import ocr_page
+from tests.conftest import make_page
+
+ECHO = "ocrlab.engines.fakes:echo"
+
+
+def _record(doc_id: str, status: str = "ok") -> DocumentRecord:
+    return DocumentRecord(doc_id=doc_id, source=f"/in/{doc_id}", format="png", size_bytes=1,
+                          status=status, pages=1, pages_ok=1 if status == "ok" else 0)
+
+
+def _tiny_docs(root: Path, n: int) -> Path:
+    """``n`` one-page PNG documents (copies of one tiny image), 100 per folder."""
+    first = make_page(root / "d000" / "p00000.png", "x", size=(32, 16))
+    data = first.read_bytes()
+    for i in range(1, n):
+        path = root / f"d{i // 100:03d}" / f"p{i:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return root
+
+
+def test_journal_skips_and_truncates_a_torn_last_line(tmp_path: Path) -> None:
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path, "t0")
+    j.add(_record("a"))
+    j.add(_record("b"))
+    j.close()
+    with open(path, "ab") as fh:
+        fh.write(b'{"doc_id": "c", "sta')  # what kill -9 in the middle of a write leaves
+    assert [o["doc_id"] for _, o in iter_journal(path) if "doc_id" in o] == ["a", "b"]
+    assert PreviousRun(path).index.keys() == {"a", "b"}
+    j2 = Journal(path, "t1", fresh=False)  # a resumed run appends after the torn line is cut
+    j2.add(_record("c"))
+    j2.close()
+    lines = path.read_bytes().splitlines()
+    assert all(json.loads(line) for line in lines)
+    assert [json.loads(x).get("doc_id") for x in lines] == [None, "a", "b", None, "c"]
+
+
+def test_results_json_sorted_from_journal_with_bounded_memory(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """The external merge sort (tiny chunks here) gives sorted, unique, newest-wins records."""
+    monkeypatch.setattr(journal_mod, "SORT_CHUNK", 7)
+    ids = [f"doc{i:03d}" for i in range(60)]
+    random.Random(1).shuffle(ids)
+    manifest = StreamingManifest(tmp_path / "results.json", {"pid": 1}, "t0")
+    assert load_manifest(tmp_path)["status"] == "running"
+    for doc_id in ids:
+        manifest.add(_record(doc_id, "failed"))
+    manifest.add(_record("doc007", "ok"))  # the same document again: the later line wins
+    assert len(load_manifest(tmp_path)["documents"]) == 60  # a killed run: from the journal
+    manifest.write("complete", {"documents": 60})
+    data = json.loads((tmp_path / "results.json").read_text())
+    assert data["schema"] == "ocrlab.results/1" and data["status"] == "complete"
+    assert [d["doc_id"] for d in data["documents"]] == sorted(ids)
+    assert {d["doc_id"]: d["status"] for d in data["documents"]}["doc007"] == "ok"
+    assert data["summary"] == {"documents": 60}
+    assert not list(tmp_path.glob(".sort-*")), "sort runs are removed"
+
+
+def test_summary_failures_are_bounded() -> None:
+    summary = RunSummary(out_dir=Path("."))
+    for i in range(1000):
+        summary.add_failure({"doc_id": str(i)})
+    assert len(summary.failures) == 100 and summary.failures_total == 1000
+
+
+def test_trace_is_streamed_and_loads_torn_or_closed(tmp_path: Path) -> None:
+    path = tmp_path / "trace.json"
+    rec = TraceRecorder(path, time.monotonic_ns())
+    for i in range(5):
+        rec.instant(f"e{i}", time.monotonic_ns(), {"i": i})
+    assert not hasattr(rec, "_events"), "no event is kept in memory"
+    torn = path.read_text() + ',\n{"ph":"i","na'
+    (tmp_path / "torn.json").write_text(torn)
+    assert [e["name"] for e in load_trace(tmp_path / "torn.json")][-5:] == [
+        f"e{i}" for i in range(5)]
+    rec.close()
+    whole = json.loads(path.read_text())
+    assert whole == list(iter_trace(path))
+
+
+def test_trace_frames_refuses_a_trace_too_large(tmp_path: Path) -> None:
+    from ocrlab.lab.analysis import TraceTooLargeError, trace_frames
+
+    rec = TraceRecorder(tmp_path / "trace.json", time.monotonic_ns())
+    for i in range(10):
+        rec.instant("x", time.monotonic_ns(), {"i": i})
+    rec.close()
+    with pytest.raises(TraceTooLargeError, match="max_events=5"):
+        trace_frames(tmp_path / "trace.json", max_events=5)
+    assert len(trace_frames(tmp_path / "trace.json", max_events=None).instants) == 10
+
+
+def test_discovery_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first document comes out before the rest of the tree is inspected."""
+    from ocrlab import sources
+
+    _tiny_docs(tmp_path / "in", 300)
+    inspected: list[str] = []
+    real = sources.inspect_file
+
+    def counting(path: Path, doc_id: str) -> Any:
+        inspected.append(doc_id)
+        return real(path, doc_id)
+
+    monkeypatch.setattr(sources, "inspect_file", counting)
+    docs = sources.iter_documents([tmp_path / "in"])
+    first = next(docs)
+    assert first.doc_id == "d000/p00000.png" and len(inspected) == 1
+    assert sum(1 for _ in docs) == 299
+
+
+def test_leaky_worker_is_recycled_and_every_page_ocred_once(tmp_path: Path) -> None:
+    _tiny_docs(tmp_path / "in", 60)
+    out = tmp_path / "out"
+    summary = ocrlab.run(tmp_path / "in", out, workers=2, engine="ocrlab.engines.fakes:leaky",
+                         engine_options={"leak_mb": 10}, max_worker_rss_mb=160,
+                         progress=False)
+    assert summary.documents_ok == 60 and summary.restarts == 0
+    assert summary.workers_recycled >= 2
+    events = load_trace(out / "trace.json")
+    pages = [e for e in events if e["ph"] == "X" and "page" in e["cat"]]
+    keys = collections.Counter((e["args"]["doc_id"], e["args"]["page"]) for e in pages)
+    assert len(keys) == 60 and set(keys.values()) == {1}, "every page once, none repeated"
+    recycled = [e for e in events if e["name"] == "worker_recycled"]
+    assert len(recycled) == summary.workers_recycled
+    assert all("max_worker_rss_mb=160" in e["args"]["reason"] for e in recycled)
+    assert len({e["pid"] for e in pages}) >= 3, "replacement workers ran pages"
+    for p in sorted((tmp_path / "in").rglob("*.png")):
+        rel = p.relative_to(tmp_path / "in").as_posix()
+        assert (out / "text" / f"{rel}.txt").read_text() == f"{rel} page 1\n\f"
+
+
+def test_worker_recycled_after_max_pages(tmp_path: Path) -> None:
+    _tiny_docs(tmp_path / "in", 40)
+    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, engine=ECHO,
+                         max_pages_per_worker=5, progress=False)
+    assert summary.documents_ok == 40 and summary.restarts == 0
+    assert summary.workers_recycled >= 4
+    manifest = load_manifest(tmp_path / "out")
+    assert manifest["summary"]["workers_recycled"] == summary.workers_recycled
+
+
+def _hog_run(pool: Any, tasks: list[PageTask], settings: EngineSettings,
+             guard: MemoryGuard | None) -> int:
+    """Run ``tasks`` through the scheduler; the tree's peak RSS (bytes) while they ran."""
+    def observe(sample: Any) -> None:
+        if guard is not None:
+            guard.observe(sample)
+
+    with ProcessTreeMonitor(interval_s=0.02, on_sample=observe) as monitor:
+        scheduler = BoundedScheduler(pool, settings, limit=6,
+                                     admit=None if guard is None else guard.admit)
+        for done in scheduler.run(tasks):
+            assert done.result.ok, done.result.error
+            if guard is not None:
+                guard.learn(done.result)
+    return monitor.peaks.rss_total
+
+
+def test_memory_guard_holds_the_tree_under_the_budget(tmp_path: Path) -> None:
+    """Three workers x 120 MB pages exceed a budget of base + 300 MB when submitted freely;
+    with the guard, the tree stays under it."""
+    page = make_page(tmp_path / "p.png", "x", size=(32, 16))
+    hog_mb = 120
+    settings = EngineSettings(engine="ocrlab.engines.fakes:hog",
+                              options=(("hog_mb", hog_mb), ("hog_s", 0.6)))
+    warm = EngineSettings(engine=ECHO)
+    tasks = [PageTask(f"d{i}", str(page), 1, 1, "png") for i in range(9)]
+    pool = ProcessPoolExecutor(max_workers=3)
+    try:
+        for fut in [pool.submit(ocr_page, t, warm) for t in tasks[:6]]:
+            fut.result()
+        base = ProcessTreeMonitor().sample().rss_total
+        budget = base + 2.5 * hog_mb * 2**20
+        free_peak = _hog_run(pool, tasks, settings, None)
+        events: list[tuple[str, dict[str, Any]]] = []
+        guard = MemoryGuard(budget, 0.2 * hog_mb * 2**20, hog_mb * 2**20,
+                            lambda kind, info: events.append((kind, info)))
+        guarded_peak = _hog_run(pool, tasks, settings, guard)
+    finally:
+        pool.shutdown(wait=True)
+    mb = 2**20
+    print(f"base {base / mb:.0f} MB, budget {budget / mb:.0f} MB, free peak "
+          f"{free_peak / mb:.0f} MB, guarded peak {guarded_peak / mb:.0f} MB, "
+          f"holds {guard.holds}")
+    assert free_peak > budget, (f"free run peaked at {free_peak / mb:.0f} MB, under the "
+                                f"{budget / mb:.0f} MB budget: the test proves nothing")
+    assert guarded_peak < budget, (f"guarded run peaked at {guarded_peak / mb:.0f} MB over the "
+                                   f"{budget / mb:.0f} MB budget")
+    assert guard.holds >= 1 and events[0][0] == "backpressure"
+    assert {"tree_mb", "budget_mb", "projected_mb"} <= events[0][1].keys()
+
+
+def test_memory_guard_in_a_run_records_backpressure(tmp_path: Path) -> None:
+    _tiny_docs(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    summary = ocrlab.run(tmp_path / "in", out, workers=2, engine="ocrlab.engines.fakes:hog",
+                         engine_options={"hog_mb": 100, "hog_s": 0.3},
+                         memory_budget_mb=700, memory_per_worker_mb=200,
+                         monitor_interval=0.02, progress=False)
+    assert summary.documents_ok == 8 and summary.backpressure >= 1
+    held = [e for e in load_trace(out / "trace.json") if e["name"] == "backpressure"]
+    assert len(held) == summary.backpressure and held[0]["args"]["budget_mb"] == 700
+
+
+def _comparable(manifest: dict[str, Any]) -> list[dict[str, Any]]:
+    drop = {"seconds", "workers", "kept_from_previous_run"}
+    return [{k: v for k, v in d.items() if k not in drop} for d in manifest["documents"]]
+
+
+def _texts(out: Path) -> dict[str, str]:
+    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted((out / "text").rglob("*.txt"))}
+
+
+@pytest.mark.slow
+def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
+    """3,000 echo documents: kill -9 the main process mid-run, --resume, compare."""
+    corpus = _tiny_docs(tmp_path / "in", 3000)
+    out = tmp_path / "out"
+    args = [sys.executable, "-m", "ocrlab", "run", str(corpus), "--out", str(out),
+            "--workers", "2", "--engine", ECHO, "--quiet"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    journal = out / "journal.jsonl"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and sum(1 for _ in iter_journal(journal)) > 800:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run ended before it could be killed; raise N"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed = load_manifest(out)
+    assert killed["status"] == "running"
+    finished = {d["doc_id"]: d for d in killed["documents"]}
+    assert 800 <= len(finished) < 3000
+    for d in finished.values():  # every recorded artifact is complete
+        assert hashlib.sha256((out / d["artifact"]).read_bytes()).hexdigest() == d["sha256"]
+    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600,
+                             check=False)
+    assert resumed.returncode == 0, resumed.stderr
+    final = load_manifest(out)
+    assert final["status"] == "complete" and final["summary"]["documents"] == 3000
+    assert final["summary"]["documents_kept"] == len(finished)
+    assert final["summary"]["pages"] == 3000 - final["summary"]["documents_kept"]
+    clean = tmp_path / "clean"
+    ocrlab.run(corpus, clean, workers=2, engine=ECHO, progress=False)
+    assert _texts(out) == _texts(clean)
+    assert _comparable(final) == _comparable(load_manifest(clean))
+    assert [p for p in out.rglob("*") if p.name.startswith(".")] == []
+    assert sum(1 for _ in iter_journal(out / "journal.jsonl")) == 3001  # compacted: 1 section
+    shutil.rmtree(clean)
