@@ -110,9 +110,11 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     assert state.rss_peak_mb and state.rss_peak_mb > 10
     assert state.tesseract is not None  # the counter is there (0: the echo engine)
     assert state.summary["documents_failed"] == summary.documents_failed
-    [start] = [e for e in load_trace(tmp_path / "out" / "trace.json")
-               if e.get("name") == "run_start"]
-    assert start["args"]["unreadable_count"] == 1
+    events = load_trace(tmp_path / "out" / "trace.json")
+    [failed] = [e for e in events if e.get("name") == "document_failed"]
+    assert failed["args"]["doc_id"] == "bad.png"
+    found = [e["args"] for e in events if e.get("name") == "pages_found"]
+    assert found[-1] == {"pages": 5, "final": True}  # lazy discovery's final total
 
 
 def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
