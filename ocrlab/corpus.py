@@ -170,7 +170,14 @@ the PNG's ground truth is `memo.png.gt.txt` |
 | broken/truncated.png | a PNG cut in half |
 | broken/not-an-image.tif | text with an image extension |
 | broken/empty.png | zero bytes |
+| scans/KIND-STRENGTH-01.png | degraded scans (noise, blur, downsampling, salt-and-pepper, \
+skew, bleed-through with uneven light) of one text, and `clean-0-01.png`, the same text \
+undegraded: CER is not 0 here (see `ocrlab.lab.degrade`) |
 """
+
+#: The degraded pages bundled in ``data/scans/`` (``ocrlab corpus --degrade`` makes more).
+BUNDLED_SCANS = ("noise:0.85,blur:0.75,blur:1,downsample:0.75,downsample:1,saltpepper:0.75,"
+                 "rotate:1,bleed:0.75+shade:0.5")
 
 
 def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
@@ -218,6 +225,11 @@ def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
         path = out / rel
         _atomic(path, lambda tmp, data=data: tmp.write_bytes(data))  # type: ignore[misc]
         written.append(path)
+    # Lazy: the degradation module imports this one. Its generators are seeded apart from
+    # ``rng``, so the files above stay byte-identical whatever the scans are.
+    from ocrlab.lab.degrade import generate_scans, parse_degradations
+
+    written.extend(generate_scans(out / "scans", parse_degradations(BUNDLED_SCANS), seed=seed))
     readme = out / "README.md"
     _atomic(readme, lambda tmp: tmp.write_text(README.format(seed=seed), encoding="utf-8"))
     written.append(readme)
