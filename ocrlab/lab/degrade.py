@@ -86,7 +86,8 @@ def _jpeg(im: Image.Image, s: float, rng: np.random.Generator) -> Image.Image:
     buf = io.BytesIO()
     im.save(buf, format="JPEG", quality=max(1, round(50 - 49 * s)))
     with Image.open(buf) as out:
-        return out.convert("L")
+        decoded: Image.Image = out.convert("L")
+    return decoded
 
 
 def _shade(im: Image.Image, s: float, rng: np.random.Generator) -> Image.Image:
