@@ -288,6 +288,8 @@ def sweep(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
     table = pareto(table)
     result = {"meta": run_metadata(load_config(workers=workers)), "corpus": os.fspath(corpus),
               "workers": workers, "models": models, "table": table, "pages": pages,
+              "default_label": next((r["label"] for r in table if is_default(r)),
+                                    table[0]["label"] if table else None),
               "recommendation": recommendation(table)}
     (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     for name, rows_ in (("sweep.csv", table), ("pages.csv", pages)):
