@@ -219,7 +219,15 @@ def _add_sweep(sub: Any) -> None:
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .lab.sweep import format_table, grid, has_pdf, importable_engines, parse_models, sweep
+    from .lab.sweep import (
+        format_degradations,
+        format_table,
+        grid,
+        has_pdf,
+        importable_engines,
+        parse_models,
+        sweep,
+    )
 
     load_config(workers=args.workers)  # validated before any run
     tessdata = {}
@@ -253,6 +261,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                    workers=args.workers, identity=args.identity, lang=args.lang,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result["table"]))
+    by_kind = format_degradations(result["pages"], result["default_label"])
+    if by_kind:
+        print(f"\nCER % by degradation and strength, {result['default_label']}:\n\n{by_kind}")
     print()
     print(result["recommendation"])
     print(f"sweep.json, sweep.csv, pages.csv in {args.out}")

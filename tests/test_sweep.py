@@ -19,6 +19,7 @@ from ocrlab.lab.degrade import generate_scans, parse_degradations
 from ocrlab.lab.sweep import (
     Setting,
     by_degradation,
+    format_degradations,
     format_table,
     grid,
     installed_models,
@@ -67,6 +68,10 @@ def test_by_degradation_pivot() -> None:
     pivot = by_degradation(pages + [{**p, "label": "b", "cer": 1.0} for p in pages], "a")
     assert list(pivot.index) == ["blur", "clean"]
     assert pivot.loc["blur", 1.0] == pytest.approx(0.5)
+    assert format_degradations(pages, "a").splitlines() == [
+        "| kind | 0 | 0.5 | 1 |", "|---|---|---|---|", "| clean | 0.0 |  |  |",
+        "| blur |  | 10.0 | 50.0 |"]
+    assert format_degradations(pages, "b") == ""
 
 
 def test_models() -> None:

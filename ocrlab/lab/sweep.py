@@ -319,3 +319,22 @@ def format_table(table: Sequence[Mapping[str, Any]]) -> str:
     lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(cell(k, r.get(k)) for k, _ in cols) + " |" for r in table]
     return "\n".join(lines)
+
+
+def format_degradations(pages: Sequence[Mapping[str, Any]], label: str | None) -> str:
+    """Mean page CER (%) by degradation kind and strength for one setting, as Markdown;
+    empty when the corpus has no generated scans. (Pure Python: the command needs no pandas.)"""
+    mine = [p for p in pages if p["kind"] and p["label"] == label]
+    if not mine:
+        return ""
+    strengths = sorted({p["strength"] for p in mine})
+    cells: dict[tuple[str, float], list[float]] = {}
+    for p in mine:
+        cells.setdefault((p["kind"], p["strength"]), []).append(p["cer"])
+    lines = ["| kind | " + " | ".join(f"{s:g}" for s in strengths) + " |",
+             "|---|" + "---|" * len(strengths)]
+    for kind in sorted({p["kind"] for p in mine}, key=lambda k: (k != "clean", k)):
+        row = [f"{100 * statistics.mean(cells[(kind, s)]):.1f}" if (kind, s) in cells else ""
+               for s in strengths]
+        lines.append(f"| {kind} | " + " | ".join(row) + " |")
+    return "\n".join(lines)
