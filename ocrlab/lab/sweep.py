@@ -150,11 +150,11 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         for page in range(1, doc["pages"] + 1):
             ref = refs[page - 1] if page <= len(refs) else ""
             hyp = texts.get((doc["doc_id"], page), "")
+            rate, chars = cer(ref, hyp), len(normalize(ref))
             rows.append({"doc_id": doc["doc_id"], "page": page,
                          "kind": deg.kind if deg else "", "strength": deg.strength if deg else None,
-                         "cer": cer(ref, hyp), "wer": wer(ref, hyp),
-                         "ref_chars": len(normalize(ref)),
-                         "edits": round(cer(ref, hyp) * len(normalize(ref)))})
+                         "cer": rate, "wer": wer(ref, hyp), "ref_chars": chars,
+                         "edits": round(rate * chars)})  # the integer edit distance
     return rows
 
 
