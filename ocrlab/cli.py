@@ -212,6 +212,9 @@ def _add_sweep(sub: Any) -> None:
     p.add_argument("--tessdata", action="append", default=[], metavar="LABEL=DIR",
                    help="another model: a folder holding LANG.traineddata; repeatable")
     p.add_argument("--lang", default="eng", help="Tesseract language(s) (default eng)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="parallel runs per setting, order alternating; pages/s is the median "
+                        "(default 1)")
     p.add_argument("--no-identity", dest="identity", action="store_false",
                    help="skip the sequential run of each setting")
     p.set_defaults(func=_cmd_sweep)
@@ -230,6 +233,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     )
 
     load_config(workers=args.workers)  # validated before any run
+    if args.repeats < 1:
+        raise ConfigError(f"--repeats {args.repeats} must be at least 1")
     tessdata = {}
     for spec in args.tessdata:
         label, sep, folder = spec.partition("=")
@@ -255,10 +260,12 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
                     engines=engines, models=list(models), pdf=has_pdf(args.corpus))
     for s in settings:
         load_config(dpi=s.dpi, psm=s.psm)
-    print(f"{len(settings)} settings x {'2 runs' if args.identity else '1 run'} over "
+    runs = args.repeats + args.identity
+    print(f"{len(settings)} settings x {runs} run(s) over "
           f"{args.corpus} at {args.workers} worker(s)", file=sys.stderr, flush=True)
     result = sweep(args.corpus, args.out, settings=settings, models=models,
-                   workers=args.workers, identity=args.identity, lang=args.lang,
+                   workers=args.workers, identity=args.identity, repeats=args.repeats,
+                   lang=args.lang,
                    log=lambda m: print(m, file=sys.stderr, flush=True))
     print(format_table(result["table"]))
     by_kind = format_degradations(result["pages"], result["default_label"])

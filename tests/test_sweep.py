@@ -58,7 +58,9 @@ def test_pareto_dominated_and_recommendation() -> None:
     assert "within 8.2 point of the best CER is **default**" in relaxed
     assert "Warning" in recommendation([_row("x", 1.0, 0.1, identical=False)])
     assert "nothing to recommend" in recommendation([_row("x", 1.0, None)])
-    assert "| default | - | 2 | - | 10.00 |" in format_table(pareto(table))
+    assert "| default | - | 2 | - | - | 10.00 |" in format_table(pareto(table))
+    assert "| x | - | 1 | 1 / 1.2 |" in format_table([_row("x", 1.0, 0.1,
+                                                          runs_pages_per_s="[1.0, 1.2]")])
 
 
 def test_by_degradation_pivot() -> None:
@@ -95,11 +97,12 @@ def test_sweep_writes_tables_and_checks_identity(tmp_path: Path,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     generate_scans(tmp_path / "in", parse_degradations("blur:1"), pages=1)
     code = main(["sweep", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--psm", "3,6",
-                 "--engines", "pytesseract", "--models", "system"])
+                 "--engines", "pytesseract", "--models", "system", "--repeats", "2"])
     assert code == 0
     result = json.loads((tmp_path / "out/sweep.json").read_text())
     assert [r["psm"] for r in result["table"]] == [3, 6]
     assert all(r["identical"] and r["pages"] == 2 for r in result["table"])
+    assert all(len(json.loads(r["runs_pages_per_s"])) == 2 for r in result["table"])
     with open(tmp_path / "out/pages.csv", encoding="utf-8") as fh:
         pages = list(csv.DictReader(fh))
     assert {p["kind"] for p in pages} == {"clean", "blur"} and len(pages) == 4
