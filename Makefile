@@ -46,7 +46,7 @@ bench: $(STAMP) system-deps
 # Speed against accuracy on degraded scans (the README's table).
 sweep: $(STAMP) system-deps
 	$(BIN)/ocrlab corpus --degrade noise,blur,downsample,saltpepper --pages 2 sweep-corpus
-	$(BIN)/ocrlab sweep sweep-corpus --psm 3,6,11 --out sweep-out
+	$(BIN)/ocrlab sweep sweep-corpus --psm 3,6,11 --repeats 3 --out sweep-out
 
 report: $(STAMP) system-deps
 	$(BIN)/ocrlab report --out reports
