@@ -167,3 +167,20 @@ def test_tesserocr_page_text_does_not_depend_on_earlier_pages(tmp_path: Path) ->
     finally:
         release()
         del os.environ["TESSDATA_PREFIX"]
+
+
+@pytest.mark.slow
+def test_dpi_axis_renders_pdf_pages_at_each_dpi(tmp_path: Path) -> None:
+    """A corpus with a PDF gets every dpi; the page is rendered at each (fewer pixels: worse)."""
+    from PIL import Image
+
+    generate_scans(tmp_path / "scans", parse_degradations("clean"), pages=1)
+    (tmp_path / "in").mkdir()
+    with Image.open(tmp_path / "scans/clean-0-01.png") as page:
+        page.save(tmp_path / "in/page.pdf", resolution=300.0)
+    shutil.copy(tmp_path / "scans/clean-0-01.gt.txt", tmp_path / "in/page.gt.txt")
+    settings = grid(dpis=(50, 300), pdf=True)
+    result = sweep(tmp_path / "in", tmp_path / "out", settings=settings, log=lambda m: None)
+    rows = {r["dpi"]: r for r in result["table"]}
+    assert set(rows) == {50, 300} and all(r["identical"] for r in rows.values())
+    assert rows[300]["cer"] < 0.02 < rows[50]["cer"]
