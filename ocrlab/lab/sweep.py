@@ -158,17 +158,25 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def run_setting(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
-                tessdata: str | None, workers: int, identity: bool = True,
-                lang: str = "eng") -> tuple[dict[str, Any], list[dict[str, Any]]]:
-    """One setting: sequential and parallel runs, identity, throughput, memory, accuracy."""
-    from ocrlab.engine import release_engines
-    from ocrlab.pipeline import run
-
+def _options(setting: Setting, lang: str) -> dict[str, Any]:
     opts: dict[str, Any] = {"engine": setting.engine, "dpi": setting.dpi, "lang": lang,
                             "progress": False}
     if setting.psm is not None:
         opts["psm"] = setting.psm
+    return opts
+
+
+def run_setting(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
+                tessdata: str | None, workers: int, identity: bool = True,
+                lang: str = "eng") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """One setting: sequential and parallel runs, identity, throughput, memory, accuracy.
+
+    (The pipeline frees an in-process engine after the sequential run, and tesserocr's
+    cached API is keyed by the model folder too, so no setting reads with another's model.)
+    """
+    from ocrlab.pipeline import run
+
+    opts = _options(setting, lang)
     shutil.rmtree(out_dir, ignore_errors=True)
     identical: bool | None = None
     with _environment(TESSDATA_PREFIX=tessdata):
@@ -176,10 +184,8 @@ def run_setting(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
         if identity:
             with _environment(OCR_PARALLEL_DISABLED="true"):
                 seq = run(corpus, out_dir / "sequential", workers=1, **opts)
-            release_engines()
             seq_rate = seq.pages_per_s
         par = run(corpus, out_dir / "parallel", workers=workers, **opts)
-        release_engines()
     if identity:
         identical = page_texts(out_dir / "sequential") == page_texts(out_dir / "parallel")
     pages = score_pages(out_dir / "parallel")
@@ -202,18 +208,13 @@ def rerun_parallel(corpus: str | os.PathLike[str], out_dir: Path, setting: Setti
                    tessdata: str | None, workers: int, repeat: int,
                    lang: str = "eng") -> tuple[float, float, bool]:
     """A repeat of a setting's parallel run: (pages/s, peak MB, same text as its first run)."""
-    from ocrlab.engine import release_engines
     from ocrlab.pipeline import run
 
-    opts: dict[str, Any] = {"engine": setting.engine, "dpi": setting.dpi, "lang": lang,
-                            "progress": False}
-    if setting.psm is not None:
-        opts["psm"] = setting.psm
+    opts = _options(setting, lang)
     target = out_dir / f"parallel-r{repeat}"
     shutil.rmtree(target, ignore_errors=True)
     with _environment(TESSDATA_PREFIX=tessdata):
         par = run(corpus, target, workers=workers, **opts)
-        release_engines()
     same = page_texts(target) == page_texts(out_dir / "parallel")
     return par.pages_per_s, int(par.peaks.get("rss_total") or 0) / 2**20, same
 
