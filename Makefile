@@ -7,10 +7,10 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
 
-.PHONY: run test test-fast lint format notebooks bench report corpus system-deps clean help
+.PHONY: run test test-fast lint format notebooks bench sweep report corpus system-deps clean help
 
 help:
-	@echo "make run | test | test-fast | lint | format | notebooks | bench | report | corpus | clean"
+	@echo "make run | test | test-fast | lint | format | notebooks | bench | sweep | report | corpus | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ocrlab needs Python 3.10+")'
@@ -54,6 +54,11 @@ bench: $(STAMP) system-deps
 	$(BIN)/ocrlab corpus --a4 12 bench-corpus
 	$(BIN)/ocrlab bench bench-corpus --workers 1,2,3,4 --repeats 3 --out bench-out
 
+# Speed against accuracy on degraded scans (the README's table).
+sweep: $(STAMP) system-deps
+	$(BIN)/ocrlab corpus --degrade noise,blur,downsample,saltpepper --pages 2 sweep-corpus
+	$(BIN)/ocrlab sweep sweep-corpus --psm 3,6,11 --repeats 3 --out sweep-out
+
 report: $(STAMP) system-deps
 	$(BIN)/ocrlab report --out reports
 
@@ -61,4 +66,4 @@ corpus: $(STAMP)
 	$(BIN)/ocrlab corpus data
 
 clean:
-	rm -rf $(OUT) bench-out bench-corpus reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(OUT) bench-out bench-corpus sweep-out sweep-corpus reports .pytest_cache .mypy_cache .ruff_cache

@@ -62,6 +62,9 @@ def test_contents_formats_and_size(generated: Path) -> None:
                                                        "broken/not-an-image.tif"}
     assert docs["broken/truncated.png"].fmt == "png"  # header intact, body cut
     assert sum(len(v) for v in _tree(generated).values()) < 5 * 2**20
+    scans = [k for k in _tree(generated) if k.startswith("scans/") and k.endswith(".png")]
+    assert 6 <= len(scans) <= 9 and "scans/clean-0-01.png" in scans
+    assert sum(len(v) for k, v in _tree(generated).items() if k.startswith("scans/")) < 2**20
 
 
 @pytest.mark.parametrize("name", ["truncated.png", "not-an-image.tif", "empty.png"])
@@ -85,9 +88,14 @@ def test_tesseract_reads_the_corpus(generated: Path, tmp_path: Path) -> None:
     summary = ocrlab.run(generated, tmp_path / "out", workers=2, progress=False)
     assert summary.documents_failed == 3  # the three broken files, and nothing else
     scores = score_run(tmp_path / "out")
-    assert len(scores) == summary.documents_ok == 11
-    worst = max(scores, key=lambda s: s["cer"])
+    assert len(scores) == summary.documents_ok == 11 + len(list((generated / "scans").glob(
+        "*.png")))
+    clean = [s for s in scores if not s["doc_id"].startswith("scans/")
+             or s["doc_id"].startswith("scans/clean-")]
+    worst = max(clean, key=lambda s: s["cer"])
     assert worst["cer"] < 0.02, worst
+    degraded = sorted(s["cer"] for s in scores if s not in clean)
+    assert degraded[-1] > 0.2 and len({round(c, 3) for c in degraded}) >= 4, degraded
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from ocrlab.lab.accuracy import score_run
 from ocrlab.lab.report import NOTEBOOKS_DIR, build_reports
 from tests.conftest import DATA
 
@@ -34,7 +35,7 @@ window.addEventListener("load", () => {
 
 def test_notebooks_committed_clean_with_one_parameters_cell() -> None:
     assert [p.stem for p in NOTEBOOKS] == ["01-worker-sweep", "02-output-identity",
-                                           "03-trace-explorer"]
+                                           "03-trace-explorer", "04-speed-accuracy"]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -47,10 +48,12 @@ def test_notebooks_committed_clean_with_one_parameters_cell() -> None:
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every notebook run through papermill on a few pages, workers 1 and 2."""
+    """Every notebook run through papermill on a few pages, workers 1 and 2; three of them
+    degraded scans (a clean one, a blurred one, a noisy one) so that error rates vary."""
     root = tmp_path_factory.mktemp("reports")
     corpus = root / "corpus"
-    for rel in ("letters/note.png", "forms/note.png", "forms/card.webp", "broken/empty.png"):
+    for rel in ("letters/note.png", "forms/note.png", "forms/card.webp", "broken/empty.png",
+                "scans/clean-0-01.png", "scans/blur-1-01.png", "scans/noise-0.85-01.png"):
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / rel, corpus / rel)
         gt = (DATA / rel).with_name(rel.split("/")[1].rsplit(".", 1)[0] + ".gt.txt")
@@ -65,7 +68,8 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_papermill_runs_write_results(reports: Path) -> None:
-    for stem in ("01-worker-sweep", "02-output-identity", "03-trace-explorer"):
+    for stem in ("01-worker-sweep", "02-output-identity", "03-trace-explorer",
+                 "04-speed-accuracy"):
         assert (reports / f"{stem}.ipynb").is_file() and (reports / f"{stem}.html").is_file()
         nb = nbformat.read(reports / f"{stem}.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -78,7 +82,22 @@ def test_papermill_runs_write_results(reports: Path) -> None:
     assert (reports / "work" / "identity" / "parallel" / "results.json").is_file()
     assert (reports / "work" / "explorer" / "run" / "trace.json").is_file()
     index = (reports / "index.html").read_text()
-    assert index.count("<li>") == 3 and "FAILED" not in index
+    assert index.count("<li>") == 4 and "FAILED" not in index
+
+
+@pytest.mark.slow
+def test_reports_show_varied_error_rates_on_degraded_pages(reports: Path) -> None:
+    """02's accuracy table and 04's sweep: the clean page reads, the degraded ones do not."""
+    scores = {s["doc_id"]: s["cer"] for s in score_run(reports / "work/identity/parallel")}
+    assert scores["scans/blur-1-01.png"] > 0.05 and scores["scans/noise-0.85-01.png"] > 0
+    assert scores["scans/clean-0-01.png"] < 0.02
+    sweep = json.loads((reports / "work/speed-accuracy/sweep.json").read_text())
+    assert [(r["psm"], r["identical"]) for r in sweep["table"]] == [(3, True), (6, True)]
+    cers = {(p["label"], p["kind"]): p["cer"] for p in sweep["pages"]}
+    assert len(set(cers.values())) >= 3, cers  # varied, not all 0 or all 1
+    assert all(cers[(label, "blur")] > cers[(label, "clean")]
+               for label in {label for label, _ in cers})
+    assert "fastest setting within 1 point" in sweep["recommendation"]
 
 
 def _chromium() -> str | None:
@@ -90,7 +109,8 @@ def test_html_reports_render_in_headless_chromium(reports: Path, tmp_path: Path)
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not installed (make test installs it)")
-    expected_images = {"01-worker-sweep": 3, "02-output-identity": 0, "03-trace-explorer": 3}
+    expected_images = {"01-worker-sweep": 3, "02-output-identity": 0, "03-trace-explorer": 3,
+                       "04-speed-accuracy": 2}
     for stem, minimum in expected_images.items():
         page = (reports / f"{stem}.html").read_text(encoding="utf-8")
         assert not re.search(r'<img[^>]+src="(?!data:)', page), "images must be inline"

@@ -28,7 +28,8 @@ def _pyproject_requirements() -> dict[str, str]:
 def _environment_requirements() -> dict[str, str]:
     out = {}
     for line in (ROOT / "environment.yml").read_text().splitlines():
-        m = re.match(r"^  - ([A-Za-z0-9_.\-]+)([<>=!~].*)?$", line)
+        # conda packages ("  - name"), and pip's ("      - name") for what conda-forge lacks
+        m = re.match(r"^  (?:    )?- ([A-Za-z0-9_.\-]+)([<>=!~].*)?$", line)
         if m:
             out[m.group(1).lower()] = (m.group(2) or "").replace(" ", "")
     return out

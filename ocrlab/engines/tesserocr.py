@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import threading
 from typing import Any
 
@@ -38,7 +39,8 @@ def version() -> str:
 
 
 def _api(settings: EngineSettings) -> Any:
-    key = (settings.lang, settings.psm)
+    # The folder is part of the key: a sweep changes TESSDATA_PREFIX between runs.
+    key = (settings.lang, settings.psm, os.environ.get("TESSDATA_PREFIX"))
     cached = getattr(_local, "api", None)
     if cached is not None and getattr(_local, "key", None) == key:
         return cached
@@ -76,6 +78,12 @@ def release() -> None:
 def tesserocr_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
     """OCR ``source`` with this process's loaded API; same contract as the pytesseract engine."""
     api = _api(settings)
+    # A model with the legacy engine (the tessdata repository's, not Debian's tessdata_fast)
+    # adapts its classifier to every page it reads, so one API's text for a page depended on
+    # the pages its worker had read before: parallel output differed from sequential
+    # (found by ``ocrlab sweep``). Forgetting before each page gives every page the text a
+    # fresh process reads, whatever the worker count or order.
+    api.ClearAdaptiveClassifier()
     try:
         api.SetImageFile(source)
     except RuntimeError:

@@ -147,3 +147,49 @@ def wait_vs_ocr(frames: TraceFrames) -> Figure:
     ax.set(xlabel="page (in start order)", ylabel="seconds", title="Queue wait vs OCR time")
     ax.legend()
     return fig
+
+
+def speed_accuracy(table: Sequence[Mapping[str, Any]]) -> Figure:
+    """Throughput against CER for each setting of a sweep; the Pareto front joined by a line.
+
+    Lower right is better; a setting above and left of the line is dominated.
+    """
+    fig, ax = _figure(width=8, height=4.5)
+    rows = [r for r in table if r.get("cer") is not None]
+    for model in dict.fromkeys(f"{r['engine']}, {r['model']}" for r in rows):
+        mine = [r for r in rows if f"{r['engine']}, {r['model']}" == model]
+        ax.scatter([r["pages_per_s"] for r in mine], [100 * r["cer"] for r in mine],
+                   label=model, zorder=3)
+    for r in rows:
+        psm = "default" if r["psm"] is None else r["psm"]
+        ax.annotate(f"psm {psm}, {r['dpi']} dpi", (r["pages_per_s"], 100 * r["cer"]),
+                    textcoords="offset points", xytext=(4, 4), fontsize=7)
+    front = sorted((r for r in rows if not r.get("dominated_by")),
+                   key=lambda r: r["pages_per_s"])
+    if front:
+        ax.plot([r["pages_per_s"] for r in front], [100 * r["cer"] for r in front], "--",
+                color="grey", label="Pareto front", zorder=2)
+    ax.set(xlabel="pages / s (parallel run)", ylabel="CER %", title="Speed against accuracy")
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def cer_by_degradation(pivot: pd.DataFrame, title: str = "CER by degradation") -> Figure:
+    """One line per degradation kind: mean page CER against strength (0 = the clean page)."""
+    fig, ax = _figure(width=7, height=4)
+    clean = pivot.loc["clean"].dropna() if "clean" in pivot.index else None
+    base = float(clean.iloc[0]) if clean is not None and len(clean) else None
+    for kind, values in pivot.iterrows():
+        if kind == "clean":
+            continue
+        points = values.dropna()
+        xs, ys = list(points.index), [100 * v for v in points]
+        if base is not None:
+            xs, ys = [0.0, *xs], [100 * base, *ys]
+        ax.plot(xs, ys, "o-", label=str(kind))
+    ax.set(xlabel="strength (0 = clean, 1 = strongest)", ylabel="CER % (mean of pages)",
+           title=title)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    return fig

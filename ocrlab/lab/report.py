@@ -55,6 +55,7 @@ def default_parameters(corpus: str, workers: Sequence[int], repeats: int,
     """Parameters for each bundled notebook, keyed by notebook stem."""
     corpus = os.path.abspath(corpus)
     work = out_dir / "work"
+    scans = os.path.join(corpus, "scans")
     return {
         "01-worker-sweep": {"corpus": corpus, "workers": list(workers), "repeats": repeats,
                             "out_dir": str(work / "sweep")},
@@ -62,6 +63,10 @@ def default_parameters(corpus: str, workers: Sequence[int], repeats: int,
                                "out_dir": str(work / "identity")},
         "03-trace-explorer": {"corpus": corpus, "workers": max(workers),
                               "out_dir": str(work / "explorer")},
+        # The degraded scans when the corpus has them (data/scans/): small pages, so the
+        # default grid (2 settings, each sequential and parallel) stays well under a minute.
+        "04-speed-accuracy": {"corpus": scans if os.path.isdir(scans) else corpus,
+                              "workers": max(workers), "out_dir": str(work / "speed-accuracy")},
     }
 
 
