@@ -17,9 +17,9 @@
       |     |- artifacts: text/<doc_id>.txt (atomic)
       |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
       |     '- trace: trace.json (Chrome Trace Event Format, streamed, never held)
-      |- measure.monitor: tree memory, fds, live Tesseracts -> trace counters, peaks
-      |     '- guard: holds submission while the tree nears the memory budget
-      |- recycle (in workers): a worker retires after N pages / past an RSS bound
+      |- supervise: measure.monitor (tree memory, fds, live Tesseracts -> trace counters,
+      |     peaks), guard (holds submission while the tree nears the memory budget),
+      |     recycle (a worker retires after N pages / past an RSS bound; counted here)
       '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
 :func:`run_groups` is the entry of the verification plan: several groups of
@@ -49,7 +49,6 @@ from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .errors import ConfigError, OutputStoppedError
 from .executor import BoundedScheduler, kill_workers
-from .guard import MemoryGuard
 from .journal import StreamingManifest
 from .ownership import (
     Ballast,
@@ -62,11 +61,12 @@ from .ownership import (
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .progress import run_progress
-from .records import PageResult, PageTask, RunSummary
+from .records import PageTask, RunSummary
 from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
-from .runinfo import check_engine, check_memory, memory_budget, run_metadata
+from .runinfo import check_engine, check_memory, run_metadata
 from .sources import Document, check_inputs, iter_documents
+from .supervise import Supervisor
 from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
@@ -159,8 +159,7 @@ class _Run:
         self.key = settings_key(self.cfg)
         self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
                                   sequential=plan.sequential)
-        self.monitor: Any = None
-        self.guard: MemoryGuard | None = None
+        self.watch: Supervisor | None = None
 
     def _claim_folder(self) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting (lock held)."""
@@ -205,8 +204,7 @@ class _Run:
                          " (sequential, in-process)" if self.plan.sequential else "",
                          self.cfg.engine, f"; resuming, {len(previous)} document(s) "
                          "finished before" if previous is not None else "")
-                self.guard = self._make_guard()
-                self.monitor = self._start_monitor()
+                self.watch = Supervisor(self.cfg, self.plan, self.trace, self.summary)
                 self.collector = Collector(self.layout, self.trace, self.manifest,
                                            self.summary, bar, self.key)
                 self._schedule(docs)
@@ -227,41 +225,6 @@ class _Run:
         return itertools.chain.from_iterable(
             iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
             for g in self.context.groups)
-
-    def _start_monitor(self) -> Any:
-        if self.cfg.monitor_interval <= 0:
-            return None
-        from .measure.monitor import ProcessTreeMonitor, Sample
-
-        trace = self.trace
-        guard = self.guard
-
-        def on_sample(s: Sample) -> None:
-            if guard is not None:
-                guard.observe(s)
-            trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
-                                                  "main RSS": round(s.rss_main / 2**20, 2)})
-            trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
-            trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
-
-        # Samples go to the trace as they come; keeping them all would grow with the run.
-        return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
-                                  on_sample=on_sample, max_samples=1).start()
-
-    def _make_guard(self) -> MemoryGuard | None:
-        """The memory guard for a local pool with the monitor on (else nothing to measure)."""
-        if not self.plan.pool_worker or self.cfg.monitor_interval <= 0:
-            return None
-        budget = memory_budget(self.cfg)[0] * 2**20
-        margin = max(64 * 2**20, 0.1 * budget)
-
-        def on_event(kind: str, info: dict[str, Any]) -> None:
-            self.trace.instant(kind, time.monotonic_ns(), info)
-            if kind == "backpressure":
-                self.summary.backpressure += 1
-            log.info("%s: %s", kind, info)
-
-        return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
 
     def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
         """The pages of ``docs`` in order, each announced to the collector as it is submitted.
@@ -301,11 +264,6 @@ class _Run:
         self.trace.instant(kind, time.monotonic_ns(), info)
         log.warning("%s: %s", kind, info)
 
-    def _memory_note(self) -> str:
-        if self.monitor is None:
-            return ""
-        return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
-
     def _schedule(self, docs: Iterable[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
@@ -317,15 +275,13 @@ class _Run:
             self.executor, settings, self.plan.limit,
             restart=self.plan.start if self.plan.restartable else None,
             on_event=self._on_event, deadline_s=self.plan.deadline_s,
-            memory_note=self._memory_note,
-            admit=None if self.guard is None else self.guard.admit)
+            memory_note=self.watch.memory_note if self.watch else None,
+            admit=self.watch.admit if self.watch else None)
         try:
             for done in scheduler.run(self._tasks(docs)):
                 self.collector.page_done(done.result, done.submit_ns, done.attempt)
-                if self.guard is not None:
-                    self.guard.learn(done.result)
-                if done.result.extra:
-                    self._note_recycling(done.result)
+                if self.watch is not None:
+                    self.watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
             # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
@@ -336,19 +292,6 @@ class _Run:
                 scheduler.executor.shutdown(wait=True)
             self.summary.restarts = scheduler.restarts
 
-    def _note_recycling(self, result: PageResult) -> None:
-        """A worker retired after this page (see :mod:`ocrlab.recycle`): trace and count it."""
-        for key in ("recycled", "recycle_failed"):
-            if key in result.extra:
-                info = {"pid": result.pid, "reason": result.extra[key],
-                        "after": f"{result.doc_id}#{result.page}"}
-                if key == "recycled":
-                    self.summary.workers_recycled += 1
-                    self.trace.instant("worker_recycled", result.end_ns, info)
-                    log.info("worker %d recycled: %s", result.pid, result.extra[key])
-                else:
-                    self._on_event("worker_recycle_failed", info)
-
     def _finish(self, status: str) -> None:
         """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone.
 
@@ -358,8 +301,8 @@ class _Run:
         """
         summary = self.summary
         summary.wall_s = (time.monotonic_ns() - self.t0) / 1e9
-        if self.monitor is not None:
-            summary.peaks = self.monitor.stop().as_dict()
+        if self.watch is not None:
+            summary.peaks = self.watch.stop()
         self.ballast.release()
         self.manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.manifest.run["wall_s"] = round(summary.wall_s, 4)

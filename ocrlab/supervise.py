@@ -1,0 +1,113 @@
+"""What watches a run's resources while it goes on, in the main process.
+
+* the process-tree monitor (:mod:`ocrlab.measure.monitor`): its samples become
+  trace counters (memory, descriptors, live Tesseracts) and the run's peaks;
+* the memory guard (:mod:`ocrlab.guard`): it sees every sample and holds back
+  submission while the tree nears the memory budget;
+* worker recycling (:mod:`ocrlab.recycle`): a page's result says when its worker
+  retired after it; that is counted and traced here.
+
+One object for the three, so the pipeline asks it (``admit``, ``page_done``,
+``memory_note``, ``stop``) without knowing which of them is switched on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from .config import OcrConfig
+from .guard import MemoryGuard
+from .plan import ExecutionPlan
+from .records import PageResult, RunSummary
+from .runinfo import memory_budget
+from .trace import TraceRecorder
+
+log = logging.getLogger("ocrlab")
+
+
+class Supervisor:
+    """The monitor, the memory guard and recycling notes of one run (see module doc)."""
+
+    def __init__(self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder,
+                 summary: RunSummary) -> None:
+        self.cfg = cfg
+        self.trace = trace
+        self.summary = summary
+        self.guard = self._make_guard(plan)
+        self.monitor = self._start_monitor()
+
+    def _make_guard(self, plan: ExecutionPlan) -> MemoryGuard | None:
+        """The memory guard for a local pool with the monitor on (else nothing to measure)."""
+        if not plan.pool_worker or self.cfg.monitor_interval <= 0:
+            return None
+        budget = memory_budget(self.cfg)[0] * 2**20
+        margin = max(64 * 2**20, 0.1 * budget)
+
+        def on_event(kind: str, info: dict[str, Any]) -> None:
+            self.trace.instant(kind, time.monotonic_ns(), info)
+            if kind == "backpressure":
+                self.summary.backpressure += 1
+            log.info("%s: %s", kind, info)
+
+        return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
+
+    def _start_monitor(self) -> Any:
+        if self.cfg.monitor_interval <= 0:
+            return None
+        from .measure.monitor import ProcessTreeMonitor, Sample
+
+        trace = self.trace
+        guard = self.guard
+
+        def on_sample(s: Sample) -> None:
+            if guard is not None:
+                guard.observe(s)
+            trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
+                                                  "main RSS": round(s.rss_main / 2**20, 2)})
+            trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
+            trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
+
+        # Samples go to the trace as they come; keeping them all would grow with the run.
+        return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
+                                  on_sample=on_sample, max_samples=1).start()
+
+    @property
+    def admit(self) -> Any:
+        """The scheduler's admission test (``None``: submit freely)."""
+        return None if self.guard is None else self.guard.admit
+
+    def page_done(self, result: PageResult) -> None:
+        """Learn from a finished page: its memory (the guard), its worker's retirement."""
+        if self.guard is not None:
+            self.guard.learn(result)
+        if result.extra:
+            self._note_recycling(result)
+
+    def _note_recycling(self, result: PageResult) -> None:
+        """A worker retired after this page (see :mod:`ocrlab.recycle`): trace and count it."""
+        for key in ("recycled", "recycle_failed"):
+            if key in result.extra:
+                info = {"pid": result.pid, "reason": result.extra[key],
+                        "after": f"{result.doc_id}#{result.page}"}
+                if key == "recycled":
+                    self.summary.workers_recycled += 1
+                    self.trace.instant("worker_recycled", result.end_ns, info)
+                    log.info("worker %d recycled: %s", result.pid, result.extra[key])
+                else:
+                    self.trace.instant("worker_recycle_failed", time.monotonic_ns(), info)
+                    log.warning("worker_recycle_failed: %s", info)
+
+    def memory_note(self) -> str:
+        """The peak memory so far, for the error of a page that killed its worker."""
+        if self.monitor is None:
+            return ""
+        return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
+
+    def stop(self) -> dict[str, Any]:
+        """Stop the monitor; the run's peaks (``{}`` without a monitor)."""
+        if self.monitor is None:
+            return {}
+        peaks: dict[str, Any] = self.monitor.stop().as_dict()
+        return peaks
