@@ -38,8 +38,8 @@ test-fast: $(STAMP) system-deps
 
 # ruff reads notebooks too; the formatter check keeps `make format` applied.
 lint: $(STAMP)
-	$(BIN)/ruff check ocrlab tests notebooks benchmarks
-	$(BIN)/ruff format --check ocrlab tests notebooks benchmarks
+	$(BIN)/ruff check ocrlab tests notebooks
+	$(BIN)/ruff format --check ocrlab tests notebooks
 	$(BIN)/mypy
 
 format: $(STAMP)

@@ -151,7 +151,7 @@ def _cmd_corpus(args: argparse.Namespace) -> int:
 
 def _add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="sweep worker counts against 1 worker and the Tesseract CLI")
-    p.add_argument("corpus", help="folder of documents to OCR")
+    p.add_argument("corpus", nargs="?", help="folder of documents to OCR")
     p.add_argument("--workers", default="1,2", help="comma-separated counts (default 1,2)")
     p.add_argument("--repeats", type=int, default=3, help="runs per count (default 3)")
     p.add_argument("--out", "-o", default="bench-out", help="output folder")
@@ -160,11 +160,29 @@ def _add_bench(sub: Any) -> None:
     p.add_argument("--executor", help="'loky' (default) or 'dask://HOST:PORT'")
     p.add_argument("--no-cli", dest="cli", action="store_false",
                    help="skip the Tesseract CLI reference")
+    p.add_argument("--scale", metavar="N,N,...",
+                   help="instead: the scale benchmark (echo engine, N tiny one-page documents "
+                        "each, e.g. 1000,10000,100000): pages/s, main-process peak RSS, file "
+                        "sizes; table and plot in --out")
+    p.add_argument("--work", default=None,
+                   help="with --scale: where the generated corpora go (kept for reuse; "
+                        "default: the system's temporary folder)")
     p.set_defaults(func=_cmd_bench)
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .lab.bench import bench, format_table
+
+    if args.scale:
+        import tempfile
+
+        from .lab.scale import main as scale_main
+
+        work = args.work or str(Path(tempfile.gettempdir()) / "ocrlab-scale")
+        return scale_main(["--sizes", args.scale, "--out", args.out, "--work", work,
+                           "--workers", str(int(args.workers.split(",")[-1]))])
+    if not args.corpus:
+        raise ConfigError("ocrlab bench needs a CORPUS folder (or --scale N,N,...)")
 
     try:
         counts = [int(x) for x in args.workers.split(",") if x.strip()]

@@ -1,7 +1,7 @@
 """Runs of any size: streaming journal and trace, lazy discovery, recycled workers, the guard.
 
 The scale figures themselves (pages/s and main-process RSS from 1k to 100k documents) are
-measured by ``benchmarks/scale.py``; the tests here check the mechanisms with real worker
+measured by ``ocrlab bench --scale`` (:mod:`ocrlab.lab.scale`); the tests here check the mechanisms with real worker
 processes and generous bounds only.
 """
 

@@ -5,7 +5,7 @@ Runs the echo engine over N tiny documents at 2 workers with recycling off and w
 and times a pool drain + restart (shutdown of a warm pool, a new pool, its first result
 back), the alternative to loky's retirement path. Figures from one invocation.
 
-    python benchmarks/recycle_cost.py --docs 4000 --every 250 --repeats 2
+    python -m ocrlab.lab.recycle_cost --docs 4000 --every 250 --repeats 2
 """
 
 from __future__ import annotations
@@ -17,14 +17,11 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scale import make_corpus
-
-import ocrlab
-from ocrlab.executor import ProcessPoolExecutor
-from ocrlab.records import EngineSettings, PageTask
-from ocrlab.worker import ocr_page
+from ..executor import ProcessPoolExecutor
+from ..pipeline import run
+from ..records import EngineSettings, PageTask
+from ..worker import ocr_page
+from .scale import make_corpus
 
 
 def drain_restart_s(page: str) -> float:
@@ -44,22 +41,22 @@ def drain_restart_s(page: str) -> float:
     return elapsed
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--docs", type=int, default=4000)
     parser.add_argument("--every", type=int, default=250, help="max_pages_per_worker when on")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--work", default="/tmp/ocrlab-scale")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     corpus = make_corpus(Path(args.work) / f"corpus-{args.docs}", args.docs)
     page = str(next(corpus.rglob("*.png")))
     rows: dict[str, list[float]] = {"off": [], "on": []}
     recycled = 0
     for _ in range(args.repeats):
         for mode in ("off", "on"):
-            s = ocrlab.run(corpus, Path(args.work) / f"recycle-{mode}", workers=2,
-                           engine="ocrlab.engines.fakes:echo", progress=False,
-                           max_pages_per_worker=args.every if mode == "on" else 0)
+            s = run(corpus, Path(args.work) / f"recycle-{mode}", workers=2,
+                    engine="ocrlab.engines.fakes:echo", progress=False, overwrite=True,
+                    max_pages_per_worker=args.every if mode == "on" else 0)
             rows[mode].append(s.wall_s)
             if mode == "on":
                 recycled = s.workers_recycled

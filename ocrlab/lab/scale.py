@@ -9,8 +9,8 @@ trace.json and ocrlab.log. All sizes run in one invocation, so the ratios betwee
 are measured under the same conditions (a size may be repeated, e.g. ``2000,100000,2000``,
 to bracket a long run); the host's load average before and after each run is in the table.
 
-    python benchmarks/scale.py --sizes 1000,2000,10000,100000 --work /tmp/ocrlab-scale
-    python benchmarks/scale.py --sizes 1000000            # about an hour
+    ocrlab bench --scale 1000,2000,10000,100000 --out scale-out
+    python -m ocrlab.lab.scale --sizes 1000000 --work /tmp/ocrlab-scale   # about an hour
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,2000,10000,100000",
                         help="comma-separated document counts (default 1000,2000,10000,100000)")
@@ -132,7 +132,8 @@ def main() -> int:
     parser.add_argument("--work", default="/tmp/ocrlab-scale",
                         help="where corpora (kept for reuse) and outputs go")
     parser.add_argument("--out", default="scale-out", help="where the table and plot go")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    os.environ.setdefault("OCR_PROGRESS", "false")
     sizes = [int(x) for x in args.sizes.split(",") if x.strip()]
     work, out = Path(args.work), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -153,5 +154,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("OCR_PROGRESS", "false")
     sys.exit(main())
