@@ -160,7 +160,7 @@ def test_render_state_shows_what_exists() -> None:
 
 def test_page_viewer_data_and_static_report(tmp_path: Path) -> None:
     pytest.importorskip("pandas")
-    from ocrlab.lab import pages
+    from ocrlab.lab import pageview as pages
 
     corpus = tmp_path / "in"
     corpus.mkdir()
@@ -187,7 +187,7 @@ def test_page_viewer_data_and_static_report(tmp_path: Path) -> None:
 
 
 def test_diff_marks_insertions_and_deletions() -> None:
-    from ocrlab.lab.pages import diff_html
+    from ocrlab.lab.pageview import diff_html
 
     page = diff_html("the quick brown fox", "the quick brovvn fox jumps")
     assert "<del>brown</del>" in page and "<ins>brovvn</ins>" in page

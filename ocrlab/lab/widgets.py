@@ -30,7 +30,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, display
 
 from ..follow import RunState, TraceFollower
-from . import pages as pages_mod
+from . import pageview as pages_mod
 
 
 def _mb(value: float | None) -> str:
