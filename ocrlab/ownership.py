@@ -78,6 +78,8 @@ def hold_output(root: Path) -> Iterator[Path]:
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
         yield root / LOCK_NAME
     finally:
+        with contextlib.suppress(OSError):  # while still held: no stale holder's details
+            os.ftruncate(fd, 0)
         os.close(fd)  # releases the lock (the file stays: deleting it would race)
 
 
