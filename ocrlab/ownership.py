@@ -64,13 +64,14 @@ def hold_output(root: Path) -> Iterator[Path]:
             "another --out folder or fix its permissions."
         ) from exc
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise OutputBusyError(
-                f"output folder {str(root)!r} is in use by {_holder(root / LOCK_NAME)}; wait "
-                "for it to finish or choose another --out folder."
-            ) from None
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)  # the holder's details stay: they are what the message names
+        raise OutputBusyError(
+            f"output folder {str(root)!r} is in use by {_holder(root / LOCK_NAME)}; wait "
+            "for it to finish or choose another --out folder."
+        ) from None
+    try:
         info = {"pid": os.getpid(), "host": socket.gethostname(),
                 "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "command": " ".join(sys.argv[:1] + sys.argv[1:4])[:200]}
