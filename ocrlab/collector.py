@@ -120,13 +120,14 @@ class Collector:
             input_sha256=sha256_file(doc.path), settings_key=self.settings_key,
         ))
 
-    def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
+    def page_done(self, result: PageResult, submit_ns: int, attempt: int,
+                  cost: float | None = None) -> None:
         if result.host and result.host != _HOST:
             # Another host's monotonic clock: place the span where its result arrived.
             shift = time.monotonic_ns() - result.end_ns
             result = dataclasses.replace(result, start_ns=result.start_ns + shift,
                                          end_ns=result.end_ns + shift)
-        self.trace.page(result, submit_ns, attempt)
+        self.trace.page(result, submit_ns, attempt, cost)
         self.summary.pages += 1
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:

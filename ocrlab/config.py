@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-import joblib
+from loky import cpu_count
 
 from .errors import ConfigError
 from .records import EngineSettings
@@ -90,7 +90,7 @@ class Setting:
 
 def max_workers_allowed() -> int:
     """The largest worker count accepted on this machine (cgroup-aware CPU count)."""
-    cpus: int = joblib.cpu_count()
+    cpus: int = cpu_count()
     return min(HARD_MAX_WORKERS, OVERSUBSCRIPTION_FACTOR * cpus)
 
 
@@ -139,6 +139,16 @@ def _executor(name: str, raw: object) -> str:
     return text
 
 
+def _order(name: str, raw: object) -> str:
+    text = str(raw).strip().lower()
+    if text not in {"cost", "discovery"}:
+        raise ConfigError(
+            f"{name}={raw!r} is not an order; use 'cost' (most expensive pages first, the "
+            "default) or 'discovery' (pages in the order they are found)."
+        )
+    return text
+
+
 SETTINGS: tuple[Setting, ...] = (
     Setting("workers", "OCR_WORKERS", _workers, "worker processes (pages OCRed at once)",
             f"1 .. min({HARD_MAX_WORKERS}, {OVERSUBSCRIPTION_FACTOR} x CPUs)"),
@@ -163,6 +173,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("inflight_per_worker", "OCR_INFLIGHT_PER_WORKER",
             lambda n, r: _parse_int(n, r, 1, 16),
             "pages submitted ahead per worker (bounded queue)", "1 .. 16"),
+    Setting("order", "OCR_ORDER", _order,
+            "submission order: 'cost' (largest pages first, no lone tail) or 'discovery'",
+            "cost / discovery"),
+    Setting("order_window", "OCR_ORDER_WINDOW", lambda n, r: _parse_int(n, r, 1, 10_000_000),
+            "pages looked ahead to pick the most expensive (exact order below this)",
+            "1 .. 1e7"),
     Setting("monitor_interval", "OCR_MONITOR_INTERVAL",
             lambda n, r: _parse_float(n, r, 0.0, 60.0),
             "seconds between process-tree samples (0 = no monitor)", "0 .. 60"),
@@ -206,6 +222,8 @@ class OcrConfig:
     page_timeout: float = 300.0
     max_megapixels: float = 200.0
     inflight_per_worker: int = 2
+    order: str = "cost"
+    order_window: int = 2000
     monitor_interval: float = 0.1
     memory_per_worker_mb: float = 250.0
     memory_budget_mb: float | None = None
@@ -346,10 +364,10 @@ def load_config(
             "workers=%d capped to %d (%s)", cfg.workers, cfg.effective_workers,
             "OCR_PARALLEL_DISABLED" if cfg.parallel_disabled else "OCR_MAX_WORKERS",
         )
-    elif cfg.effective_workers > joblib.cpu_count():
+    elif cfg.effective_workers > cpu_count():
         log.warning(
             "workers=%d exceeds the %d usable CPUs: pages will compete for cores",
-            cfg.effective_workers, joblib.cpu_count(),
+            cfg.effective_workers, cpu_count(),
         )
     return cfg
 

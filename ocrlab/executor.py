@@ -34,7 +34,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from joblib.externals.loky import ProcessPoolExecutor
+from loky import ProcessPoolExecutor
 
 from .errors import PageTimeoutError, WorkerDiedError
 from .records import EngineSettings, PageResult, PageTask

@@ -45,6 +45,7 @@ from .artifacts import ManifestWriter, OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .executor import BoundedScheduler, kill_workers
+from .ordering import cost_order, estimate_cost
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .records import PageTask, RunSummary
@@ -199,18 +200,30 @@ class _Run:
         return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
                                   on_sample=on_sample).start()
 
+    def _pages(self, docs: Sequence[Document]) -> Iterator[tuple[Document, PageTask]]:
+        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
+        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        pairs = ((doc, task) for doc in docs for task in doc.tasks)
+        if self.cfg.order != "cost" or self.plan.sequential:
+            return pairs  # in-process, one page at a time: no tail to avoid
+        dpi = self.cfg.dpi
+        estimated = ((doc, dataclasses.replace(task, cost=estimate_cost(task, dpi)))
+                     for doc, task in pairs)
+        return cost_order(estimated, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
+
     def _tasks(self, docs: Sequence[Document]) -> Iterator[PageTask]:
-        """The pages of ``docs`` in order, each announced to the collector as it is submitted."""
-        for doc in docs:
-            payload = Path(doc.path).read_bytes() if self.plan.ship_pages else None
-            for task in doc.tasks:
-                if payload is not None:
-                    task = dataclasses.replace(task, payload=payload)
-                now = time.monotonic_ns()
-                if self.summary.startup_s is None:  # configuration to first submission
-                    self.summary.startup_s = (now - self.t0) / 1e9
-                self.collector.submitted(doc, now)
-                yield task
+        """The pages of ``docs``, each announced to the collector as it is submitted."""
+        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        for doc, task in self._pages(docs):
+            if self.plan.ship_pages:
+                if shipped is None or shipped[0] != doc.path:
+                    shipped = (doc.path, Path(doc.path).read_bytes())
+                task = dataclasses.replace(task, payload=shipped[1])
+            now = time.monotonic_ns()
+            if self.summary.startup_s is None:  # configuration to first submission
+                self.summary.startup_s = (now - self.t0) / 1e9
+            self.collector.submitted(doc, now)
+            yield task
 
     def _on_event(self, kind: str, info: dict[str, Any]) -> None:
         self.trace.instant(kind, time.monotonic_ns(), info)
@@ -233,7 +246,8 @@ class _Run:
             memory_note=self._memory_note)
         try:
             for done in scheduler.run(self._tasks(docs)):
-                self.collector.page_done(done.result, done.submit_ns, done.attempt)
+                self.collector.page_done(done.result, done.submit_ns, done.attempt,
+                                        done.task.cost)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
             # than wait for the pages in flight; shutdown(wait=True) then returns promptly.

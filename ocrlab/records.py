@@ -36,6 +36,8 @@ class PageTask:
     n_pages: int
     fmt: str
     payload: bytes | None = None
+    #: the estimated cost (megapixel-equivalents, :mod:`ocrlab.ordering`); None = not estimated
+    cost: float | None = None
 
     @property
     def key(self) -> tuple[str, int]:

@@ -17,7 +17,7 @@ import sys
 from importlib import metadata
 from typing import Any
 
-import joblib
+from loky import cpu_count
 
 from .config import OcrConfig
 from .engines.registry import engine_version
@@ -98,7 +98,8 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
         "versions": {
             "ocrlab": _version("ocrlab"),
             "python": sys.version.split()[0],
-            "joblib": joblib.__version__,
+            "joblib": _version("joblib"),
+            "loky": _version("loky"),
             "pytesseract": _version("pytesseract"),
             "tesseract": engine_version("pytesseract") if cfg.engine == "pytesseract" else None,
             "tesserocr_libtesseract": engine_version("tesserocr") if cfg.engine == "tesserocr"
@@ -110,7 +111,7 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
         "host": socket.gethostname(),
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
-        "usable_cpus": joblib.cpu_count(),
+        "usable_cpus": cpu_count(),
         "fd_limit": soft,
         "omp_thread_limit": cfg.omp_thread_limit,
         "memory_budget": dict(zip(("mb", "source"), memory_budget(cfg), strict=True)),
