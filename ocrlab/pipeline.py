@@ -53,6 +53,7 @@ from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
 from .sources import Document, discover
 from .trace import TraceRecorder
+from .warmup import page_bound
 
 log = logging.getLogger("ocrlab")
 
@@ -111,11 +112,14 @@ def run_groups(
     """
     t0 = time.monotonic_ns()
     cfg = load_config(config)
-    check_engine(cfg)
     check_memory(cfg)
     plan = ExecutionPlan.from_config(cfg)
-    executor = plan.start()
+    if plan.kind == "pool":  # a pool no larger than the batch (a few header reads at most)
+        plan = plan.fitted(page_bound([i for g in context.groups for i in g.inputs],
+                                      plan.workers, exclude=[context.out_dir]))
+    executor = plan.start()  # its workers start while the engine is checked and inputs found
     try:
+        check_engine(cfg)
         plan = plan.sized(executor)
         with child_subreaper():
             return _Run(context, plan, executor, t0).execute()

@@ -31,6 +31,7 @@ from .config import OcrConfig
 from .engines.registry import release_engines
 from .procs import reap_orphans
 from .scaleout import dask_executor, is_loopback
+from .warmup import warm
 
 Kind = Literal["inline", "pool", "cluster"]
 
@@ -83,10 +84,21 @@ class ExecutionPlan:
         if self.kind == "inline":
             return executor_mod.InlineExecutor()
         # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
-        pool: cf.Executor = executor_mod.ProcessPoolExecutor(
-            max_workers=self.cfg.effective_workers
-        )
+        pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=self.workers)
+        warm(pool, self.workers, self.cfg.engine)  # workers start now, not at the first page
         return pool
+
+    def fitted(self, pages: int) -> ExecutionPlan:
+        """No more pool workers than the batch has pages (``pages`` >= 1; 0 = unknown).
+
+        A worker without a page only costs start-up CPU, taken from the pages that
+        are running, and memory.
+        """
+        if self.kind != "pool" or not 1 <= pages < self.workers:
+            return self
+        return dataclasses.replace(
+            self, workers=pages, limit=pages * self.cfg.inflight_per_worker
+        )
 
     def sized(self, executor: cf.Executor) -> ExecutionPlan:
         """With a cluster and no worker count given, size the run by the cluster's threads."""

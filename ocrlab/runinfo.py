@@ -14,6 +14,7 @@ import platform
 import resource
 import socket
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from typing import Any
 
@@ -39,10 +40,19 @@ def _version(dist: str) -> str | None:
 
 
 def check_engine(cfg: OcrConfig) -> None:
-    """Fail at start-up, before any worker starts, when the default engine cannot run."""
+    """Fail at start-up, before any page is submitted, when the default engine cannot run.
+
+    Asked while the pool's workers start (:mod:`ocrlab.warmup`): the two ``tesseract``
+    calls overlap their start-up instead of adding to it.
+    """
     if cfg.engine != "pytesseract" or cfg.remote:
         return  # a remote cluster's workers have their own Tesseract
-    if tesseract_version() is None:
+    # Both facts are one ``tesseract`` process each (cached afterwards): ask side by side.
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="ocrlab-langs") as pool:
+        langs = pool.submit(tesseract_languages)
+        version = tesseract_version()
+        langs.result()
+    if version is None:
         raise PipelineError(f"Tesseract was not found on PATH ({tesseract_cmd()!r}); "
                             f"{INSTALL_HINT}.")
     wanted = set(cfg.lang.split("+"))

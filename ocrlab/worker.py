@@ -22,7 +22,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
-from .engines.registry import resolve_engine
+from .engines.registry import resolve_engine, warm_engine
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
 
@@ -78,6 +78,19 @@ def _memory_figures() -> dict[str, int]:
         pass
     figures["child_maxrss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return figures
+
+
+def warm_up(engine: str) -> int:
+    """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
+
+    Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
+    so worker start-up overlaps the main process's discovery and start-up checks
+    instead of delaying the first page.
+    """
+    from PIL import Image  # noqa: F401 - the import is the point
+
+    warm_engine(engine)
+    return os.getpid()
 
 
 def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:

@@ -69,8 +69,17 @@ def import_pytesseract(block: tuple[str, ...] = ("pandas",)) -> ModuleType:
 
 
 def tesseract_cmd() -> str:
-    """The Tesseract binary pytesseract will run (users may point it elsewhere)."""
-    cmd: str = import_pytesseract().pytesseract.tesseract_cmd
+    """The Tesseract binary pytesseract will run (users may point it elsewhere).
+
+    Read from pytesseract only when something in this process imported it: a user
+    can only have pointed ``tesseract_cmd`` elsewhere after importing it, and
+    importing it just to read its default costs the main process 0.5 s (it imports
+    NumPy) before the first page.
+    """
+    module = sys.modules.get("pytesseract")
+    if module is None:
+        return "tesseract"  # pytesseract's own default
+    cmd: str = module.pytesseract.tesseract_cmd
     return cmd
 
 
