@@ -196,8 +196,12 @@ class _Run:
         trace = self.trace
 
         def on_sample(s: Sample) -> None:
-            trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
-                                                  "main RSS": round(s.rss_main / 2**20, 2)})
+            memory = {"tree RSS": round(s.rss_total / 2**20, 2),
+                      "main RSS": round(s.rss_main / 2**20, 2)}
+            if s.pss_total is not None and s.uss_total is not None:  # every few samples
+                memory.update({"tree PSS": round(s.pss_total / 2**20, 2),
+                               "tree USS": round(s.uss_total / 2**20, 2)})
+            trace.counter("memory (MB)", s.t_ns, memory)
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
             trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
@@ -236,7 +240,9 @@ class _Run:
     def _memory_note(self) -> str:
         if self.monitor is None:
             return ""
-        return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
+        peaks = self.monitor.peaks
+        return (f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
+                f"{peaks.pss_total / 2**20:.0f} MB PSS")
 
     def _schedule(self, docs: Sequence[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
@@ -275,10 +281,10 @@ class _Run:
                                                             **summary.as_dict()})
         self.trace.close()
         shutil.rmtree(self.tmp_root, ignore_errors=True)
-        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
+        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s%s",
                  status, summary.documents, summary.documents_ok,
                  summary.documents_partial, summary.documents_failed, summary.pages,
-                 summary.wall_s)
+                 summary.wall_s, f"; {summary.memory_line()}" if summary.memory_line() else "")
 
 
 def run(

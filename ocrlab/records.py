@@ -209,6 +209,19 @@ class RunSummary:
     def pages_per_s(self) -> float:
         return self.pages / self.wall_s if self.wall_s > 0 else 0.0
 
+    def memory_line(self) -> str:
+        """Peak tree memory, RSS beside PSS ('' without a monitor): RSS counts pages
+        shared between the processes once per process, PSS once in all."""
+        rss = int(self.peaks.get("rss_total") or 0)
+        if not rss:
+            return ""
+        pss = int(self.peaks.get("pss_total") or 0)
+        uss = int(self.peaks.get("uss_total") or 0)
+        line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
+        if pss:
+            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+        return line
+
     @property
     def exit_code(self) -> ExitCode:
         """``OK`` when every document was read, else ``SOME_FAILED``."""

@@ -51,16 +51,25 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
 
 
 def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> Figure:
-    """Peak process-tree memory against workers, the container limit and the plan's budget."""
+    """Peak process-tree memory against workers, the container limit and the plan's budget.
+
+    Two bars per engine: tree RSS (counts shared pages once per process, so it
+    overstates) and tree PSS (each shared page once: what the limit sees), when measured.
+    """
     fig, ax = _figure()
     engines = list(dict.fromkeys(r.get("engine", "ocrlab") for r in table))
-    width = 0.8 / len(engines)
+    kinds = [("peak_rss_mb", "RSS")] + (
+        [("peak_pss_mb", "PSS")] if any(r.get("peak_pss_mb") for r in table) else [])
+    width = 0.8 / (len(engines) * len(kinds))
     n = sorted({r["workers"] for r in table})
-    for i, engine in enumerate(engines):
+    slot = 0
+    for engine in engines:
         rows = [r for r in table if r.get("engine", "ocrlab") == engine]
-        ax.bar([r["workers"] - 0.4 + width * (i + 0.5) for r in rows],
-               [r["peak_rss_mb"] / 1024 for r in rows], width=width,
-               label=f"measured peak (tree RSS), {engine}")
+        for key, kind in kinds:
+            ax.bar([r["workers"] - 0.4 + width * (slot + 0.5) for r in rows],
+                   [(r.get(key) or 0) / 1024 for r in rows], width=width,
+                   label=f"measured peak (tree {kind}), {engine}")
+            slot += 1
     budget = [(k, v) for k, v in PLAN_BUDGET_GB.items()]
     ax.plot(*zip(*budget, strict=True), "D--", color="tab:orange",
             label="verification plan budget")
@@ -127,4 +136,30 @@ def wait_vs_ocr(frames: TraceFrames) -> Figure:
            color="tab:blue")
     ax.set(xlabel="page (in start order)", ylabel="seconds", title="Queue wait vs OCR time")
     ax.legend()
+    return fig
+
+
+def estimate_vs_measured(frames: TraceFrames) -> Figure:
+    """The ordering's cost estimate against each page's measured OCR time.
+
+    LPT needs the estimates in the right order, not exact: the title gives
+    Spearman's rank correlation beside Pearson's r (:func:`estimate_quality`).
+    """
+    from .analysis import estimate_quality
+
+    fig, ax = _figure()
+    p = frames.pages[frames.pages["ok"] & frames.pages["cost_estimate"].notna()]
+    quality = estimate_quality(frames.pages)
+    for fmt, part in p.groupby(p["doc_id"].str.rsplit(".", n=1).str[-1]):
+        ax.scatter(part["cost_estimate"], part["ocr_s"], s=14, label=str(fmt))
+    if quality["s_per_mp"]:
+        top = float(p["cost_estimate"].max())
+        ax.plot([0, top], [0, top * quality["s_per_mp"]], ":", color="grey",
+                label=f"{quality['s_per_mp']:.3g} s per estimated MP")
+    ax.set(xlabel="estimated cost (megapixels x format factor)", ylabel="measured OCR s",
+           title=f"Cost estimate vs OCR time: Spearman {quality['spearman']}, "
+                 f"Pearson {quality['pearson']} ({quality['pages']} pages)")
+    if len(p):
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
     return fig
