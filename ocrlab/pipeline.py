@@ -154,7 +154,7 @@ class _Run:
         self.layout.prepare()
         self.tmp_root.mkdir()
         meta = run_metadata(self.cfg)
-        meta.update(started_at=self.started_at, settings_key=self.key,
+        meta.update(started_at=self.started_at, settings_key=self.key, t0_monotonic_ns=self.t0,
                     resume=self.context.resume,
                     groups=[{"name": g.name, "inputs": list(g.inputs)}
                             for g in self.context.groups])
