@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import ClassVar
 from unittest import mock
 
 import pytest
@@ -83,7 +84,7 @@ def _mixed(root: Path) -> None:
 
 
 class _Recording(BoundedScheduler):
-    submitted: list[tuple[str, int]] = []
+    submitted: ClassVar[list[tuple[str, int]]] = []
 
     def run(self, tasks: Iterable[PageTask]) -> Iterator[ocrlab.executor.Completion]:
         def spy() -> Iterator[PageTask]:
