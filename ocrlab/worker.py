@@ -80,16 +80,21 @@ def _memory_figures() -> dict[str, int]:
     return figures
 
 
-def warm_up(engine: str) -> int:
+def warm_up(engine: str, hold_s: float = 0.15) -> int:
     """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
 
     Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
     so worker start-up overlaps the main process's discovery and start-up checks
-    instead of delaying the first page.
+    instead of delaying the first page. The call lasts at least ``hold_s``: a
+    worker that finished its warm-up at once would otherwise take its siblings'
+    calls too (measured: both of 2 warm-ups ran in the first worker), leaving
+    them cold.
     """
+    start = time.monotonic()
     from PIL import Image  # noqa: F401 - the import is the point
 
     warm_engine(engine)
+    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
     return os.getpid()
 
 
