@@ -5,7 +5,10 @@
     inputs (files, folders)          main process                          worker processes
       |
       |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen)
-      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan)
+      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan); a pool is
+      |        sized by the pages (warmup.page_bound) and warmed at once, so workers
+      |        start while the engine is checked and the inputs discovered
+      |- ordering: cost from headers, most expensive first (bounded look-ahead)
       |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
       |                                                                   settings)
       |                                                                 pages: page -> file
