@@ -128,6 +128,9 @@ class Collector:
             result = dataclasses.replace(result, start_ns=result.start_ns + shift,
                                          end_ns=result.end_ns + shift)
         self.trace.page(result, submit_ns, attempt, cost)
+        started = (result.start_ns - self.trace.t0_ns) / 1e9
+        if self.summary.first_page_s is None or started < self.summary.first_page_s:
+            self.summary.first_page_s = started
         self.summary.pages += 1
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:

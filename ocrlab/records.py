@@ -202,6 +202,8 @@ class RunSummary:
     #: largest peak RSS of a reaped Tesseract process, as the workers' kernels report it
     engine_maxrss: int = 0
     startup_s: float | None = None
+    #: run start to the first page starting in a worker (start-up as a user feels it)
+    first_page_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
 
@@ -249,6 +251,7 @@ class RunSummary:
             "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
             "sequential": self.sequential, "restarts": self.restarts,
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
+            "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,
         }

@@ -77,6 +77,7 @@ def test_pool_is_warm_before_the_first_page(tmp_path: Path) -> None:
     events = load_trace(tmp_path / "out" / "trace.json")
     pages = [e for e in events if e.get("cat") == "page"]
     assert len(pages) == 2 and summary.startup_s is not None
+    assert summary.first_page_s is not None and 0 < summary.first_page_s < 10
     meta = next(e for e in events if e.get("name") == "run_metadata")["args"]
     assert isinstance(meta["t0_monotonic_ns"], int)
     # Both pages started within a few seconds of the run's start (no per-page spawn).
