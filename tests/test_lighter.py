@@ -121,3 +121,15 @@ def test_run_summary_and_trace_show_pss(tmp_path: Path) -> None:
     counters = [e for e in load_trace(tmp_path / "out" / "trace.json")
                 if e.get("ph") == "C" and e["name"] == "memory (MB)"]
     assert any("tree PSS" in e["args"] and "tree USS" in e["args"] for e in counters)
+
+
+def test_pool_keeps_light_workers_when_joblib_is_imported_too() -> None:
+    """joblib's copy of loky registers the same context name; the pool must not use it."""
+    import joblib.externals.loky  # noqa: F401 - imported after ocrlab's pool: takes the name
+
+    pool = ProcessPoolExecutor(max_workers=1)
+    try:
+        modules = pool.submit(eval, "sorted(__import__('sys').modules)").result(timeout=60)
+    finally:
+        pool.shutdown(wait=True)
+    assert "joblib" not in modules and "numpy" not in modules
