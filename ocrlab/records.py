@@ -97,6 +97,9 @@ class PageResult:
     worker_rss: int = 0
     worker_hwm: int = 0
     child_maxrss: int = 0
+    #: CPU time (user + system) of the processes the engine ran for this page (Tesseract);
+    #: unlike ``ocr_ns`` it does not grow when the machine is busy with other work
+    engine_cpu_ns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

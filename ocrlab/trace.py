@@ -106,6 +106,7 @@ class TraceRecorder:
             "queue_wait_us": max(0.0, round((result.start_ns - submit_ns) / 1000.0, 3)),
             "prepare_us": round(result.prepare_ns / 1000.0, 3),
             "ocr_us": round(result.ocr_ns / 1000.0, 3),
+            "engine_cpu_us": round(result.engine_cpu_ns / 1000.0, 3),
             "chars": len(result.text or ""), "width": result.width, "height": result.height,
             "worker_rss": result.worker_rss, "worker_hwm": result.worker_hwm,
             "child_maxrss": result.child_maxrss, "host": result.host, "attempt": attempt,

@@ -98,10 +98,16 @@ def warm_up(engine: str, hold_s: float = 0.15) -> int:
     return os.getpid()
 
 
+def _children_cpu_ns() -> int:
+    """User + system CPU of this process's reaped children (the page's Tesseract)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return int((usage.ru_utime + usage.ru_stime) * 1e9)
+
+
 def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     """OCR one page; never raises for a page-level problem (errors are values)."""
     start = time.monotonic_ns()
-    prepare_ns = ocr_ns = 0
+    prepare_ns = ocr_ns = engine_cpu_ns = 0
     width = height = 0
     text: str | None = None
     error_type: str | None = None
@@ -116,8 +122,10 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         with _scoped_environment(settings), page_source(task, settings) as (src, width, height):
             t_ready = time.monotonic_ns()
             prepare_ns = t_ready - start
+            cpu_before = _children_cpu_ns()
             raw = engine(src, task, settings)
             ocr_ns = time.monotonic_ns() - t_ready
+            engine_cpu_ns = _children_cpu_ns() - cpu_before
         # Tesseract ends every page with a form feed; the artifact writer adds them back.
         text = raw[:-1] if raw.endswith("\f") else raw
     except Exception as exc:
@@ -135,6 +143,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         end_ns=time.monotonic_ns(),
         prepare_ns=prepare_ns,
         ocr_ns=ocr_ns,
+        engine_cpu_ns=engine_cpu_ns,
         width=width,
         height=height,
         extra=extra,

@@ -133,3 +133,15 @@ def test_pool_keeps_light_workers_when_joblib_is_imported_too() -> None:
     finally:
         pool.shutdown(wait=True)
     assert "joblib" not in modules and "numpy" not in modules
+
+
+def test_one_page_runs_in_process_without_a_pool(tmp_path: Path) -> None:
+    """One page with the default engine: no worker to start, Tesseract is its own process."""
+    page = make_page(tmp_path / "one.png", "Hello one page")
+    with mock.patch("ocrlab.executor.ProcessPoolExecutor") as pool:
+        summary = ocrlab.run(page, tmp_path / "out", workers=2, progress=False)
+    pool.assert_not_called()
+    assert summary.workers == 1 and summary.sequential and summary.documents_ok == 1
+    assert "Hello" in (tmp_path / "out" / "text" / "one.png.txt").read_text()
+    pages = [e for e in load_trace(tmp_path / "out" / "trace.json") if e.get("cat") == "page"]
+    assert pages[0]["args"]["engine_cpu_us"] > 0  # Tesseract's own CPU time, per page

@@ -143,7 +143,10 @@ def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) ->
     pytesseract's ``image_to_string`` runs only ``tesseract IMAGE OUT txt``: no
     ``--version`` or ``--list-langs`` per page (checked in pytesseract 0.3.13).
     """
-    pytesseract = import_pytesseract(("pandas", "numpy"))
+    # NumPy is kept out of workers only: in the run's own process (a sequential run in a
+    # notebook) pytesseract keeps its ndarray support for the user's own calls.
+    in_worker = os.getpid() != settings.main_pid
+    pytesseract = import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
 
     config = settings.tesseract_config
     if settings.psm is not None:

@@ -54,6 +54,7 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceF
                 "queue_wait_s": args.get("queue_wait_us", 0) / 1e6,
                 "prepare_s": args.get("prepare_us", 0) / 1e6,
                 "ocr_s": args.get("ocr_us", 0) / 1e6, "ok": bool(args.get("ok", True)),
+                "engine_cpu_s": args.get("engine_cpu_us", 0) / 1e6,
                 "error_type": args.get("error_type"), "error": args.get("error"),
                 "chars": args.get("chars", 0), "width": args.get("width", 0),
                 "height": args.get("height", 0), "worker_rss": args.get("worker_rss", 0),
@@ -75,7 +76,7 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceF
                 instants.append({"run": label, "t_s": e["ts"] / 1e6, "name": e["name"],
                                  "args": args})
     page_cols = ["run", "doc_id", "page", "pid", "host", "start_s", "dur_s", "end_s",
-                 "queue_wait_s", "prepare_s", "ocr_s", "ok", "error_type", "error", "chars",
+                 "queue_wait_s", "prepare_s", "ocr_s", "engine_cpu_s", "ok", "error_type", "error", "chars",
                  "width", "height", "worker_rss", "child_maxrss", "attempt", "cost_estimate"]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
@@ -219,19 +220,23 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
 
 
 def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
-    """How well the ordering's cost estimate predicts the measured OCR time.
+    """How well the ordering's cost estimate predicts the measured OCR cost.
 
     Pearson's r (linear) and Spearman's rho (rank: what LPT needs, since only the
     order of the estimates matters) over successful pages that carry an estimate,
-    and the least-squares seconds per estimated megapixel.
+    and the least-squares seconds per estimated megapixel. The measure is the
+    engine's CPU time when the trace has it (it does not grow with the machine's
+    load, where OCR wall time does), else the OCR wall time (``measure``).
     """
     data = pages[pages["ok"] & pages["cost_estimate"].notna()]
     n = len(data)
+    measure = "engine_cpu_s" if n and (data["engine_cpu_s"] > 0).all() else "ocr_s"
     if n < 3 or data["cost_estimate"].nunique() < 2:
-        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None}
+        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None,
+                "measure": measure}
     x = data["cost_estimate"].astype(float)
-    y = data["ocr_s"].astype(float)
+    y = data[measure].astype(float)
     slope = float((x * y).sum() / (x * x).sum())
     return {"pages": n, "pearson": round(float(x.corr(y)), 3),
             "spearman": round(float(x.rank().corr(y.rank())), 3),
-            "s_per_mp": round(slope, 4)}
+            "s_per_mp": round(slope, 4), "measure": measure}
