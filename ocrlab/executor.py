@@ -166,7 +166,14 @@ class BoundedScheduler:
 
     def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
         item.submit_ns = time.monotonic_ns()
-        inflight[self.executor.submit(self.fn, item.task, self.settings)] = item
+        try:
+            fut = self.executor.submit(self.fn, item.task, self.settings)
+        except cf.BrokenExecutor as exc:
+            # A worker died since the last wait and loky refuses new work: the page becomes
+            # one more future of the broken pool, recovered with the others.
+            fut = cf.Future()
+            fut.set_exception(exc)
+        inflight[fut] = item
 
     def run(self, tasks: Iterable[PageTask]) -> Iterator[Completion]:
         """Yield one :class:`Completion` per task, in completion order."""
