@@ -96,7 +96,25 @@ def _progress_enabled(cfg: OcrConfig) -> bool:
     return sys.stderr.isatty() and not os.environ.get("CI")
 
 
+class _NoProgress:
+    """A disabled progress bar without importing tqdm (the main process stays smaller)."""
+
+    def __enter__(self) -> _NoProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, n: int = 1) -> None:
+        return None
+
+    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 def _make_progress(total: int, enabled: bool) -> Any:
+    if not enabled:
+        return _NoProgress()
     from tqdm import tqdm
 
     return tqdm(total=total, unit="page", desc="OCR", disable=not enabled, dynamic_ncols=True)
