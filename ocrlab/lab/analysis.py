@@ -76,8 +76,9 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None) -> TraceF
                 instants.append({"run": label, "t_s": e["ts"] / 1e6, "name": e["name"],
                                  "args": args})
     page_cols = ["run", "doc_id", "page", "pid", "host", "start_s", "dur_s", "end_s",
-                 "queue_wait_s", "prepare_s", "ocr_s", "engine_cpu_s", "ok", "error_type", "error", "chars",
-                 "width", "height", "worker_rss", "child_maxrss", "attempt", "cost_estimate"]
+                 "queue_wait_s", "prepare_s", "ocr_s", "engine_cpu_s", "ok", "error_type", "error",
+                 "chars", "width", "height", "worker_rss", "child_maxrss", "attempt",
+                 "cost_estimate"]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
                                                                  ignore_index=True),
