@@ -24,7 +24,7 @@ import dataclasses
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from .records import PageTask
 
@@ -39,24 +39,49 @@ DEFAULT_WINDOW = 2000
 FORMAT_FACTOR: dict[str, float] = {"pdf": 1.1}
 
 T = TypeVar("T")
+D = TypeVar("D")
 
 
-def page_pixels(task: PageTask, dpi: int) -> int | None:
+class _OpenPdf:
+    """The PDF whose pages are being estimated, kept open across its consecutive pages:
+    opening it again per page would parse its cross-reference table once per page."""
+
+    def __init__(self) -> None:
+        self.path: str | None = None
+        self.doc: Any = None
+
+    def page_size(self, path: str, index: int) -> tuple[float, float]:
+        if path != self.path:
+            self.close()
+            import pypdfium2
+
+            self.doc, self.path = pypdfium2.PdfDocument(path), path
+        w_pt, h_pt = self.doc.get_page_size(index)
+        return float(w_pt), float(h_pt)
+
+    def close(self) -> None:
+        if self.doc is not None:
+            self.doc.close()
+        self.doc = self.path = None
+
+
+def page_pixels(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> int | None:
     """Width x height of ``task``'s page from headers only, or ``None`` if unreadable.
 
     Images: Pillow's lazy open reads the header (for a multi-page TIFF, the
     page's directory). PDF: the page box in points x ``dpi`` / 72, what
-    :mod:`ocrlab.pages` will render. Never decodes pixels.
+    :mod:`ocrlab.pages` will render (``pdf`` keeps the document open between
+    calls; without it the file is opened and closed here). Never decodes pixels.
     """
     try:
         if task.fmt == "pdf":
-            import pypdfium2
-
-            pdf = pypdfium2.PdfDocument(task.path)
+            own = pdf is None
+            opened = _OpenPdf() if pdf is None else pdf
             try:
-                w_pt, h_pt = pdf.get_page_size(task.page - 1)
+                w_pt, h_pt = opened.page_size(task.path, task.page - 1)
             finally:
-                pdf.close()
+                if own:
+                    opened.close()
             scale = dpi / 72.0
             return int(w_pt * scale + 0.5) * int(h_pt * scale + 0.5)
         from PIL import Image
@@ -70,22 +95,28 @@ def page_pixels(task: PageTask, dpi: int) -> int | None:
         return None
 
 
-def estimate_cost(task: PageTask, dpi: int) -> float:
+def estimate_cost(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> float:
     """The page's expected OCR cost in megapixel-equivalents (0.0 when unknown).
 
     Unknown pages cost 0: they go last, where a page that fails at once does no
     harm, and a wrong guess about one page cannot delay the others.
     """
-    pixels = page_pixels(task, dpi)
+    pixels = page_pixels(task, dpi, pdf)
     if pixels is None:
         return 0.0
     return round(pixels / 1e6 * FORMAT_FACTOR.get(task.fmt, 1.0), 4)
 
 
-def with_estimates(tasks: Iterable[PageTask], dpi: int) -> Iterator[PageTask]:
-    """``tasks`` with :attr:`PageTask.cost` filled in (one header read per page)."""
-    for task in tasks:
-        yield dataclasses.replace(task, cost=estimate_cost(task, dpi))
+def with_estimates(pairs: Iterable[tuple[D, PageTask]], dpi: int
+                   ) -> Iterator[tuple[D, PageTask]]:
+    """(document, page) pairs with :attr:`PageTask.cost` filled in: one header read per
+    page, a PDF opened once for its consecutive pages (closed when the stream ends)."""
+    pdf = _OpenPdf()
+    try:
+        for doc, task in pairs:
+            yield doc, dataclasses.replace(task, cost=estimate_cost(task, dpi, pdf))
+    finally:
+        pdf.close()
 
 
 def cost_order(

@@ -48,7 +48,7 @@ from .artifacts import ManifestWriter, OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .executor import BoundedScheduler, kill_workers
-from .ordering import cost_order, estimate_cost
+from .ordering import cost_order, with_estimates
 from .plan import ExecutionPlan
 from .procs import child_subreaper
 from .records import PageTask, RunSummary
@@ -235,10 +235,8 @@ class _Run:
         pairs = ((doc, task) for doc in docs for task in doc.tasks)
         if self.cfg.order != "cost" or self.plan.sequential:
             return pairs  # in-process, one page at a time: no tail to avoid
-        dpi = self.cfg.dpi
-        estimated = ((doc, dataclasses.replace(task, cost=estimate_cost(task, dpi)))
-                     for doc, task in pairs)
-        return cost_order(estimated, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
+        return cost_order(with_estimates(pairs, self.cfg.dpi), lambda pair: pair[1].cost or 0.0,
+                          self.cfg.order_window)
 
     def _tasks(self, docs: Sequence[Document]) -> Iterator[PageTask]:
         """The pages of ``docs``, each announced to the collector as it is submitted."""

@@ -143,3 +143,18 @@ def test_artifacts_identical_for_every_worker_count_and_order(tmp_path: Path) ->
                                  progress=False, monitor_interval=0)
             assert summary.pages == 9 and summary.pages_failed == 0
             assert _digests(out) == expected, (workers, order)
+
+
+def test_pdf_pages_estimated_with_one_open_document(tmp_path: Path) -> None:
+    from ocrlab.ordering import with_estimates
+
+    pdf = tmp_path / "two.pdf"
+    Image.new("RGB", (612, 792), "white").save(
+        pdf, resolution=72.0, save_all=True,
+        append_images=[Image.new("RGB", (792, 612), "white"), Image.new("RGB", (72, 72))])
+    tasks = [PageTask("two.pdf", str(pdf), p, 3, "pdf") for p in (1, 2, 3)]
+    with mock.patch("pypdfium2.PdfDocument", wraps=__import__("pypdfium2").PdfDocument) as op:
+        out = [t.cost for _, t in with_estimates(((None, t) for t in tasks), 72)]
+    assert op.call_count == 1  # one open for the document's consecutive pages
+    assert out == pytest.approx([612 * 792 * 1.1e-6, 792 * 612 * 1.1e-6, 72 * 72 * 1.1e-6],
+                                rel=1e-3)
