@@ -10,21 +10,46 @@ The public API::
 
 from __future__ import annotations
 
+import importlib
 import logging
+from typing import TYPE_CHECKING, Any
 
-from .background import RunHandle, start
-from .config import OcrConfig, load_config
 from .errors import ConfigError, ExitCode, OcrlabError, PageError, PipelineError
-from .executor import InlineExecutor, gather_ocr_pages
-from .pipeline import Group, RunContext, run, run_groups
 from .records import EngineSettings, PageResult, PageTask, RunSummary
-from .sources import Document, discover
+
+if TYPE_CHECKING:
+    from .background import RunHandle, start
+    from .config import OcrConfig, load_config
+    from .executor import InlineExecutor, gather_ocr_pages
+    from .pipeline import Group, RunContext, run, run_groups
+    from .sources import Document, discover
 
 __version__ = "0.1.0"
 
 # A library does not print: without a handler configured by the application, Python's
 # last-resort handler would write warnings to stderr (into notebooks and reports).
 logging.getLogger("ocrlab").addHandler(logging.NullHandler())
+
+#: Names imported on first use (PEP 562). Why: a worker process imports this package
+#: to unpickle ``ocrlab.worker.ocr_page``; importing the pipeline, the pool and the
+#: collector there too cost every worker start-up time and memory for nothing.
+_LAZY = {
+    "OcrConfig": "config", "load_config": "config",
+    "InlineExecutor": "executor", "gather_ocr_pages": "executor",
+    "Group": "pipeline", "RunContext": "pipeline", "run": "pipeline", "run_groups": "pipeline",
+    "Document": "sources", "discover": "sources",
+    "RunHandle": "background", "start": "background",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ocrlab' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "ConfigError",

@@ -97,7 +97,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"
         f"{f' ({summary.documents_kept} kept from the previous run)' if args.resume else ''}; "
         f"{summary.pages} pages in {summary.wall_s:.1f} s "
-        f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)) -> {args.out}"
+        f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)"
+        f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> {args.out}"
     )
     for failure in summary.failures[:20]:
         where = failure["doc_id"] + (f" page {failure['page']}" if failure["page"] else "")

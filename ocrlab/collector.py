@@ -145,14 +145,18 @@ class Collector:
             if reason is not None:
                 raise stopped_error(reason, self.summary.documents)
 
-    def page_done(self, result: PageResult, submit_ns: int, attempt: int) -> None:
+    def page_done(self, result: PageResult, submit_ns: int, attempt: int,
+                  cost: float | None = None) -> None:
         self._check_run_wide(result)
         if result.host and result.host != _HOST:
             # Another host's monotonic clock: place the span where its result arrived.
             shift = time.monotonic_ns() - result.end_ns
             result = dataclasses.replace(result, start_ns=result.start_ns + shift,
                                          end_ns=result.end_ns + shift)
-        self.trace.page(result, submit_ns, attempt)
+        self.trace.page(result, submit_ns, attempt, cost)
+        started = (result.start_ns - self.trace.t0_ns) / 1e9
+        if self.summary.first_page_s is None or started < self.summary.first_page_s:
+            self.summary.first_page_s = started
         self.summary.pages += 1
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:

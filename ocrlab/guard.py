@@ -31,10 +31,14 @@ from typing import Any
 from .records import PageResult
 
 
-def tree_memory(sample: Any) -> int:
-    """The tree's memory in a monitor sample: PSS when the monitor measures it, else RSS."""
+def tree_memory(sample: Any, pss_share: float | None = None) -> int:
+    """The tree's memory in a monitor sample: PSS when this sample measured it; else RSS
+    scaled by ``pss_share`` (PSS / RSS of the last sample that measured both), since
+    the monitor reads PSS only every few samples and RSS overstates shared pages."""
     pss = getattr(sample, "pss_total", None)
-    return int(pss) if pss else int(sample.rss_total)
+    if pss:
+        return int(pss)
+    return int(sample.rss_total * (pss_share or 1.0))
 
 
 class MemoryGuard:
@@ -52,14 +56,18 @@ class MemoryGuard:
         self._learned = False
         self.on_event = on_event or (lambda kind, info: None)
         self._lock = threading.Lock()
+        self._pss_share: float | None = None  # PSS / RSS at the last sample with both
         self._memory: int | None = None
         self._held_since: int | None = None
         self.holds = 0
 
     def observe(self, sample: Any) -> None:
         """The monitor's latest sample (called on its thread)."""
+        pss = getattr(sample, "pss_total", None)
         with self._lock:
-            self._memory = tree_memory(sample)
+            if pss and sample.rss_total:
+                self._pss_share = min(1.0, pss / sample.rss_total)
+            self._memory = tree_memory(sample, self._pss_share)
 
     def learn(self, result: PageResult) -> None:
         """What a finished page cost; the estimate is the largest seen."""

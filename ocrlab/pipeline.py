@@ -6,7 +6,10 @@
       |
       |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen),
       |           lazily: one document ahead of the scheduler (iter_documents)
-      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan)
+      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan); a pool is
+      |        sized by the pages (warmup.page_bound) and warmed at once, so workers
+      |        start while the engine is checked and the inputs discovered
+      |- ordering: cost from headers, most expensive first (bounded look-ahead)
       |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
       |                                                                   settings)
       |                                                                 pages: page -> file
@@ -50,6 +53,7 @@ from .config import OcrConfig, load_config
 from .errors import ConfigError, OutputStoppedError
 from .executor import BoundedScheduler, kill_workers
 from .journal import StreamingManifest
+from .ordering import cost_order, with_estimates
 from .ownership import (
     Ballast,
     RunTempDir,
@@ -68,6 +72,7 @@ from .runinfo import check_engine, check_memory, run_metadata
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
 from .trace import TraceRecorder
+from .warmup import page_bound
 
 log = logging.getLogger("ocrlab")
 
@@ -130,12 +135,15 @@ def run_groups(
     if context.resume and context.overwrite:
         raise ConfigError("resume and overwrite exclude each other: --resume keeps a previous "
                           "run's finished documents, --overwrite removes them; choose one.")
-    check_engine(cfg)
     check_memory(cfg)
     with hold_output(Path(context.out_dir)):
         plan = ExecutionPlan.from_config(cfg)
-        executor = plan.start()
+        if plan.kind == "pool":  # a pool no larger than the batch (a few header reads at most)
+            plan = plan.fitted(page_bound([i for g in context.groups for i in g.inputs],
+                                          plan.workers, exclude=[context.out_dir]))
+        executor = plan.start()  # its workers start while the engine is checked, inputs found
         try:
+            check_engine(cfg)
             plan = plan.sized(executor)
             with child_subreaper():
                 return _Run(context, plan, executor, t0).execute()
@@ -184,7 +192,7 @@ class _Run:
         RunTempDir.remove_stale()
         self.tmp = RunTempDir()
         meta = run_metadata(self.cfg)
-        meta.update(started_at=self.started_at, settings_key=self.key,
+        meta.update(started_at=self.started_at, settings_key=self.key, t0_monotonic_ns=self.t0,
                     resume=self.context.resume,
                     groups=[{"name": g.name, "inputs": list(g.inputs)}
                             for g in self.context.groups])
@@ -226,12 +234,12 @@ class _Run:
             iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
             for g in self.context.groups)
 
-    def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
-        """The pages of ``docs`` in order, each announced to the collector as it is submitted.
+    def _runnable(self, docs: Iterable[Document]) -> Iterator[Document]:
+        """The documents to OCR, as discovery finds them; the others are recorded here.
 
         Discovery happens here, one document ahead of the scheduler: documents kept
         from a previous run (``--resume``) and documents that failed discovery are
-        recorded as they are found, the others' pages are yielded.
+        recorded as they are found, the others are yielded for OCR.
         """
         found = 0
         announced = time.monotonic()
@@ -249,16 +257,31 @@ class _Run:
             if time.monotonic() - announced >= 0.5:  # live views learn the growing total
                 announced = time.monotonic()
                 self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found})
-            payload = Path(doc.path).read_bytes() if self.plan.ship_pages else None
-            for task in doc.tasks:
-                if payload is not None:
-                    task = dataclasses.replace(task, payload=payload)
-                now = time.monotonic_ns()
-                if self.summary.startup_s is None:  # configuration to first submission
-                    self.summary.startup_s = (now - self.t0) / 1e9
-                self.collector.submitted(doc, now)
-                yield task
+            yield doc
         self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found, "final": True})
+
+    def _pages(self, docs: Iterable[Document]) -> Iterator[tuple[Document, PageTask]]:
+        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
+        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        pairs = ((doc, task) for doc in self._runnable(docs) for task in doc.tasks)
+        if self.cfg.order != "cost" or self.plan.sequential:
+            return pairs  # in-process, one page at a time: no tail to avoid
+        return cost_order(with_estimates(pairs, self.cfg.dpi), lambda pair: pair[1].cost or 0.0,
+                          self.cfg.order_window)
+
+    def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
+        """The pages of ``docs``, each announced to the collector as it is submitted."""
+        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        for doc, task in self._pages(docs):
+            if self.plan.ship_pages:
+                if shipped is None or shipped[0] != doc.path:
+                    shipped = (doc.path, Path(doc.path).read_bytes())
+                task = dataclasses.replace(task, payload=shipped[1])
+            now = time.monotonic_ns()
+            if self.summary.startup_s is None:  # configuration to first submission
+                self.summary.startup_s = (now - self.t0) / 1e9
+            self.collector.submitted(doc, now)
+            yield task
 
     def _on_event(self, kind: str, info: dict[str, Any]) -> None:
         self.trace.instant(kind, time.monotonic_ns(), info)
@@ -279,7 +302,8 @@ class _Run:
             admit=self.watch.admit if self.watch else None)
         try:
             for done in scheduler.run(self._tasks(docs)):
-                self.collector.page_done(done.result, done.submit_ns, done.attempt)
+                self.collector.page_done(done.result, done.submit_ns, done.attempt,
+                                         done.task.cost)
                 if self.watch is not None:
                     self.watch.page_done(done.result)
         except BaseException:
@@ -321,10 +345,10 @@ class _Run:
         except OSError as exc:
             log.error("could not finish the trace %s: %s", self.layout.trace, exc)
         self.tmp.close()
-        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s",
+        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s%s",
                  status, summary.documents, summary.documents_ok,
                  summary.documents_partial, summary.documents_failed, summary.pages,
-                 summary.wall_s)
+                 summary.wall_s, f"; {summary.memory_line()}" if summary.memory_line() else "")
 
 
 def run(

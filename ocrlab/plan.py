@@ -17,6 +17,9 @@ workers reported   1               workers             cluster threads (or worke
 after the run      free in-process reap orphaned       -
                    engines         Tesseracts
 =================  ==============  ==================  ============================
+
+A local pool never has more workers than the batch has pages (:meth:`ExecutionPlan.fitted`),
+and a single page with the default engine runs in-process (its Tesseract is a process anyway).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from .config import OcrConfig
 from .engines.registry import release_engines
 from .procs import reap_orphans
 from .scaleout import dask_executor, is_loopback
+from .warmup import warm
 
 Kind = Literal["inline", "pool", "cluster"]
 
@@ -83,10 +87,27 @@ class ExecutionPlan:
         if self.kind == "inline":
             return executor_mod.InlineExecutor()
         # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
-        pool: cf.Executor = executor_mod.ProcessPoolExecutor(
-            max_workers=self.cfg.effective_workers
-        )
+        pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=self.workers)
+        warm(pool, self.workers, self.cfg.engine)  # workers start now, not at the first page
         return pool
+
+    def fitted(self, pages: int) -> ExecutionPlan:
+        """No more pool workers than the batch has pages (``pages`` >= 1; 0 = unknown).
+
+        A worker without a page only costs start-up CPU, taken from the pages that
+        are running, and memory. One page with the default engine runs in-process:
+        a worker would add an interpreter's start-up (and loky's two resource
+        trackers) to a run whose only work is one ``tesseract`` process, which is
+        already isolated from the main process and killed at the page timeout.
+        """
+        if self.kind != "pool" or not 1 <= pages < self.workers:
+            return self
+        if pages == 1 and self.cfg.engine == "pytesseract":
+            return dataclasses.replace(self, kind="inline", workers=1, limit=1,
+                                       deadline_s=None)
+        return dataclasses.replace(
+            self, workers=pages, limit=pages * self.cfg.inflight_per_worker
+        )
 
     def sized(self, executor: cf.Executor) -> ExecutionPlan:
         """With a cluster and no worker count given, size the run by the cluster's threads."""

@@ -36,6 +36,8 @@ class PageTask:
     n_pages: int
     fmt: str
     payload: bytes | None = None
+    #: the estimated cost (megapixel-equivalents, :mod:`ocrlab.ordering`); None = not estimated
+    cost: float | None = None
 
     @property
     def key(self) -> tuple[str, int]:
@@ -101,6 +103,9 @@ class PageResult:
     child_maxrss: int = 0
     #: ``errno`` of the OSError behind a failure (ENOSPC on the temporary folder is run-wide)
     os_errno: int | None = None
+    #: CPU time (user + system) of the processes the engine ran for this page (Tesseract);
+    #: unlike ``ocr_ns`` it does not grow when the machine is busy with other work
+    engine_cpu_ns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -215,6 +220,8 @@ class RunSummary:
     #: largest peak RSS of a reaped Tesseract process, as the workers' kernels report it
     engine_maxrss: int = 0
     startup_s: float | None = None
+    #: run start to the first page starting in a worker (start-up as a user feels it)
+    first_page_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
     failures: list[dict[str, Any]] = field(default_factory=list)
     failures_total: int = 0
@@ -232,6 +239,19 @@ class RunSummary:
     @property
     def pages_per_s(self) -> float:
         return self.pages / self.wall_s if self.wall_s > 0 else 0.0
+
+    def memory_line(self) -> str:
+        """Peak tree memory, RSS beside PSS ('' without a monitor): RSS counts pages
+        shared between the processes once per process, PSS once in all."""
+        rss = int(self.peaks.get("rss_total") or 0)
+        if not rss:
+            return ""
+        pss = int(self.peaks.get("pss_total") or 0)
+        uss = int(self.peaks.get("uss_total") or 0)
+        line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
+        if pss:
+            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+        return line
 
     @property
     def exit_code(self) -> ExitCode:
@@ -261,6 +281,7 @@ class RunSummary:
             "sequential": self.sequential, "restarts": self.restarts,
             "workers_recycled": self.workers_recycled, "backpressure": self.backpressure,
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
+            "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,
         }

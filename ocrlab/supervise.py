@@ -64,8 +64,12 @@ class Supervisor:
         def on_sample(s: Sample) -> None:
             if guard is not None:
                 guard.observe(s)
-            trace.counter("memory (MB)", s.t_ns, {"tree RSS": round(s.rss_total / 2**20, 2),
-                                                  "main RSS": round(s.rss_main / 2**20, 2)})
+            memory = {"tree RSS": round(s.rss_total / 2**20, 2),
+                      "main RSS": round(s.rss_main / 2**20, 2)}
+            if s.pss_total is not None and s.uss_total is not None:  # every few samples
+                memory.update({"tree PSS": round(s.pss_total / 2**20, 2),
+                               "tree USS": round(s.uss_total / 2**20, 2)})
+            trace.counter("memory (MB)", s.t_ns, memory)
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
             trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
@@ -103,7 +107,9 @@ class Supervisor:
         """The peak memory so far, for the error of a page that killed its worker."""
         if self.monitor is None:
             return ""
-        return f"peak process-tree memory so far {self.monitor.peaks.rss_total / 2**20:.0f} MB"
+        peaks = self.monitor.peaks
+        return (f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
+                f"{peaks.pss_total / 2**20:.0f} MB PSS")
 
     def stop(self) -> dict[str, Any]:
         """Stop the monitor; the run's peaks (``{}`` without a monitor)."""

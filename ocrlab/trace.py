@@ -100,8 +100,13 @@ class TraceRecorder:
         self.emit({"ph": "i", "s": "g", "name": "run_metadata", "cat": "run",
                    "pid": self.main_pid, "tid": MAIN_TID_RUN, "ts": 0, "args": dict(meta)})
 
-    def page(self, result: PageResult, submit_ns: int, attempt: int = 1) -> None:
-        """A page span on its worker's track, with the numbers the notebooks plot."""
+    def page(self, result: PageResult, submit_ns: int, attempt: int = 1,
+             cost: float | None = None) -> None:
+        """A page span on its worker's track, with the numbers the notebooks plot.
+
+        ``cost`` is the estimate the page was ordered by (:mod:`ocrlab.ordering`), kept
+        beside the measured ``ocr_us`` so the trace explorer can show how good it is.
+        """
         pid = result.pid or self.main_pid
         if (pid, pid) not in self._named:
             label = "ocrlab (main process)" if pid == self.main_pid else f"worker {pid}"
@@ -115,10 +120,13 @@ class TraceRecorder:
             "queue_wait_us": max(0.0, round((result.start_ns - submit_ns) / 1000.0, 3)),
             "prepare_us": round(result.prepare_ns / 1000.0, 3),
             "ocr_us": round(result.ocr_ns / 1000.0, 3),
+            "engine_cpu_us": round(result.engine_cpu_ns / 1000.0, 3),
             "chars": len(result.text or ""), "width": result.width, "height": result.height,
             "worker_rss": result.worker_rss, "worker_hwm": result.worker_hwm,
             "child_maxrss": result.child_maxrss, "host": result.host, "attempt": attempt,
         }
+        if cost is not None:
+            args["cost_estimate"] = cost
         if not result.ok:
             args["error_type"] = result.error_type
             args["error"] = result.error

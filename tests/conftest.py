@@ -18,7 +18,8 @@ SHARED_CORPUS = Path(os.environ.get("OCRLAB_SHARED_CORPUS", ROOT.parent / "share
 OCR_ENV = ("OCR_WORKERS", "OCR_MAX_WORKERS", "OCR_PARALLEL_DISABLED", "OCR_ENGINE", "OCR_LANG",
            "OCR_PSM", "OCR_DPI", "OCR_PAGE_TIMEOUT", "OCR_MAX_MEGAPIXELS",
            "OCR_INFLIGHT_PER_WORKER", "OCR_MONITOR_INTERVAL", "OCR_EXECUTOR", "OCR_PROGRESS",
-           "OCR_LIVE_VIEW", "OCR_MAX_PAGES_PER_WORKER", "OCR_MAX_WORKER_RSS_MB")
+           "OCR_LIVE_VIEW", "OCR_MAX_PAGES_PER_WORKER", "OCR_MAX_WORKER_RSS_MB", "OCR_ORDER",
+           "OCR_ORDER_WINDOW")
 
 
 #: Every process this test session starts inherits this variable (pytest itself, loky

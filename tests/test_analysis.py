@@ -96,3 +96,32 @@ def test_plots_render(two_runs: tuple[Path, Path]) -> None:
         fig.savefig(buf, format="png")
         assert buf.getvalue()[:8] == b"\x89PNG\r\n\x1a\n" and len(buf.getvalue()) > 5000
         assert fig.axes and all(ax.has_data() for ax in fig.axes)
+
+
+def test_estimate_quality_and_figure(tmp_path: Path) -> None:
+    from tests.conftest import make_page
+
+    for i in range(5):
+        make_page(tmp_path / "in" / f"p{i}.png", f"page {i}", (200 + 150 * i, 120))
+    ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, progress=False,
+               engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.01},
+               monitor_interval=0)
+    frames = analysis.trace_frames(tmp_path / "out" / "trace.json")
+    assert frames.pages["cost_estimate"].notna().all()
+    quality = analysis.estimate_quality(frames.pages)
+    assert quality["pages"] == 5 and -1 <= quality["spearman"] <= 1
+    assert analysis.estimate_quality(frames.pages.iloc[:2])["spearman"] is None
+    fig = plots.estimate_vs_measured(frames)
+    assert "Spearman" in fig.axes[0].get_title()
+
+
+def test_recommendation_reads_pss_when_measured() -> None:
+    table = [{"workers": 2, "pages_per_s": 1.0, "peak_rss_mb": 900, "peak_pss_mb": 700,
+              "vs_cli": 1.0, "identical": True, "efficiency": 0.9}]
+    # 80% of 1 GB = 819 MB: the RSS figure would not fit, the honest one does.
+    rec = analysis.recommend(table, 1.0)
+    assert rec["workers"] == 2 and rec["peak_kind"] == "PSS" and rec["peak_mb"] == 700
+    assert "700 MB PSS (RSS 900 MB)" in analysis.sweep_conclusion(table, 1.0)
+    fig = plots.sweep_memory(table, 1.0)
+    labels = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+    assert any("PSS" in t for t in labels) and any("RSS" in t for t in labels)

@@ -175,3 +175,29 @@ def test_bounded_scheduler_limits_inflight(small_pages: list[Path]) -> None:
         seen.append(done.task.key)
     assert sorted(seen) == sorted(t.key for t in tasks)
     assert peak <= 3
+
+
+def test_submit_to_a_pool_broken_since_the_last_wait_is_recovered(
+        small_pages: list[Path]) -> None:
+    """loky raises from submit() once a worker died; the page joins the recovery."""
+    import concurrent.futures as cf
+
+    tasks = _tasks(small_pages)[:4]
+    calls = 0
+
+    class BreaksOnce(InlineExecutor):
+        def submit(self, fn, /, *args, **kwargs):  # type: ignore[no-untyped-def]
+            nonlocal calls
+            calls += 1
+            if calls == 2:
+                raise cf.BrokenExecutor("a worker died (simulated)")
+            return super().submit(fn, *args, **kwargs)
+
+    events: list[str] = []
+    scheduler = BoundedScheduler(BreaksOnce(), EngineSettings(engine="ocrlab.engines.fakes:echo"),
+                                 2, restart=InlineExecutor,
+                                 on_event=lambda kind, info: events.append(kind))
+    done = list(scheduler.run(tasks))
+    assert sorted(d.task.key for d in done) == sorted(t.key for t in tasks)
+    assert all(d.result.ok for d in done)
+    assert scheduler.restarts == 1 and events == ["worker_died", "pool_restarted"]

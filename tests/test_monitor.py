@@ -422,7 +422,10 @@ def test_live_tesseract_bounded_under_many_groups(tmp_path: Path) -> None:
 def test_memory_bound_refuses_too_many_workers(tmp_path: Path) -> None:
     cfg = load_config({"workers": 4, "memory_budget_mb": 600, "memory_per_worker_mb": 200},
                       env={})
-    with pytest.raises(ConfigError, match=r"workers=4 need about 950 MB .* at most 2 worker"):
+    from ocrlab.runinfo import BASE_MEMORY_MB
+
+    need = BASE_MEMORY_MB + 4 * 200
+    with pytest.raises(ConfigError, match=rf"workers=4 need about {need:.0f} MB .* at most 2 w"):
         check_memory(cfg)
     check_memory(load_config({"workers": 2, "memory_budget_mb": 600,
                               "memory_per_worker_mb": 200}, env={}))

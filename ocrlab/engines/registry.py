@@ -47,6 +47,23 @@ def resolve_engine(name: str) -> Engine:
     return engine
 
 
+def warm_engine(name: str) -> None:
+    """Load engine ``name`` and its libraries now (a worker's warm-up); errors wait for a page.
+
+    pytesseract is imported as its engine imports it (without pandas and NumPy), so the
+    warm-up adds nothing a page would not. tesserocr's model is not loaded here: that
+    is per language and settings, which the first page brings.
+    """
+    try:
+        resolve_engine(name)
+        if name == "pytesseract":
+            from .tesseract import import_pytesseract
+
+            import_pytesseract(("pandas", "numpy"))
+    except Exception:  # a broken engine is reported by the first page, as an error record
+        return
+
+
 def release_engines() -> None:
     """Free what in-process engines keep loaded (tesserocr's API and model).
 

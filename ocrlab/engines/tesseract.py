@@ -41,29 +41,45 @@ KNOWN_TESSDATA_DIRS = (
 )
 
 
-def import_pytesseract() -> ModuleType:
-    """Import pytesseract without letting it import pandas, unless pandas is already loaded.
+def import_pytesseract(block: tuple[str, ...] = ("pandas",)) -> ModuleType:
+    """Import pytesseract without letting it import ``block`` (modules not already loaded).
 
     pytesseract imports pandas at import time when it is installed, only to offer
     DataFrame output, which ocrlab never asks for. In a worker that is ~30 MB of
     RSS per process (measured: 77 MB -> 47 MB per loky worker), multiplied by the
-    worker count. A ``None`` entry in ``sys.modules`` makes that optional import
-    fail cleanly; it is removed again at once, so later ``import pandas`` works.
+    worker count. Likewise NumPy (~10 MB, only for ndarray input, which ocrlab
+    never passes): :func:`pytesseract_engine`, the first to import pytesseract in
+    a worker, blocks both. A ``None`` entry in ``sys.modules`` makes an optional
+    import fail cleanly; it is removed again at once, so a later import works.
+    The main process keeps the default (pandas only), so a notebook that hands
+    pytesseract NumPy arrays itself still can.
     """
-    blocked = "pandas" not in sys.modules and "pytesseract" not in sys.modules
-    if blocked:
-        sys.modules["pandas"] = None  # type: ignore[assignment]
+    if "pytesseract" in sys.modules:
+        return sys.modules["pytesseract"]
+    blocked = [name for name in block if name not in sys.modules]
+    for name in blocked:
+        sys.modules[name] = None  # type: ignore[assignment]
     try:
         module = importlib.import_module("pytesseract")
     finally:
-        if blocked and sys.modules.get("pandas", 0) is None:
-            del sys.modules["pandas"]
+        for name in blocked:
+            if name in sys.modules and sys.modules[name] is None:
+                del sys.modules[name]
     return module
 
 
 def tesseract_cmd() -> str:
-    """The Tesseract binary pytesseract will run (users may point it elsewhere)."""
-    cmd: str = import_pytesseract().pytesseract.tesseract_cmd
+    """The Tesseract binary pytesseract will run (users may point it elsewhere).
+
+    Read from pytesseract only when something in this process imported it: a user
+    can only have pointed ``tesseract_cmd`` elsewhere after importing it, and
+    importing it just to read its default costs the main process 0.5 s (it imports
+    NumPy) before the first page.
+    """
+    module = sys.modules.get("pytesseract")
+    if module is None:
+        return "tesseract"  # pytesseract's own default
+    cmd: str = module.pytesseract.tesseract_cmd
     return cmd
 
 
@@ -122,8 +138,15 @@ def tessdata_dir() -> str | None:
 
 
 def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
-    """The default engine: one ``tesseract`` process per page through pytesseract."""
-    pytesseract = import_pytesseract()
+    """The default engine: one ``tesseract`` process per page through pytesseract.
+
+    pytesseract's ``image_to_string`` runs only ``tesseract IMAGE OUT txt``: no
+    ``--version`` or ``--list-langs`` per page (checked in pytesseract 0.3.13).
+    """
+    # NumPy is kept out of workers only: in the run's own process (a sequential run in a
+    # notebook) pytesseract keeps its ndarray support for the user's own calls.
+    in_worker = os.getpid() != settings.main_pid
+    pytesseract = import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
 
     config = settings.tesseract_config
     if settings.psm is not None:

@@ -74,10 +74,12 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None,
                 "queue_wait_s": args.get("queue_wait_us", 0) / 1e6,
                 "prepare_s": args.get("prepare_us", 0) / 1e6,
                 "ocr_s": args.get("ocr_us", 0) / 1e6, "ok": bool(args.get("ok", True)),
+                "engine_cpu_s": args.get("engine_cpu_us", 0) / 1e6,
                 "error_type": args.get("error_type"), "error": args.get("error"),
                 "chars": args.get("chars", 0), "width": args.get("width", 0),
                 "height": args.get("height", 0), "worker_rss": args.get("worker_rss", 0),
                 "child_maxrss": args.get("child_maxrss", 0), "attempt": args.get("attempt", 1),
+                "cost_estimate": args.get("cost_estimate"),
             })
         elif ph == "X" and e.get("cat") == "document":
             docs.append({"run": label, "doc_id": e["name"], "start_s": e["ts"] / 1e6,
@@ -94,8 +96,9 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None,
                 instants.append({"run": label, "t_s": e["ts"] / 1e6, "name": e["name"],
                                  "args": args})
     page_cols = ["run", "doc_id", "page", "pid", "host", "start_s", "dur_s", "end_s",
-                 "queue_wait_s", "prepare_s", "ocr_s", "ok", "error_type", "error", "chars",
-                 "width", "height", "worker_rss", "child_maxrss", "attempt"]
+                 "queue_wait_s", "prepare_s", "ocr_s", "engine_cpu_s", "ok", "error_type", "error",
+                 "chars", "width", "height", "worker_rss", "child_maxrss", "attempt",
+                 "cost_estimate"]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
                                                                  ignore_index=True),
@@ -183,14 +186,23 @@ def accuracy_table(runs: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["run", "doc_id", "cer", "wer", "ref_chars"])
 
 
+def honest_peak_mb(row: Mapping[str, Any]) -> float:
+    """A sweep row's peak tree memory: PSS when measured, else RSS.
+
+    RSS summed over a tree counts the pages the workers and Tesseracts share once
+    per process; PSS counts them once, which is what a container's limit sees.
+    """
+    return float(row.get("peak_pss_mb") or row.get("peak_rss_mb") or 0)
+
+
 def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
               headroom: float = 0.8) -> dict[str, Any]:
-    """The worker count with the best throughput whose measured peak fits the limit.
+    """The worker count with the best throughput whose measured peak (PSS) fits the limit.
 
     ``headroom`` keeps a margin: the peak on these pages is not the peak on every page.
     """
     budget_mb = memory_limit_gb * 1024 * headroom
-    fitting = [r for r in table if (r.get("peak_rss_mb") or 0) <= budget_mb]
+    fitting = [r for r in table if honest_peak_mb(r) <= budget_mb]
     if not fitting:
         return {"workers": None, "reason": f"no measured worker count fits in "
                 f"{headroom:.0%} of {memory_limit_gb:g} GB"}
@@ -198,6 +210,8 @@ def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
     return {"workers": best["workers"], "engine": best.get("engine"),
             "pages_per_s": best["pages_per_s"],
             "speedup": best.get("speedup"), "peak_rss_mb": best["peak_rss_mb"],
+            "peak_mb": honest_peak_mb(best),
+            "peak_kind": "PSS" if best.get("peak_pss_mb") else "RSS",
             "budget_mb": round(budget_mb), "memory_limit_gb": memory_limit_gb}
 
 
@@ -214,7 +228,8 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
             + f" for a {memory_limit_gb:g} GB limit: "
             f"{rec['pages_per_s']:.2f} pages/s"
             + (f", {rec['speedup']:.2f}x one worker" if rec.get("speedup") else "")
-            + f", peak {rec['peak_rss_mb']:.0f} MB of the {rec['budget_mb']} MB budget "
+            + f", peak {rec['peak_mb']:.0f} MB {rec['peak_kind']} (RSS "
+            f"{rec['peak_rss_mb']:.0f} MB) of the {rec['budget_mb']} MB budget "
             "(80% of the limit).")
     for row in table:
         if row.get("vs_cli"):
@@ -226,3 +241,26 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
     if any(not r["identical"] for r in table):
         lines.append("**Warning: some parallel runs differ from the 1-worker run.**")
     return "\n".join(lines)
+
+
+def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
+    """How well the ordering's cost estimate predicts the measured OCR cost.
+
+    Pearson's r (linear) and Spearman's rho (rank: what LPT needs, since only the
+    order of the estimates matters) over successful pages that carry an estimate,
+    and the least-squares seconds per estimated megapixel. The measure is the
+    engine's CPU time when the trace has it (it does not grow with the machine's
+    load, where OCR wall time does), else the OCR wall time (``measure``).
+    """
+    data = pages[pages["ok"] & pages["cost_estimate"].notna()]
+    n = len(data)
+    measure = "engine_cpu_s" if n and (data["engine_cpu_s"] > 0).all() else "ocr_s"
+    if n < 3 or data["cost_estimate"].nunique() < 2:
+        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None,
+                "measure": measure}
+    x = data["cost_estimate"].astype(float)
+    y = data[measure].astype(float)
+    slope = float((x * y).sum() / (x * x).sum())
+    return {"pages": n, "pearson": round(float(x.corr(y)), 3),
+            "spearman": round(float(x.rank().corr(y.rank())), 3),
+            "s_per_mp": round(slope, 4), "measure": measure}

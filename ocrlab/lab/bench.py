@@ -58,6 +58,9 @@ class RunRow:
     page_s: list[float] = field(default_factory=list)
     peak_rss: int = 0
     peak_hwm: int = 0
+    #: tree PSS / USS peaks (what the run costs the machine; RSS counts shared pages per process)
+    peak_pss: int = 0
+    peak_uss: int = 0
     peak_fds: int = 0
     peak_tesseract: int = 0
     startup_s: float | None = None
@@ -121,7 +124,8 @@ def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: fl
     wall = time.perf_counter() - t0
     peaks = monitor.peaks
     return RunRow("cli", processes, 0, wall, len(files), failed, durations, peaks.rss_total,
-                  peaks.hwm_total, peaks.fds_total, peaks.n_tesseract)
+                  peaks.hwm_total, peaks.pss_total, peaks.uss_total, peaks.fds_total,
+                  peaks.n_tesseract)
 
 
 def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
@@ -134,7 +138,8 @@ def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
     scores = score_run(out)
     return RunRow("ocrlab", workers, repeat, summary.wall_s, summary.pages,
                   summary.pages_failed, page_s, int(peaks.get("rss_total") or 0),
-                  int(peaks.get("hwm_total") or 0), int(peaks.get("fds_total") or 0),
+                  int(peaks.get("hwm_total") or 0), int(peaks.get("pss_total") or 0),
+                  int(peaks.get("uss_total") or 0), int(peaks.get("fds_total") or 0),
                   int(peaks.get("n_tesseract") or 0), summary.startup_s, engine=engine,
                   cer=statistics.mean(s["cer"] for s in scores) if scores else None)
 
@@ -180,6 +185,8 @@ def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
                 "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
                 "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
                 "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
+                "peak_pss_mb": round(max(r.peak_pss for r in mine) / 2**20, 1),
+                "peak_uss_mb": round(max(r.peak_uss for r in mine) / 2**20, 1),
                 "peak_fds": max(r.peak_fds for r in mine),
                 "peak_tesseract": max(r.peak_tesseract for r in mine),
                 "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
@@ -187,6 +194,8 @@ def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
                 "cer": round(statistics.mean(cers), 5) if cers else None,
                 "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
                 "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1)
+                if refs else None,
+                "cli_peak_pss_mb": round(max(r.peak_pss for r in refs) / 2**20, 1)
                 if refs else None,
                 "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
             })
@@ -198,7 +207,8 @@ def format_table(table: Sequence[Mapping[str, Any]]) -> str:
     cols = [("engine", "engine"), ("workers", "N"), ("wall_s", "wall s"),
             ("pages_per_s", "pages/s"), ("speedup", "speedup"), ("efficiency", "effic."),
             ("page_median_s", "page med s"),
-            ("page_p90_s", "page p90 s"), ("peak_rss_mb", "peak MB"), ("peak_fds", "fds"),
+            ("page_p90_s", "page p90 s"), ("peak_rss_mb", "RSS MB"),
+            ("peak_pss_mb", "PSS MB"), ("peak_fds", "fds"),
             ("peak_tesseract", "tess"), ("identical", "same"), ("cer", "CER"),
             ("cli_wall_s", "CLI s"),
             ("vs_cli", "vs CLI")]

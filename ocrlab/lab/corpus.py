@@ -30,11 +30,12 @@ MARGIN = 180
 FIXED_DATE = time.gmtime(1767225600)  # 2026-01-01: PDF dates fixed for byte-identical output
 
 
-def _page(rng: random.Random, size: tuple[int, int], mode: str = "L") -> tuple[Image.Image, str]:
+def _page(rng: random.Random, size: tuple[int, int], mode: str = "L",
+          max_lines: int = 30) -> tuple[Image.Image, str]:
     """One page of text: dark on white, lines at 1.5 spacing, within the margins."""
     width, height = size
     line_h = int(FONT_PX * 1.5)
-    n_lines = max(3, min(30, (height - 2 * MARGIN) // line_h - 1))
+    n_lines = max(3, min(max_lines, (height - 2 * MARGIN) // line_h - 1))
     lines = _lines(rng, width - 2 * MARGIN, n_lines)
     im = Image.new("L", size, 255)
     draw = ImageDraw.Draw(im)
@@ -152,6 +153,32 @@ def generate_bench_corpus(out_dir: str | os.PathLike[str], *, pages: int = 12,
     for i in range(1, pages + 1):
         path = out / f"a4-{i:03d}.png"
         im, text = _page(rng, A4)
+        _save(path, im, compress_level=1)
+        written.extend([path, _gt(path, [text])])
+    return sorted(written)
+
+
+LETTER = (2550, 3300)  # 8.5 x 11 in at 300 dpi
+
+
+def generate_mixed_corpus(out_dir: str | os.PathLike[str], *, small: int = 12, dense: int = 3,
+                          dense_first: bool = False, seed: int = 7) -> list[Path]:
+    """A mixed batch for the ordering benchmark: ``small`` short A6 scans in each of ``a/``
+    and ``b/``, ``dense`` full letter-size scans (48 lines) in ``z/``, so that discovery
+    order puts the dense pages last (``dense_first``: in ``0/`` instead, already in good
+    order). The page content is the same either way (same seed)."""
+    out = Path(out_dir)
+    rng = random.Random(seed)
+    written: list[Path] = []
+    for folder in ("a", "b"):
+        for i in range(1, small + 1):
+            path = out / folder / f"scan-{i:03d}.png"
+            im, text = _page(rng, A6, max_lines=6)
+            _save(path, im, compress_level=1)
+            written.extend([path, _gt(path, [text])])
+    for i in range(1, dense + 1):
+        path = out / ("0" if dense_first else "z") / f"letter-{i:03d}.png"
+        im, text = _page(rng, LETTER, max_lines=48)
         _save(path, im, compress_level=1)
         written.extend([path, _gt(path, [text])])
     return sorted(written)

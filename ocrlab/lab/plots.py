@@ -193,3 +193,31 @@ def cer_by_degradation(pivot: pd.DataFrame, title: str = "CER by degradation") -
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
+
+
+def estimate_vs_measured(frames: TraceFrames) -> Figure:
+    """The ordering's cost estimate against each page's measured OCR time.
+
+    LPT needs the estimates in the right order, not exact: the title gives
+    Spearman's rank correlation beside Pearson's r (:func:`estimate_quality`).
+    """
+    from .analysis import estimate_quality
+
+    fig, ax = _figure()
+    p = frames.pages[frames.pages["ok"] & frames.pages["cost_estimate"].notna()]
+    quality = estimate_quality(frames.pages)
+    measure = quality["measure"]
+    for fmt, part in p.groupby(p["doc_id"].str.rsplit(".", n=1).str[-1]):
+        ax.scatter(part["cost_estimate"], part[measure], s=14, label=str(fmt))
+    if quality["s_per_mp"]:
+        top = float(p["cost_estimate"].max())
+        ax.plot([0, top], [0, top * quality["s_per_mp"]], ":", color="grey",
+                label=f"{quality['s_per_mp']:.3g} s per estimated MP")
+    ax.set(xlabel="estimated cost (megapixels x format factor)",
+           ylabel="Tesseract CPU s" if measure == "engine_cpu_s" else "OCR wall s",
+           title=f"Cost estimate vs OCR time: Spearman {quality['spearman']}, "
+                 f"Pearson {quality['pearson']} ({quality['pages']} pages)")
+    if len(p):
+        ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
