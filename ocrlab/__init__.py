@@ -34,11 +34,18 @@ logging.getLogger("ocrlab").addHandler(logging.NullHandler())
 #: to unpickle ``ocrlab.worker.ocr_page``; importing the pipeline, the pool and the
 #: collector there too cost every worker start-up time and memory for nothing.
 _LAZY = {
-    "OcrConfig": "config", "load_config": "config",
-    "InlineExecutor": "executor", "gather_ocr_pages": "executor",
-    "Group": "pipeline", "RunContext": "pipeline", "run": "pipeline", "run_groups": "pipeline",
-    "Document": "sources", "discover": "sources",
-    "RunHandle": "background", "start": "background",
+    "OcrConfig": "config",
+    "load_config": "config",
+    "InlineExecutor": "executor",
+    "gather_ocr_pages": "executor",
+    "Group": "pipeline",
+    "RunContext": "pipeline",
+    "run": "pipeline",
+    "run_groups": "pipeline",
+    "Document": "sources",
+    "discover": "sources",
+    "RunHandle": "background",
+    "start": "background",
 }
 
 

@@ -145,9 +145,13 @@ def audit_output(out_dir: str | os.PathLike[str]) -> OutputAudit:
     produced" is checked the same way everywhere.
     """
     root = Path(out_dir)
-    listed = frozenset(str(d["artifact"]) for d in load_manifest(root)["documents"]
-                       if d.get("artifact"))
+    listed = frozenset(
+        str(d["artifact"]) for d in load_manifest(root)["documents"] if d.get("artifact")
+    )
     text = root / "text"
-    on_disk = frozenset(p.relative_to(root).as_posix() for p in text.rglob("*.txt")
-                        if p.is_file()) if text.is_dir() else frozenset()
+    on_disk = (
+        frozenset(p.relative_to(root).as_posix() for p in text.rglob("*.txt") if p.is_file())
+        if text.is_dir()
+        else frozenset()
+    )
     return OutputAudit(listed, on_disk)

@@ -57,8 +57,14 @@ from .records import RunSummary
 class RunHandle:
     """A run going on in its own process; one per :func:`start`."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], workdir: Path, out_dir: Path,
-                 stale: tuple[int, int, int] | None, view: Any = None) -> None:
+    def __init__(
+        self,
+        proc: subprocess.Popen[bytes],
+        workdir: Path,
+        out_dir: Path,
+        stale: tuple[int, int, int] | None,
+        view: Any = None,
+    ) -> None:
         self.proc = proc
         self.pid = proc.pid
         self.out_dir = out_dir
@@ -115,9 +121,13 @@ class RunHandle:
                 self._outcome = ("interrupted", None)
             else:
                 log = self.log_text()[-2000:]
-                self._outcome = ("failed", RuntimeError(
-                    f"the run's process (pid {self.pid}) ended with exit code "
-                    f"{self.proc.returncode} without a result; its output:\n{log}"))
+                self._outcome = (
+                    "failed",
+                    RuntimeError(
+                        f"the run's process (pid {self.pid}) ended with exit code "
+                        f"{self.proc.returncode} without a result; its output:\n{log}"
+                    ),
+                )
             self._log = self.log_text()
             shutil.rmtree(self._workdir, ignore_errors=True)  # spec, result, output
         return self._outcome
@@ -139,8 +149,10 @@ class RunHandle:
             summary: RunSummary = value
             return summary
         if kind == "interrupted":
-            raise cf.CancelledError(f"the run in {self.out_dir} was interrupted; finished "
-                                    "documents are in its output folder")
+            raise cf.CancelledError(
+                f"the run in {self.out_dir} was interrupted; finished "
+                "documents are in its output folder"
+            )
         raise value
 
     def cancel(self, timeout: float = 60.0) -> bool:
@@ -206,24 +218,40 @@ def start(
     child_cfg = dataclasses.replace(cfg, progress=False, live_view=False)
     items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
     out = Path(out_dir).absolute()
-    spec = {"inputs": [os.path.abspath(os.fspath(p)) for p in items], "out_dir": str(out),
-            "config": child_cfg, "resume": resume, "overwrite": overwrite}
+    spec = {
+        "inputs": [os.path.abspath(os.fspath(p)) for p in items],
+        "out_dir": str(out),
+        "config": child_cfg,
+        "resume": resume,
+        "overwrite": overwrite,
+    }
     workdir = Path(tempfile.mkdtemp(prefix="ocrlab-start-"))
     (workdir / "spec").write_bytes(pickle.dumps(spec))
     stale = stat_key(out / "trace.json")
     with open(workdir / "output.log", "wb") as output:
         proc = subprocess.Popen(
             [sys.executable, "-c", _CHILD, str(workdir / "spec"), str(workdir / "result.pickle")],
-            stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-            start_new_session=True, cwd=os.getcwd(),
-            env={**os.environ, "PYTHONPATH": os.pathsep.join(
-                p for p in [_package_root(), os.environ.get("PYTHONPATH", "")] if p)})
+            stdin=subprocess.DEVNULL,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            cwd=os.getcwd(),
+            env={
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(
+                    p for p in [_package_root(), os.environ.get("PYTHONPATH", "")] if p
+                ),
+            },
+        )
     handle = RunHandle(proc, workdir, out, stale)
     if show:
         from .lab.widgets import LiveView
 
-        handle.view = LiveView(out / "trace.json", stale=stale, title="OCR (background)",
-                               alive=handle._alive).show().start()
+        handle.view = (
+            LiveView(out / "trace.json", stale=stale, title="OCR (background)", alive=handle._alive)
+            .show()
+            .start()
+        )
     return handle
 
 
@@ -262,8 +290,13 @@ def main(argv: Sequence[str]) -> int:
     signal.signal(signal.SIGTERM, _interrupt)  # as the CLI: SIGTERM takes the Ctrl-C path
     spec = pickle.loads(spec_path.read_bytes())  # written by our parent for us
     try:
-        summary = run(spec["inputs"], spec["out_dir"], config=spec["config"],
-                      resume=spec["resume"], overwrite=spec["overwrite"])
+        summary = run(
+            spec["inputs"],
+            spec["out_dir"],
+            config=spec["config"],
+            resume=spec["resume"],
+            overwrite=spec["overwrite"],
+        )
     except KeyboardInterrupt:
         _write_result(result_path, ("interrupted", None))
         return ExitCode.INTERRUPTED

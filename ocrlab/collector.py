@@ -33,6 +33,7 @@ log = logging.getLogger("ocrlab")
 
 _HOST = socket.gethostname()
 
+
 class _RunLogFilter(logging.Filter):
     """Every line of the run log names a document and a page ('-' for run-level lines)."""
 
@@ -47,8 +48,9 @@ class _RunLogFilter(logging.Filter):
 @contextlib.contextmanager
 def run_log(path: Path) -> Iterator[logging.Handler]:
     handler = logging.FileHandler(path, mode="w", encoding="utf-8")
-    handler.setFormatter(logging.Formatter(
-        "%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s"))
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
+    )
     handler.addFilter(_RunLogFilter())
     handler.setLevel(logging.INFO)
     log.addHandler(handler)
@@ -79,8 +81,15 @@ class Collector:
     proportional to the documents in flight, not the batch).
     """
 
-    def __init__(self, layout: OutputLayout, trace: TraceRecorder, manifest: StreamingManifest,
-                 summary: RunSummary, progress: Any, settings_key: str = ""):
+    def __init__(
+        self,
+        layout: OutputLayout,
+        trace: TraceRecorder,
+        manifest: StreamingManifest,
+        summary: RunSummary,
+        progress: Any,
+        settings_key: str = "",
+    ):
         self.settings_key = settings_key
         self.layout = layout
         self.trace = trace
@@ -106,23 +115,37 @@ class Collector:
         self.summary.count("ok")
         self.summary.documents_kept += 1
         self._record(dataclasses.replace(record, kept_from_previous_run=True))
-        log.info("kept from the previous run (same input and settings)",
-                 extra={"doc": record.doc_id, "page": "-"})
+        log.info(
+            "kept from the previous run (same input and settings)",
+            extra={"doc": record.doc_id, "page": "-"},
+        )
 
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure({"doc_id": doc.doc_id, "page": None,
-                                      "error_type": doc.error_type, "error": doc.error})
+        self.summary.add_failure(
+            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
+        )
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
-        self.trace.instant("document_failed", time.monotonic_ns(), {
-            "doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error})
-        self._record(DocumentRecord(
-            doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
-            status="failed", pages=doc.n_pages, pages_ok=0,
-            errors=(ErrorEntry(None, doc.error_type, doc.error),),
-            input_sha256=sha256_file(doc.path), settings_key=self.settings_key,
-        ))
+        self.trace.instant(
+            "document_failed",
+            time.monotonic_ns(),
+            {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
+        )
+        self._record(
+            DocumentRecord(
+                doc_id=doc.doc_id,
+                source=doc.path,
+                format=doc.fmt,
+                size_bytes=doc.size,
+                status="failed",
+                pages=doc.n_pages,
+                pages_ok=0,
+                errors=(ErrorEntry(None, doc.error_type, doc.error),),
+                input_sha256=sha256_file(doc.path),
+                settings_key=self.settings_key,
+            )
+        )
 
     def _record(self, record: DocumentRecord) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run."""
@@ -138,21 +161,25 @@ class Collector:
         """Stop on what no later page can escape: the trace or the temporary folder failing."""
         if self.trace.failed is not None:
             reason = run_wide_reason(self.trace.failed)
-            raise stopped_error(reason or f"the trace could not be written "
-                                f"({self.trace.failed})", self.summary.documents)
+            raise stopped_error(
+                reason or f"the trace could not be written ({self.trace.failed})",
+                self.summary.documents,
+            )
         if result.os_errno is not None:
             reason = run_wide_reason(OSError(result.os_errno, ""), fs="temporary")
             if reason is not None:
                 raise stopped_error(reason, self.summary.documents)
 
-    def page_done(self, result: PageResult, submit_ns: int, attempt: int,
-                  cost: float | None = None) -> None:
+    def page_done(
+        self, result: PageResult, submit_ns: int, attempt: int, cost: float | None = None
+    ) -> None:
         self._check_run_wide(result)
         if result.host and result.host != _HOST:
             # Another host's monotonic clock: place the span where its result arrived.
             shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(result, start_ns=result.start_ns + shift,
-                                         end_ns=result.end_ns + shift)
+            result = dataclasses.replace(
+                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
+            )
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:
@@ -181,12 +208,23 @@ class Collector:
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
-                log.info("ok %d chars in %.3f s (worker %d)", len(r.text or ""),
-                         (r.end_ns - r.start_ns) / 1e9, r.pid, extra=extra)
+                log.info(
+                    "ok %d chars in %.3f s (worker %d)",
+                    len(r.text or ""),
+                    (r.end_ns - r.start_ns) / 1e9,
+                    r.pid,
+                    extra=extra,
+                )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure({"doc_id": doc.doc_id, "page": r.page,
-                                              "error_type": r.error_type, "error": r.error})
+                self.summary.add_failure(
+                    {
+                        "doc_id": doc.doc_id,
+                        "page": r.page,
+                        "error_type": r.error_type,
+                        "error": r.error,
+                    }
+                )
         artifact_rel: str | None = None
         text = ""
         digest: str | None = None
@@ -208,22 +246,42 @@ class Collector:
             artifact_rel = self.layout.relative(target)
         end_ns = max(r.end_ns for r in pages)
         self.summary.count(status)
-        self._record(DocumentRecord(
-            doc_id=doc.doc_id, source=doc.path, format=doc.fmt, size_bytes=doc.size,
-            status=status, pages=doc.n_pages, pages_ok=n_ok, errors=errors, chars=len(text),
-            sha256=digest, artifact=artifact_rel, input_sha256=sha256_file(doc.path),
-            settings_key=self.settings_key,
-            seconds={
-                "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
-                "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
-                "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
-            },
-            workers=tuple(sorted({r.pid for r in pages})),
-        ))
-        self.trace.document(doc.doc_id, state.lane, state.first_submit_ns, end_ns,
-                            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok})
-        log.log(logging.INFO if status == "ok" else logging.WARNING,
-                "document %s: %d/%d pages, %d chars", status, n_ok, doc.n_pages, len(text),
-                extra={"doc": doc.doc_id, "page": "-"})
-
-
+        self._record(
+            DocumentRecord(
+                doc_id=doc.doc_id,
+                source=doc.path,
+                format=doc.fmt,
+                size_bytes=doc.size,
+                status=status,
+                pages=doc.n_pages,
+                pages_ok=n_ok,
+                errors=errors,
+                chars=len(text),
+                sha256=digest,
+                artifact=artifact_rel,
+                input_sha256=sha256_file(doc.path),
+                settings_key=self.settings_key,
+                seconds={
+                    "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
+                    "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
+                    "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
+                },
+                workers=tuple(sorted({r.pid for r in pages})),
+            )
+        )
+        self.trace.document(
+            doc.doc_id,
+            state.lane,
+            state.first_submit_ns,
+            end_ns,
+            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok},
+        )
+        log.log(
+            logging.INFO if status == "ok" else logging.WARNING,
+            "document %s: %d/%d pages, %d chars",
+            status,
+            n_ok,
+            doc.n_pages,
+            len(text),
+            extra={"doc": doc.doc_id, "page": "-"},
+        )

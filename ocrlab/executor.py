@@ -22,10 +22,7 @@ signal.
 from __future__ import annotations
 
 import concurrent.futures as cf
-import contextlib
 import logging
-import os
-import signal
 import threading
 import time
 from collections import deque
@@ -37,6 +34,7 @@ from loky import ProcessPoolExecutor as _LokyPool
 from loky.backend.context import ctx_loky
 
 from .errors import PageTimeoutError, WorkerDiedError
+from .procs import kill_workers
 from .records import EngineSettings, PageResult, PageTask
 from .worker import ocr_page
 
@@ -121,8 +119,10 @@ def _death_reason(exc: BaseException) -> str:
     """Say what killed the worker, in words a user can act on."""
     text = str(exc)
     if "SIGKILL" in text or "-9" in text:
-        return ("the worker process was killed by SIGKILL, most likely by the kernel's "
-                "out-of-memory killer")
+        return (
+            "the worker process was killed by SIGKILL, most likely by the kernel's "
+            "out-of-memory killer"
+        )
     if "SIGSEGV" in text or "-11" in text:
         return "the worker process crashed with SIGSEGV (segmentation fault)"
     return f"the worker process died ({type(exc).__name__}: {text.splitlines()[0] if text else ''})"
@@ -230,8 +230,9 @@ class BoundedScheduler:
                 elif isinstance(exc, cf.BrokenExecutor):
                     broken.append((item, exc))
                 else:
-                    yield Completion(item.task, _error_result(item.task, exc), item.submit_ns,
-                                     item.attempt)
+                    yield Completion(
+                        item.task, _error_result(item.task, exc), item.submit_ns, item.attempt
+                    )
             if broken:
                 yield from self._recover(broken, inflight, suspects, todo)
 
@@ -250,9 +251,13 @@ class BoundedScheduler:
             return  # cannot kill this executor's workers: keep waiting
         self._hung.update(i.task.key for i in overdue)
         self._killed_by_watchdog = True
-        self.on_event("page_hung", {"pages": [f"{i.task.doc_id}#{i.task.page}"
-                                              for i in overdue],
-                                    "deadline_s": self.deadline_ns / 1e9})
+        self.on_event(
+            "page_hung",
+            {
+                "pages": [f"{i.task.doc_id}#{i.task.page}" for i in overdue],
+                "deadline_s": self.deadline_ns / 1e9,
+            },
+        )
 
     def _recover(
         self,
@@ -272,33 +277,56 @@ class BoundedScheduler:
             else:
                 yield Completion(item.task, result, item.submit_ns, item.attempt)
         watchdog, self._killed_by_watchdog = self._killed_by_watchdog, False
-        reason = ("killed by ocrlab: a page exceeded its deadline" if watchdog
-                  else _death_reason(broken[0][1]))
+        reason = (
+            "killed by ocrlab: a page exceeded its deadline"
+            if watchdog
+            else _death_reason(broken[0][1])
+        )
         alone = len(broken) == 1 and broken[0][0].attempt > 1
-        self.on_event("worker_died", {
-            "reason": reason,
-            "pages": [f"{i.task.doc_id}#{i.task.page}" for i, _ in broken],
-        })
+        self.on_event(
+            "worker_died",
+            {
+                "reason": reason,
+                "pages": [f"{i.task.doc_id}#{i.task.page}" for i, _ in broken],
+            },
+        )
         for item, _exc in broken:
             if item.task.key in self._hung:
                 self._hung.discard(item.task.key)
                 assert self.deadline_ns is not None
-                yield Completion(item.task, _error_result(item.task, PageTimeoutError(
-                    f"page {item.task.page} of {item.task.doc_id} was still running after "
-                    f"{self.deadline_ns / 1e9:g} s (hung outside Tesseract); its worker was "
-                    "killed. Raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately "
-                    "slow.")), item.submit_ns, item.attempt)
+                yield Completion(
+                    item.task,
+                    _error_result(
+                        item.task,
+                        PageTimeoutError(
+                            f"page {item.task.page} of {item.task.doc_id} was still running "
+                            f"after {self.deadline_ns / 1e9:g} s (hung outside Tesseract); its "
+                            "worker was killed. Raise page_timeout / OCR_PAGE_TIMEOUT if the "
+                            "page is legitimately slow."
+                        ),
+                    ),
+                    item.submit_ns,
+                    item.attempt,
+                )
             elif watchdog and self.restart is not None:
                 todo.appendleft(_InFlight(item.task, 0, item.attempt))  # innocent bystander
             elif alone or self.restart is None:
                 # Ran alone and killed its worker again: this page is the culprit.
                 note = self.memory_note()
-                yield Completion(item.task, _error_result(item.task, WorkerDiedError(
-                    f"{reason}; page {item.task.page} of {item.task.doc_id} killed its worker "
-                    f"{'twice' if alone else 'and the pool cannot be restarted'}"
-                    f"{'; ' + note if note else ''}"
-                    " (check max_megapixels and the memory available per worker)")),
-                    item.submit_ns, item.attempt)
+                yield Completion(
+                    item.task,
+                    _error_result(
+                        item.task,
+                        WorkerDiedError(
+                            f"{reason}; page {item.task.page} of {item.task.doc_id} killed its "
+                            f"worker {'twice' if alone else 'and the pool cannot be restarted'}"
+                            f"{'; ' + note if note else ''}"
+                            " (check max_megapixels and the memory available per worker)"
+                        ),
+                    ),
+                    item.submit_ns,
+                    item.attempt,
+                )
             else:
                 suspects.append(_InFlight(item.task, 0, item.attempt + 1))
         if self.restart is not None:
@@ -308,37 +336,21 @@ class BoundedScheduler:
                 log.debug("shutdown of broken executor failed", exc_info=True)
             self.executor = self.restart()
             self.restarts += 1
-            self.on_event("pool_restarted", {"restarts": self.restarts,
-                                             "suspects": len(suspects)})
-
-
-def worker_pids(executor: cf.Executor) -> list[int]:
-    """PIDs of a loky pool's worker processes ([] for executors without local workers)."""
-    processes = getattr(executor, "_processes", None)
-    if not isinstance(processes, dict):
-        return []
-    return [int(pid) for pid in processes]
-
-
-def kill_workers(executor: cf.Executor, sig: int = signal.SIGKILL) -> bool:
-    """Kill a loky pool's workers (it becomes broken); False if there are none to kill.
-
-    The only way to stop a page that hangs inside a worker: a running call cannot
-    be cancelled. The scheduler restarts the pool afterwards.
-    """
-    pids = worker_pids(executor)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, sig)
-    return bool(pids)
+            self.on_event("pool_restarted", {"restarts": self.restarts, "suspects": len(suspects)})
 
 
 def _error_result(task: PageTask, exc: BaseException) -> PageResult:
     """An error record for a page whose future failed outside :func:`ocr_page`."""
     now = time.monotonic_ns()
-    return PageResult(doc_id=task.doc_id, page=task.page, text=None,
-                      error_type=type(exc).__name__, error=str(exc) or repr(exc),
-                      start_ns=now, end_ns=now)
+    return PageResult(
+        doc_id=task.doc_id,
+        page=task.page,
+        text=None,
+        error_type=type(exc).__name__,
+        error=str(exc) or repr(exc),
+        start_ns=now,
+        end_ns=now,
+    )
 
 
 async def gather_ocr_pages(

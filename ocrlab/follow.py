@@ -44,8 +44,9 @@ class TraceFollower:
     every event of the appended original, ``run_end`` included.
     """
 
-    def __init__(self, path: str | os.PathLike[str],
-                 stale: tuple[int, int, int] | None = None) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], stale: tuple[int, int, int] | None = None
+    ) -> None:
         self.path = Path(path)
         self.stale = stale
         self._fh: IO[bytes] | None = None
@@ -142,9 +143,14 @@ class RunState:
             self.t_s = max(self.t_s, ts + float(e.get("dur") or 0) / 1e6)
             if not args.get("ok", True):
                 self.pages_failed += 1
-                self.failures.append({"doc_id": args.get("doc_id"), "page": args.get("page"),
-                                      "error_type": args.get("error_type"),
-                                      "error": args.get("error")})
+                self.failures.append(
+                    {
+                        "doc_id": args.get("doc_id"),
+                        "page": args.get("page"),
+                        "error_type": args.get("error_type"),
+                        "error": args.get("error"),
+                    }
+                )
         elif ph == "C":
             self.t_s = max(self.t_s, ts)
             if name == "memory (MB)":

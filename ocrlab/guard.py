@@ -44,12 +44,19 @@ def tree_memory(sample: Any, pss_share: float | None = None) -> int:
 class MemoryGuard:
     """Decides whether the scheduler may submit one more page (see the module doc)."""
 
-    def __init__(self, budget_bytes: float, margin_bytes: float, prior_page_bytes: float,
-                 on_event: Callable[[str, dict[str, Any]], None] | None = None) -> None:
+    def __init__(
+        self,
+        budget_bytes: float,
+        margin_bytes: float,
+        prior_page_bytes: float,
+        on_event: Callable[[str, dict[str, Any]], None] | None = None,
+    ) -> None:
         if budget_bytes <= margin_bytes:
-            raise ValueError(f"memory budget {budget_bytes / 2**20:.0f} MB must exceed the "
-                             f"guard's margin {margin_bytes / 2**20:.0f} MB; raise "
-                             "memory_budget_mb")
+            raise ValueError(
+                f"memory budget {budget_bytes / 2**20:.0f} MB must exceed the "
+                f"guard's margin {margin_bytes / 2**20:.0f} MB; raise "
+                "memory_budget_mb"
+            )
         self.budget = float(budget_bytes)
         self.margin = float(margin_bytes)
         self.page_cost = float(prior_page_bytes)
@@ -93,11 +100,17 @@ class MemoryGuard:
         if self._held_since is None:
             self._held_since = time.monotonic_ns()
             self.holds += 1
-            self.on_event("backpressure", {
-                "tree_mb": round(memory / 2**20, 1), "budget_mb": round(self.budget / 2**20, 1),
-                "margin_mb": round(self.margin / 2**20, 1),
-                "page_cost_mb": round(self.page_cost / 2**20, 1), "inflight": inflight,
-                "projected_mb": round(projected / 2**20, 1)})
+            self.on_event(
+                "backpressure",
+                {
+                    "tree_mb": round(memory / 2**20, 1),
+                    "budget_mb": round(self.budget / 2**20, 1),
+                    "margin_mb": round(self.margin / 2**20, 1),
+                    "page_cost_mb": round(self.page_cost / 2**20, 1),
+                    "inflight": inflight,
+                    "projected_mb": round(projected / 2**20, 1),
+                },
+            )
         return False
 
     def _release(self) -> None:
@@ -106,6 +119,10 @@ class MemoryGuard:
             self._held_since = None
             with self._lock:
                 memory = self._memory
-            self.on_event("backpressure_end", {
-                "held_s": round(held_s, 3),
-                "tree_mb": None if memory is None else round(memory / 2**20, 1)})
+            self.on_event(
+                "backpressure_end",
+                {
+                    "held_s": round(held_s, 3),
+                    "tree_mb": None if memory is None else round(memory / 2**20, 1),
+                },
+            )

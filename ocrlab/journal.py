@@ -188,8 +188,14 @@ class StreamingManifest:
     collector does not know the difference.
     """
 
-    def __init__(self, manifest_path: Path, run: Mapping[str, Any], run_start: str,
-                 fresh: bool = True, tmp_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        manifest_path: Path,
+        run: Mapping[str, Any],
+        run_start: str,
+        fresh: bool = True,
+        tmp_dir: Path | None = None,
+    ) -> None:
         self.path = manifest_path
         #: where the sort spills (the run's own temporary folder, not the output folder)
         self.tmp_dir = tmp_dir or manifest_path.parent
@@ -200,10 +206,14 @@ class StreamingManifest:
     def add(self, record: DocumentRecord) -> None:
         self.journal.add(record)
 
-    def _write_body(self, status: str, summary: Mapping[str, Any],
-                    lines: Iterator[str]) -> None:
-        head = {"schema": MANIFEST_SCHEMA, "status": status, "run": self.run,
-                "summary": dict(summary), "journal": JOURNAL_NAME}
+    def _write_body(self, status: str, summary: Mapping[str, Any], lines: Iterator[str]) -> None:
+        head = {
+            "schema": MANIFEST_SCHEMA,
+            "status": status,
+            "run": self.run,
+            "summary": dict(summary),
+            "journal": JOURNAL_NAME,
+        }
         text = json.dumps(head, indent=1, ensure_ascii=False, default=str)
         with atomic_writer(self.path) as fh:
             fh.write(text[:-2].encode("utf-8"))  # without the closing "\n}"
@@ -219,8 +229,7 @@ class StreamingManifest:
         self.journal.close()
         journal = self.journal.path
         tmp = self.tmp_dir
-        self._write_body(status, summary or {},
-                         sorted_section(journal, self.journal.section, tmp))
+        self._write_body(status, summary or {}, sorted_section(journal, self.journal.section, tmp))
         if self.journal.section > 0:
             with atomic_writer(journal) as out, open(journal, "rb") as src:
                 src.seek(self.journal.section)
@@ -234,8 +243,7 @@ def journal_documents(out_dir: Path) -> list[dict[str, Any]]:
     path = out_dir / JOURNAL_NAME
     # In the system's temporary folder: the output folder may belong to a running run.
     with tempfile.TemporaryDirectory(prefix="ocrlab-sort-") as tmp:
-        return [json.loads(line) for line in sorted_section(path, last_section(path),
-                                                             Path(tmp))]
+        return [json.loads(line) for line in sorted_section(path, last_section(path), Path(tmp))]
 
 
 class PreviousRun:

@@ -107,8 +107,7 @@ def estimate_cost(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> floa
     return round(pixels / 1e6 * FORMAT_FACTOR.get(task.fmt, 1.0), 4)
 
 
-def with_estimates(pairs: Iterable[tuple[D, PageTask]], dpi: int
-                   ) -> Iterator[tuple[D, PageTask]]:
+def with_estimates(pairs: Iterable[tuple[D, PageTask]], dpi: int) -> Iterator[tuple[D, PageTask]]:
     """(document, page) pairs with :attr:`PageTask.cost` filled in: one header read per
     page, a PDF opened once for its consecutive pages (closed when the stream ends)."""
     pdf = _OpenPdf()
@@ -129,9 +128,7 @@ def cost_order(
     of discovered pages is consumed as fast as pages are submitted, plus the window.
     """
     if window < 1:
-        raise ValueError(
-            f"window={window!r} must be at least 1 (1 keeps discovery order exactly)"
-        )
+        raise ValueError(f"window={window!r} must be at least 1 (1 keeps discovery order exactly)")
     heap: list[tuple[float, int, T]] = []
     counter = itertools.count()
     source = iter(items)

@@ -45,8 +45,10 @@ def _holder(path: Path) -> str:
         info = {}
     if not info:
         return "another ocrlab run"
-    return (f"the run with PID {info.get('pid')} on {info.get('host')}, started "
-            f"{info.get('started_at')} ({info.get('command')})")
+    return (
+        f"the run with PID {info.get('pid')} on {info.get('host')}, started "
+        f"{info.get('started_at')} ({info.get('command')})"
+    )
 
 
 @contextlib.contextmanager
@@ -72,9 +74,12 @@ def hold_output(root: Path) -> Iterator[Path]:
             "for it to finish or choose another --out folder."
         ) from None
     try:
-        info = {"pid": os.getpid(), "host": socket.gethostname(),
-                "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-                "command": " ".join(sys.argv[:1] + sys.argv[1:4])[:200]}
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "command": " ".join(sys.argv[:1] + sys.argv[1:4])[:200],
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode("utf-8"), 0)
         yield root / LOCK_NAME
@@ -104,7 +109,8 @@ def not_empty_error(root: Path, found: list[str]) -> OutputNotEmptyError:
         f"output folder {str(root)!r} holds a previous run's {', '.join(found)}; run again "
         "with --resume to keep its finished documents and do the rest, or with --overwrite "
         "to start from an empty folder (ocrlab.run(..., resume=True) / overwrite=True), or "
-        "choose another --out.")
+        "choose another --out."
+    )
 
 
 # --------------------------------------------------------------------------- temporary files
@@ -187,8 +193,9 @@ def run_wide_reason(exc: BaseException, fs: str = "output") -> str | None:
 def stopped_error(reason: str, documents: int) -> OutputStoppedError:
     """The one-line message a run-wide stop ends with (README, exit code 4)."""
     return OutputStoppedError(
-        f"{reason} after {documents} documents; fix it (free space) and run again with "
-        "--resume", documents)
+        f"{reason} after {documents} documents; fix it (free space) and run again with --resume",
+        documents,
+    )
 
 
 class Ballast:

@@ -78,8 +78,11 @@ def page_source(task: PageTask, settings: EngineSettings) -> Iterator[tuple[str,
             return
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrlab-page-"))
         out = os.path.join(tmp, "page.pnm")
-        frame = im if im.mode in {"1", "L", "RGB"} else im.convert(
-            "L" if im.mode in {"LA", "I;16", "I;16B", "I", "F"} else "RGB")
+        frame = (
+            im
+            if im.mode in {"1", "L", "RGB"}
+            else im.convert("L" if im.mode in {"LA", "I;16", "I;16B", "I", "F"} else "RGB")
+        )
         frame.save(out, format="PPM")
         yield out, width, height
 

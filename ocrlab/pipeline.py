@@ -43,7 +43,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +50,7 @@ from .artifacts import OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .errors import ConfigError, OutputStoppedError
-from .executor import BoundedScheduler, kill_workers
+from .executor import BoundedScheduler
 from .journal import StreamingManifest
 from .ordering import cost_order, with_estimates
 from .ownership import (
@@ -63,9 +62,9 @@ from .ownership import (
     stopped_error,
 )
 from .plan import ExecutionPlan
-from .procs import child_subreaper
+from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import PageTask, RunSummary
+from .records import Group, PageTask, RunContext, RunSummary
 from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, check_memory, run_metadata
@@ -76,39 +75,8 @@ from .warmup import page_bound
 
 log = logging.getLogger("ocrlab")
 
-
-@dataclass(frozen=True)
-class Group:
-    """A named set of inputs; the name prefixes its document ids (``""``: no prefix)."""
-
-    name: str
-    inputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What to OCR and where to write it."""
-
-    groups: tuple[Group, ...]
-    out_dir: str
-    #: keep what a previous run in ``out_dir`` finished with the same input and settings
-    resume: bool = False
-    #: start from an empty folder: remove a previous run's artifacts, manifest, trace, log
-    overwrite: bool = False
-
-    @classmethod
-    def single(
-        cls,
-        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-        out_dir: str | os.PathLike[str],
-        resume: bool = False,
-        overwrite: bool = False,
-    ) -> RunContext:
-        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return cls(
-            (Group("", tuple(os.fspath(p) for p in items)),), os.fspath(out_dir), resume,
-            overwrite,
-        )
+#: The entry points; ``Group`` and ``RunContext`` (what to OCR) live in :mod:`ocrlab.records`.
+__all__ = ["Group", "RunContext", "run", "run_groups"]
 
 
 def run_groups(
@@ -133,14 +101,21 @@ def run_groups(
     t0 = time.monotonic_ns()
     cfg = load_config(config)
     if context.resume and context.overwrite:
-        raise ConfigError("resume and overwrite exclude each other: --resume keeps a previous "
-                          "run's finished documents, --overwrite removes them; choose one.")
+        raise ConfigError(
+            "resume and overwrite exclude each other: --resume keeps a previous "
+            "run's finished documents, --overwrite removes them; choose one."
+        )
     check_memory(cfg)
     with hold_output(Path(context.out_dir)):
         plan = ExecutionPlan.from_config(cfg)
         if plan.kind == "pool":  # a pool no larger than the batch (a few header reads at most)
-            plan = plan.fitted(page_bound([i for g in context.groups for i in g.inputs],
-                                          plan.workers, exclude=[context.out_dir]))
+            plan = plan.fitted(
+                page_bound(
+                    [i for g in context.groups for i in g.inputs],
+                    plan.workers,
+                    exclude=[context.out_dir],
+                )
+            )
         executor = plan.start()  # its workers start while the engine is checked, inputs found
         try:
             check_engine(cfg)
@@ -155,8 +130,9 @@ def run_groups(
 class _Run:
     """One run's state: what was found, where it goes, and the recorders it feeds."""
 
-    def __init__(self, context: RunContext, plan: ExecutionPlan, executor: cf.Executor,
-                 t0: int) -> None:
+    def __init__(
+        self, context: RunContext, plan: ExecutionPlan, executor: cf.Executor, t0: int
+    ) -> None:
         self.context = context
         self.plan = plan
         self.cfg = plan.cfg
@@ -165,8 +141,9 @@ class _Run:
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         self.layout = OutputLayout(context.out_dir)
         self.key = settings_key(self.cfg)
-        self.summary = RunSummary(out_dir=self.layout.root, workers=plan.workers,
-                                  sequential=plan.sequential)
+        self.summary = RunSummary(
+            out_dir=self.layout.root, workers=plan.workers, sequential=plan.sequential
+        )
         self.watch: Supervisor | None = None
 
     def _claim_folder(self) -> None:
@@ -192,14 +169,22 @@ class _Run:
         RunTempDir.remove_stale()
         self.tmp = RunTempDir()
         meta = run_metadata(self.cfg)
-        meta.update(started_at=self.started_at, settings_key=self.key, t0_monotonic_ns=self.t0,
-                    resume=self.context.resume,
-                    groups=[{"name": g.name, "inputs": list(g.inputs)}
-                            for g in self.context.groups])
+        meta.update(
+            started_at=self.started_at,
+            settings_key=self.key,
+            t0_monotonic_ns=self.t0,
+            resume=self.context.resume,
+            groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
+        )
         self.trace = TraceRecorder(self.layout.trace, self.t0)
         self.trace.metadata(meta)
-        self.manifest = StreamingManifest(self.layout.manifest, meta, self.started_at,
-                                          fresh=previous is None, tmp_dir=self.tmp.path)
+        self.manifest = StreamingManifest(
+            self.layout.manifest,
+            meta,
+            self.started_at,
+            fresh=previous is None,
+            tmp_dir=self.tmp.path,
+        )
         self.previous = previous
         status = "interrupted"
         self.stop_reason: str | None = None
@@ -207,14 +192,20 @@ class _Run:
         # The bar's total grows as discovery finds documents (see _tasks).
         with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
             try:
-                log.info("run: %d worker(s)%s, engine %s%s; documents are discovered as "
-                         "pages are submitted", self.cfg.effective_workers,
-                         " (sequential, in-process)" if self.plan.sequential else "",
-                         self.cfg.engine, f"; resuming, {len(previous)} document(s) "
-                         "finished before" if previous is not None else "")
+                log.info(
+                    "run: %d worker(s)%s, engine %s%s; documents are discovered as "
+                    "pages are submitted",
+                    self.cfg.effective_workers,
+                    " (sequential, in-process)" if self.plan.sequential else "",
+                    self.cfg.engine,
+                    f"; resuming, {len(previous)} document(s) finished before"
+                    if previous is not None
+                    else "",
+                )
                 self.watch = Supervisor(self.cfg, self.plan, self.trace, self.summary)
-                self.collector = Collector(self.layout, self.trace, self.manifest,
-                                           self.summary, bar, self.key)
+                self.collector = Collector(
+                    self.layout, self.trace, self.manifest, self.summary, bar, self.key
+                )
                 self._schedule(docs)
                 status = "complete"
             except OutputStoppedError as exc:
@@ -232,7 +223,8 @@ class _Run:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
             iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
-            for g in self.context.groups)
+            for g in self.context.groups
+        )
 
     def _runnable(self, docs: Iterable[Document]) -> Iterator[Document]:
         """The documents to OCR, as discovery finds them; the others are recorded here.
@@ -266,8 +258,11 @@ class _Run:
         pairs = ((doc, task) for doc in self._runnable(docs) for task in doc.tasks)
         if self.cfg.order != "cost" or self.plan.sequential:
             return pairs  # in-process, one page at a time: no tail to avoid
-        return cost_order(with_estimates(pairs, self.cfg.dpi), lambda pair: pair[1].cost or 0.0,
-                          self.cfg.order_window)
+        return cost_order(
+            with_estimates(pairs, self.cfg.dpi),
+            lambda pair: pair[1].cost or 0.0,
+            self.cfg.order_window,
+        )
 
     def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
         """The pages of ``docs``, each announced to the collector as it is submitted."""
@@ -290,20 +285,26 @@ class _Run:
     def _schedule(self, docs: Iterable[Document]) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
-            self.cfg.engine_settings(), tmp_dir=str(self.tmp.path), main_pid=os.getpid(),
-            pool_worker=self.plan.pool_worker)
+            self.cfg.engine_settings(),
+            tmp_dir=str(self.tmp.path),
+            main_pid=os.getpid(),
+            pool_worker=self.plan.pool_worker,
+        )
         if self.plan.pool_worker:
             quiet_recycling_warning()
         scheduler = BoundedScheduler(
-            self.executor, settings, self.plan.limit,
+            self.executor,
+            settings,
+            self.plan.limit,
             restart=self.plan.start if self.plan.restartable else None,
-            on_event=self._on_event, deadline_s=self.plan.deadline_s,
+            on_event=self._on_event,
+            deadline_s=self.plan.deadline_s,
             memory_note=self.watch.memory_note if self.watch else None,
-            admit=self.watch.admit if self.watch else None)
+            admit=self.watch.admit if self.watch else None,
+        )
         try:
             for done in scheduler.run(self._tasks(docs)):
-                self.collector.page_done(done.result, done.submit_ns, done.attempt,
-                                         done.task.cost)
+                self.collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
                 if self.watch is not None:
                     self.watch.page_done(done.result)
         except BaseException:
@@ -345,10 +346,17 @@ class _Run:
         except OSError as exc:
             log.error("could not finish the trace %s: %s", self.layout.trace, exc)
         self.tmp.close()
-        log.info("run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s%s",
-                 status, summary.documents, summary.documents_ok,
-                 summary.documents_partial, summary.documents_failed, summary.pages,
-                 summary.wall_s, f"; {summary.memory_line()}" if summary.memory_line() else "")
+        log.info(
+            "run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s%s",
+            status,
+            summary.documents,
+            summary.documents_ok,
+            summary.documents_partial,
+            summary.documents_failed,
+            summary.pages,
+            summary.wall_s,
+            f"; {summary.memory_line()}" if summary.memory_line() else "",
+        )
 
 
 def run(
@@ -370,5 +378,4 @@ def run(
     run's files is refused (:class:`~ocrlab.errors.OutputNotEmptyError`).
     """
     cfg = load_config(config, **options)
-    return run_groups(RunContext.single(inputs, out_dir, resume=resume, overwrite=overwrite),
-                      cfg)
+    return run_groups(RunContext.single(inputs, out_dir, resume=resume, overwrite=overwrite), cfg)

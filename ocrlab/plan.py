@@ -103,11 +103,8 @@ class ExecutionPlan:
         if self.kind != "pool" or not 1 <= pages < self.workers:
             return self
         if pages == 1 and self.cfg.engine == "pytesseract":
-            return dataclasses.replace(self, kind="inline", workers=1, limit=1,
-                                       deadline_s=None)
-        return dataclasses.replace(
-            self, workers=pages, limit=pages * self.cfg.inflight_per_worker
-        )
+            return dataclasses.replace(self, kind="inline", workers=1, limit=1, deadline_s=None)
+        return dataclasses.replace(self, workers=pages, limit=pages * self.cfg.inflight_per_worker)
 
     def sized(self, executor: cf.Executor) -> ExecutionPlan:
         """With a cluster and no worker count given, size the run by the cluster's threads."""

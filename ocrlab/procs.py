@@ -10,6 +10,7 @@ each pool restart and at the end of the run.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import contextlib
 import ctypes
 import ctypes.util
@@ -44,8 +45,9 @@ def is_subreaper() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         flag = ctypes.c_int(0)
-        return int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and \
-            bool(flag.value)
+        return int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and bool(
+            flag.value
+        )
     except (OSError, AttributeError):
         return False
 
@@ -104,3 +106,23 @@ def reap_orphans(names: Sequence[str] = ("tesseract",)) -> list[int]:
         log.warning("killed %d orphaned Tesseract process(es): %s", len(killed), killed)
     return killed
 
+
+def worker_pids(executor: cf.Executor) -> list[int]:
+    """PIDs of a loky pool's worker processes ([] for executors without local workers)."""
+    processes = getattr(executor, "_processes", None)
+    if not isinstance(processes, dict):
+        return []
+    return [int(pid) for pid in processes]
+
+
+def kill_workers(executor: cf.Executor, sig: int = signal.SIGKILL) -> bool:
+    """Kill a loky pool's workers (it becomes broken); False if there are none to kill.
+
+    The only way to stop a page that hangs inside a worker: a running call cannot
+    be cancelled. The scheduler restarts the pool afterwards.
+    """
+    pids = worker_pids(executor)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, sig)
+    return bool(pids)

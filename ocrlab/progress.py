@@ -59,8 +59,11 @@ def live_view_enabled(cfg: OcrConfig, where: str | None = None) -> bool:
     if cfg.live_view is not None:
         return cfg.live_view
     # auto: a person at JupyterLab, who did not ask for quiet, with the widgets installed
-    return (where == "notebook" and cfg.progress is not False
-            and importlib.util.find_spec("ipywidgets") is not None)
+    return (
+        where == "notebook"
+        and cfg.progress is not False
+        and importlib.util.find_spec("ipywidgets") is not None
+    )
 
 
 class _QuietBar:
@@ -75,16 +78,18 @@ class _QuietBar:
         pass
 
 
-def make_bar(total: int, enabled: bool, where: str, desc: str = "OCR",
-             leave: bool = True, unit: str = "page") -> Any:
+def make_bar(
+    total: int, enabled: bool, where: str, desc: str = "OCR", leave: bool = True, unit: str = "page"
+) -> Any:
     """A tqdm bar for ``where``: the notebook widget in a kernel, the terminal bar elsewhere."""
     if where in {"notebook", "headless"}:
         # tqdm.auto: the widget bar when ipywidgets is there, the text bar otherwise
         from tqdm.auto import tqdm as bar_class
     else:
         from tqdm.std import tqdm as bar_class
-    return bar_class(total=total, unit=unit, desc=desc, disable=not enabled, leave=leave,
-                     dynamic_ncols=True)
+    return bar_class(
+        total=total, unit=unit, desc=desc, disable=not enabled, leave=leave, dynamic_ncols=True
+    )
 
 
 @contextlib.contextmanager
@@ -102,8 +107,7 @@ def run_progress(total: int, cfg: OcrConfig, trace_path: Path) -> Iterator[Any]:
             view.finish()  # in this (the cell's) thread: the final state reaches the page
         return
     desc = f"{_SWEEP[-1]}: OCR" if _SWEEP else "OCR"
-    with make_bar(total, progress_enabled(cfg, where), where, desc=desc,
-                  leave=not _SWEEP) as bar:
+    with make_bar(total, progress_enabled(cfg, where), where, desc=desc, leave=not _SWEEP) as bar:
         yield bar
 
 

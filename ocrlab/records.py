@@ -12,6 +12,8 @@ per document in ``results.json``, and the :class:`RunSummary` a run returns.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -159,11 +161,19 @@ class DocumentRecord:
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written to the manifest (keys as README documents them)."""
         out: dict[str, Any] = {
-            "doc_id": self.doc_id, "source": self.source, "format": self.format,
-            "size_bytes": self.size_bytes, "status": self.status, "pages": self.pages,
-            "pages_ok": self.pages_ok, "errors": [e.as_dict() for e in self.errors],
-            "chars": self.chars, "sha256": self.sha256, "artifact": self.artifact,
-            "input_sha256": self.input_sha256, "settings_key": self.settings_key,
+            "doc_id": self.doc_id,
+            "source": self.source,
+            "format": self.format,
+            "size_bytes": self.size_bytes,
+            "status": self.status,
+            "pages": self.pages,
+            "pages_ok": self.pages_ok,
+            "errors": [e.as_dict() for e in self.errors],
+            "chars": self.chars,
+            "sha256": self.sha256,
+            "artifact": self.artifact,
+            "input_sha256": self.input_sha256,
+            "settings_key": self.settings_key,
         }
         if self.seconds is not None:
             out["seconds"] = dict(self.seconds)
@@ -178,15 +188,23 @@ class DocumentRecord:
         """Read a record back from a manifest (``--resume``); unknown keys are ignored."""
         workers = data.get("workers")
         return cls(
-            doc_id=str(data["doc_id"]), source=str(data.get("source", "")),
-            format=data.get("format"), size_bytes=int(data.get("size_bytes") or 0),
-            status=str(data.get("status", "")), pages=int(data.get("pages") or 0),
+            doc_id=str(data["doc_id"]),
+            source=str(data.get("source", "")),
+            format=data.get("format"),
+            size_bytes=int(data.get("size_bytes") or 0),
+            status=str(data.get("status", "")),
+            pages=int(data.get("pages") or 0),
             pages_ok=int(data.get("pages_ok") or 0),
-            errors=tuple(ErrorEntry(e.get("page"), e.get("type"), e.get("message"))
-                         for e in data.get("errors", [])),
-            chars=int(data.get("chars") or 0), sha256=data.get("sha256"),
-            artifact=data.get("artifact"), input_sha256=data.get("input_sha256"),
-            settings_key=str(data.get("settings_key", "")), seconds=data.get("seconds"),
+            errors=tuple(
+                ErrorEntry(e.get("page"), e.get("type"), e.get("message"))
+                for e in data.get("errors", [])
+            ),
+            chars=int(data.get("chars") or 0),
+            sha256=data.get("sha256"),
+            artifact=data.get("artifact"),
+            input_sha256=data.get("input_sha256"),
+            settings_key=str(data.get("settings_key", "")),
+            seconds=data.get("seconds"),
             workers=None if workers is None else tuple(int(w) for w in workers),
             kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
         )
@@ -272,16 +290,58 @@ class RunSummary:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "documents": self.documents, "documents_ok": self.documents_ok,
+            "documents": self.documents,
+            "documents_ok": self.documents_ok,
             "documents_partial": self.documents_partial,
             "documents_failed": self.documents_failed,
-            "documents_kept": self.documents_kept, "pages": self.pages,
-            "pages_failed": self.pages_failed, "wall_s": round(self.wall_s, 4),
-            "pages_per_s": round(self.pages_per_s, 4), "workers": self.workers,
-            "sequential": self.sequential, "restarts": self.restarts,
-            "workers_recycled": self.workers_recycled, "backpressure": self.backpressure,
+            "documents_kept": self.documents_kept,
+            "pages": self.pages,
+            "pages_failed": self.pages_failed,
+            "wall_s": round(self.wall_s, 4),
+            "pages_per_s": round(self.pages_per_s, 4),
+            "workers": self.workers,
+            "sequential": self.sequential,
+            "restarts": self.restarts,
+            "workers_recycled": self.workers_recycled,
+            "backpressure": self.backpressure,
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,
         }
+
+
+@dataclass(frozen=True)
+class Group:
+    """A named set of inputs; the name prefixes its document ids (``""``: no prefix)."""
+
+    name: str
+    inputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """What to OCR and where to write it."""
+
+    groups: tuple[Group, ...]
+    out_dir: str
+    #: keep what a previous run in ``out_dir`` finished with the same input and settings
+    resume: bool = False
+    #: start from an empty folder: remove a previous run's artifacts, manifest, trace, log
+    overwrite: bool = False
+
+    @classmethod
+    def single(
+        cls,
+        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
+        out_dir: str | os.PathLike[str],
+        resume: bool = False,
+        overwrite: bool = False,
+    ) -> RunContext:
+        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+        return cls(
+            (Group("", tuple(os.fspath(p) for p in items)),),
+            os.fspath(out_dir),
+            resume,
+            overwrite,
+        )

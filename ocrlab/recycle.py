@@ -49,8 +49,7 @@ def retire() -> bool:
         module = sys.modules.get(name)
         if module is None or not getattr(module, "_USE_PSUTIL", False):
             continue
-        if hasattr(module, "_MAX_MEMORY_LEAK_SIZE") and hasattr(
-                module, "_MEMORY_LEAK_CHECK_DELAY"):
+        if hasattr(module, "_MAX_MEMORY_LEAK_SIZE") and hasattr(module, "_MEMORY_LEAK_CHECK_DELAY"):
             # any memory figure counts as a leak; check right after this call
             setattr(module, "_MAX_MEMORY_LEAK_SIZE", -(1 << 62))  # noqa: B010
             setattr(module, "_MEMORY_LEAK_CHECK_DELAY", -1.0)  # noqa: B010
@@ -102,8 +101,10 @@ def after_page(settings: EngineSettings, worker_rss: int) -> dict[str, str]:
     elif settings.max_worker_rss_mb:
         rss = worker_rss + _children_rss()
         if rss > settings.max_worker_rss_mb * 2**20:
-            reason = (f"RSS {rss / 2**20:.0f} MB after {_pages_done} pages "
-                      f"(max_worker_rss_mb={settings.max_worker_rss_mb:g})")
+            reason = (
+                f"RSS {rss / 2**20:.0f} MB after {_pages_done} pages "
+                f"(max_worker_rss_mb={settings.max_worker_rss_mb:g})"
+            )
     if reason is None:
         return {}
     return {"recycled": reason} if retire() else {"recycle_failed": reason}
@@ -112,5 +113,6 @@ def after_page(settings: EngineSettings, worker_rss: int) -> dict[str, str]:
 def quiet_recycling_warning() -> None:
     """loky warns when a worker stops while pages are queued; for a recycled worker it is
     the plan, not a problem (the replacement starts at the next submit)."""
-    warnings.filterwarnings("ignore", message="A worker stopped while some jobs were given",
-                            category=UserWarning)
+    warnings.filterwarnings(
+        "ignore", message="A worker stopped while some jobs were given", category=UserWarning
+    )

@@ -46,7 +46,10 @@ def sha256_file(path: str | Path) -> str | None:
 def settings_key(cfg: OcrConfig) -> str:
     """A short hash of everything that changes the text a page gives."""
     shaping = {
-        "engine": cfg.engine, "lang": cfg.lang, "psm": cfg.psm, "dpi": cfg.dpi,
+        "engine": cfg.engine,
+        "lang": cfg.lang,
+        "psm": cfg.psm,
+        "dpi": cfg.dpi,
         "engine_options": {k: v for k, v in sorted(cfg.engine_options.items())},
         "tesseract": engine_version(cfg.engine),
     }
@@ -77,8 +80,7 @@ def previous_records(layout: OutputLayout) -> Previous:
     return out
 
 
-def reusable(record: DocumentRecord | None, source: str, key: str,
-             layout: OutputLayout) -> bool:
+def reusable(record: DocumentRecord | None, source: str, key: str, layout: OutputLayout) -> bool:
     """True when ``record`` describes a finished, still valid result for ``source``."""
     if record is None or record.status != "ok" or record.settings_key != key:
         return False

@@ -53,8 +53,9 @@ def check_engine(cfg: OcrConfig) -> None:
         version = tesseract_version()
         langs.result()
     if version is None:
-        raise PipelineError(f"Tesseract was not found on PATH ({tesseract_cmd()!r}); "
-                            f"{INSTALL_HINT}.")
+        raise PipelineError(
+            f"Tesseract was not found on PATH ({tesseract_cmd()!r}); {INSTALL_HINT}."
+        )
     wanted = set(cfg.lang.split("+"))
     missing = sorted(wanted - tesseract_languages())
     if missing:
@@ -115,7 +116,8 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
             "loky": _version("loky"),
             "pytesseract": _version("pytesseract"),
             "tesseract": engine_version("pytesseract") if cfg.engine == "pytesseract" else None,
-            "tesserocr_libtesseract": engine_version("tesserocr") if cfg.engine == "tesserocr"
+            "tesserocr_libtesseract": engine_version("tesserocr")
+            if cfg.engine == "tesserocr"
             else None,
             "Pillow": _version("Pillow"),
             "pypdfium2": _version("pypdfium2"),

@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 
 def scheduler_address(spec: str) -> str:
     """``dask://host:port`` -> ``tcp://host:port`` (other schemes pass through)."""
-    return "tcp://" + spec[len("dask://"):] if spec.startswith("dask://") else spec
+    return "tcp://" + spec[len("dask://") :] if spec.startswith("dask://") else spec
 
 
 def is_loopback(spec: str) -> bool:
@@ -48,8 +48,11 @@ class DaskExecutor(cf.Executor):
         from distributed import Client
 
         self.address = scheduler_address(address)
-        self.client = Client(self.address, timeout=timeout_s,  # type: ignore[no-untyped-call]
-                             set_as_default=False)
+        self.client = Client(
+            self.address,
+            timeout=timeout_s,  # type: ignore[no-untyped-call]
+            set_as_default=False,
+        )
         self._executor = self.client.get_executor(pure=False)  # type: ignore[no-untyped-call]
         threads = self.client.nthreads()  # type: ignore[no-untyped-call]
         self.capacity = max(1, sum(threads.values()))

@@ -31,8 +31,24 @@ _MAGIC: tuple[tuple[bytes, str], ...] = (
 #: File name extensions that announce a document; a file with one of these whose
 #: content is not a supported format is reported as an error rather than skipped.
 DOCUMENT_EXTENSIONS = frozenset(
-    {".png", ".jpg", ".jpeg", ".jpe", ".tif", ".tiff", ".bmp", ".dib", ".gif", ".webp", ".pdf",
-     ".pbm", ".pgm", ".ppm", ".pnm", ".jp2"}
+    {
+        ".png",
+        ".jpg",
+        ".jpeg",
+        ".jpe",
+        ".tif",
+        ".tiff",
+        ".bmp",
+        ".dib",
+        ".gif",
+        ".webp",
+        ".pdf",
+        ".pbm",
+        ".pgm",
+        ".ppm",
+        ".pnm",
+        ".jp2",
+    }
 )
 
 
@@ -98,7 +114,8 @@ def _walk_files(root: Path, skip: Sequence[Path]) -> Iterator[tuple[Path, str | 
             yield Path(err.filename or dirpath), f"cannot list directory: {err.strerror}"
         here = Path(dirpath)
         dirnames[:] = sorted(
-            d for d in dirnames
+            d
+            for d in dirnames
             if not d.startswith(".") and (here / d).resolve() not in skip_resolved
         )
         for name in sorted(filenames):
@@ -135,25 +152,51 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
         with open(path, "rb") as fh:
             head = fh.read(1024)
     except OSError as exc:
-        return Document(doc_id, str(path), error_type="UnreadableFile",
-                        error=f"cannot read {path}: {exc.strerror or exc}")
+        return Document(
+            doc_id,
+            str(path),
+            error_type="UnreadableFile",
+            error=f"cannot read {path}: {exc.strerror or exc}",
+        )
     fmt = sniff_format(head)
     if fmt is None:
         if not announced:
             return None  # ground truth, notes, manifests: not ours to OCR
-        why = "the file is empty (0 bytes)" if size == 0 else (
-            f"its content is not PNG, JPEG, TIFF, BMP, GIF, WebP or PDF "
-            f"(first bytes {head[:8]!r})")
-        return Document(doc_id, str(path), size=size, error_type="UnsupportedFormat",
-                        error=f"{path.name}: {why}")
+        why = (
+            "the file is empty (0 bytes)"
+            if size == 0
+            else (
+                f"its content is not PNG, JPEG, TIFF, BMP, GIF, WebP or PDF "
+                f"(first bytes {head[:8]!r})"
+            )
+        )
+        return Document(
+            doc_id,
+            str(path),
+            size=size,
+            error_type="UnsupportedFormat",
+            error=f"{path.name}: {why}",
+        )
     try:
         n_pages = _count_pages(str(path), fmt)
     except Exception as exc:  # corrupt headers: PIL and pdfium raise many types
-        return Document(doc_id, str(path), fmt=fmt, size=size, error_type=type(exc).__name__,
-                        error=f"cannot open {path.name} as {fmt.upper()}: {exc}")
+        return Document(
+            doc_id,
+            str(path),
+            fmt=fmt,
+            size=size,
+            error_type=type(exc).__name__,
+            error=f"cannot open {path.name} as {fmt.upper()}: {exc}",
+        )
     if n_pages < 1:
-        return Document(doc_id, str(path), fmt=fmt, size=size, error_type="EmptyDocument",
-                        error=f"{path.name}: the {fmt.upper()} has no pages")
+        return Document(
+            doc_id,
+            str(path),
+            fmt=fmt,
+            size=size,
+            error_type="EmptyDocument",
+            error=f"{path.name}: the {fmt.upper()} has no pages",
+        )
     tasks = tuple(PageTask(doc_id, str(path), p, n_pages, fmt) for p in range(1, n_pages + 1))
     return Document(doc_id, str(path), fmt=fmt, n_pages=n_pages, size=size, tasks=tasks)
 
@@ -169,8 +212,11 @@ def _check_roots(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return roots
 
 
-def _candidates(roots: Sequence[Path], group: str, skip: Sequence[Path],
-                ) -> Iterator[tuple[str, Path, str | None]]:
+def _candidates(
+    roots: Sequence[Path],
+    group: str,
+    skip: Sequence[Path],
+) -> Iterator[tuple[str, Path, str | None]]:
     """``(doc_id, path, walk error)`` of every file under ``roots``, root by root, sorted."""
     for root in roots:
         if root.is_dir():
@@ -180,8 +226,11 @@ def _candidates(roots: Sequence[Path], group: str, skip: Sequence[Path],
             found = [(root, None)]
             base = root.parent
         for path, walk_error in found:
-            rel = PurePosixPath(*path.relative_to(base).parts) if path != base else PurePosixPath(
-                path.name)
+            rel = (
+                PurePosixPath(*path.relative_to(base).parts)
+                if path != base
+                else PurePosixPath(path.name)
+            )
             yield (str(PurePosixPath(group) / rel) if group else str(rel)), path, walk_error
 
 
@@ -230,13 +279,15 @@ def iter_documents(
     goes); ids and errors are those of :func:`discover`. :func:`check_inputs` runs
     at the first ``next()`` unless ``check=False`` (the caller ran it already).
     """
-    roots = check_inputs(inputs, group=group, exclude=exclude) if check else [
-        Path(p) for p in inputs]
+    roots = (
+        check_inputs(inputs, group=group, exclude=exclude) if check else [Path(p) for p in inputs]
+    )
     skip = [Path(p) for p in exclude]
     for doc_id, path, walk_error in _candidates(roots, group, skip):
         if walk_error is not None:
-            yield Document(doc_id, str(path), error_type="UnreadableDirectory",
-                           error=f"{path}: {walk_error}")
+            yield Document(
+                doc_id, str(path), error_type="UnreadableDirectory", error=f"{path}: {walk_error}"
+            )
             continue
         doc = inspect_file(path, doc_id)
         if doc is not None:

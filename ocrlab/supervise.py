@@ -30,8 +30,9 @@ log = logging.getLogger("ocrlab")
 class Supervisor:
     """The monitor, the memory guard and recycling notes of one run (see module doc)."""
 
-    def __init__(self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder,
-                 summary: RunSummary) -> None:
+    def __init__(
+        self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder, summary: RunSummary
+    ) -> None:
         self.cfg = cfg
         self.trace = trace
         self.summary = summary
@@ -64,18 +65,25 @@ class Supervisor:
         def on_sample(s: Sample) -> None:
             if guard is not None:
                 guard.observe(s)
-            memory = {"tree RSS": round(s.rss_total / 2**20, 2),
-                      "main RSS": round(s.rss_main / 2**20, 2)}
+            memory = {
+                "tree RSS": round(s.rss_total / 2**20, 2),
+                "main RSS": round(s.rss_main / 2**20, 2),
+            }
             if s.pss_total is not None and s.uss_total is not None:  # every few samples
-                memory.update({"tree PSS": round(s.pss_total / 2**20, 2),
-                               "tree USS": round(s.uss_total / 2**20, 2)})
+                memory.update(
+                    {
+                        "tree PSS": round(s.pss_total / 2**20, 2),
+                        "tree USS": round(s.uss_total / 2**20, 2),
+                    }
+                )
             trace.counter("memory (MB)", s.t_ns, memory)
             trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
             trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
 
         # Samples go to the trace as they come; keeping them all would grow with the run.
-        return ProcessTreeMonitor(interval_s=self.cfg.monitor_interval,
-                                  on_sample=on_sample, max_samples=1).start()
+        return ProcessTreeMonitor(
+            interval_s=self.cfg.monitor_interval, on_sample=on_sample, max_samples=1
+        ).start()
 
     @property
     def admit(self) -> Any:
@@ -93,8 +101,11 @@ class Supervisor:
         """A worker retired after this page (see :mod:`ocrlab.recycle`): trace and count it."""
         for key in ("recycled", "recycle_failed"):
             if key in result.extra:
-                info = {"pid": result.pid, "reason": result.extra[key],
-                        "after": f"{result.doc_id}#{result.page}"}
+                info = {
+                    "pid": result.pid,
+                    "reason": result.extra[key],
+                    "after": f"{result.doc_id}#{result.page}",
+                }
                 if key == "recycled":
                     self.summary.workers_recycled += 1
                     self.trace.instant("worker_recycled", result.end_ns, info)
@@ -108,8 +119,10 @@ class Supervisor:
         if self.monitor is None:
             return ""
         peaks = self.monitor.peaks
-        return (f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
-                f"{peaks.pss_total / 2**20:.0f} MB PSS")
+        return (
+            f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
+            f"{peaks.pss_total / 2**20:.0f} MB PSS"
+        )
 
     def stop(self) -> dict[str, Any]:
         """Stop the monitor; the run's peaks (``{}`` without a monitor)."""

@@ -81,27 +81,62 @@ class TraceRecorder:
             self._sep = ",\n"
 
     def _process_name(self, pid: int, name: str, sort_index: int | None = None) -> None:
-        self.emit({"ph": "M", "name": "process_name", "pid": pid, "tid": 0, "ts": 0,
-                   "args": {"name": name}})
+        self.emit(
+            {
+                "ph": "M",
+                "name": "process_name",
+                "pid": pid,
+                "tid": 0,
+                "ts": 0,
+                "args": {"name": name},
+            }
+        )
         if sort_index is not None:
-            self.emit({"ph": "M", "name": "process_sort_index", "pid": pid, "tid": 0, "ts": 0,
-                       "args": {"sort_index": sort_index}})
+            self.emit(
+                {
+                    "ph": "M",
+                    "name": "process_sort_index",
+                    "pid": pid,
+                    "tid": 0,
+                    "ts": 0,
+                    "args": {"sort_index": sort_index},
+                }
+            )
 
     def _thread_name(self, pid: int, tid: int, name: str) -> None:
         if (pid, tid) in self._named:
             return
         self._named.add((pid, tid))
-        self.emit({"ph": "M", "name": "thread_name", "pid": pid, "tid": tid, "ts": 0,
-                   "args": {"name": name}})
+        self.emit(
+            {
+                "ph": "M",
+                "name": "thread_name",
+                "pid": pid,
+                "tid": tid,
+                "ts": 0,
+                "args": {"name": name},
+            }
+        )
 
     # -- what the pipeline records ---------------------------------------------------------
     def metadata(self, meta: Mapping[str, Any]) -> None:
         """Run metadata (config, versions, host, CPUs) as an instant event at time 0."""
-        self.emit({"ph": "i", "s": "g", "name": "run_metadata", "cat": "run",
-                   "pid": self.main_pid, "tid": MAIN_TID_RUN, "ts": 0, "args": dict(meta)})
+        self.emit(
+            {
+                "ph": "i",
+                "s": "g",
+                "name": "run_metadata",
+                "cat": "run",
+                "pid": self.main_pid,
+                "tid": MAIN_TID_RUN,
+                "ts": 0,
+                "args": dict(meta),
+            }
+        )
 
-    def page(self, result: PageResult, submit_ns: int, attempt: int = 1,
-             cost: float | None = None) -> None:
+    def page(
+        self, result: PageResult, submit_ns: int, attempt: int = 1, cost: float | None = None
+    ) -> None:
         """A page span on its worker's track, with the numbers the notebooks plot.
 
         ``cost`` is the estimate the page was ordered by (:mod:`ocrlab.ordering`), kept
@@ -116,14 +151,21 @@ class TraceRecorder:
                 self._process_name(pid, label, sort_index=1)
             self._thread_name(pid, pid, "pages")
         args: dict[str, Any] = {
-            "doc_id": result.doc_id, "page": result.page, "ok": result.ok,
+            "doc_id": result.doc_id,
+            "page": result.page,
+            "ok": result.ok,
             "queue_wait_us": max(0.0, round((result.start_ns - submit_ns) / 1000.0, 3)),
             "prepare_us": round(result.prepare_ns / 1000.0, 3),
             "ocr_us": round(result.ocr_ns / 1000.0, 3),
             "engine_cpu_us": round(result.engine_cpu_ns / 1000.0, 3),
-            "chars": len(result.text or ""), "width": result.width, "height": result.height,
-            "worker_rss": result.worker_rss, "worker_hwm": result.worker_hwm,
-            "child_maxrss": result.child_maxrss, "host": result.host, "attempt": attempt,
+            "chars": len(result.text or ""),
+            "width": result.width,
+            "height": result.height,
+            "worker_rss": result.worker_rss,
+            "worker_hwm": result.worker_hwm,
+            "child_maxrss": result.child_maxrss,
+            "host": result.host,
+            "attempt": attempt,
         }
         if cost is not None:
             args["cost_estimate"] = cost
@@ -131,31 +173,65 @@ class TraceRecorder:
             args["error_type"] = result.error_type
             args["error"] = result.error
         args.update(result.extra)
-        self.emit({"ph": "X", "cat": "page" if result.ok else "page,error",
-                   "name": f"{result.doc_id} p{result.page}", "pid": pid, "tid": pid,
-                   "ts": self.us(result.start_ns),
-                   "dur": max(0.0, round((result.end_ns - result.start_ns) / 1000.0, 3)),
-                   "args": args})
+        self.emit(
+            {
+                "ph": "X",
+                "cat": "page" if result.ok else "page,error",
+                "name": f"{result.doc_id} p{result.page}",
+                "pid": pid,
+                "tid": pid,
+                "ts": self.us(result.start_ns),
+                "dur": max(0.0, round((result.end_ns - result.start_ns) / 1000.0, 3)),
+                "args": args,
+            }
+        )
 
-    def document(self, doc_id: str, lane: int, start_ns: int, end_ns: int,
-                 args: Mapping[str, Any]) -> None:
+    def document(
+        self, doc_id: str, lane: int, start_ns: int, end_ns: int, args: Mapping[str, Any]
+    ) -> None:
         """A document span on lane ``lane`` of the main process."""
         tid = DOC_LANE_TID_BASE + lane
         self._thread_name(self.main_pid, tid, f"documents {lane + 1}")
-        self.emit({"ph": "X", "cat": "document", "name": doc_id, "pid": self.main_pid,
-                   "tid": tid, "ts": self.us(start_ns),
-                   "dur": max(0.0, round((end_ns - start_ns) / 1000.0, 3)),
-                   "args": {"doc_id": doc_id, **args}})
+        self.emit(
+            {
+                "ph": "X",
+                "cat": "document",
+                "name": doc_id,
+                "pid": self.main_pid,
+                "tid": tid,
+                "ts": self.us(start_ns),
+                "dur": max(0.0, round((end_ns - start_ns) / 1000.0, 3)),
+                "args": {"doc_id": doc_id, **args},
+            }
+        )
 
     def counter(self, name: str, t_ns: int, values: Mapping[str, float]) -> None:
         """A counter sample (memory, descriptors, live Tesseract processes)."""
-        self.emit({"ph": "C", "name": name, "pid": self.main_pid, "tid": MAIN_TID_RUN,
-                   "ts": self.us(t_ns), "args": dict(values)})
+        self.emit(
+            {
+                "ph": "C",
+                "name": name,
+                "pid": self.main_pid,
+                "tid": MAIN_TID_RUN,
+                "ts": self.us(t_ns),
+                "args": dict(values),
+            }
+        )
 
     def instant(self, name: str, t_ns: int, args: Mapping[str, Any]) -> None:
         """A point event: worker death, pool restart, run end."""
-        self.emit({"ph": "i", "s": "p", "name": name, "cat": "run", "pid": self.main_pid,
-                   "tid": MAIN_TID_RUN, "ts": self.us(t_ns), "args": dict(args)})
+        self.emit(
+            {
+                "ph": "i",
+                "s": "p",
+                "name": name,
+                "cat": "run",
+                "pid": self.main_pid,
+                "tid": MAIN_TID_RUN,
+                "ts": self.us(t_ns),
+                "args": dict(args),
+            }
+        )
 
     def run_start(self, t_ns: int) -> None:
         """The start of OCR; live views (:mod:`ocrlab.follow`) learn the page total from the

@@ -139,5 +139,3 @@ def parse_order(name: str, raw: object) -> str:
             "default) or 'discovery' (pages in the order they are found)."
         )
     return text
-
-

@@ -52,4 +52,3 @@ def warm(executor: cf.Executor, workers: int, engine: str) -> list[cf.Future[int
     costs nothing, the first page reports the real problem.
     """
     return [executor.submit(warm_up, engine) for _ in range(max(0, workers))]
-

@@ -15,11 +15,26 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 SHARED_CORPUS = Path(os.environ.get("OCRLAB_SHARED_CORPUS", ROOT.parent / "shared" / "corpus"))
 
-OCR_ENV = ("OCR_WORKERS", "OCR_MAX_WORKERS", "OCR_PARALLEL_DISABLED", "OCR_ENGINE", "OCR_LANG",
-           "OCR_PSM", "OCR_DPI", "OCR_PAGE_TIMEOUT", "OCR_MAX_MEGAPIXELS",
-           "OCR_INFLIGHT_PER_WORKER", "OCR_MONITOR_INTERVAL", "OCR_EXECUTOR", "OCR_PROGRESS",
-           "OCR_LIVE_VIEW", "OCR_MAX_PAGES_PER_WORKER", "OCR_MAX_WORKER_RSS_MB", "OCR_ORDER",
-           "OCR_ORDER_WINDOW")
+OCR_ENV = (
+    "OCR_WORKERS",
+    "OCR_MAX_WORKERS",
+    "OCR_PARALLEL_DISABLED",
+    "OCR_ENGINE",
+    "OCR_LANG",
+    "OCR_PSM",
+    "OCR_DPI",
+    "OCR_PAGE_TIMEOUT",
+    "OCR_MAX_MEGAPIXELS",
+    "OCR_INFLIGHT_PER_WORKER",
+    "OCR_MONITOR_INTERVAL",
+    "OCR_EXECUTOR",
+    "OCR_PROGRESS",
+    "OCR_LIVE_VIEW",
+    "OCR_MAX_PAGES_PER_WORKER",
+    "OCR_MAX_WORKER_RSS_MB",
+    "OCR_ORDER",
+    "OCR_ORDER_WINDOW",
+)
 
 
 #: Every process this test session starts inherits this variable (pytest itself, loky
@@ -79,6 +94,8 @@ def make_page(path: Path, text: str, size: tuple[int, int] = (400, 120)) -> Path
 @pytest.fixture
 def small_pages(tmp_path: Path) -> Iterator[list[Path]]:
     """Twelve tiny PNG documents under tmp_path/in/, in two sub-folders."""
-    paths = [make_page(tmp_path / "in" / ("a" if i % 2 else "b") / f"p{i:02d}.png", f"page {i}")
-             for i in range(12)]
+    paths = [
+        make_page(tmp_path / "in" / ("a" if i % 2 else "b") / f"p{i:02d}.png", f"page {i}")
+        for i in range(12)
+    ]
     yield paths

@@ -20,8 +20,12 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     for i in range(6):
         make_page(root / "in" / f"d{i}.png", f"doc {i}")
     (root / "in" / "bad.png").write_bytes(b"")
-    options = {"engine": "ocrlab.engines.fakes:faulty", "engine_options": {"fail_on": "d5.png"},
-               "progress": False, "monitor_interval": 0.02}
+    options = {
+        "engine": "ocrlab.engines.fakes:faulty",
+        "engine_options": {"fail_on": "d5.png"},
+        "progress": False,
+        "monitor_interval": 0.02,
+    }
     ocrlab.run(root / "in", root / "a", workers=1, **options)
     ocrlab.run(root / "in", root / "b", workers=2, **options)
     return root / "a", root / "b"
@@ -67,12 +71,33 @@ def test_compare_runs_identical_then_different(two_runs: tuple[Path, Path]) -> N
 
 def test_recommend_and_conclusion() -> None:
     table = [
-        {"workers": 1, "pages_per_s": 0.4, "speedup": 1.0, "efficiency": 1.0,
-         "peak_rss_mb": 150, "vs_cli": 1.0, "identical": True},
-        {"workers": 2, "pages_per_s": 0.78, "speedup": 1.95, "efficiency": 0.97,
-         "peak_rss_mb": 340, "vs_cli": 1.01, "identical": True},
-        {"workers": 4, "pages_per_s": 0.8, "speedup": 2.0, "efficiency": 0.5,
-         "peak_rss_mb": 7000, "vs_cli": 1.0, "identical": True},
+        {
+            "workers": 1,
+            "pages_per_s": 0.4,
+            "speedup": 1.0,
+            "efficiency": 1.0,
+            "peak_rss_mb": 150,
+            "vs_cli": 1.0,
+            "identical": True,
+        },
+        {
+            "workers": 2,
+            "pages_per_s": 0.78,
+            "speedup": 1.95,
+            "efficiency": 0.97,
+            "peak_rss_mb": 340,
+            "vs_cli": 1.01,
+            "identical": True,
+        },
+        {
+            "workers": 4,
+            "pages_per_s": 0.8,
+            "speedup": 2.0,
+            "efficiency": 0.5,
+            "peak_rss_mb": 7000,
+            "vs_cli": 1.0,
+            "identical": True,
+        },
     ]
     assert analysis.recommend(table, 8.0)["workers"] == 2  # 4 would exceed 80% of 8 GB
     assert analysis.recommend(table, 16.0)["workers"] == 4
@@ -85,12 +110,26 @@ def test_plots_render(two_runs: tuple[Path, Path]) -> None:
     import pandas as pd
 
     frames = analysis.trace_frames(two_runs[1] / "trace.json")
-    table = [{"workers": n, "pages": 6, "pages_per_s": 0.4 * n, "speedup": float(n),
-              "peak_rss_mb": 100.0 * n, "cli_wall_s": 15.0 / n} for n in (1, 2)]
+    table = [
+        {
+            "workers": n,
+            "pages": 6,
+            "pages_per_s": 0.4 * n,
+            "speedup": float(n),
+            "peak_rss_mb": 100.0 * n,
+            "cli_wall_s": 15.0 / n,
+        }
+        for n in (1, 2)
+    ]
     runs = pd.DataFrame({"workers": [1, 1, 2, 2], "page_s": [1.0, 1.1, 1.0, 1.2]})
-    figures = [plots.timeline(frames), plots.counters(frames), plots.wait_vs_ocr(frames),
-               plots.sweep_throughput(table), plots.sweep_memory(table, 8.0),
-               plots.per_page_times(runs)]
+    figures = [
+        plots.timeline(frames),
+        plots.counters(frames),
+        plots.wait_vs_ocr(frames),
+        plots.sweep_throughput(table),
+        plots.sweep_memory(table, 8.0),
+        plots.per_page_times(runs),
+    ]
     for fig in figures:
         buf = io.BytesIO()
         fig.savefig(buf, format="png")
@@ -103,9 +142,15 @@ def test_estimate_quality_and_figure(tmp_path: Path) -> None:
 
     for i in range(5):
         make_page(tmp_path / "in" / f"p{i}.png", f"page {i}", (200 + 150 * i, 120))
-    ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, progress=False,
-               engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.01},
-               monitor_interval=0)
+    ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        progress=False,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.01},
+        monitor_interval=0,
+    )
     frames = analysis.trace_frames(tmp_path / "out" / "trace.json")
     assert frames.pages["cost_estimate"].notna().all()
     quality = analysis.estimate_quality(frames.pages)
@@ -116,8 +161,17 @@ def test_estimate_quality_and_figure(tmp_path: Path) -> None:
 
 
 def test_recommendation_reads_pss_when_measured() -> None:
-    table = [{"workers": 2, "pages_per_s": 1.0, "peak_rss_mb": 900, "peak_pss_mb": 700,
-              "vs_cli": 1.0, "identical": True, "efficiency": 0.9}]
+    table = [
+        {
+            "workers": 2,
+            "pages_per_s": 1.0,
+            "peak_rss_mb": 900,
+            "peak_pss_mb": 700,
+            "vs_cli": 1.0,
+            "identical": True,
+            "efficiency": 0.9,
+        }
+    ]
     # 80% of 1 GB = 819 MB: the RSS figure would not fit, the honest one does.
     rec = analysis.recommend(table, 1.0)
     assert rec["workers"] == 2 and rec["peak_kind"] == "PSS" and rec["peak_mb"] == 700

@@ -21,8 +21,18 @@ from ocrlab.errors import ConfigError
 from ocrlab.trace import load_trace
 from tests.conftest import make_page
 
-COUNTS = ("documents", "documents_ok", "documents_partial", "documents_failed", "pages",
-          "pages_failed", "workers", "sequential", "restarts", "documents_kept")
+COUNTS = (
+    "documents",
+    "documents_ok",
+    "documents_partial",
+    "documents_failed",
+    "pages",
+    "pages_failed",
+    "workers",
+    "sequential",
+    "restarts",
+    "documents_kept",
+)
 
 
 def _pages(folder: Path, n: int) -> Path:
@@ -44,10 +54,12 @@ def test_start_returns_at_once_and_result_equals_run(tmp_path: Path) -> None:
     assert {k: a[k] for k in COUNTS} == {k: b[k] for k in COUNTS}
     assert background.exit_code == blocking.exit_code == 1  # the broken file
     assert background.out_dir == (tmp_path / "bg").absolute()
-    docs = {d["doc_id"]: (d["status"], d["sha256"]) for d in load_manifest(tmp_path / "bg")[
-        "documents"]}
-    assert docs == {d["doc_id"]: (d["status"], d["sha256"])
-                    for d in load_manifest(tmp_path / "fg")["documents"]}
+    docs = {
+        d["doc_id"]: (d["status"], d["sha256"]) for d in load_manifest(tmp_path / "bg")["documents"]
+    }
+    assert docs == {
+        d["doc_id"]: (d["status"], d["sha256"]) for d in load_manifest(tmp_path / "fg")["documents"]
+    }
     state = handle.state()
     assert state.status == "complete" and state.pages_done == state.total == 5
 
@@ -101,8 +113,11 @@ def test_cancel_mid_run_is_ctrl_c(tmp_path: Path) -> None:
     # No Tesseract (nor worker) of this run is left; resource trackers exit on their own.
     until = time.monotonic() + 20
     while True:
-        alive = [p for p in seen if psutil.pid_exists(p)
-                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+        alive = [
+            p
+            for p in seen
+            if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE
+        ]
         if not alive or time.monotonic() > until:
             break
         time.sleep(0.2)
@@ -111,15 +126,25 @@ def test_cancel_mid_run_is_ctrl_c(tmp_path: Path) -> None:
 
 def test_two_handles_share_nothing(tmp_path: Path) -> None:
     corpus = _pages(tmp_path / "in", 3)
-    opts = {"workers": 2, "progress": False, "engine": "ocrlab.engines.fakes:sleepy",
-            "engine_options": {"sleep": 0.2}}
+    opts = {
+        "workers": 2,
+        "progress": False,
+        "engine": "ocrlab.engines.fakes:sleepy",
+        "engine_options": {"sleep": 0.2},
+    }
     a = ocrlab.start(corpus, tmp_path / "a", **opts)
     b = ocrlab.start(corpus, tmp_path / "b", **opts)
     assert a.pid != b.pid
     ra, rb = a.result(timeout=120), b.result(timeout=120)
     assert ra.pages == rb.pages == 4 and ra.out_dir != rb.out_dir
-    pids_a = {e["pid"] for e in load_trace(tmp_path / "a" / "trace.json") if e.get("ph") == "X"
-              and "page" in e.get("cat", "")}
-    pids_b = {e["pid"] for e in load_trace(tmp_path / "b" / "trace.json") if e.get("ph") == "X"
-              and "page" in e.get("cat", "")}
+    pids_a = {
+        e["pid"]
+        for e in load_trace(tmp_path / "a" / "trace.json")
+        if e.get("ph") == "X" and "page" in e.get("cat", "")
+    }
+    pids_b = {
+        e["pid"]
+        for e in load_trace(tmp_path / "b" / "trace.json")
+        if e.get("ph") == "X" and "page" in e.get("cat", "")
+    }
     assert pids_a and pids_b and not pids_a & pids_b, "each run has its own pool"

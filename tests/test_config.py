@@ -9,7 +9,8 @@ from pathlib import Path
 import joblib
 import pytest
 
-from ocrlab.config import ConfigError, OcrConfig, load_config, max_workers_allowed
+from ocrlab.config import ConfigError, OcrConfig, load_config
+from ocrlab.values import max_workers_allowed
 
 
 def test_defaults() -> None:
@@ -88,7 +89,9 @@ def test_cli_rejects_bad_env_before_any_work(tmp_path: Path) -> None:
     out = tmp_path / "out"
     proc = subprocess.run(
         [sys.executable, "-m", "ocrlab", "run", str(tmp_path), "--out", str(out)],
-        env={"OCR_WORKERS": "lots", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+        env={"OCR_WORKERS": "lots", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
         check=False,
     )
     assert proc.returncode == 2

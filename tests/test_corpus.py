@@ -15,8 +15,11 @@ from tests.conftest import DATA
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
@@ -46,8 +49,7 @@ def test_contents_formats_and_size(generated: Path) -> None:
     docs = {d.doc_id: d for d in ocrlab.discover([generated])}
     good = {k: d for k, d in docs.items() if not k.startswith("broken/")}
     assert sum(d.n_pages for d in good.values()) >= 12
-    assert {d.fmt for d in good.values()} == {"png", "jpeg", "tiff", "bmp", "gif", "webp",
-                                              "pdf"}
+    assert {d.fmt for d in good.values()} == {"png", "jpeg", "tiff", "bmp", "gif", "webp", "pdf"}
     with Image.open(generated / "reports/report.tif") as im:
         assert im.n_frames == 3 and im.info["compression"] == "group4"
     with Image.open(generated / "reports/memo.tif") as im:
@@ -58,8 +60,10 @@ def test_contents_formats_and_size(generated: Path) -> None:
     for doc in good.values():
         assert ground_truth_path(doc.path) is not None, f"{doc.doc_id} has no ground truth"
     assert ground_truth_path(generated / "reports/memo.png").name == "memo.png.gt.txt"
-    assert {k for k, d in docs.items() if not d.ok} == {"broken/empty.png",
-                                                       "broken/not-an-image.tif"}
+    assert {k for k, d in docs.items() if not d.ok} == {
+        "broken/empty.png",
+        "broken/not-an-image.tif",
+    }
     assert docs["broken/truncated.png"].fmt == "png"  # header intact, body cut
     assert sum(len(v) for v in _tree(generated).values()) < 5 * 2**20
     scans = [k for k in _tree(generated) if k.startswith("scans/") and k.endswith(".png")]
@@ -88,10 +92,14 @@ def test_tesseract_reads_the_corpus(generated: Path, tmp_path: Path) -> None:
     summary = ocrlab.run(generated, tmp_path / "out", workers=2, progress=False)
     assert summary.documents_failed == 3  # the three broken files, and nothing else
     scores = score_run(tmp_path / "out")
-    assert len(scores) == summary.documents_ok == 11 + len(list((generated / "scans").glob(
-        "*.png")))
-    clean = [s for s in scores if not s["doc_id"].startswith("scans/")
-             or s["doc_id"].startswith("scans/clean-")]
+    assert (
+        len(scores) == summary.documents_ok == 11 + len(list((generated / "scans").glob("*.png")))
+    )
+    clean = [
+        s
+        for s in scores
+        if not s["doc_id"].startswith("scans/") or s["doc_id"].startswith("scans/clean-")
+    ]
     worst = max(clean, key=lambda s: s["cer"])
     assert worst["cer"] < 0.02, worst
     degraded = sorted(s["cer"] for s in scores if s not in clean)
@@ -129,5 +137,4 @@ def test_pytesseract_reads_each_kind_of_page(generated: Path) -> None:
 
 def test_bench_corpus_pages(tmp_path: Path) -> None:
     paths = generate_bench_corpus(tmp_path, pages=2)
-    assert [p.name for p in paths] == ["a4-001.gt.txt", "a4-001.png", "a4-002.gt.txt",
-                                       "a4-002.png"]
+    assert [p.name for p in paths] == ["a4-001.gt.txt", "a4-001.png", "a4-002.gt.txt", "a4-002.png"]

@@ -27,29 +27,43 @@ from ocrlab.lab.sweep import score_pages
 
 
 def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_parse_degradations() -> None:
     assert [d.name for d in parse_degradations("noise:0.5, blur")] == [
-        "noise-0.5", "blur-0.25", "blur-0.5", "blur-0.75", "blur-1"]
+        "noise-0.5",
+        "blur-0.25",
+        "blur-0.5",
+        "blur-0.75",
+        "blur-1",
+    ]
     assert {d.kind for d in parse_degradations("all:0.5")} == set(KINDS) - {"clean"}
     chained = parse_degradations("bleed:0.75+shade:0.5")
     assert chained == [Degradation((Step("bleed", 0.75), Step("shade", 0.5)))]
     assert chained[0].kind == "bleed+shade" and chained[0].strength == 0.75
     assert len(parse_degradations("noise:0.5,noise:0.5")) == 1
-    for bad, message in [("smudge:0.5", "unknown degradation"), ("noise:2", "between 0 and 1"),
-                         ("noise:x", "not a number"), ("noise+blur:0.5", "explicit strength"),
-                         (" , ", "no degradation")]:
+    for bad, message in [
+        ("smudge:0.5", "unknown degradation"),
+        ("noise:2", "between 0 and 1"),
+        ("noise:x", "not a number"),
+        ("noise+blur:0.5", "explicit strength"),
+        (" , ", "no degradation"),
+    ]:
         with pytest.raises(ValueError, match=message):
             parse_degradations(bad)
 
 
 def test_names_record_the_degradation() -> None:
     assert describe("scans/noise-0.85-01.png") == Degradation((Step("noise", 0.85),))
-    assert describe("x/bleed-0.75+shade-0.5-12.gt.txt") == parse_degradations(
-        "bleed:0.75+shade:0.5")[0]
+    assert (
+        describe("x/bleed-0.75+shade-0.5-12.gt.txt")
+        == parse_degradations("bleed:0.75+shade:0.5")[0]
+    )
     assert describe("clean-0-01.png") == Degradation((Step("clean", 0.0),))
     for other in ("letters/note.png", "reports/memo.png", "a4-001.png", "smudge-0.5-01.png"):
         assert describe(other) is None
@@ -89,7 +103,11 @@ def test_each_kind_changes_the_page_and_strength_zero_does_not() -> None:
 def test_corpus_command_writes_scans(tmp_path: Path) -> None:
     assert main(["corpus", str(tmp_path), "--degrade", "blur:0.5", "--pages", "2"]) == 0
     assert sorted(p.name for p in tmp_path.glob("*.png")) == [
-        "blur-0.5-01.png", "blur-0.5-02.png", "clean-0-01.png", "clean-0-02.png"]
+        "blur-0.5-01.png",
+        "blur-0.5-02.png",
+        "clean-0-01.png",
+        "clean-0-02.png",
+    ]
     with Image.open(tmp_path / "blur-0.5-01.png") as page:
         assert page.mode == "L" and page.width == 1240
     assert main(["corpus", str(tmp_path), "--degrade", "smudge"]) == 2
@@ -108,8 +126,7 @@ def test_cer_grows_with_strength(tmp_path: Path) -> None:
     pages = score_pages(tmp_path / "out")
     mean = {(p["kind"], p["strength"]): 0.0 for p in pages}
     for key in mean:
-        mean[key] = statistics.mean(p["cer"] for p in pages
-                                    if (p["kind"], p["strength"]) == key)
+        mean[key] = statistics.mean(p["cer"] for p in pages if (p["kind"], p["strength"]) == key)
     clean = mean[("clean", 0.0)]
     assert clean < 0.01, mean
     for kind in kinds:

@@ -51,14 +51,17 @@ def test_executor_shutdown_after_processing(empty_context: RunContext) -> None:
 
 def test_executor_shutdown_on_exception(failing_context: RunContext) -> None:
     mock_executor = mock.MagicMock()
-    with mock.patch("ocrlab.executor.ProcessPoolExecutor", return_value=mock_executor), \
-            pytest.raises(PipelineError, match="not found"):
+    with (
+        mock.patch("ocrlab.executor.ProcessPoolExecutor", return_value=mock_executor),
+        pytest.raises(PipelineError, match="not found"),
+    ):
         run_groups(failing_context, config={})
     mock_executor.shutdown.assert_called_once_with(wait=True)
 
 
-def test_kill_switch_creates_no_pool(empty_context: RunContext,
-                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kill_switch_creates_no_pool(
+    empty_context: RunContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OCR_PARALLEL_DISABLED", "true")
     with mock.patch("ocrlab.executor.ProcessPoolExecutor") as MockExecutor:
         summary = run_groups(empty_context, config={"ocr_workers": 4})
@@ -76,8 +79,10 @@ def test_groups_share_one_executor(tmp_path: Path) -> None:
     context = RunContext(tuple(groups), str(tmp_path / "out"))
     real = ProcessPoolExecutor
     with mock.patch("ocrlab.executor.ProcessPoolExecutor", side_effect=real) as spy:
-        summary = run_groups(context, {"ocr_workers": 2, "engine": "ocrlab.engines.fakes:echo",
-                                       "monitor_interval": 0})
+        summary = run_groups(
+            context,
+            {"ocr_workers": 2, "engine": "ocrlab.engines.fakes:echo", "monitor_interval": 0},
+        )
     spy.assert_called_once_with(max_workers=2)
     assert summary.documents_ok == 3
     for g in range(3):
@@ -86,6 +91,7 @@ def test_groups_share_one_executor(tmp_path: Path) -> None:
 
 
 # -- real processes -------------------------------------------------------------------------
+
 
 def _tasks(paths: list[Path]) -> list[PageTask]:
     return [t for d in discover([str(paths[0].parent.parent)]) for t in d.tasks]
@@ -117,11 +123,13 @@ def pool4() -> ProcessPoolExecutor:
     pool.shutdown(wait=True)
 
 
-def test_multiple_ocr_calls_run_concurrently(small_pages: list[Path],
-                                             pool4: ProcessPoolExecutor) -> None:
+def test_multiple_ocr_calls_run_concurrently(
+    small_pages: list[Path], pool4: ProcessPoolExecutor
+) -> None:
     settings = EngineSettings(engine="ocrlab.engines.fakes:sleepy", options=(("sleep", 1.0),))
-    results = asyncio.run(gather_ocr_pages(_tasks(small_pages)[:2], pool4, max_workers=2,
-                                           settings=settings))
+    results = asyncio.run(
+        gather_ocr_pages(_tasks(small_pages)[:2], pool4, max_workers=2, settings=settings)
+    )
     (s1, e1, pid1), (s2, e2, pid2) = _intervals(results)
     assert pid1 != pid2, "two pages should run in two worker processes"
     # Sequential would need >= 2.0 s from first start to last end; concurrent ~1.0 s.
@@ -129,27 +137,36 @@ def test_multiple_ocr_calls_run_concurrently(small_pages: list[Path],
     assert max(s1, s2) < min(e1, e2), "the two sleeps must overlap in time"
 
 
-def test_backpressure_limits_concurrent_workers(small_pages: list[Path],
-                                                pool4: ProcessPoolExecutor) -> None:
+def test_backpressure_limits_concurrent_workers(
+    small_pages: list[Path], pool4: ProcessPoolExecutor
+) -> None:
     settings = EngineSettings(engine="ocrlab.engines.fakes:sleepy", options=(("sleep", 0.15),))
-    results = asyncio.run(gather_ocr_pages(_tasks(small_pages), pool4, max_workers=2,
-                                           settings=settings))
+    results = asyncio.run(
+        gather_ocr_pages(_tasks(small_pages), pool4, max_workers=2, settings=settings)
+    )
     intervals = _intervals(results)
     assert len(intervals) == 12
     # The pool has 4 workers; only the gather's bound can keep the overlap at 2.
     assert _max_overlap(intervals) <= 2
-    assert [(r.doc_id, r.page) for r in results] == [(t.doc_id, t.page)  # type: ignore[union-attr]
-                                                     for t in _tasks(small_pages)]
+    assert [(r.doc_id, r.page) for r in results] == [
+        (t.doc_id, t.page)  # type: ignore[union-attr]
+        for t in _tasks(small_pages)
+    ]
 
 
-def test_single_file_failure_doesnt_crash_batch(small_pages: list[Path],
-                                                pool4: ProcessPoolExecutor) -> None:
+def test_single_file_failure_doesnt_crash_batch(
+    small_pages: list[Path], pool4: ProcessPoolExecutor
+) -> None:
     tasks = _tasks(small_pages)[:3]
-    settings = EngineSettings(engine="ocrlab.engines.fakes:faulty",
-                              options=(("fail_on", tasks[1].doc_id),))
+    settings = EngineSettings(
+        engine="ocrlab.engines.fakes:faulty", options=(("fail_on", tasks[1].doc_id),)
+    )
     results = asyncio.run(gather_ocr_pages(tasks, pool4, max_workers=2, settings=settings))
     assert [r.text for r in results] == [  # type: ignore[union-attr]
-        f"{tasks[0].doc_id} page 1\n", None, f"{tasks[2].doc_id} page 1\n"]
+        f"{tasks[0].doc_id} page 1\n",
+        None,
+        f"{tasks[2].doc_id} page 1\n",
+    ]
     failed = results[1]
     assert isinstance(failed, ocrlab.PageResult) and not failed.ok
     assert failed.error_type == "FakeTesseractError" and tasks[1].doc_id in (failed.error or "")
@@ -177,8 +194,7 @@ def test_bounded_scheduler_limits_inflight(small_pages: list[Path]) -> None:
     assert peak <= 3
 
 
-def test_submit_to_a_pool_broken_since_the_last_wait_is_recovered(
-        small_pages: list[Path]) -> None:
+def test_submit_to_a_pool_broken_since_the_last_wait_is_recovered(small_pages: list[Path]) -> None:
     """loky raises from submit() once a worker died; the page joins the recovery."""
     import concurrent.futures as cf
 
@@ -194,9 +210,13 @@ def test_submit_to_a_pool_broken_since_the_last_wait_is_recovered(
             return super().submit(fn, *args, **kwargs)
 
     events: list[str] = []
-    scheduler = BoundedScheduler(BreaksOnce(), EngineSettings(engine="ocrlab.engines.fakes:echo"),
-                                 2, restart=InlineExecutor,
-                                 on_event=lambda kind, info: events.append(kind))
+    scheduler = BoundedScheduler(
+        BreaksOnce(),
+        EngineSettings(engine="ocrlab.engines.fakes:echo"),
+        2,
+        restart=InlineExecutor,
+        on_event=lambda kind, info: events.append(kind),
+    )
     done = list(scheduler.run(tasks))
     assert sorted(d.task.key for d in done) == sorted(t.key for t in tasks)
     assert all(d.result.ok for d in done)

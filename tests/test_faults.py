@@ -30,13 +30,14 @@ def _tesseracts() -> list[psutil.Process]:
 
 
 def _zombie_children() -> list[psutil.Process]:
-    return [c for c in psutil.Process().children()
-            if c.status() == psutil.STATUS_ZOMBIE]
+    return [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
 
 
 def _texts(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out / "text").as_posix(): p.read_bytes()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out / "text").as_posix(): p.read_bytes()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 @pytest.fixture
@@ -50,16 +51,25 @@ def _instants(out: Path) -> list[str]:
     return [e["name"] for e in load_trace(out / "trace.json") if e["ph"] == "i"]
 
 
-@pytest.mark.parametrize(("option", "signal_name"), [("kill_on", "SIGKILL"),
-                                                     ("segv_on", "SIGSEGV")])
-def test_worker_death_retires_only_the_culprit(six_docs: Path, tmp_path: Path, option: str,
-                                               signal_name: str) -> None:
+@pytest.mark.parametrize(
+    ("option", "signal_name"), [("kill_on", "SIGKILL"), ("segv_on", "SIGSEGV")]
+)
+def test_worker_death_retires_only_the_culprit(
+    six_docs: Path, tmp_path: Path, option: str, signal_name: str
+) -> None:
     out = tmp_path / "out"
-    summary = ocrlab.run(six_docs, out, workers=2, engine="ocrlab.engines.fakes:faulty",
-                         engine_options={option: "p3.png"}, progress=False)
+    summary = ocrlab.run(
+        six_docs,
+        out,
+        workers=2,
+        engine="ocrlab.engines.fakes:faulty",
+        engine_options={option: "p3.png"},
+        progress=False,
+    )
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
     assert {k for k, d in docs.items() if d["status"] == "ok"} == {
-        f"p{i}.png" for i in range(6) if i != 3}
+        f"p{i}.png" for i in range(6) if i != 3
+    }
     [error] = docs["p3.png"]["errors"]
     assert error["type"] == "WorkerDiedError"
     assert signal_name in error["message"] and "twice" in error["message"]
@@ -71,16 +81,21 @@ def test_worker_death_retires_only_the_culprit(six_docs: Path, tmp_path: Path, o
     assert "worker_died" in names and "pool_restarted" in names
 
 
-def test_worker_death_in_flight_neighbours_are_resubmitted(six_docs: Path,
-                                                           tmp_path: Path) -> None:
+def test_worker_death_in_flight_neighbours_are_resubmitted(six_docs: Path, tmp_path: Path) -> None:
     """A page in flight beside the culprit is rerun, not blamed."""
     out = tmp_path / "out"
-    ocrlab.run(six_docs, out, workers=2, inflight_per_worker=3, engine="ocrlab.engines.fakes:faulty",
-               engine_options={"kill_on": "p0.png"}, progress=False)
+    ocrlab.run(
+        six_docs,
+        out,
+        workers=2,
+        inflight_per_worker=3,
+        engine="ocrlab.engines.fakes:faulty",
+        engine_options={"kill_on": "p0.png"},
+        progress=False,
+    )
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
     assert [k for k, d in docs.items() if d["status"] != "ok"] == ["p0.png"]
-    events = [e for e in load_trace(out / "trace.json") if e["ph"] == "X" and
-              "page" in e["cat"]]
+    events = [e for e in load_trace(out / "trace.json") if e["ph"] == "X" and "page" in e["cat"]]
     assert len(events) == 6  # one span per page, retries included only once
     assert max(e["args"]["attempt"] for e in events) == 2
 
@@ -89,9 +104,16 @@ def test_worker_death_in_flight_neighbours_are_resubmitted(six_docs: Path,
 def test_hung_page_is_killed_and_neighbours_finish(six_docs: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     t = time.monotonic()
-    ocrlab.run(six_docs, out, workers=2, inflight_per_worker=1, page_timeout=2,
-               engine="ocrlab.engines.fakes:faulty", engine_options={"hang_on": "p2.png"},
-               progress=False)
+    ocrlab.run(
+        six_docs,
+        out,
+        workers=2,
+        inflight_per_worker=1,
+        page_timeout=2,
+        engine="ocrlab.engines.fakes:faulty",
+        engine_options={"hang_on": "p2.png"},
+        progress=False,
+    )
     assert time.monotonic() - t < 60
     docs = {d["doc_id"]: d for d in load_manifest(out)["documents"]}
     assert [k for k, d in docs.items() if d["status"] != "ok"] == ["p2.png"]
@@ -102,8 +124,9 @@ def test_hung_page_is_killed_and_neighbours_finish(six_docs: Path, tmp_path: Pat
 @pytest.mark.slow
 def test_tesseract_timeout_kills_tesseract(data_dir: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    ocrlab.run(data_dir / "letters" / "letter-01.png", out, workers=2, page_timeout=1,
-               progress=False)
+    ocrlab.run(
+        data_dir / "letters" / "letter-01.png", out, workers=2, page_timeout=1, progress=False
+    )
     [doc] = load_manifest(out)["documents"]
     assert doc["errors"][0]["type"] == "PageTimeoutError"
     assert "page timeout (1 s)" in doc["errors"][0]["message"]
@@ -148,8 +171,12 @@ def test_worker_killed_mid_tesseract_loses_nothing(data_dir: Path, tmp_path: Pat
 
 
 def _cli(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ocrlab", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ocrlab", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def _wait_for(predicate: object, timeout: float = 60.0) -> None:
@@ -168,8 +195,9 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     tree = psutil.Process(proc.pid)
 
     def ocr_running() -> bool:  # a worker's Tesseract, not the start-up version check
-        return any(p.name() == "tesseract" and p.ppid() != proc.pid
-                   for p in tree.children(recursive=True))
+        return any(
+            p.name() == "tesseract" and p.ppid() != proc.pid for p in tree.children(recursive=True)
+        )
 
     _wait_for(ocr_running)
     started = time.monotonic()

@@ -23,22 +23,37 @@ from tests.conftest import make_page
 
 def png_bomb(path: Path, width: int, height: int) -> Path:
     """A valid PNG header announcing ``width`` x ``height`` with almost no data (a bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(
-            ">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
-                     + chunk(b"IDAT", zlib.compress(b"\x00" * 64)) + chunk(b"IEND", b""))
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 64))
+        + chunk(b"IEND", b"")
+    )
     return path
 
 
 def encrypted_pdf(path: Path) -> Path:
     """A minimal PDF with a standard security handler and an unknown password."""
-    objs = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
-            b"<< /Filter /Standard /V 1 /R 2 /O <" + b"11" * 32 + b"> /U <" + b"22" * 32
-            + b"> /P -4 >>"]
+    objs = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] >>",
+        b"<< /Filter /Standard /V 1 /R 2 /O <"
+        + b"11" * 32
+        + b"> /U <"
+        + b"22" * 32
+        + b"> /P -4 >>",
+    ]
     out = bytearray(b"%PDF-1.4\n")
     offsets = []
     for i, obj in enumerate(objs, 1):
@@ -48,8 +63,10 @@ def encrypted_pdf(path: Path) -> Path:
     out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objs) + 1)
     for off in offsets:
         out += b"%010d 00000 n \n" % off
-    out += (b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s><%s>] >>\n"
-            b"startxref\n%d\n%%%%EOF\n" % (len(objs) + 1, b"ab" * 16, b"ab" * 16, xref))
+    out += (
+        b"trailer\n<< /Size %d /Root 1 0 R /Encrypt 4 0 R /ID [<%s><%s>] >>\n"
+        b"startxref\n%d\n%%%%EOF\n" % (len(objs) + 1, b"ab" * 16, b"ab" * 16, xref)
+    )
     path.write_bytes(bytes(out))
     return path
 
@@ -85,8 +102,9 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def hostile_run(hostile: Path, tmp_path_factory: pytest.TempPathFactory
-                ) -> tuple[Path, dict[str, dict[str, Any]]]:
+def hostile_run(
+    hostile: Path, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[Path, dict[str, dict[str, Any]]]:
     out = tmp_path_factory.mktemp("hostile-out")
     summary = ocrlab.run(hostile, out, workers=2, max_megapixels=100, progress=False)
     assert summary.exit_code == 1
@@ -94,18 +112,21 @@ def hostile_run(hostile: Path, tmp_path_factory: pytest.TempPathFactory
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("doc_id", "error_type", "needle"), [
-    ("bomb.png", "PageTooLargeError", "100000x100000 px = 10000.0 MP, above the limit of 100"),
-    ("poster.pdf", "PageTooLargeError", "at 300 dpi"),
-    ("locked.pdf", "PdfiumError", "password"),
-    ("zero.tif", "UnsupportedFormat", "empty (0 bytes)"),
-    ("letter.jpg", "UnsupportedFormat", "not PNG, JPEG"),
-    ("cut.png", "TesseractError", ""),
-    ("loop1", "UnreadableFile", "cannot read"),
-])
+@pytest.mark.parametrize(
+    ("doc_id", "error_type", "needle"),
+    [
+        ("bomb.png", "PageTooLargeError", "100000x100000 px = 10000.0 MP, above the limit of 100"),
+        ("poster.pdf", "PageTooLargeError", "at 300 dpi"),
+        ("locked.pdf", "PdfiumError", "password"),
+        ("zero.tif", "UnsupportedFormat", "empty (0 bytes)"),
+        ("letter.jpg", "UnsupportedFormat", "not PNG, JPEG"),
+        ("cut.png", "TesseractError", ""),
+        ("loop1", "UnreadableFile", "cannot read"),
+    ],
+)
 def test_hostile_inputs_become_error_entries(
-        hostile_run: tuple[Path, dict[str, dict[str, Any]]], doc_id: str, error_type: str,
-        needle: str) -> None:
+    hostile_run: tuple[Path, dict[str, dict[str, Any]]], doc_id: str, error_type: str, needle: str
+) -> None:
     doc = hostile_run[1][doc_id]
     assert doc["status"] == "failed" and doc["artifact"] is None
     [err] = doc["errors"]
@@ -114,7 +135,8 @@ def test_hostile_inputs_become_error_entries(
 
 @pytest.mark.slow
 def test_good_neighbours_of_hostile_inputs_are_correct(
-        hostile_run: tuple[Path, dict[str, dict[str, Any]]]) -> None:
+    hostile_run: tuple[Path, dict[str, dict[str, Any]]],
+) -> None:
     out, docs = hostile_run
     ok = {k for k, d in docs.items() if d["status"] == "ok"}
     assert ok == {"with space é 名前.png", "a/same.png", "b/same.png"}
@@ -154,30 +176,37 @@ def test_unreadable_directory_is_reported(tmp_path: Path) -> None:
 SUFFIXES = [".png", ".tif", ".jpg", ".pdf", ".gif", ".bmp", ".webp"]
 
 
-@settings(max_examples=150, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from(SUFFIXES))
-def test_random_bytes_never_crash_discovery_or_a_worker(tmp_path: Path, data: bytes,
-                                                        suffix: str) -> None:
+def test_random_bytes_never_crash_discovery_or_a_worker(
+    tmp_path: Path, data: bytes, suffix: str
+) -> None:
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
     for doc in discover([path]):
         assert doc.ok or doc.error
         for task in doc.tasks:
-            result = ocr_page(task, EngineSettings(engine="ocrlab.engines.fakes:echo",
-                                                   max_megapixels=5))
+            result = ocr_page(
+                task, EngineSettings(engine="ocrlab.engines.fakes:echo", max_megapixels=5)
+            )
             assert result.ok or result.error_type
 
 
 @pytest.mark.slow
-@settings(max_examples=25, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(flips=st.lists(st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1,
-                      max_size=8),
-       cut=st.one_of(st.none(), st.integers(min_value=1)))
-def test_mutated_real_images_never_crash_the_batch(tmp_path_factory: pytest.TempPathFactory,
-                                                   flips: list[tuple[int, int]],
-                                                   cut: int | None) -> None:
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    flips=st.lists(
+        st.tuples(st.integers(min_value=0), st.integers(0, 255)), min_size=1, max_size=8
+    ),
+    cut=st.one_of(st.none(), st.integers(min_value=1)),
+)
+def test_mutated_real_images_never_crash_the_batch(
+    tmp_path_factory: pytest.TempPathFactory, flips: list[tuple[int, int]], cut: int | None
+) -> None:
     root = tmp_path_factory.mktemp("mut")
     good = make_page(root / "in" / "good.png", "Still readable", (500, 100))
     data = bytearray(good.read_bytes())
@@ -186,8 +215,9 @@ def test_mutated_real_images_never_crash_the_batch(tmp_path_factory: pytest.Temp
     if cut is not None:
         data = data[: cut % len(data)]
     (root / "in" / "mutant.png").write_bytes(bytes(data))
-    summary = ocrlab.run(root / "in", root / "out", workers=1, max_megapixels=5,
-                         page_timeout=30, progress=False)
+    summary = ocrlab.run(
+        root / "in", root / "out", workers=1, max_megapixels=5, page_timeout=30, progress=False
+    )
     docs = {d["doc_id"]: d for d in load_manifest(root / "out")["documents"]}
     assert docs["good.png"]["status"] == "ok"
     assert docs["mutant.png"]["status"] in {"ok", "failed"}

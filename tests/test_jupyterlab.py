@@ -58,16 +58,19 @@ def _free_port() -> int:
 
 def _notebook(root: Path) -> Path:
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "ocrlab (checkout)",
-                                 "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": KERNEL,
+        "display_name": "ocrlab (checkout)",
+        "language": "python",
+    }
     nb.cells = [
         nbformat.v4.new_code_cell("import ocrlab\nprint(ocrlab.__file__)"),
         nbformat.v4.new_code_cell('summary = ocrlab.run("corpus", "out", workers=2)'),
-        nbformat.v4.new_code_cell(
-            'from ocrlab.lab.widgets import PageViewer\nPageViewer("out")'),
+        nbformat.v4.new_code_cell('from ocrlab.lab.widgets import PageViewer\nPageViewer("out")'),
         # (once, even if the menu is used twice: see _run_all_cells)
         nbformat.v4.new_code_cell(
-            'handle = globals().get("handle") or ocrlab.start("corpus", "out-bg", workers=2)'),
+            'handle = globals().get("handle") or ocrlab.start("corpus", "out-bg", workers=2)'
+        ),
     ]
     path = root / "live.ipynb"
     nbformat.write(nb, path)
@@ -92,33 +95,57 @@ def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
     home = tmp_path / "jupyter"
     spec = home / "data" / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "ocrlab (checkout)", "language": "python",
-        "env": {"PYTHONPATH": str(ROOT)}}))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "ocrlab (checkout)",
+                "language": "python",
+                "env": {"PYTHONPATH": str(ROOT)},
+            }
+        )
+    )
     settings = home / "settings" / "@jupyterlab" / "apputils-extension"
     settings.mkdir(parents=True)
     (settings / "notification.jupyterlab-settings").write_text(
-        json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+        json.dumps({"fetchNews": "false", "checkForUpdates": False})
+    )
     notebook_settings = home / "settings" / "@jupyterlab" / "notebook-extension"
     notebook_settings.mkdir(parents=True)
     (notebook_settings / "tracker.jupyterlab-settings").write_text(
-        json.dumps({"autoStartDefaultKernel": True}))
+        json.dumps({"autoStartDefaultKernel": True})
+    )
     env = {k: v for k, v in os.environ.items() if k != "CI"}
-    env.update(JUPYTER_PATH=str(home / "data"), JUPYTER_CONFIG_DIR=str(home / "config"),
-               JUPYTER_RUNTIME_DIR=str(home / "runtime"),
-               JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"))
+    env.update(
+        JUPYTER_PATH=str(home / "data"),
+        JUPYTER_CONFIG_DIR=str(home / "config"),
+        JUPYTER_RUNTIME_DIR=str(home / "runtime"),
+        JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
+        JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"),
+    )
     env.pop("PYTHONPATH", None)  # the kernelspec alone puts the checkout on the kernel's path
     port, token = _free_port(), secrets.token_hex(16)
     log = open(tmp_path / "jupyterlab.log", "wb")  # noqa: SIM115 - closed below
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", f"--port={port}", "--ServerApp.ip=127.0.0.1",
-         f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}",
-         "--ServerApp.open_browser=False", "--ServerApp.port_retries=0",
-         f"--MappingKernelManager.default_kernel_name={KERNEL}",
-         *(["--allow-root"] if os.geteuid() == 0 else [])],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root, start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            f"--port={port}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--IdentityProvider.token={token}",
+            f"--ServerApp.root_dir={root}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.port_retries=0",
+            f"--MappingKernelManager.default_kernel_name={KERNEL}",
+            *(["--allow-root"] if os.geteuid() == 0 else []),
+        ],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=root,
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 90
@@ -130,8 +157,11 @@ def jupyterlab(tmp_path: Path) -> Iterator[tuple[str, Path, str]]:
                 assert server.poll() is None, (tmp_path / "jupyterlab.log").read_text()
                 assert time.monotonic() < deadline, "JupyterLab did not start in 90 s"
                 time.sleep(0.5)
-        yield (f"{base}/lab/tree/live.ipynb?token={token}", root,
-               f"{base}/api/sessions?token={token}")
+        yield (
+            f"{base}/lab/tree/live.ipynb?token={token}",
+            root,
+            f"{base}/api/sessions?token={token}",
+        )
     finally:
         server.terminate()
         try:
@@ -159,8 +189,7 @@ def _wait_for_kernel(sessions_url: str, timeout_s: float = 120) -> None:
     while time.monotonic() < deadline:
         with urllib.request.urlopen(sessions_url, timeout=5) as reply:
             kernels = [s["kernel"] for s in json.load(reply)]
-        if any(k["execution_state"] == "idle" and k.get("connections", 0) >= 1
-               for k in kernels):
+        if any(k["execution_state"] == "idle" and k.get("connections", 0) >= 1 for k in kernels):
             time.sleep(1.0)  # the page's widget manager attaches to the new connection
             return
         time.sleep(0.25)
@@ -188,20 +217,23 @@ def _run_all_cells(page: Any) -> None:
     raise AssertionError(f"the cells never all started: {prompts.all_inner_texts()}")
 
 
-def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, str],
-                                                 tmp_path: Path) -> None:
+def test_live_view_and_page_viewer_in_jupyterlab(
+    jupyterlab: tuple[str, Path, str], tmp_path: Path
+) -> None:
     from playwright.sync_api import sync_playwright
 
     url, root, sessions = jupyterlab
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu"])
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
         try:
             page = browser.new_page(viewport={"width": 1280, "height": 1000})
             page.goto(url, timeout=120_000)
             page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                                   timeout=120_000)
+            page.wait_for_selector(
+                ".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000
+            )
             dialog = page.locator(".jp-Dialog button", has_text="Select")
             if dialog.count():  # "Select Kernel", when JupyterLab still asks
                 dialog.first.click()
@@ -216,7 +248,9 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, st
                 page.wait_for_function(
                     "() => { const e = document.querySelector("
                     "'.ocrlab-live-view [data-status=running]');"
-                    " return e && +e.dataset.pagesDone >= 1; }", timeout=120_000)
+                    " return e && +e.dataset.pagesDone >= 1; }",
+                    timeout=120_000,
+                )
                 _save(view, tmp_path, "live-view-running.png")
             except Exception:
                 pass  # the run may finish between two looks; the final state is checked
@@ -228,7 +262,9 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, st
             bar = view.locator(".progress-bar")
             page.wait_for_function(
                 "() => document.querySelector('.ocrlab-live-view .progress-bar')"
-                ".style.width === '100%'", timeout=30_000)
+                ".style.width === '100%'",
+                timeout=30_000,
+            )
             assert bar.count() == 1
             assert f"{total} / {total}" in view.inner_text()
             _save(view, tmp_path, "live-view.png")
@@ -236,7 +272,9 @@ def test_live_view_and_page_viewer_in_jupyterlab(jupyterlab: tuple[str, Path, st
             viewer.wait_for(timeout=120_000)
             page.wait_for_function(
                 "() => { const i = document.querySelector('.ocrlab-page-viewer img');"
-                " return i && i.naturalWidth > 0; }", timeout=60_000)
+                " return i && i.naturalWidth > 0; }",
+                timeout=60_000,
+            )
             text = viewer.locator(".ocrlab-page-text").first
             text.wait_for(timeout=30_000)
             assert len(text.inner_text().strip()) > 20

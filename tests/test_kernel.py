@@ -31,8 +31,9 @@ WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 @pytest.fixture
 def kernel_env(monkeypatch: pytest.MonkeyPatch) -> None:
     """Kernels inherit this environment: the checkout first on the path, no CI switch."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
-        p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p))
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    )
     monkeypatch.delenv("CI", raising=False)
 
 
@@ -53,19 +54,26 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
         nbformat.v4.new_code_cell(
             f"summary = ocrlab.run({str(corpus)!r}, {str(tmp_path / 'out')!r}, workers=2,\n"
             "                     engine='ocrlab.engines.fakes:sleepy', live_view=True,\n"
-            "                     engine_options={'sleep': 0.4})\nsummary.pages"),
+            "                     engine_options={'sleep': 0.4})\nsummary.pages"
+        ),
         nbformat.v4.new_code_cell(
-            "from ocrlab.lab.widgets import PageViewer\n"
-            f"PageViewer({str(tmp_path / 'out')!r})"),
+            f"from ocrlab.lab.widgets import PageViewer\nPageViewer({str(tmp_path / 'out')!r})"
+        ),
         # A background run: the cell returns at once, the next one collects the result.
         nbformat.v4.new_code_cell(
             f"handle = ocrlab.start({str(corpus)!r}, {str(tmp_path / 'bg')!r}, workers=2,\n"
             "                      engine='ocrlab.engines.fakes:sleepy', live_view=True,\n"
-            "                      engine_options={'sleep': 0.4})\nhandle.done()"),
+            "                      engine_options={'sleep': 0.4})\nhandle.done()"
+        ),
         nbformat.v4.new_code_cell("handle.result().pages, handle.status"),
     ]
-    NotebookClient(nb, timeout=300, kernel_name="python3", store_widget_state=True,
-                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=300,
+        kernel_name="python3",
+        store_widget_state=True,
+        resources={"metadata": {"path": str(tmp_path)}},
+    ).execute()
     assert nb.cells[0].outputs[0]["text"].strip() == str(ROOT / "ocrlab" / "__init__.py")
     run_outputs = nb.cells[1].outputs
     assert any(WIDGET_VIEW in o.get("data", {}) for o in run_outputs), run_outputs
@@ -74,16 +82,20 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
     bars = [m["state"] for m in state.values() if m["model_name"] == "IntProgressModel"]
     assert any(b["value"] == b["max"] == 6 and b.get("bar_style") == "success" for b in bars)
-    html = [m["state"].get("value", "") for m in state.values()
-            if m["model_name"] == "HTMLModel"]
-    assert any('data-pages-done="6" data-pages-total="6" data-status="complete"' in h
-               for h in html), html
+    html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
+    assert any(
+        'data-pages-done="6" data-pages-total="6" data-status="complete"' in h for h in html
+    ), html
     started = nb.cells[3].outputs
     assert any(WIDGET_VIEW in o.get("data", {}) for o in started), started
     assert started[-1]["data"]["text/plain"] == "False", "start returned before the run ended"
     assert nb.cells[4].outputs[-1]["data"]["text/plain"] == "(6, 'complete')"
-    background = [m["state"] for m in state.values() if m["model_name"] == "IntProgressModel"
-                  and "background" in m["state"].get("description", "")]
+    background = [
+        m["state"]
+        for m in state.values()
+        if m["model_name"] == "IntProgressModel"
+        and "background" in m["state"].get("description", "")
+    ]
     assert background and background[0]["value"] == background[0]["max"] == 6
     viewer = nb.cells[2].outputs
     assert not [o for o in viewer if o["output_type"] == "error"], viewer
@@ -104,20 +116,23 @@ def _wait(kc: Any, msg_id: str, timeout: float) -> dict[str, Any]:
             return reply
 
 
-def test_kernel_interrupt_during_a_blocking_run_is_ctrl_c(tmp_path: Path,
-                                                         kernel_env: None) -> None:
+def test_kernel_interrupt_during_a_blocking_run_is_ctrl_c(tmp_path: Path, kernel_env: None) -> None:
     from jupyter_client.manager import start_new_kernel
 
     corpus = _corpus(tmp_path / "in", 12)
     out = tmp_path / "out"
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(tmp_path))
     try:
-        code = (f"import ocrlab\nocrlab.run({str(corpus)!r}, {str(out)!r}, workers=2, "
-                "engine='ocrlab.engines.fakes:sleepy', engine_options={'sleep': 1.0})")
+        code = (
+            f"import ocrlab\nocrlab.run({str(corpus)!r}, {str(out)!r}, workers=2, "
+            "engine='ocrlab.engines.fakes:sleepy', engine_options={'sleep': 1.0})"
+        )
         msg_id = kc.execute(code)
         deadline = time.monotonic() + 120
-        while not ((out / "trace.json").is_file() and sum(
-                e.get("ph") == "X" for e in load_trace(out / "trace.json")) >= 2):
+        while not (
+            (out / "trace.json").is_file()
+            and sum(e.get("ph") == "X" for e in load_trace(out / "trace.json")) >= 2
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.1)
         km.interrupt_kernel()
@@ -128,8 +143,7 @@ def test_kernel_interrupt_during_a_blocking_run_is_ctrl_c(tmp_path: Path,
         assert manifest["status"] == "interrupted"
         assert 0 < len(manifest["documents"]) < 12
         # The kernel is fine afterwards, and no worker of the run is left.
-        ok = _wait(kc, kc.execute("import psutil; print(len(psutil.Process().children()))"),
-                   30)
+        ok = _wait(kc, kc.execute("import psutil; print(len(psutil.Process().children()))"), 30)
         assert ok["content"]["status"] == "ok"
         ends = [e for e in load_trace(out / "trace.json") if e.get("name") == "run_end"]
         assert json.loads(json.dumps(ends[0]["args"]))["status"] == "interrupted"

@@ -111,8 +111,11 @@ def test_engine_facts_live_in_a_leaf() -> None:
 
 #: The command line dispatches to the lab's commands; the notebook display shows the lab's
 #: live view, importing it only inside a Jupyter kernel (where the notebooks extra is).
-LAB_USERS = {"ocrlab.cli": None, "ocrlab.progress": {"ocrlab.lab.widgets"},
-             "ocrlab.background": {"ocrlab.lab.widgets"}}
+LAB_USERS = {
+    "ocrlab.cli": None,
+    "ocrlab.progress": {"ocrlab.lab.widgets"},
+    "ocrlab.background": {"ocrlab.lab.widgets"},
+}
 
 
 def test_ocr_path_does_not_import_the_lab() -> None:
@@ -125,8 +128,10 @@ def test_ocr_path_does_not_import_the_lab() -> None:
 
 
 def test_no_module_over_400_lines() -> None:
-    sizes = {p.relative_to(ROOT).as_posix(): len(p.read_text("utf-8").splitlines())
-             for p in _modules().values()}
+    sizes = {
+        p.relative_to(ROOT).as_posix(): len(p.read_text("utf-8").splitlines())
+        for p in _modules().values()
+    }
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
 
 
@@ -134,7 +139,6 @@ def test_packaged_notebooks_match_the_top_level_ones() -> None:
     """``notebooks/`` is what people open; ``ocrlab/lab/notebooks/`` is what a wheel ships.
     Copy after editing: ``cp notebooks/*.ipynb ocrlab/lab/notebooks/`` (``make notebooks``)."""
     top = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("*.ipynb")}
-    shipped = {p.name: p.read_bytes()
-               for p in (PACKAGE / "lab" / "notebooks").glob("*.ipynb")}
+    shipped = {p.name: p.read_bytes() for p in (PACKAGE / "lab" / "notebooks").glob("*.ipynb")}
     assert top and top.keys() == shipped.keys()
     assert [n for n in top if top[n] != shipped[n]] == []

@@ -33,12 +33,16 @@ def test_worker_imports_no_heavy_modules(tmp_path: Path) -> None:
     page = make_page(tmp_path / "p.png", "light workers")
     pool = ProcessPoolExecutor(max_workers=1)
     try:
-        result = pool.submit(ocr_page, PageTask("p.png", str(page), 1, 1, "png"),
-                             EngineSettings()).result(timeout=120)
+        result = pool.submit(
+            ocr_page, PageTask("p.png", str(page), 1, 1, "png"), EngineSettings()
+        ).result(timeout=120)
         assert result.ok and "light" in (result.text or "")
         modules = pool.submit(_modules).result(timeout=60)
-        trackers = [" ".join(p.cmdline()) for p in psutil.Process().children(recursive=True)
-                    if "resource_tracker" in " ".join(p.cmdline())]
+        trackers = [
+            " ".join(p.cmdline())
+            for p in psutil.Process().children(recursive=True)
+            if "resource_tracker" in " ".join(p.cmdline())
+        ]
     finally:
         pool.shutdown(wait=True)
     assert "pytesseract" in modules and "PIL.Image" in modules  # the page really ran here
@@ -58,11 +62,15 @@ def test_page_bound_stops_at_the_limit(tmp_path: Path) -> None:
 
 def test_no_more_workers_than_pages(tmp_path: Path) -> None:
     make_page(tmp_path / "one.png", "one page")
-    with mock.patch("ocrlab.executor.ProcessPoolExecutor",
-                    side_effect=ProcessPoolExecutor) as spy:
-        summary = ocrlab.run(tmp_path / "one.png", tmp_path / "out", workers=3,
-                             engine="ocrlab.engines.fakes:echo", progress=False,
-                             monitor_interval=0)
+    with mock.patch("ocrlab.executor.ProcessPoolExecutor", side_effect=ProcessPoolExecutor) as spy:
+        summary = ocrlab.run(
+            tmp_path / "one.png",
+            tmp_path / "out",
+            workers=3,
+            engine="ocrlab.engines.fakes:echo",
+            progress=False,
+            monitor_interval=0,
+        )
     spy.assert_called_once_with(max_workers=1)
     assert summary.workers == 1 and summary.documents_ok == 1
 
@@ -72,8 +80,14 @@ def test_pool_is_warm_before_the_first_page(tmp_path: Path) -> None:
     a worker to start (generous bound: the machine may be loaded)."""
     for i in range(2):
         make_page(tmp_path / "in" / f"p{i}.png", str(i))
-    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2,
-                         engine="ocrlab.engines.fakes:echo", progress=False, monitor_interval=0)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        engine="ocrlab.engines.fakes:echo",
+        progress=False,
+        monitor_interval=0,
+    )
     events = load_trace(tmp_path / "out" / "trace.json")
     pages = [e for e in events if e.get("cat") == "page"]
     assert len(pages) == 2 and summary.startup_s is not None
@@ -111,15 +125,24 @@ def test_monitor_reports_pss_beside_rss() -> None:
 def test_run_summary_and_trace_show_pss(tmp_path: Path) -> None:
     for i in range(3):
         make_page(tmp_path / "in" / f"p{i}.png", str(i))
-    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, progress=False,
-                         engine="ocrlab.engines.fakes:sleepy",
-                         engine_options={"sleep": 0.2}, monitor_interval=0.02)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        progress=False,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.2},
+        monitor_interval=0.02,
+    )
     if not summary.peaks.get("pss_total"):
         pytest.skip("no smaps_rollup")
     assert summary.peaks["pss_total"] <= summary.peaks["rss_total"]
     assert "MB PSS" in summary.memory_line() and "MB RSS" in summary.memory_line()
-    counters = [e for e in load_trace(tmp_path / "out" / "trace.json")
-                if e.get("ph") == "C" and e["name"] == "memory (MB)"]
+    counters = [
+        e
+        for e in load_trace(tmp_path / "out" / "trace.json")
+        if e.get("ph") == "C" and e["name"] == "memory (MB)"
+    ]
     assert any("tree PSS" in e["args"] and "tree USS" in e["args"] for e in counters)
 
 

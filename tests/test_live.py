@@ -40,8 +40,9 @@ def fake_kernel(monkeypatch: pytest.MonkeyPatch) -> types.SimpleNamespace:
     return kernel
 
 
-def test_frontend_and_defaults(fake_kernel: types.SimpleNamespace,
-                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_frontend_and_defaults(
+    fake_kernel: types.SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     auto = load_config()
     assert progress.frontend() == "notebook"
     assert progress.progress_enabled(auto) and progress.live_view_enabled(auto)
@@ -97,9 +98,13 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     for i in range(5):
         make_page(tmp_path / "in" / f"p{i}.png", f"page {i}")
     (tmp_path / "in" / "bad.png").write_bytes(b"")
-    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2,
-                         engine_options={"fail_on": "p2.png"},
-                         **{**ECHO, "engine": "ocrlab.engines.fakes:faulty"})
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        engine_options={"fail_on": "p2.png"},
+        **{**ECHO, "engine": "ocrlab.engines.fakes:faulty"},
+    )
     follower = TraceFollower(tmp_path / "out" / "trace.json")
     state = RunState()
     state.apply(follower.poll())
@@ -135,8 +140,14 @@ def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    ocrlab.run(tmp_path / "in", out, workers=2, engine="ocrlab.engines.fakes:sleepy",
-               engine_options={"sleep": 0.3}, progress=False)
+    ocrlab.run(
+        tmp_path / "in",
+        out,
+        workers=2,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.3},
+        progress=False,
+    )
     watcher.join(timeout=30)
     assert seen[-1] == 8
     assert any(0 < n < 8 for n in seen), seen
@@ -146,10 +157,19 @@ def test_render_state_shows_what_exists() -> None:
     pytest.importorskip("ipywidgets")
     from ocrlab.lab.widgets import render_state
 
-    state = RunState(total=10, pages_done=4, t_s=2.0, rss_mb=300.0, rss_peak_mb=350.0,
-                     tesseract=2, tesseract_peak=2, status="running")
-    state.failures.append({"doc_id": "a.png", "page": 3, "error_type": "TesseractError",
-                           "error": "bad <page>"})
+    state = RunState(
+        total=10,
+        pages_done=4,
+        t_s=2.0,
+        rss_mb=300.0,
+        rss_peak_mb=350.0,
+        tesseract=2,
+        tesseract_peak=2,
+        status="running",
+    )
+    state.failures.append(
+        {"doc_id": "a.png", "page": 3, "error_type": "TesseractError", "error": "bad <page>"}
+    )
     page = render_state(state)
     assert "4 / 10" in page and "2.00" in page and "350 MB peak (RSS)" in page
     assert "PSS" not in page, "no PSS figure unless the monitor records one"
@@ -194,23 +214,36 @@ def test_diff_marks_insertions_and_deletions() -> None:
     assert "<ins>jumps</ins>" in page and "the quick" in page
 
 
-def test_bench_shows_which_run_of_how_many(tmp_path: Path,
-                                           monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bench_shows_which_run_of_how_many(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The sweep's outer bar names run i of n; each run's bar is labelled beneath it."""
     from ocrlab.lab.bench import bench
 
     labels: list[str] = []
     real = progress.make_bar
 
-    def spy(total: int, enabled: bool, where: str, desc: str = "OCR", leave: bool = True,
-            unit: str = "page") -> object:
+    def spy(
+        total: int,
+        enabled: bool,
+        where: str,
+        desc: str = "OCR",
+        leave: bool = True,
+        unit: str = "page",
+    ) -> object:
         labels.append(f"{unit}:{desc}")
         return real(total, False, where, desc, leave, unit)
 
     monkeypatch.setattr(progress, "make_bar", spy)
     make_page(tmp_path / "in" / "a.png", "a")
-    bench(tmp_path / "in", tmp_path / "b", workers=[1, 2], repeats=1, cli_reference=False,
-          engines=["ocrlab.engines.fakes:echo"], log=lambda m: None, progress=True)
+    bench(
+        tmp_path / "in",
+        tmp_path / "b",
+        workers=[1, 2],
+        repeats=1,
+        cli_reference=False,
+        engines=["ocrlab.engines.fakes:echo"],
+        log=lambda m: None,
+        progress=True,
+    )
     runs = [x for x in labels if x.startswith("page:")]
     assert labels[0] == "run:sweep" and len(runs) == 2
     assert runs[0].startswith("page:run 1/2: ocrlab.engines.fakes:echo, 1 worker(s)")
@@ -229,8 +262,9 @@ def _in_a_terminal(args: list[str], env: dict[str, str]) -> str:
 
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
-    proc = subprocess.Popen([sys.executable, "-m", "ocrlab", *args], stdin=slave,
-                            stdout=slave, stderr=slave, env=env)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ocrlab", *args], stdin=slave, stdout=slave, stderr=slave, env=env
+    )
     os.close(slave)
     out = b""
     while True:

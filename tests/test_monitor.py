@@ -74,14 +74,19 @@ for p in ps:
 
 
 def _python(script: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
 
 
 def _tesseract_waiting() -> subprocess.Popen[bytes]:
     """A real Tesseract process blocked reading its image from stdin."""
-    return subprocess.Popen(["tesseract", "stdin", "stdout"], stdin=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        ["tesseract", "stdin", "stdout"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def _finish(proc: subprocess.Popen[str]) -> None:
@@ -95,8 +100,9 @@ def _finish(proc: subprocess.Popen[str]) -> None:
             proc.wait()
 
 
-def _until(monitor: ProcessTreeMonitor, ok: Callable[[Sample], bool],
-           timeout: float = 15.0) -> Sample:
+def _until(
+    monitor: ProcessTreeMonitor, ok: Callable[[Sample], bool], timeout: float = 15.0
+) -> Sample:
     """Sample until ``ok`` holds (or the deadline passes); the last sample."""
     deadline = time.monotonic() + timeout
     s = monitor.sample()
@@ -357,7 +363,8 @@ def test_callback_gets_every_sample_and_its_errors_do_not_stop_sampling() -> Non
 
 
 def test_max_samples_bounds_the_history_not_the_peaks(
-        child_holding_200mb: subprocess.Popen[str]) -> None:
+    child_holding_200mb: subprocess.Popen[str],
+) -> None:
     monitor = ProcessTreeMonitor(max_samples=3)
     first = monitor.sample()
     _finish(child_holding_200mb)
@@ -381,8 +388,19 @@ def test_as_dict_is_json_ready() -> None:
         time.sleep(0.1)
     out = json.loads(json.dumps(monitor.stop().as_dict()))
     assert out["samples"] >= 1 and out["fd_limit"] == fd_limit()
-    assert {"rss_total", "rss_main", "fds_total", "fds_main", "n_tesseract", "n_procs",
-            "hwm_total", "cgroup_peak", "fd_limit", "samples", "overhead_s"} <= out.keys()
+    assert {
+        "rss_total",
+        "rss_main",
+        "fds_total",
+        "fds_main",
+        "n_tesseract",
+        "n_procs",
+        "hwm_total",
+        "cgroup_peak",
+        "fd_limit",
+        "samples",
+        "overhead_s",
+    } <= out.keys()
     assert os.getpid() in {p["pid"] for p in out["at_peak"]}
 
 
@@ -407,41 +425,57 @@ def test_live_tesseract_bounded_under_many_groups(tmp_path: Path) -> None:
             make_page(tmp_path / f"g{g}" / f"p{p}.png", f"Group {g} page {p} text", (900, 200))
         groups.append(ocrlab.Group(f"g{g}", (str(tmp_path / f"g{g}"),)))
     context = ocrlab.RunContext(tuple(groups), str(tmp_path / "out"))
-    summary = ocrlab.run_groups(context, {"ocr_workers": 2, "monitor_interval": 0.01,
-                                          "progress": False})
+    summary = ocrlab.run_groups(
+        context, {"ocr_workers": 2, "monitor_interval": 0.01, "progress": False}
+    )
     assert summary.documents_ok == 20
     assert 1 <= summary.peaks["n_tesseract"] <= 2
     # The counters in the trace say the same, sample by sample.
     from ocrlab.trace import load_trace
 
-    counts = [e["args"]["tesseract"] for e in load_trace(tmp_path / "out" / "trace.json")
-              if e["ph"] == "C" and e["name"] == "live tesseract processes"]
+    counts = [
+        e["args"]["tesseract"]
+        for e in load_trace(tmp_path / "out" / "trace.json")
+        if e["ph"] == "C" and e["name"] == "live tesseract processes"
+    ]
     assert counts and max(counts) <= 2
 
 
 def test_memory_bound_refuses_too_many_workers(tmp_path: Path) -> None:
-    cfg = load_config({"workers": 4, "memory_budget_mb": 600, "memory_per_worker_mb": 200},
-                      env={})
+    cfg = load_config({"workers": 4, "memory_budget_mb": 600, "memory_per_worker_mb": 200}, env={})
     from ocrlab.runinfo import BASE_MEMORY_MB
 
     need = BASE_MEMORY_MB + 4 * 200
     with pytest.raises(ConfigError, match=rf"workers=4 need about {need:.0f} MB .* at most 2 w"):
         check_memory(cfg)
-    check_memory(load_config({"workers": 2, "memory_budget_mb": 600,
-                              "memory_per_worker_mb": 200}, env={}))
-    check_memory(load_config({"workers": 8, "memory_budget_mb": 100},
-                             env={"OCR_MAX_WORKERS": "1"}))  # sequential: no pool to size
+    check_memory(
+        load_config({"workers": 2, "memory_budget_mb": 600, "memory_per_worker_mb": 200}, env={})
+    )
+    check_memory(
+        load_config({"workers": 8, "memory_budget_mb": 100}, env={"OCR_MAX_WORKERS": "1"})
+    )  # sequential: no pool to size
     (tmp_path / "in").mkdir()
     with pytest.raises(ConfigError):
-        ocrlab.run(tmp_path / "in", tmp_path / "out", workers=4, memory_budget_mb=600,
-                   memory_per_worker_mb=200)
+        ocrlab.run(
+            tmp_path / "in",
+            tmp_path / "out",
+            workers=4,
+            memory_budget_mb=600,
+            memory_per_worker_mb=200,
+        )
     assert not (tmp_path / "out").exists()
 
 
 def test_run_records_peaks(small_pages: list[Path], tmp_path: Path) -> None:
-    summary = ocrlab.run(small_pages[0].parent.parent, tmp_path / "o", workers=2,
-                         engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.1},
-                         monitor_interval=0.02, progress=False)
+    summary = ocrlab.run(
+        small_pages[0].parent.parent,
+        tmp_path / "o",
+        workers=2,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.1},
+        monitor_interval=0.02,
+        progress=False,
+    )
     peaks = summary.peaks
     assert peaks["samples"] >= 3
     assert peaks["rss_total"] > peaks["rss_main"] > 0  # the workers are counted

@@ -34,8 +34,12 @@ window.addEventListener("load", () => {
 
 
 def test_notebooks_committed_clean_with_one_parameters_cell() -> None:
-    assert [p.stem for p in NOTEBOOKS] == ["01-worker-sweep", "02-output-identity",
-                                           "03-trace-explorer", "04-speed-accuracy"]
+    assert [p.stem for p in NOTEBOOKS] == [
+        "01-worker-sweep",
+        "02-output-identity",
+        "03-trace-explorer",
+        "04-speed-accuracy",
+    ]
     for path in NOTEBOOKS:
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
@@ -52,8 +56,15 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     degraded scans (a clean one, a blurred one, a noisy one) so that error rates vary."""
     root = tmp_path_factory.mktemp("reports")
     corpus = root / "corpus"
-    for rel in ("letters/note.png", "forms/note.png", "forms/card.webp", "broken/empty.png",
-                "scans/clean-0-01.png", "scans/blur-1-01.png", "scans/noise-0.85-01.png"):
+    for rel in (
+        "letters/note.png",
+        "forms/note.png",
+        "forms/card.webp",
+        "broken/empty.png",
+        "scans/clean-0-01.png",
+        "scans/blur-1-01.png",
+        "scans/noise-0.85-01.png",
+    ):
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / rel, corpus / rel)
         gt = (DATA / rel).with_name(rel.split("/")[1].rsplit(".", 1)[0] + ".gt.txt")
@@ -68,8 +79,7 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_papermill_runs_write_results(reports: Path) -> None:
-    for stem in ("01-worker-sweep", "02-output-identity", "03-trace-explorer",
-                 "04-speed-accuracy"):
+    for stem in ("01-worker-sweep", "02-output-identity", "03-trace-explorer", "04-speed-accuracy"):
         assert (reports / f"{stem}.ipynb").is_file() and (reports / f"{stem}.html").is_file()
         nb = nbformat.read(reports / f"{stem}.ipynb", as_version=4)
         outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
@@ -95,8 +105,9 @@ def test_reports_show_varied_error_rates_on_degraded_pages(reports: Path) -> Non
     assert [(r["psm"], r["identical"]) for r in sweep["table"]] == [(3, True), (6, True)]
     cers = {(p["label"], p["kind"]): p["cer"] for p in sweep["pages"]}
     assert len(set(cers.values())) >= 3, cers  # varied, not all 0 or all 1
-    assert all(cers[(label, "blur")] > cers[(label, "clean")]
-               for label in {label for label, _ in cers})
+    assert all(
+        cers[(label, "blur")] > cers[(label, "clean")] for label in {label for label, _ in cers}
+    )
     assert "fastest setting within 1 point" in sweep["recommendation"]
 
 
@@ -109,19 +120,37 @@ def test_html_reports_render_in_headless_chromium(reports: Path, tmp_path: Path)
     browser = _chromium()
     if browser is None:
         pytest.skip("chromium not installed (make test installs it)")
-    expected_images = {"01-worker-sweep": 3, "02-output-identity": 0, "03-trace-explorer": 3,
-                       "04-speed-accuracy": 2}
+    expected_images = {
+        "01-worker-sweep": 3,
+        "02-output-identity": 0,
+        "03-trace-explorer": 3,
+        "04-speed-accuracy": 2,
+    }
     for stem, minimum in expected_images.items():
         page = (reports / f"{stem}.html").read_text(encoding="utf-8")
         assert not re.search(r'<img[^>]+src="(?!data:)', page), "images must be inline"
         probe = tmp_path / f"{stem}.html"
         probe.write_text(page.replace("</body>", PROBE, 1), encoding="utf-8")
         dom = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-             "--disable-background-networking", "--disable-component-update", "--disable-sync",
-             f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=10000",
-             "--dump-dom", probe.as_uri()],
-            capture_output=True, text=True, timeout=120, check=True).stdout
+            [
+                browser,
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={tmp_path / 'profile'}",
+                "--virtual-time-budget=10000",
+                "--dump-dom",
+                probe.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
         match = re.search(r'data-probe="([^"]+)"', dom)
         assert match, f"{stem}: the probe did not run"
         result = json.loads(match.group(1).replace("&quot;", '"'))

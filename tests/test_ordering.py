@@ -53,14 +53,14 @@ def test_estimates_from_headers(tmp_path: Path) -> None:
     png = make_page(tmp_path / "a.png", "x", (300, 200))
     assert page_pixels(PageTask("a", str(png), 1, 1, "png"), 300) == 60_000
     tif = tmp_path / "m.tif"
-    Image.new("L", (100, 100)).save(tif, save_all=True,
-                                    append_images=[Image.new("L", (400, 500))])
+    Image.new("L", (100, 100)).save(tif, save_all=True, append_images=[Image.new("L", (400, 500))])
     assert page_pixels(PageTask("m", str(tif), 2, 2, "tiff"), 300) == 200_000
     pdf = tmp_path / "d.pdf"
     Image.new("RGB", (612, 792), "white").save(pdf, resolution=72.0)  # letter, 612x792 pt
     assert page_pixels(PageTask("d", str(pdf), 1, 1, "pdf"), 150) == 1275 * 1650
     assert estimate_cost(PageTask("d", str(pdf), 1, 1, "pdf"), 150) == pytest.approx(
-        1275 * 1650 / 1e6 * 1.1, rel=1e-3)
+        1275 * 1650 / 1e6 * 1.1, rel=1e-3
+    )
     broken = tmp_path / "b.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n")
     assert estimate_cost(PageTask("b", str(broken), 1, 1, "png"), 300) == 0.0
@@ -96,21 +96,34 @@ class _Recording(BoundedScheduler):
 
 
 @pytest.mark.parametrize("order", ["cost", "discovery"])
-def test_pipeline_submits_largest_first_and_records_the_estimate(tmp_path: Path,
-                                                                 order: str) -> None:
+def test_pipeline_submits_largest_first_and_records_the_estimate(
+    tmp_path: Path, order: str
+) -> None:
     _mixed(tmp_path / "in")
     _Recording.submitted = []
     with mock.patch("ocrlab.pipeline.BoundedScheduler", _Recording):
-        ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, order=order,
-                   engine="ocrlab.engines.fakes:echo", progress=False, monitor_interval=0)
-    found = [("a/s0.png", 1), ("a/s1.png", 1), ("a/s2.png", 1), ("a/s3.png", 1),
-             ("z/l0.png", 1), ("z/l1.png", 1)]
+        ocrlab.run(
+            tmp_path / "in",
+            tmp_path / "out",
+            workers=2,
+            order=order,
+            engine="ocrlab.engines.fakes:echo",
+            progress=False,
+            monitor_interval=0,
+        )
+    found = [
+        ("a/s0.png", 1),
+        ("a/s1.png", 1),
+        ("a/s2.png", 1),
+        ("a/s3.png", 1),
+        ("z/l0.png", 1),
+        ("z/l1.png", 1),
+    ]
     if order == "cost":
         assert _Recording.submitted == found[4:] + found[:4]
     else:
         assert _Recording.submitted == found
-    pages = [e for e in load_trace(tmp_path / "out" / "trace.json")
-             if e.get("cat") == "page"]
+    pages = [e for e in load_trace(tmp_path / "out" / "trace.json") if e.get("cat") == "page"]
     estimates = {e["args"]["doc_id"]: e["args"].get("cost_estimate") for e in pages}
     if order == "cost":
         assert estimates["z/l0.png"] == pytest.approx(0.36) and estimates["a/s0.png"] == 0.027
@@ -119,8 +132,10 @@ def test_pipeline_submits_largest_first_and_records_the_estimate(tmp_path: Path,
 
 
 def _digests(out: Path) -> dict[str, str]:
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 @pytest.mark.slow
@@ -129,8 +144,10 @@ def test_artifacts_identical_for_every_worker_count_and_order(tmp_path: Path) ->
     _mixed(tmp_path / "in")
     tif = tmp_path / "in" / "m" / "multi.tif"
     tif.parent.mkdir()
-    pages = [Image.open(make_page(tmp_path / f"p{i}.png", f"multi page {i}", (200 + 300 * i, 120)))
-             for i in range(3)]
+    pages = [
+        Image.open(make_page(tmp_path / f"p{i}.png", f"multi page {i}", (200 + 300 * i, 120)))
+        for i in range(3)
+    ]
     pages[0].save(tif, save_all=True, append_images=pages[1:])
     reference = tmp_path / "seq"
     ocrlab.run(tmp_path / "in", reference, workers=1, progress=False, monitor_interval=0)
@@ -139,8 +156,14 @@ def test_artifacts_identical_for_every_worker_count_and_order(tmp_path: Path) ->
     for workers in (2, 3):
         for order in ("cost", "discovery"):
             out = tmp_path / f"w{workers}-{order}"
-            summary = ocrlab.run(tmp_path / "in", out, workers=workers, order=order,
-                                 progress=False, monitor_interval=0)
+            summary = ocrlab.run(
+                tmp_path / "in",
+                out,
+                workers=workers,
+                order=order,
+                progress=False,
+                monitor_interval=0,
+            )
             assert summary.pages == 9 and summary.pages_failed == 0
             assert _digests(out) == expected, (workers, order)
 
@@ -150,11 +173,15 @@ def test_pdf_pages_estimated_with_one_open_document(tmp_path: Path) -> None:
 
     pdf = tmp_path / "two.pdf"
     Image.new("RGB", (612, 792), "white").save(
-        pdf, resolution=72.0, save_all=True,
-        append_images=[Image.new("RGB", (792, 612), "white"), Image.new("RGB", (72, 72))])
+        pdf,
+        resolution=72.0,
+        save_all=True,
+        append_images=[Image.new("RGB", (792, 612), "white"), Image.new("RGB", (72, 72))],
+    )
     tasks = [PageTask("two.pdf", str(pdf), p, 3, "pdf") for p in (1, 2, 3)]
     with mock.patch("pypdfium2.PdfDocument", wraps=__import__("pypdfium2").PdfDocument) as op:
         out = [t.cost for _, t in with_estimates(((None, t) for t in tasks), 72)]
     assert op.call_count == 1  # one open for the document's consecutive pages
-    assert out == pytest.approx([612 * 792 * 1.1e-6, 792 * 612 * 1.1e-6, 72 * 72 * 1.1e-6],
-                                rel=1e-3)
+    assert out == pytest.approx(
+        [612 * 792 * 1.1e-6, 792 * 612 * 1.1e-6, 72 * 72 * 1.1e-6], rel=1e-3
+    )

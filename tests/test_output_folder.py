@@ -31,14 +31,20 @@ SLEEPY = "ocrlab.engines.fakes:sleepy"
 
 
 def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "ocrlab", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, **(env or {})})
+    return subprocess.Popen(
+        [sys.executable, "-m", "ocrlab", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
 
 
 def _texts(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out / "text").as_posix(): p.read_bytes()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out / "text").as_posix(): p.read_bytes()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 def _wait_for_lock_holder(out: Path, pid: int, timeout: float = 60.0) -> dict[str, object]:
@@ -60,15 +66,20 @@ def _pages(root: Path, n: int, prefix: str = "p") -> Path:
     return root
 
 
-def test_second_run_on_a_busy_folder_is_refused_at_once(small_pages: list[Path],
-                                                         tmp_path: Path) -> None:
+def test_second_run_on_a_busy_folder_is_refused_at_once(
+    small_pages: list[Path], tmp_path: Path
+) -> None:
     inputs = small_pages[0].parents[1]
     out = tmp_path / "same"
     first = _cli(str(inputs), "--out", str(out), "--workers", "2", "--quiet")
     info = _wait_for_lock_holder(out, first.pid)
     t0 = time.monotonic()
-    second = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
-                             str(out), "--quiet"], capture_output=True, text=True, timeout=60)
+    second = subprocess.run(
+        [sys.executable, "-m", "ocrlab", "run", str(inputs), "--out", str(out), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     refused_in = time.monotonic() - t0
     assert second.returncode == 3, second.stderr
     assert str(out) in second.stderr and f"PID {first.pid}" in second.stderr
@@ -96,9 +107,24 @@ def test_kill9_leaves_no_lock_and_its_temporary_folder_is_cleaned(tmp_path: Path
     assert len(stale) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    nxt = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out", str(out),
-                          "--engine", ECHO, "--overwrite", "--quiet"],
-                         capture_output=True, text=True, timeout=120)
+    nxt = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(inputs),
+            "--out",
+            str(out),
+            "--engine",
+            ECHO,
+            "--overwrite",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert nxt.returncode == 0, nxt.stderr
     assert not stale[0].exists()  # the dead run's folder, removed by the next run
     assert audit_output(out).ok and len(audit_output(out).on_disk) == 8
@@ -125,17 +151,30 @@ def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> 
     before = _texts(out)
     with pytest.raises(OutputNotEmptyError, match=r"--resume.*--overwrite"):
         ocrlab.run(forms, out, engine=ECHO, progress=False)
-    cli = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(forms), "--out", str(out),
-                          "--engine", ECHO, "--quiet"], capture_output=True, text=True,
-                         timeout=120)
+    cli = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(forms),
+            "--out",
+            str(out),
+            "--engine",
+            ECHO,
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert cli.returncode == 3 and "--overwrite" in cli.stderr and "--resume" in cli.stderr
     assert _texts(out) == before  # refused before touching anything
     (out / "notes.md").write_text("a user's own file")
     ocrlab.run(forms, out, engine=ECHO, progress=False, overwrite=True)
     audit = audit_output(out)
     assert audit.ok and audit.on_disk == {"text/form000.png.txt", "text/form001.png.txt"}
-    assert {d["doc_id"] for d in load_manifest(out)["documents"]} == {"form000.png",
-                                                                       "form001.png"}
+    assert {d["doc_id"] for d in load_manifest(out)["documents"]} == {"form000.png", "form001.png"}
     assert (out / "notes.md").read_text() == "a user's own file"  # only ocrlab's files go
     with pytest.raises(ocrlab.ConfigError, match="exclude each other"):
         ocrlab.run(forms, out, engine=ECHO, progress=False, overwrite=True, resume=True)
@@ -145,8 +184,12 @@ def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> 
 def small_fs() -> Iterator[Path]:
     """A 192 KiB tmpfs mounted for the test (root and mount permission needed)."""
     point = Path(tempfile.mkdtemp(prefix="ocrlab-fs-"))
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(point)],
-                             capture_output=True, text=True, check=False)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=192k", "tmpfs", str(point)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if mounted.returncode != 0:
         point.rmdir()
         pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip() or 'not root'})")
@@ -159,12 +202,29 @@ def small_fs() -> Iterator[Path]:
 
 @pytest.mark.slow
 def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
-        small_fs: Path, tmp_path: Path) -> None:
+    small_fs: Path, tmp_path: Path
+) -> None:
     inputs = _pages(tmp_path / "in", 60)
     out = small_fs / "out"
-    full = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
-                           str(out), "--engine", ECHO, "--workers", "2", "--quiet"],
-                          capture_output=True, text=True, timeout=300)
+    full = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(inputs),
+            "--out",
+            str(out),
+            "--engine",
+            ECHO,
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert full.returncode == 4, full.stdout + full.stderr
     line = full.stderr.strip().splitlines()[-1]
     assert "no space left on the output filesystem after" in line and "--resume" in line
@@ -178,9 +238,26 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     for rel in audit_output(out).on_disk:
         assert (out / rel).read_text().endswith("\f")  # never half-written
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
-    resumed = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(inputs), "--out",
-                              str(out), "--engine", ECHO, "--workers", "2", "--resume",
-                              "--quiet"], capture_output=True, text=True, timeout=300)
+    resumed = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(inputs),
+            "--out",
+            str(out),
+            "--engine",
+            ECHO,
+            "--workers",
+            "2",
+            "--resume",
+            "--quiet",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert f"({done} kept" in resumed.stdout
     clean = tmp_path / f"clean-{uuid.uuid4().hex[:6]}"

@@ -18,12 +18,15 @@ from ocrlab.trace import load_trace
 from tests.conftest import make_page
 
 LOG_LINE = re.compile(
-    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) +doc=(\S+) page=(\S+) .+$")
+    r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) +doc=(\S+) page=(\S+) .+$"
+)
 
 
 def _texts(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out / "text").as_posix(): p.read_bytes()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out / "text").as_posix(): p.read_bytes()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 @pytest.fixture(scope="module")
@@ -56,8 +59,12 @@ def test_mixed_batch_partial_success(mixed_run: Path) -> None:
     docs = {d["doc_id"]: d for d in manifest["documents"]}
     assert manifest["status"] == "complete"
     failed = {k for k, d in docs.items() if d["status"] == "failed"}
-    assert failed == {"broken/invalid.pdf", "broken/truncated.png", "broken/empty.tif",
-                      "broken/words.jpg"}
+    assert failed == {
+        "broken/invalid.pdf",
+        "broken/truncated.png",
+        "broken/empty.tif",
+        "broken/words.jpg",
+    }
     for name in failed:
         [err] = docs[name]["errors"]
         assert err["message"], f"{name} failed without a reason"
@@ -65,8 +72,14 @@ def test_mixed_batch_partial_success(mixed_run: Path) -> None:
     assert "empty" in docs["broken/empty.tif"]["errors"][0]["message"]
     assert docs["broken/truncated.png"]["errors"][0]["page"] == 1
     ok = {k for k, d in docs.items() if d["status"] == "ok"}
-    assert ok == {"real/eurotext.tif", "real/linn.png", "real/multipage.pdf",
-                  "real/phototest.tif", "x/note.png", "y/note.png"}
+    assert ok == {
+        "real/eurotext.tif",
+        "real/linn.png",
+        "real/multipage.pdf",
+        "real/phototest.tif",
+        "x/note.png",
+        "y/note.png",
+    }
     summary = manifest["summary"]
     assert summary["documents_failed"] == 4 and summary["documents_ok"] == 6
 
@@ -74,9 +87,14 @@ def test_mixed_batch_partial_success(mixed_run: Path) -> None:
 @pytest.mark.slow
 def test_artifacts_right_place_utf8_no_cross_contamination(mixed_run: Path) -> None:
     texts = _texts(mixed_run)
-    assert set(texts) == {"real/eurotext.tif.txt", "real/linn.png.txt",
-                          "real/multipage.pdf.txt", "real/phototest.tif.txt",
-                          "x/note.png.txt", "y/note.png.txt"}
+    assert set(texts) == {
+        "real/eurotext.tif.txt",
+        "real/linn.png.txt",
+        "real/multipage.pdf.txt",
+        "real/phototest.tif.txt",
+        "x/note.png.txt",
+        "y/note.png.txt",
+    }
     decoded = {k: v.decode("utf-8") for k, v in texts.items()}  # raises if not UTF-8
     assert "Alpha" in decoded["x/note.png.txt"] and "Delta" not in decoded["x/note.png.txt"]
     assert "Delta" in decoded["y/note.png.txt"] and "Alpha" not in decoded["y/note.png.txt"]
@@ -96,8 +114,7 @@ def test_trace_has_a_span_for_every_page(mixed_run: Path) -> None:
     manifest = load_manifest(mixed_run)
     pages = [e for e in events if e["ph"] == "X" and "page" in e["cat"]]
     # Every page that reached a worker; documents refused at discovery have 0 pages.
-    expected = {(d["doc_id"], p) for d in manifest["documents"]
-                for p in range(1, d["pages"] + 1)}
+    expected = {(d["doc_id"], p) for d in manifest["documents"] for p in range(1, d["pages"] + 1)}
     assert {(e["args"]["doc_id"], e["args"]["page"]) for e in pages} == expected
     assert len(pages) == len(expected), "one span per page, no duplicates"
     main_pid = manifest["run"]["pid"]
@@ -110,8 +127,7 @@ def test_trace_has_a_span_for_every_page(mixed_run: Path) -> None:
         spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in pages if e["pid"] == pid)
         assert all(a[1] <= b[0] + 1 for a, b in itertools.pairwise(spans))
     docs = [e for e in events if e["ph"] == "X" and e["cat"] == "document"]
-    assert {e["name"] for e in docs} == {d["doc_id"] for d in manifest["documents"]
-                                         if d["pages"]}
+    assert {e["name"] for e in docs} == {d["doc_id"] for d in manifest["documents"] if d["pages"]}
     assert all(e["pid"] == main_pid for e in docs)
     names = [e for e in events if e["ph"] == "M" and e["name"] == "process_name"]
     assert {e["pid"] for e in names} >= worker_pids | {main_pid}
@@ -127,20 +143,24 @@ def test_trace_has_a_span_for_every_page(mixed_run: Path) -> None:
             tracks.setdefault(("C", e["name"]), []).append(e["ts"])
     for track, stamps in tracks.items():
         assert stamps == sorted(stamps), f"track {track} is not in time order"
-    assert events[-1]["name"] == "run_end" and json.loads(
-        (mixed_run / "trace.json").read_text()), "the closed trace is one valid JSON array"
+    assert events[-1]["name"] == "run_end" and json.loads((mixed_run / "trace.json").read_text()), (
+        "the closed trace is one valid JSON array"
+    )
 
 
 @pytest.mark.slow
 def test_log_lines_are_whole_and_name_their_page(mixed_run: Path) -> None:
     lines = (mixed_run / "ocrlab.log").read_text("utf-8").splitlines()
     assert lines and all(LOG_LINE.match(line) for line in lines), [
-        line for line in lines if not LOG_LINE.match(line)]
-    page_lines = [LOG_LINE.match(line).groups() for line in lines  # type: ignore[union-attr]
-                  if " page=-" not in line]
+        line for line in lines if not LOG_LINE.match(line)
+    ]
+    page_lines = [
+        LOG_LINE.match(line).groups()
+        for line in lines  # type: ignore[union-attr]
+        if " page=-" not in line
+    ]
     assert ("INFO", "real/multipage.pdf", "6") in page_lines
-    assert any(doc == "broken/truncated.png" and level == "ERROR" for level, doc, _ in
-               page_lines)
+    assert any(doc == "broken/truncated.png" and level == "ERROR" for level, doc, _ in page_lines)
     # Within a document, page lines come in page order.
     pages = [int(p) for _, doc, p in page_lines if doc == "real/multipage.pdf"]
     assert pages == [1, 2, 3, 4, 5, 6]
@@ -148,8 +168,11 @@ def test_log_lines_are_whole_and_name_their_page(mixed_run: Path) -> None:
 
 @pytest.mark.slow
 def test_no_temporary_files_left(mixed_run: Path) -> None:
-    leftovers = [p for p in mixed_run.rglob("*") if (p.name.startswith(".") or ".tmp" in p.name)
-                 and p.name != ".ocrlab.lock"]  # the lock file stays: see ocrlab.ownership
+    leftovers = [
+        p
+        for p in mixed_run.rglob("*")
+        if (p.name.startswith(".") or ".tmp" in p.name) and p.name != ".ocrlab.lock"
+    ]  # the lock file stays: see ocrlab.ownership
     assert leftovers == []
 
 
@@ -170,22 +193,32 @@ def test_parallel_output_identical_to_sequential(data_dir: Path, tmp_path: Path)
     assert docs_a == docs_b
 
 
-def test_main_process_descriptors_return_to_start(small_pages: list[Path],
-                                                  tmp_path: Path) -> None:
+def test_main_process_descriptors_return_to_start(small_pages: list[Path], tmp_path: Path) -> None:
     def fds() -> int:
         return len(os.listdir("/proc/self/fd"))
 
-    ocrlab.run(small_pages[0].parent.parent, tmp_path / "warm", workers=2,
-               engine="ocrlab.engines.fakes:echo", progress=False)
+    ocrlab.run(
+        small_pages[0].parent.parent,
+        tmp_path / "warm",
+        workers=2,
+        engine="ocrlab.engines.fakes:echo",
+        progress=False,
+    )
     before = fds()
     for i in range(3):
-        ocrlab.run(small_pages[0].parent.parent, tmp_path / f"o{i}", workers=2,
-                   engine="ocrlab.engines.fakes:echo", progress=False)
+        ocrlab.run(
+            small_pages[0].parent.parent,
+            tmp_path / f"o{i}",
+            workers=2,
+            engine="ocrlab.engines.fakes:echo",
+            progress=False,
+        )
     assert fds() <= before + 2  # loky may keep one resource-tracker pipe
 
 
-def test_run_temp_folder_removed(small_pages: list[Path], tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_temp_folder_removed(
+    small_pages: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
@@ -205,11 +238,17 @@ def test_missing_input_and_unwritable_output(tmp_path: Path) -> None:
         ocrlab.run(tmp_path / "in", tmp_path / "file" / "out")
 
 
-def test_sequential_kill_switch_same_path(small_pages: list[Path], tmp_path: Path,
-                                          monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sequential_kill_switch_same_path(
+    small_pages: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("OCR_PARALLEL_DISABLED", "true")
-    summary = ocrlab.run(small_pages[0].parent.parent, tmp_path / "o", workers=2,
-                         engine="ocrlab.engines.fakes:echo", progress=False)
+    summary = ocrlab.run(
+        small_pages[0].parent.parent,
+        tmp_path / "o",
+        workers=2,
+        engine="ocrlab.engines.fakes:echo",
+        progress=False,
+    )
     assert summary.sequential and summary.workers == 1 and summary.documents_ok == 12
     pids = {e["pid"] for e in load_trace(tmp_path / "o" / "trace.json") if e["ph"] == "X"}
     assert pids == {os.getpid()}
@@ -220,23 +259,73 @@ def test_cli_run_exit_codes(small_pages: list[Path], tmp_path: Path) -> None:
     import sys
 
     src = small_pages[0].parent.parent
-    ok = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(src), "--out",
-                         str(tmp_path / "ok"), "--engine", "ocrlab.engines.fakes:echo"],
-                        capture_output=True, text=True, check=False)
+    ok = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(src),
+            "--out",
+            str(tmp_path / "ok"),
+            "--engine",
+            "ocrlab.engines.fakes:echo",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert ok.returncode == 0, ok.stderr
     assert "12 documents: 12 ok" in ok.stdout
     (src / "bad.png").write_bytes(b"")
-    some = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(src), "--out",
-                           str(tmp_path / "some"), "--engine", "ocrlab.engines.fakes:echo"],
-                          capture_output=True, text=True, check=False)
+    some = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(src),
+            "--out",
+            str(tmp_path / "some"),
+            "--engine",
+            "ocrlab.engines.fakes:echo",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert some.returncode == 1 and "FAILED bad.png" in some.stderr
-    missing = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(tmp_path / "nope"),
-                              "--out", str(tmp_path / "x")], capture_output=True, text=True,
-                             check=False)
+    missing = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(tmp_path / "nope"),
+            "--out",
+            str(tmp_path / "x"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert missing.returncode == 3 and "not found" in missing.stderr
-    bad = subprocess.run([sys.executable, "-m", "ocrlab", "run", str(src), "--out",
-                          str(tmp_path / "x"), "--workers", "0"], capture_output=True,
-                         text=True, check=False)
+    bad = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(src),
+            "--out",
+            str(tmp_path / "x"),
+            "--workers",
+            "0",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert bad.returncode == 2 and "workers=0" in bad.stderr
     manifest = json.loads((tmp_path / "some" / "results.json").read_text())
     assert [d["doc_id"] for d in manifest["documents"] if d["status"] == "failed"] == ["bad.png"]

@@ -1,8 +1,8 @@
 """Runs of any size: streaming journal and trace, lazy discovery, recycled workers, the guard.
 
 The scale figures themselves (pages/s and main-process RSS from 1k to 100k documents) are
-measured by ``ocrlab bench --scale`` (:mod:`ocrlab.lab.scale`); the tests here check the mechanisms with real worker
-processes and generous bounds only.
+measured by ``ocrlab bench --scale`` (:mod:`ocrlab.lab.scale`); the tests here check the
+mechanisms with real worker processes and generous bounds only.
 """
 
 from __future__ import annotations
@@ -37,8 +37,15 @@ ECHO = "ocrlab.engines.fakes:echo"
 
 
 def _record(doc_id: str, status: str = "ok") -> DocumentRecord:
-    return DocumentRecord(doc_id=doc_id, source=f"/in/{doc_id}", format="png", size_bytes=1,
-                          status=status, pages=1, pages_ok=1 if status == "ok" else 0)
+    return DocumentRecord(
+        doc_id=doc_id,
+        source=f"/in/{doc_id}",
+        format="png",
+        size_bytes=1,
+        status=status,
+        pages=1,
+        pages_ok=1 if status == "ok" else 0,
+    )
 
 
 def _tiny_docs(root: Path, n: int) -> Path:
@@ -70,9 +77,9 @@ def test_journal_skips_and_truncates_a_torn_last_line(tmp_path: Path) -> None:
     assert [json.loads(x).get("doc_id") for x in lines] == [None, "a", "b", None, "c"]
 
 
-def test_results_json_sorted_from_journal_with_bounded_memory(tmp_path: Path,
-                                                              monkeypatch: pytest.MonkeyPatch
-                                                              ) -> None:
+def test_results_json_sorted_from_journal_with_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The external merge sort (tiny chunks here) gives sorted, unique, newest-wins records."""
     monkeypatch.setattr(journal_mod, "SORT_CHUNK", 7)
     ids = [f"doc{i:03d}" for i in range(60)]
@@ -108,7 +115,8 @@ def test_trace_is_streamed_and_loads_torn_or_closed(tmp_path: Path) -> None:
     torn = path.read_text() + ',\n{"ph":"i","na'
     (tmp_path / "torn.json").write_text(torn)
     assert [e["name"] for e in load_trace(tmp_path / "torn.json")][-5:] == [
-        f"e{i}" for i in range(5)]
+        f"e{i}" for i in range(5)
+    ]
     rec.close()
     whole = json.loads(path.read_text())
     assert whole == list(iter_trace(path))
@@ -148,9 +156,15 @@ def test_discovery_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 def test_leaky_worker_is_recycled_and_every_page_ocred_once(tmp_path: Path) -> None:
     _tiny_docs(tmp_path / "in", 60)
     out = tmp_path / "out"
-    summary = ocrlab.run(tmp_path / "in", out, workers=2, engine="ocrlab.engines.fakes:leaky",
-                         engine_options={"leak_mb": 10}, max_worker_rss_mb=160,
-                         progress=False)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        out,
+        workers=2,
+        engine="ocrlab.engines.fakes:leaky",
+        engine_options={"leak_mb": 10},
+        max_worker_rss_mb=160,
+        progress=False,
+    )
     assert summary.documents_ok == 60 and summary.restarts == 0
     assert summary.workers_recycled >= 2
     events = load_trace(out / "trace.json")
@@ -168,24 +182,33 @@ def test_leaky_worker_is_recycled_and_every_page_ocred_once(tmp_path: Path) -> N
 
 def test_worker_recycled_after_max_pages(tmp_path: Path) -> None:
     _tiny_docs(tmp_path / "in", 40)
-    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, engine=ECHO,
-                         max_pages_per_worker=5, progress=False)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        engine=ECHO,
+        max_pages_per_worker=5,
+        progress=False,
+    )
     assert summary.documents_ok == 40 and summary.restarts == 0
     assert summary.workers_recycled >= 4
     manifest = load_manifest(tmp_path / "out")
     assert manifest["summary"]["workers_recycled"] == summary.workers_recycled
 
 
-def _hog_run(pool: Any, tasks: list[PageTask], settings: EngineSettings,
-             guard: MemoryGuard | None) -> int:
+def _hog_run(
+    pool: Any, tasks: list[PageTask], settings: EngineSettings, guard: MemoryGuard | None
+) -> int:
     """Run ``tasks`` through the scheduler; the tree's peak RSS (bytes) while they ran."""
+
     def observe(sample: Any) -> None:
         if guard is not None:
             guard.observe(sample)
 
     with ProcessTreeMonitor(interval_s=0.02, on_sample=observe) as monitor:
-        scheduler = BoundedScheduler(pool, settings, limit=6,
-                                     admit=None if guard is None else guard.admit)
+        scheduler = BoundedScheduler(
+            pool, settings, limit=6, admit=None if guard is None else guard.admit
+        )
         for done in scheduler.run(tasks):
             assert done.result.ok, done.result.error
             if guard is not None:
@@ -198,8 +221,9 @@ def test_memory_guard_holds_the_tree_under_the_budget(tmp_path: Path) -> None:
     with the guard, the tree stays under it."""
     page = make_page(tmp_path / "p.png", "x", size=(32, 16))
     hog_mb = 120
-    settings = EngineSettings(engine="ocrlab.engines.fakes:hog",
-                              options=(("hog_mb", hog_mb), ("hog_s", 0.6)))
+    settings = EngineSettings(
+        engine="ocrlab.engines.fakes:hog", options=(("hog_mb", hog_mb), ("hog_s", 0.6))
+    )
     warm = EngineSettings(engine=ECHO)
     tasks = [PageTask(f"d{i}", str(page), 1, 1, "png") for i in range(9)]
     pool = ProcessPoolExecutor(max_workers=3)
@@ -210,19 +234,28 @@ def test_memory_guard_holds_the_tree_under_the_budget(tmp_path: Path) -> None:
         budget = base + 2.5 * hog_mb * 2**20
         free_peak = _hog_run(pool, tasks, settings, None)
         events: list[tuple[str, dict[str, Any]]] = []
-        guard = MemoryGuard(budget, 0.2 * hog_mb * 2**20, hog_mb * 2**20,
-                            lambda kind, info: events.append((kind, info)))
+        guard = MemoryGuard(
+            budget,
+            0.2 * hog_mb * 2**20,
+            hog_mb * 2**20,
+            lambda kind, info: events.append((kind, info)),
+        )
         guarded_peak = _hog_run(pool, tasks, settings, guard)
     finally:
         pool.shutdown(wait=True)
     mb = 2**20
-    print(f"base {base / mb:.0f} MB, budget {budget / mb:.0f} MB, free peak "
-          f"{free_peak / mb:.0f} MB, guarded peak {guarded_peak / mb:.0f} MB, "
-          f"holds {guard.holds}")
-    assert free_peak > budget, (f"free run peaked at {free_peak / mb:.0f} MB, under the "
-                                f"{budget / mb:.0f} MB budget: the test proves nothing")
-    assert guarded_peak < budget, (f"guarded run peaked at {guarded_peak / mb:.0f} MB over the "
-                                   f"{budget / mb:.0f} MB budget")
+    print(
+        f"base {base / mb:.0f} MB, budget {budget / mb:.0f} MB, free peak "
+        f"{free_peak / mb:.0f} MB, guarded peak {guarded_peak / mb:.0f} MB, "
+        f"holds {guard.holds}"
+    )
+    assert free_peak > budget, (
+        f"free run peaked at {free_peak / mb:.0f} MB, under the "
+        f"{budget / mb:.0f} MB budget: the test proves nothing"
+    )
+    assert guarded_peak < budget, (
+        f"guarded run peaked at {guarded_peak / mb:.0f} MB over the {budget / mb:.0f} MB budget"
+    )
     assert guard.holds >= 1 and events[0][0] == "backpressure"
     assert {"tree_mb", "budget_mb", "projected_mb"} <= events[0][1].keys()
 
@@ -230,10 +263,17 @@ def test_memory_guard_holds_the_tree_under_the_budget(tmp_path: Path) -> None:
 def test_memory_guard_in_a_run_records_backpressure(tmp_path: Path) -> None:
     _tiny_docs(tmp_path / "in", 8)
     out = tmp_path / "out"
-    summary = ocrlab.run(tmp_path / "in", out, workers=2, engine="ocrlab.engines.fakes:hog",
-                         engine_options={"hog_mb": 100, "hog_s": 0.3},
-                         memory_budget_mb=700, memory_per_worker_mb=200,
-                         monitor_interval=0.02, progress=False)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        out,
+        workers=2,
+        engine="ocrlab.engines.fakes:hog",
+        engine_options={"hog_mb": 100, "hog_s": 0.3},
+        memory_budget_mb=700,
+        memory_per_worker_mb=200,
+        monitor_interval=0.02,
+        progress=False,
+    )
     assert summary.documents_ok == 8 and summary.backpressure >= 1
     held = [e for e in load_trace(out / "trace.json") if e["name"] == "backpressure"]
     assert len(held) == summary.backpressure and held[0]["args"]["budget_mb"] == 700
@@ -245,8 +285,10 @@ def _comparable(manifest: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _texts(out: Path) -> dict[str, str]:
-    return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 @pytest.mark.slow
@@ -254,8 +296,20 @@ def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """3,000 echo documents: kill -9 the main process mid-run, --resume, compare."""
     corpus = _tiny_docs(tmp_path / "in", 3000)
     out = tmp_path / "out"
-    args = [sys.executable, "-m", "ocrlab", "run", str(corpus), "--out", str(out),
-            "--workers", "2", "--engine", ECHO, "--quiet"]
+    args = [
+        sys.executable,
+        "-m",
+        "ocrlab",
+        "run",
+        str(corpus),
+        "--out",
+        str(out),
+        "--workers",
+        "2",
+        "--engine",
+        ECHO,
+        "--quiet",
+    ]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     journal = out / "journal.jsonl"
     deadline = time.monotonic() + 300
@@ -272,8 +326,9 @@ def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert 800 <= len(finished) < 3000
     for d in finished.values():  # every recorded artifact is complete
         assert hashlib.sha256((out / d["artifact"]).read_bytes()).hexdigest() == d["sha256"]
-    resumed = subprocess.run([*args, "--resume"], capture_output=True, text=True, timeout=600,
-                             check=False)
+    resumed = subprocess.run(
+        [*args, "--resume"], capture_output=True, text=True, timeout=600, check=False
+    )
     assert resumed.returncode == 0, resumed.stderr
     final = load_manifest(out)
     assert final["status"] == "complete" and final["summary"]["documents"] == 3000

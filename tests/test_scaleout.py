@@ -22,23 +22,36 @@ distributed = pytest.importorskip("distributed")
 
 
 def _texts(out: Path) -> dict[str, bytes]:
-    return {p.relative_to(out / "text").as_posix(): p.read_bytes()
-            for p in sorted((out / "text").rglob("*.txt"))}
+    return {
+        p.relative_to(out / "text").as_posix(): p.read_bytes()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[distributed.LocalCluster]:
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  host="127.0.0.1", dashboard_address=None,
-                                  silence_logs=40) as local:
+    with distributed.LocalCluster(
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        host="127.0.0.1",
+        dashboard_address=None,
+        silence_logs=40,
+    ) as local:
         yield local
 
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("dask") / "in"
-    for rel in ("letters/note.png", "forms/note.png", "forms/card.webp", "forms/flyer.gif",
-                "reports/report.tif", "broken/empty.png"):
+    for rel in (
+        "letters/note.png",
+        "forms/note.png",
+        "forms/card.webp",
+        "forms/flyer.gif",
+        "reports/report.tif",
+        "broken/empty.png",
+    ):
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / rel, root / rel)
     return root
@@ -46,16 +59,25 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("ship", [False, True])
-def test_dask_run_matches_local_run(cluster: distributed.LocalCluster, small_corpus: Path,
-                                    tmp_path: Path, ship: bool) -> None:
+def test_dask_run_matches_local_run(
+    cluster: distributed.LocalCluster, small_corpus: Path, tmp_path: Path, ship: bool
+) -> None:
     local = ocrlab.run(small_corpus, tmp_path / "local", workers=2, progress=False)
-    remote = ocrlab.run(small_corpus, tmp_path / "dask", executor=cluster.scheduler_address,
-                        ship_pages=ship, progress=False)
+    remote = ocrlab.run(
+        small_corpus,
+        tmp_path / "dask",
+        executor=cluster.scheduler_address,
+        ship_pages=ship,
+        progress=False,
+    )
     assert remote.exit_code == local.exit_code == 1  # broken/empty.png
     assert _texts(tmp_path / "dask") == _texts(tmp_path / "local")
     assert len(_texts(tmp_path / "dask")) == 5
-    pages = [e for e in load_trace(tmp_path / "dask" / "trace.json")
-             if e["ph"] == "X" and "page" in e["cat"]]
+    pages = [
+        e
+        for e in load_trace(tmp_path / "dask" / "trace.json")
+        if e["ph"] == "X" and "page" in e["cat"]
+    ]
     workers = {e["args"]["dask_worker"] for e in pages}
     assert workers <= set(cluster.scheduler_info["workers"]) and len(pages) == 7
     assert len(workers) == 2, "both Dask workers took pages"
@@ -65,8 +87,9 @@ def test_dask_run_matches_local_run(cluster: distributed.LocalCluster, small_cor
 
 
 @pytest.mark.slow
-def test_killed_dask_worker_loses_no_page(cluster: distributed.LocalCluster,
-                                          tmp_path: Path) -> None:
+def test_killed_dask_worker_loses_no_page(
+    cluster: distributed.LocalCluster, tmp_path: Path
+) -> None:
     for i in range(12):
         make_page(tmp_path / "in" / f"p{i:02d}.png", f"page {i}")
     with distributed.Client(cluster.scheduler_address) as client:
@@ -79,9 +102,14 @@ def test_killed_dask_worker_loses_no_page(cluster: distributed.LocalCluster,
 
     killer = threading.Thread(target=kill_one)
     killer.start()
-    summary = ocrlab.run(tmp_path / "in", tmp_path / "out", executor=cluster.scheduler_address,
-                         engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.4},
-                         progress=False)
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        executor=cluster.scheduler_address,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.4},
+        progress=False,
+    )
     killer.join()
     assert summary.documents_ok == 12 and summary.pages_failed == 0
     deadline = time.monotonic() + 60
@@ -93,15 +121,18 @@ def test_killed_dask_worker_loses_no_page(cluster: distributed.LocalCluster,
 def test_tesserocr_engine_same_contract(tmp_path: Path) -> None:
     pytest.importorskip("tesserocr")
     corpus = tmp_path / "in"
-    for rel in ("letters/letter-01.png", "forms/flyer.gif", "books/chapter.pdf",
-                "broken/truncated.png"):
+    for rel in (
+        "letters/letter-01.png",
+        "forms/flyer.gif",
+        "books/chapter.pdf",
+        "broken/truncated.png",
+    ):
         (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(DATA / rel, corpus / rel)
         gt = (DATA / rel).with_name(rel.split("/")[1].rsplit(".", 1)[0] + ".gt.txt")
         if gt.exists():
             shutil.copy(gt, corpus / rel.rsplit("/", 1)[0] / gt.name)
-    summary = ocrlab.run(corpus, tmp_path / "out", workers=2, engine="tesserocr",
-                         progress=False)
+    summary = ocrlab.run(corpus, tmp_path / "out", workers=2, engine="tesserocr", progress=False)
     assert summary.documents_ok == 3 and summary.documents_failed == 1
     from ocrlab.lab.accuracy import score_run
 
@@ -110,7 +141,13 @@ def test_tesserocr_engine_same_contract(tmp_path: Path) -> None:
     assert meta["versions"]["tesserocr_libtesseract"].startswith("5.")
     assert summary.peaks["n_tesseract"] == 0  # no tesseract processes: the API is in-process
     # Timeout: libtesseract's own deadline stops a slow page; the page is an error record.
-    slow = ocrlab.run(corpus / "letters", tmp_path / "slow", workers=2, engine="tesserocr",
-                      page_timeout=1, progress=False)
+    slow = ocrlab.run(
+        corpus / "letters",
+        tmp_path / "slow",
+        workers=2,
+        engine="tesserocr",
+        page_timeout=1,
+        progress=False,
+    )
     [doc] = load_manifest(tmp_path / "slow")["documents"]
     assert slow.documents_failed == 1 and doc["errors"][0]["type"] == "PageTimeoutError"

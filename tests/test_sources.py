@@ -40,7 +40,10 @@ def test_multipage_tiff_expands_to_pages(tmp_path: Path) -> None:
     [doc] = discover([path])
     assert doc.n_pages == 3
     assert [(t.doc_id, t.page, t.n_pages) for t in doc.tasks] == [
-        ("multi.tif", 1, 3), ("multi.tif", 2, 3), ("multi.tif", 3, 3)]
+        ("multi.tif", 1, 3),
+        ("multi.tif", 2, 3),
+        ("multi.tif", 3, 3),
+    ]
 
 
 def test_broken_files_become_error_documents(tmp_path: Path) -> None:

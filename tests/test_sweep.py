@@ -31,13 +31,27 @@ from ocrlab.lab.sweep import (
 
 
 def _row(label: str, speed: float, error: float, **extra: Any) -> dict[str, Any]:
-    return {"label": label, "engine": "pytesseract", "psm": None, "model": "system",
-            "dpi": 300, "pages_per_s": speed, "cer": error, "identical": True, **extra}
+    return {
+        "label": label,
+        "engine": "pytesseract",
+        "psm": None,
+        "model": "system",
+        "dpi": 300,
+        "pages_per_s": speed,
+        "cer": error,
+        "identical": True,
+        **extra,
+    }
 
 
 def test_grid_skips_dpi_without_pdf() -> None:
-    full = grid(dpis=(150, 300), psms=(3, 6), engines=("pytesseract", "tesserocr"),
-                models=("system",), pdf=True)
+    full = grid(
+        dpis=(150, 300),
+        psms=(3, 6),
+        engines=("pytesseract", "tesserocr"),
+        models=("system",),
+        pdf=True,
+    )
     assert len(full) == 8 and full[0] == Setting("pytesseract", 3, 150, "system")
     flat = grid(dpis=(150, 300), psms=(3, 6), pdf=False)
     assert [(s.psm, s.dpi) for s in flat] == [(3, 300), (6, 300)]
@@ -45,8 +59,12 @@ def test_grid_skips_dpi_without_pdf() -> None:
 
 
 def test_pareto_dominated_and_recommendation() -> None:
-    table = [_row("default", 2.0, 0.10), _row("fast", 3.0, 0.105, psm=6),
-             _row("slow-good", 1.0, 0.02, psm=11), _row("bad", 1.5, 0.20, psm=6)]
+    table = [
+        _row("default", 2.0, 0.10),
+        _row("fast", 3.0, 0.105, psm=6),
+        _row("slow-good", 1.0, 0.02, psm=11),
+        _row("bad", 1.5, 0.20, psm=6),
+    ]
     fronts = {r["label"]: r["dominated_by"] for r in pareto(table)}
     assert fronts == {"default": None, "fast": None, "slow-good": None, "bad": "default"}
     text = recommendation(pareto(table))
@@ -59,20 +77,31 @@ def test_pareto_dominated_and_recommendation() -> None:
     assert "Warning" in recommendation([_row("x", 1.0, 0.1, identical=False)])
     assert "nothing to recommend" in recommendation([_row("x", 1.0, None)])
     assert "| default | - | 2 | - | - | 10.00 |" in format_table(pareto(table))
-    assert "| x | - | 1 | 1 / 1.2 |" in format_table([_row("x", 1.0, 0.1,
-                                                          runs_pages_per_s="[1.0, 1.2]")])
+    assert "| x | - | 1 | 1 / 1.2 |" in format_table(
+        [_row("x", 1.0, 0.1, runs_pages_per_s="[1.0, 1.2]")]
+    )
 
 
 def test_by_degradation_pivot() -> None:
-    pages = [{"label": "a", "kind": k, "strength": s, "cer": c}
-             for k, s, c in [("clean", 0.0, 0.0), ("blur", 0.5, 0.1), ("blur", 1.0, 0.4),
-                             ("blur", 1.0, 0.6), ("", None, 0.0)]]
+    pages = [
+        {"label": "a", "kind": k, "strength": s, "cer": c}
+        for k, s, c in [
+            ("clean", 0.0, 0.0),
+            ("blur", 0.5, 0.1),
+            ("blur", 1.0, 0.4),
+            ("blur", 1.0, 0.6),
+            ("", None, 0.0),
+        ]
+    ]
     pivot = by_degradation(pages + [{**p, "label": "b", "cer": 1.0} for p in pages], "a")
     assert list(pivot.index) == ["blur", "clean"]
     assert pivot.loc["blur", 1.0] == pytest.approx(0.5)
     assert format_degradations(pages, "a").splitlines() == [
-        "| kind | 0 | 0.5 | 1 |", "|---|---|---|---|", "| clean | 0.0 |  |  |",
-        "| blur |  | 10.0 | 50.0 |"]
+        "| kind | 0 | 0.5 | 1 |",
+        "|---|---|---|---|",
+        "| clean | 0.0 |  |  |",
+        "| blur |  | 10.0 | 50.0 |",
+    ]
     assert format_degradations(pages, "b") == ""
 
 
@@ -93,11 +122,26 @@ def test_sweep_command_rejects_bad_arguments(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_sweep_writes_tables_and_checks_identity(tmp_path: Path,
-                                                 capsys: pytest.CaptureFixture[str]) -> None:
+def test_sweep_writes_tables_and_checks_identity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     generate_scans(tmp_path / "in", parse_degradations("blur:1"), pages=1)
-    code = main(["sweep", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--psm", "3,6",
-                 "--engines", "pytesseract", "--models", "system", "--repeats", "2"])
+    code = main(
+        [
+            "sweep",
+            str(tmp_path / "in"),
+            "--out",
+            str(tmp_path / "out"),
+            "--psm",
+            "3,6",
+            "--engines",
+            "pytesseract",
+            "--models",
+            "system",
+            "--repeats",
+            "2",
+        ]
+    )
     assert code == 0
     result = json.loads((tmp_path / "out/sweep.json").read_text())
     assert [r["psm"] for r in result["table"]] == [3, 6]
@@ -114,27 +158,31 @@ def test_sweep_writes_tables_and_checks_identity(tmp_path: Path,
 
 
 @pytest.mark.slow
-def test_sweep_cer_is_tesseract_cli_cer_on_real_scans(shared_corpus: Path,
-                                                      tmp_path: Path) -> None:
+def test_sweep_cer_is_tesseract_cli_cer_on_real_scans(shared_corpus: Path, tmp_path: Path) -> None:
     """The held-out real scans: the sweep's CER for the default setting equals that of
     ``tesseract FILE stdout`` within 0.5 point, so the sweep measures Tesseract, not ocrlab."""
     corpus = tmp_path / "real"
     corpus.mkdir()
-    files = sorted(p for p in (shared_corpus / "real").iterdir()
-                   if not p.name.endswith(".txt") and ground_truth_path(p) is not None)
+    files = sorted(
+        p
+        for p in (shared_corpus / "real").iterdir()
+        if not p.name.endswith(".txt") and ground_truth_path(p) is not None
+    )
     assert {p.name for p in files} >= {"eurotext.tif", "linn.png", "phototest.tif"}
     for path in files:
         gt = ground_truth_path(path)
         assert gt is not None
         shutil.copy(path, corpus / path.name)
         shutil.copy(gt, corpus / gt.name)
-    result = sweep(corpus, tmp_path / "out", settings=[Setting()], identity=False,
-                   log=lambda m: None)
+    result = sweep(
+        corpus, tmp_path / "out", settings=[Setting()], identity=False, log=lambda m: None
+    )
     ours = {p["doc_id"]: p["cer"] for p in result["pages"]}
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     for path in files:
-        text = subprocess.run(["tesseract", str(path), "stdout"], capture_output=True,
-                              text=True, env=env, check=True).stdout
+        text = subprocess.run(
+            ["tesseract", str(path), "stdout"], capture_output=True, text=True, env=env, check=True
+        ).stdout
         gt = ground_truth_path(path)
         assert gt is not None
         cli = cer(gt.read_text(encoding="utf-8"), text)
@@ -158,6 +206,7 @@ def test_tesserocr_page_text_does_not_depend_on_earlier_pages(tmp_path: Path) ->
     settings = load_config(psm=3).engine_settings()
     os.environ["TESSDATA_PREFIX"] = folder
     try:
+
         def read(paths: list[str]) -> str:
             release()
             texts = [tesserocr_engine(p, PageTask("d", p, 1, 1, "png"), settings) for p in paths]

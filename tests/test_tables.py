@@ -13,12 +13,31 @@ from ocrlab.lab import plots, tables
 
 
 def _row(workers: int, rss: float, **extra: Any) -> dict[str, Any]:
-    row = {"engine": "pytesseract", "engine_version": "5.3.0", "workers": workers, "runs": 1,
-           "pages": 16, "wall_s": 30 / workers, "wall_spread_s": 0.1, "pages_per_s": 0.5 * workers,
-           "speedup": float(workers), "efficiency": 1.0, "page_median_s": 2.0,
-           "page_p10_s": 1.0, "page_p90_s": 3.0, "peak_rss_mb": rss, "peak_hwm_mb": rss,
-           "peak_fds": 30, "peak_tesseract": workers, "startup_s": 0.2, "identical": True,
-           "cer": 0.0, "cli_wall_s": 31.0, "cli_peak_rss_mb": 80.0, "vs_cli": 1.0}
+    row = {
+        "engine": "pytesseract",
+        "engine_version": "5.3.0",
+        "workers": workers,
+        "runs": 1,
+        "pages": 16,
+        "wall_s": 30 / workers,
+        "wall_spread_s": 0.1,
+        "pages_per_s": 0.5 * workers,
+        "speedup": float(workers),
+        "efficiency": 1.0,
+        "page_median_s": 2.0,
+        "page_p10_s": 1.0,
+        "page_p90_s": 3.0,
+        "peak_rss_mb": rss,
+        "peak_hwm_mb": rss,
+        "peak_fds": 30,
+        "peak_tesseract": workers,
+        "startup_s": 0.2,
+        "identical": True,
+        "cer": 0.0,
+        "cli_wall_s": 31.0,
+        "cli_peak_rss_mb": 80.0,
+        "vs_cli": 1.0,
+    }
     row.update(extra)
     return row
 
@@ -26,9 +45,17 @@ def _row(workers: int, rss: float, **extra: Any) -> dict[str, Any]:
 def test_key_table_shows_what_a_reader_needs() -> None:
     table = [_row(1, 175.0), _row(2, 339.0)]
     key = tables.key_table(table)
-    assert list(key.columns) == ["workers", "pages/s", "speedup", "efficiency",
-                                 "vs Tesseract CLI", "page median s", "peak RSS MB",
-                                 "output identical", "CER"]
+    assert list(key.columns) == [
+        "workers",
+        "pages/s",
+        "speedup",
+        "efficiency",
+        "vs Tesseract CLI",
+        "page median s",
+        "peak RSS MB",
+        "output identical",
+        "CER",
+    ]
     page = tables.sweep_table_html(table)
     assert page.index("peak RSS MB") < page.index("<details>")
     assert "all 23 columns" in page and "wall_spread_s" in page.split("<details>")[1]

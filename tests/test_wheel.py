@@ -23,20 +23,48 @@ from tests.conftest import ROOT, make_page
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(work / "dist"),
-         str(ROOT)], capture_output=True, text=True, timeout=600, check=False)
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "-q",
+            "-w",
+            str(work / "dist"),
+            str(ROOT),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
     if build.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{build.stderr[-3000:]}")
     (wheel,) = (work / "dist").glob("ocrlab-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     shipped = sorted(n for n in names if n.startswith("ocrlab/lab/notebooks/"))
-    assert shipped == sorted(f"ocrlab/lab/notebooks/{p.name}"
-                             for p in (ROOT / "notebooks").glob("*.ipynb"))
+    assert shipped == sorted(
+        f"ocrlab/lab/notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")
+    )
     assert "ocrlab/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     site = work / "site"
-    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "-q", "--target",
-                    str(site), str(wheel)], check=True, timeout=300)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--no-deps",
+            "-q",
+            "--target",
+            str(site),
+            str(wheel),
+        ],
+        check=True,
+        timeout=300,
+    )
     return site
 
 
@@ -49,15 +77,37 @@ def test_report_from_an_installed_wheel(installed: Path, tmp_path: Path) -> None
     corpus = tmp_path / "corpus"
     for i in range(2):
         make_page(corpus / f"p{i}.png", f"wheel page {i}")
-    where = subprocess.run([sys.executable, "-c", "import ocrlab; print(ocrlab.__file__)"],
-                           cwd=tmp_path, env=_env(installed), capture_output=True, text=True,
-                           check=True)
+    where = subprocess.run(
+        [sys.executable, "-c", "import ocrlab; print(ocrlab.__file__)"],
+        cwd=tmp_path,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     assert where.stdout.strip().startswith(str(installed))  # not the checkout
     proc = subprocess.run(
-        [sys.executable, "-m", "ocrlab", "report", "--out", str(tmp_path / "reports"),
-         "--corpus", str(corpus), "--workers", "1", "--only", "03-trace-explorer"],
-        cwd=tmp_path, env=_env(installed), capture_output=True, text=True, timeout=900,
-        check=False)
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "report",
+            "--out",
+            str(tmp_path / "reports"),
+            "--corpus",
+            str(corpus),
+            "--workers",
+            "1",
+            "--only",
+            "03-trace-explorer",
+        ],
+        cwd=tmp_path,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     page = tmp_path / "reports" / "03-trace-explorer.html"
     assert page.stat().st_size > 10_000
@@ -66,12 +116,22 @@ def test_report_from_an_installed_wheel(installed: Path, tmp_path: Path) -> None
 
 @pytest.mark.slow
 def test_report_without_the_notebooks_extra_says_what_to_install(
-        installed: Path, tmp_path: Path) -> None:
+    installed: Path, tmp_path: Path
+) -> None:
     # papermill made unimportable, as in an environment without the extra
-    script = ("import sys; sys.modules['papermill'] = None; from ocrlab.cli import main; "
-              "sys.exit(main(['report', '--out', 'r']))")
-    proc = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=_env(installed),
-                          capture_output=True, text=True, timeout=120, check=False)
+    script = (
+        "import sys; sys.modules['papermill'] = None; from ocrlab.cli import main; "
+        "sys.exit(main(['report', '--out', 'r']))"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=_env(installed),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert proc.returncode == 3
     assert "pip install 'ocrlab[notebooks]'" in proc.stderr and "papermill" in proc.stderr
     assert not (tmp_path / "r" / "index.html").exists()

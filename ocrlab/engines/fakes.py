@@ -31,8 +31,15 @@ def sleepy(source: str, task: PageTask, settings: EngineSettings) -> str:
     start = time.monotonic_ns()
     time.sleep(float(settings.option("sleep", 0.2)))
     end = time.monotonic_ns()
-    return json.dumps({"doc_id": task.doc_id, "page": task.page, "pid": os.getpid(),
-                       "start_ns": start, "end_ns": end})
+    return json.dumps(
+        {
+            "doc_id": task.doc_id,
+            "page": task.page,
+            "pid": os.getpid(),
+            "start_ns": start,
+            "end_ns": end,
+        }
+    )
 
 
 def echo(source: str, task: PageTask, settings: EngineSettings) -> str:
@@ -47,7 +54,7 @@ def leaky(source: str, task: PageTask, settings: EngineSettings) -> str:
     """Like :func:`echo`, but the worker keeps ``leak_mb`` MB (default 20) per page, touched,
     for good: a worker whose memory grows page after page (what recycling is for)."""
     block = bytearray(int(float(settings.option("leak_mb", 20)) * 2**20))
-    block[:: 4096] = b"x" * len(block[:: 4096])
+    block[::4096] = b"x" * len(block[::4096])
     _LEAKED.append(block)
     return echo(source, task, settings)
 
@@ -56,7 +63,7 @@ def hog(source: str, task: PageTask, settings: EngineSettings) -> str:
     """Like :func:`echo`, but each page holds ``hog_mb`` MB (default 100), touched, for
     ``hog_s`` seconds (default 0.5): a batch that together may exceed the memory budget."""
     block = bytearray(int(float(settings.option("hog_mb", 100)) * 2**20))
-    block[:: 4096] = b"x" * len(block[:: 4096])
+    block[::4096] = b"x" * len(block[::4096])
     time.sleep(float(settings.option("hog_s", 0.5)))
     del block
     return echo(source, task, settings)
@@ -84,6 +91,6 @@ def faulty(source: str, task: PageTask, settings: EngineSettings) -> str:
         time.sleep(float(settings.option("hang_s", 3600)))
     if _matches(task, settings, "alloc_on"):
         block = bytearray(int(float(settings.option("alloc_mb", 500)) * 2**20))
-        block[:: 4096] = b"x" * len(block[:: 4096])
+        block[::4096] = b"x" * len(block[::4096])
         del block
     return echo(source, task, settings)

@@ -96,7 +96,8 @@ def tesserocr_engine(source: str, task: PageTask, settings: EngineSettings) -> s
         api.Clear()
         raise PageTimeoutError(
             f"libtesseract ran longer than the page timeout ({settings.timeout_s:g} s) and "
-            "stopped; raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow.")
+            "stopped; raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow."
+        )
     text: str = api.GetUTF8Text()
     api.Clear()
     return text

@@ -43,8 +43,10 @@ def wer(reference: str, hypothesis: str) -> float:
 def ground_truth_path(path: str | os.PathLike[str]) -> Path | None:
     """``NAME.EXT.gt.txt`` if present, else ``NAME.gt.txt`` (Tesseract's convention)."""
     p = Path(path)
-    for candidate in (p.with_name(p.name + ".gt.txt"),
-                      p.with_name(p.name.rsplit(".", 1)[0] + ".gt.txt")):
+    for candidate in (
+        p.with_name(p.name + ".gt.txt"),
+        p.with_name(p.name.rsplit(".", 1)[0] + ".gt.txt"),
+    ):
         if candidate.is_file():
             return candidate
     return None
@@ -59,6 +61,12 @@ def score_run(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             continue
         text = (Path(out_dir) / doc["artifact"]).read_text(encoding="utf-8")
         reference = gt.read_text(encoding="utf-8")
-        rows.append({"doc_id": doc["doc_id"], "cer": cer(reference, text),
-                     "wer": wer(reference, text), "ref_chars": len(normalize(reference))})
+        rows.append(
+            {
+                "doc_id": doc["doc_id"],
+                "cer": cer(reference, text),
+                "wer": wer(reference, text),
+                "ref_chars": len(normalize(reference)),
+            }
+        )
     return rows

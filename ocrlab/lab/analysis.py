@@ -44,8 +44,9 @@ class TraceTooLargeError(ValueError):
     """A trace with more events than a DataFrame should hold."""
 
 
-def trace_frames(path: str | os.PathLike[str], run: str | None = None,
-                 max_events: int | None = MAX_EVENTS) -> TraceFrames:
+def trace_frames(
+    path: str | os.PathLike[str], run: str | None = None, max_events: int | None = MAX_EVENTS
+) -> TraceFrames:
     """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start.
 
     The trace is read event by event (:func:`ocrlab.trace.iter_trace`), in file
@@ -64,57 +65,108 @@ def trace_frames(path: str | os.PathLike[str], run: str | None = None,
             raise TraceTooLargeError(
                 f"{path} holds more than max_events={max_events:,} trace events, too many "
                 "for DataFrames in memory; pass max_events=None to load it anyway, or stream "
-                "it with ocrlab.trace.iter_trace and keep only what you need.")
+                "it with ocrlab.trace.iter_trace and keep only what you need."
+            )
         ph, args = e.get("ph"), e.get("args", {})
         if ph == "X" and "page" in e.get("cat", ""):
-            pages.append({
-                "run": label, "doc_id": args.get("doc_id"), "page": args.get("page"),
-                "pid": e["pid"], "host": args.get("host", ""), "start_s": e["ts"] / 1e6,
-                "dur_s": e["dur"] / 1e6, "end_s": (e["ts"] + e["dur"]) / 1e6,
-                "queue_wait_s": args.get("queue_wait_us", 0) / 1e6,
-                "prepare_s": args.get("prepare_us", 0) / 1e6,
-                "ocr_s": args.get("ocr_us", 0) / 1e6, "ok": bool(args.get("ok", True)),
-                "engine_cpu_s": args.get("engine_cpu_us", 0) / 1e6,
-                "error_type": args.get("error_type"), "error": args.get("error"),
-                "chars": args.get("chars", 0), "width": args.get("width", 0),
-                "height": args.get("height", 0), "worker_rss": args.get("worker_rss", 0),
-                "child_maxrss": args.get("child_maxrss", 0), "attempt": args.get("attempt", 1),
-                "cost_estimate": args.get("cost_estimate"),
-            })
+            pages.append(
+                {
+                    "run": label,
+                    "doc_id": args.get("doc_id"),
+                    "page": args.get("page"),
+                    "pid": e["pid"],
+                    "host": args.get("host", ""),
+                    "start_s": e["ts"] / 1e6,
+                    "dur_s": e["dur"] / 1e6,
+                    "end_s": (e["ts"] + e["dur"]) / 1e6,
+                    "queue_wait_s": args.get("queue_wait_us", 0) / 1e6,
+                    "prepare_s": args.get("prepare_us", 0) / 1e6,
+                    "ocr_s": args.get("ocr_us", 0) / 1e6,
+                    "ok": bool(args.get("ok", True)),
+                    "engine_cpu_s": args.get("engine_cpu_us", 0) / 1e6,
+                    "error_type": args.get("error_type"),
+                    "error": args.get("error"),
+                    "chars": args.get("chars", 0),
+                    "width": args.get("width", 0),
+                    "height": args.get("height", 0),
+                    "worker_rss": args.get("worker_rss", 0),
+                    "child_maxrss": args.get("child_maxrss", 0),
+                    "attempt": args.get("attempt", 1),
+                    "cost_estimate": args.get("cost_estimate"),
+                }
+            )
         elif ph == "X" and e.get("cat") == "document":
-            docs.append({"run": label, "doc_id": e["name"], "start_s": e["ts"] / 1e6,
-                         "dur_s": e["dur"] / 1e6, "status": args.get("status"),
-                         "pages": args.get("pages"), "lane": e["tid"]})
+            docs.append(
+                {
+                    "run": label,
+                    "doc_id": e["name"],
+                    "start_s": e["ts"] / 1e6,
+                    "dur_s": e["dur"] / 1e6,
+                    "status": args.get("status"),
+                    "pages": args.get("pages"),
+                    "lane": e["tid"],
+                }
+            )
         elif ph == "C":
             for series, value in args.items():
-                counters.append({"run": label, "t_s": e["ts"] / 1e6, "counter": e["name"],
-                                 "series": series, "value": value})
+                counters.append(
+                    {
+                        "run": label,
+                        "t_s": e["ts"] / 1e6,
+                        "counter": e["name"],
+                        "series": series,
+                        "value": value,
+                    }
+                )
         elif ph == "i":
             if e.get("name") == "run_metadata":
                 meta = dict(args)
             else:
-                instants.append({"run": label, "t_s": e["ts"] / 1e6, "name": e["name"],
-                                 "args": args})
-    page_cols = ["run", "doc_id", "page", "pid", "host", "start_s", "dur_s", "end_s",
-                 "queue_wait_s", "prepare_s", "ocr_s", "engine_cpu_s", "ok", "error_type", "error",
-                 "chars", "width", "height", "worker_rss", "child_maxrss", "attempt",
-                 "cost_estimate"]
+                instants.append(
+                    {"run": label, "t_s": e["ts"] / 1e6, "name": e["name"], "args": args}
+                )
+    page_cols = [
+        "run",
+        "doc_id",
+        "page",
+        "pid",
+        "host",
+        "start_s",
+        "dur_s",
+        "end_s",
+        "queue_wait_s",
+        "prepare_s",
+        "ocr_s",
+        "engine_cpu_s",
+        "ok",
+        "error_type",
+        "error",
+        "chars",
+        "width",
+        "height",
+        "worker_rss",
+        "child_maxrss",
+        "attempt",
+        "cost_estimate",
+    ]
     return TraceFrames(
-        pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"],
-                                                                 ignore_index=True),
-        documents=pd.DataFrame(docs, columns=["run", "doc_id", "start_s", "dur_s", "status",
-                                              "pages", "lane"]
-                               ).sort_values(["start_s"], kind="stable", ignore_index=True),
-        counters=pd.DataFrame(counters, columns=["run", "t_s", "counter", "series", "value"]
-                              ).sort_values(["t_s"], kind="stable", ignore_index=True),
-        instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]
-                              ).sort_values(["t_s"], kind="stable", ignore_index=True),
+        pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"], ignore_index=True),
+        documents=pd.DataFrame(
+            docs, columns=["run", "doc_id", "start_s", "dur_s", "status", "pages", "lane"]
+        ).sort_values(["start_s"], kind="stable", ignore_index=True),
+        counters=pd.DataFrame(
+            counters, columns=["run", "t_s", "counter", "series", "value"]
+        ).sort_values(["t_s"], kind="stable", ignore_index=True),
+        instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]).sort_values(
+            ["t_s"], kind="stable", ignore_index=True
+        ),
         meta=meta,
     )
 
 
-def identity_runs(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str],
-                  workers: int = 2) -> tuple[Any, Any]:
+def identity_runs(
+    corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], workers: int = 2
+) -> tuple[Any, Any]:
     """Run ``corpus`` sequentially (the ``OCR_PARALLEL_DISABLED`` kill switch) and with
     ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``."""
     from ..pipeline import run
@@ -166,16 +218,27 @@ def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Compar
     for key in sorted(set(ta) | set(tb)):
         x, y = ta.get(key), tb.get(key)
         same = x is not None and x == y
-        rows.append({"doc_id": key[0], "page": key[1], "identical": same,
-                     "chars_a": None if x is None else len(x),
-                     "chars_b": None if y is None else len(y)})
+        rows.append(
+            {
+                "doc_id": key[0],
+                "page": key[1],
+                "identical": same,
+                "chars_a": None if x is None else len(x),
+                "chars_b": None if y is None else len(y),
+            }
+        )
         if not same:
-            diffs[key] = "".join(difflib.unified_diff(
-                (x or "").splitlines(keepends=True), (y or "").splitlines(keepends=True),
-                fromfile=f"{Path(a).name}/{key[0]}#{key[1]}",
-                tofile=f"{Path(b).name}/{key[0]}#{key[1]}"))
-    return Comparison(pd.DataFrame(rows, columns=["doc_id", "page", "identical", "chars_a",
-                                                  "chars_b"]), diffs)
+            diffs[key] = "".join(
+                difflib.unified_diff(
+                    (x or "").splitlines(keepends=True),
+                    (y or "").splitlines(keepends=True),
+                    fromfile=f"{Path(a).name}/{key[0]}#{key[1]}",
+                    tofile=f"{Path(b).name}/{key[0]}#{key[1]}",
+                )
+            )
+    return Comparison(
+        pd.DataFrame(rows, columns=["doc_id", "page", "identical", "chars_a", "chars_b"]), diffs
+    )
 
 
 def accuracy_table(runs: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:
@@ -195,8 +258,9 @@ def honest_peak_mb(row: Mapping[str, Any]) -> float:
     return float(row.get("peak_pss_mb") or row.get("peak_rss_mb") or 0)
 
 
-def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
-              headroom: float = 0.8) -> dict[str, Any]:
+def recommend(
+    table: Sequence[Mapping[str, Any]], memory_limit_gb: float, headroom: float = 0.8
+) -> dict[str, Any]:
     """The worker count with the best throughput whose measured peak (PSS) fits the limit.
 
     ``headroom`` keeps a margin: the peak on these pages is not the peak on every page.
@@ -204,15 +268,22 @@ def recommend(table: Sequence[Mapping[str, Any]], memory_limit_gb: float,
     budget_mb = memory_limit_gb * 1024 * headroom
     fitting = [r for r in table if honest_peak_mb(r) <= budget_mb]
     if not fitting:
-        return {"workers": None, "reason": f"no measured worker count fits in "
-                f"{headroom:.0%} of {memory_limit_gb:g} GB"}
+        return {
+            "workers": None,
+            "reason": f"no measured worker count fits in {headroom:.0%} of {memory_limit_gb:g} GB",
+        }
     best = max(fitting, key=lambda r: r["pages_per_s"])
-    return {"workers": best["workers"], "engine": best.get("engine"),
-            "pages_per_s": best["pages_per_s"],
-            "speedup": best.get("speedup"), "peak_rss_mb": best["peak_rss_mb"],
-            "peak_mb": honest_peak_mb(best),
-            "peak_kind": "PSS" if best.get("peak_pss_mb") else "RSS",
-            "budget_mb": round(budget_mb), "memory_limit_gb": memory_limit_gb}
+    return {
+        "workers": best["workers"],
+        "engine": best.get("engine"),
+        "pages_per_s": best["pages_per_s"],
+        "speedup": best.get("speedup"),
+        "peak_rss_mb": best["peak_rss_mb"],
+        "peak_mb": honest_peak_mb(best),
+        "peak_kind": "PSS" if best.get("peak_pss_mb") else "RSS",
+        "budget_mb": round(budget_mb),
+        "memory_limit_gb": memory_limit_gb,
+    }
 
 
 def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> str:
@@ -230,14 +301,17 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
             + (f", {rec['speedup']:.2f}x one worker" if rec.get("speedup") else "")
             + f", peak {rec['peak_mb']:.0f} MB {rec['peak_kind']} (RSS "
             f"{rec['peak_rss_mb']:.0f} MB) of the {rec['budget_mb']} MB budget "
-            "(80% of the limit).")
+            "(80% of the limit)."
+        )
     for row in table:
         if row.get("vs_cli"):
-            lines.append(f"- {row.get('engine', 'ocrlab')}, {row['workers']} worker(s): "
-                         f"{row['vs_cli']:.2f}x the throughput of "
-                         f"the Tesseract CLI at the same N, efficiency "
-                         f"{row['efficiency']:.0%}, output identical: "
-                         f"{'yes' if row['identical'] else 'NO'}.")
+            lines.append(
+                f"- {row.get('engine', 'ocrlab')}, {row['workers']} worker(s): "
+                f"{row['vs_cli']:.2f}x the throughput of "
+                f"the Tesseract CLI at the same N, efficiency "
+                f"{row['efficiency']:.0%}, output identical: "
+                f"{'yes' if row['identical'] else 'NO'}."
+            )
     if any(not r["identical"] for r in table):
         lines.append("**Warning: some parallel runs differ from the 1-worker run.**")
     return "\n".join(lines)
@@ -256,11 +330,14 @@ def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
     n = len(data)
     measure = "engine_cpu_s" if n and (data["engine_cpu_s"] > 0).all() else "ocr_s"
     if n < 3 or data["cost_estimate"].nunique() < 2:
-        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None,
-                "measure": measure}
+        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None, "measure": measure}
     x = data["cost_estimate"].astype(float)
     y = data[measure].astype(float)
     slope = float((x * y).sum() / (x * x).sum())
-    return {"pages": n, "pearson": round(float(x.corr(y)), 3),
-            "spearman": round(float(x.rank().corr(y.rank())), 3),
-            "s_per_mp": round(slope, 4), "measure": measure}
+    return {
+        "pages": n,
+        "pearson": round(float(x.corr(y)), 3),
+        "spearman": round(float(x.rank().corr(y.rank())), 3),
+        "s_per_mp": round(slope, 4),
+        "measure": measure,
+    }

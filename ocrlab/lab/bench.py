@@ -123,25 +123,59 @@ def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: fl
         list(pool.map(one, files))
     wall = time.perf_counter() - t0
     peaks = monitor.peaks
-    return RunRow("cli", processes, 0, wall, len(files), failed, durations, peaks.rss_total,
-                  peaks.hwm_total, peaks.pss_total, peaks.uss_total, peaks.fds_total,
-                  peaks.n_tesseract)
+    return RunRow(
+        "cli",
+        processes,
+        0,
+        wall,
+        len(files),
+        failed,
+        durations,
+        peaks.rss_total,
+        peaks.hwm_total,
+        peaks.pss_total,
+        peaks.uss_total,
+        peaks.fds_total,
+        peaks.n_tesseract,
+    )
 
 
-def _ocrlab_row(out: Path, workers: int, repeat: int, engine: str,
-                options: Mapping[str, Any]) -> RunRow:
-    summary = run(options["corpus"], out, workers=workers, engine=engine, live_view=False,
-                  **{k: v for k, v in options.items() if k != "corpus"})
-    page_s = [e["dur"] / 1e6 for e in iter_trace(out / "trace.json")
-              if e.get("ph") == "X" and e.get("cat") == "page"]
+def _ocrlab_row(
+    out: Path, workers: int, repeat: int, engine: str, options: Mapping[str, Any]
+) -> RunRow:
+    summary = run(
+        options["corpus"],
+        out,
+        workers=workers,
+        engine=engine,
+        live_view=False,
+        **{k: v for k, v in options.items() if k != "corpus"},
+    )
+    page_s = [
+        e["dur"] / 1e6
+        for e in iter_trace(out / "trace.json")
+        if e.get("ph") == "X" and e.get("cat") == "page"
+    ]
     peaks = summary.peaks
     scores = score_run(out)
-    return RunRow("ocrlab", workers, repeat, summary.wall_s, summary.pages,
-                  summary.pages_failed, page_s, int(peaks.get("rss_total") or 0),
-                  int(peaks.get("hwm_total") or 0), int(peaks.get("pss_total") or 0),
-                  int(peaks.get("uss_total") or 0), int(peaks.get("fds_total") or 0),
-                  int(peaks.get("n_tesseract") or 0), summary.startup_s, engine=engine,
-                  cer=statistics.mean(s["cer"] for s in scores) if scores else None)
+    return RunRow(
+        "ocrlab",
+        workers,
+        repeat,
+        summary.wall_s,
+        summary.pages,
+        summary.pages_failed,
+        page_s,
+        int(peaks.get("rss_total") or 0),
+        int(peaks.get("hwm_total") or 0),
+        int(peaks.get("pss_total") or 0),
+        int(peaks.get("uss_total") or 0),
+        int(peaks.get("fds_total") or 0),
+        int(peaks.get("n_tesseract") or 0),
+        summary.startup_s,
+        engine=engine,
+        cer=statistics.mean(s["cer"] for s in scores) if scores else None,
+    )
 
 
 def _digests(out: Path) -> dict[str, str | None]:
@@ -157,8 +191,7 @@ def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
     for engine in dict.fromkeys(r.engine for r in ocr):
         mine_all = [r for r in ocr if r.engine == engine]
         counts = sorted({r.workers for r in mine_all})
-        wall = {n: statistics.median(r.wall_s for r in mine_all if r.workers == n)
-                for n in counts}
+        wall = {n: statistics.median(r.wall_s for r in mine_all if r.workers == n) for n in counts}
         base = wall.get(1)
         for n in counts:
             mine = [r for r in mine_all if r.workers == n]
@@ -168,50 +201,65 @@ def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
             cli_wall = statistics.median(r.wall_s for r in refs) if refs else None
             speedup = base / wall[n] if base else None
             cers = [r.cer for r in mine if r.cer is not None]
-            table.append({
-                "engine": engine,
-                "engine_version": engine_version(engine),
-                "workers": n,
-                "runs": len(mine),
-                "pages": pages,
-                "wall_s": round(wall[n], 3),
-                "wall_spread_s": round(max(r.wall_s for r in mine) - min(r.wall_s for r in mine),
-                                       3),
-                "pages_per_s": round(pages / wall[n], 3),
-                "speedup": round(speedup, 3) if speedup else None,
-                "efficiency": round(speedup / n, 3) if speedup else None,
-                "page_median_s": round(statistics.median(per_page), 3) if per_page else None,
-                "page_p10_s": round(_percentile(per_page, 0.1), 3) if per_page else None,
-                "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
-                "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
-                "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
-                "peak_pss_mb": round(max(r.peak_pss for r in mine) / 2**20, 1),
-                "peak_uss_mb": round(max(r.peak_uss for r in mine) / 2**20, 1),
-                "peak_fds": max(r.peak_fds for r in mine),
-                "peak_tesseract": max(r.peak_tesseract for r in mine),
-                "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
-                "identical": all(r.identical for r in mine if r.identical is not None),
-                "cer": round(statistics.mean(cers), 5) if cers else None,
-                "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
-                "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1)
-                if refs else None,
-                "cli_peak_pss_mb": round(max(r.peak_pss for r in refs) / 2**20, 1)
-                if refs else None,
-                "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
-            })
+            table.append(
+                {
+                    "engine": engine,
+                    "engine_version": engine_version(engine),
+                    "workers": n,
+                    "runs": len(mine),
+                    "pages": pages,
+                    "wall_s": round(wall[n], 3),
+                    "wall_spread_s": round(
+                        max(r.wall_s for r in mine) - min(r.wall_s for r in mine), 3
+                    ),
+                    "pages_per_s": round(pages / wall[n], 3),
+                    "speedup": round(speedup, 3) if speedup else None,
+                    "efficiency": round(speedup / n, 3) if speedup else None,
+                    "page_median_s": round(statistics.median(per_page), 3) if per_page else None,
+                    "page_p10_s": round(_percentile(per_page, 0.1), 3) if per_page else None,
+                    "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
+                    "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
+                    "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
+                    "peak_pss_mb": round(max(r.peak_pss for r in mine) / 2**20, 1),
+                    "peak_uss_mb": round(max(r.peak_uss for r in mine) / 2**20, 1),
+                    "peak_fds": max(r.peak_fds for r in mine),
+                    "peak_tesseract": max(r.peak_tesseract for r in mine),
+                    "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
+                    "identical": all(r.identical for r in mine if r.identical is not None),
+                    "cer": round(statistics.mean(cers), 5) if cers else None,
+                    "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
+                    "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1)
+                    if refs
+                    else None,
+                    "cli_peak_pss_mb": round(max(r.peak_pss for r in refs) / 2**20, 1)
+                    if refs
+                    else None,
+                    "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
+                }
+            )
     return table
 
 
 def format_table(table: Sequence[Mapping[str, Any]]) -> str:
     """A fixed-width table for the terminal."""
-    cols = [("engine", "engine"), ("workers", "N"), ("wall_s", "wall s"),
-            ("pages_per_s", "pages/s"), ("speedup", "speedup"), ("efficiency", "effic."),
-            ("page_median_s", "page med s"),
-            ("page_p90_s", "page p90 s"), ("peak_rss_mb", "RSS MB"),
-            ("peak_pss_mb", "PSS MB"), ("peak_fds", "fds"),
-            ("peak_tesseract", "tess"), ("identical", "same"), ("cer", "CER"),
-            ("cli_wall_s", "CLI s"),
-            ("vs_cli", "vs CLI")]
+    cols = [
+        ("engine", "engine"),
+        ("workers", "N"),
+        ("wall_s", "wall s"),
+        ("pages_per_s", "pages/s"),
+        ("speedup", "speedup"),
+        ("efficiency", "effic."),
+        ("page_median_s", "page med s"),
+        ("page_p90_s", "page p90 s"),
+        ("peak_rss_mb", "RSS MB"),
+        ("peak_pss_mb", "PSS MB"),
+        ("peak_fds", "fds"),
+        ("peak_tesseract", "tess"),
+        ("identical", "same"),
+        ("cer", "CER"),
+        ("cli_wall_s", "CLI s"),
+        ("vs_cli", "vs CLI"),
+    ]
     head = " ".join(f"{label:>10}" for _, label in cols)
     lines = [head, "-" * len(head)]
     for row in table:
@@ -257,10 +305,13 @@ def bench(
     rows: list[RunRow] = []
     reference: dict[str, dict[str, str | None]] = {}
     total = repeats * len(counts) * len(engines)
-    with tempfile.TemporaryDirectory(prefix="ocrlab-bench-") as tmp, \
-            sweep_progress(total, shown) as step:
-        cli_files = prepare_cli_pages(os.fspath(corpus), Path(tmp), cfg.dpi) if cli_reference \
-            else []
+    with (
+        tempfile.TemporaryDirectory(prefix="ocrlab-bench-") as tmp,
+        sweep_progress(total, shown) as step,
+    ):
+        cli_files = (
+            prepare_cli_pages(os.fspath(corpus), Path(tmp), cfg.dpi) if cli_reference else []
+        )
         for r in range(repeats):
             for n in _order(counts, r):
                 msg = f"repeat {r + 1}/{repeats}, {n} worker(s):"
@@ -272,8 +323,10 @@ def bench(
                     if n == 1 and engine not in reference:
                         reference[engine] = _digests(run_dir)
                     rows.append(row)
-                    msg += (f" {engine} {row.wall_s:.2f} s ({row.pages / row.wall_s:.2f} "
-                            f"pages/s, peak {row.peak_rss / 2**20:.0f} MB);")
+                    msg += (
+                        f" {engine} {row.wall_s:.2f} s ({row.pages / row.wall_s:.2f} "
+                        f"pages/s, peak {row.peak_rss / 2**20:.0f} MB);"
+                    )
                 if cli_reference:  # right after, so both see the same machine state
                     ref = run_cli_reference(cli_files, n, cfg.monitor_interval or 0.1)
                     ref.repeat = r
@@ -282,12 +335,19 @@ def bench(
                 log(msg)
         for row in rows:
             if row.kind == "ocrlab" and row.engine in reference:
-                row.identical = _digests(
-                    out / "runs" / f"{row.engine}-w{row.workers}-r{row.repeat}"
-                ) == reference[row.engine]
+                row.identical = (
+                    _digests(out / "runs" / f"{row.engine}-w{row.workers}-r{row.repeat}")
+                    == reference[row.engine]
+                )
     table = aggregate(rows)
-    result = {"meta": run_metadata(cfg), "corpus": os.fspath(corpus), "repeats": repeats,
-              "engines": list(engines), "table": table, "runs": [asdict(r) for r in rows]}
+    result = {
+        "meta": run_metadata(cfg),
+        "corpus": os.fspath(corpus),
+        "repeats": repeats,
+        "engines": list(engines),
+        "table": table,
+        "runs": [asdict(r) for r in rows],
+    }
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     with open(out / "bench.csv", "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=list(table[0]))

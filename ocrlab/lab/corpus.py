@@ -30,8 +30,9 @@ MARGIN = 180
 FIXED_DATE = time.gmtime(1767225600)  # 2026-01-01: PDF dates fixed for byte-identical output
 
 
-def _page(rng: random.Random, size: tuple[int, int], mode: str = "L",
-          max_lines: int = 30) -> tuple[Image.Image, str]:
+def _page(
+    rng: random.Random, size: tuple[int, int], mode: str = "L", max_lines: int = 30
+) -> tuple[Image.Image, str]:
     """One page of text: dark on white, lines at 1.5 spacing, within the margins."""
     width, height = size
     line_h = int(FONT_PX * 1.5)
@@ -48,15 +49,26 @@ def _page(rng: random.Random, size: tuple[int, int], mode: str = "L",
 
 
 def _save(path: Path, im: Image.Image, **params: object) -> None:
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".tif": "TIFF", ".bmp": "BMP", ".gif": "GIF",
-           ".webp": "WEBP", ".pdf": "PDF"}[path.suffix]
+    fmt = {
+        ".png": "PNG",
+        ".jpg": "JPEG",
+        ".tif": "TIFF",
+        ".bmp": "BMP",
+        ".gif": "GIF",
+        ".webp": "WEBP",
+        ".pdf": "PDF",
+    }[path.suffix]
     _atomic(path, lambda tmp: im.save(tmp, format=fmt, **params))
 
 
 def _save_pages(path: Path, pages: list[Image.Image], **params: object) -> None:
     fmt = "PDF" if path.suffix == ".pdf" else "TIFF"
-    _atomic(path, lambda tmp: pages[0].save(tmp, format=fmt, save_all=True,
-                                            append_images=pages[1:], **params))
+    _atomic(
+        path,
+        lambda tmp: pages[0].save(
+            tmp, format=fmt, save_all=True, append_images=pages[1:], **params
+        ),
+    )
 
 
 README = """# data/ — generated, do not edit
@@ -84,12 +96,15 @@ undegraded: CER is not 0 here (see `ocrlab.lab.degrade`) |
 """
 
 #: The degraded pages bundled in ``data/scans/`` (``ocrlab corpus --degrade`` makes more).
-BUNDLED_SCANS = ("noise:0.85,blur:0.75,blur:1,downsample:0.75,downsample:1,saltpepper:0.75,"
-                 "rotate:1,bleed:0.75+shade:0.5")
+BUNDLED_SCANS = (
+    "noise:0.85,blur:0.75,blur:1,downsample:0.75,downsample:1,saltpepper:0.75,"
+    "rotate:1,bleed:0.75+shade:0.5"
+)
 
 
-def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
-                    force: bool = False) -> list[Path]:
+def generate_corpus(
+    out_dir: str | os.PathLike[str], *, seed: int = 1234, force: bool = False
+) -> list[Path]:
     """Write the corpus into ``out_dir`` and return the paths written, sorted.
 
     Files are always rewritten (atomically) so that the folder matches the
@@ -99,8 +114,13 @@ def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
     rng = random.Random(seed)
     written: list[Path] = []
 
-    def single(rel: str, size: tuple[int, int], mode: str = "L", full_gt_name: bool = False,
-               **params: object) -> None:
+    def single(
+        rel: str,
+        size: tuple[int, int],
+        mode: str = "L",
+        full_gt_name: bool = False,
+        **params: object,
+    ) -> None:
         path = out / rel
         im, text = _page(rng, size, mode)
         _save(path, im, **params)
@@ -122,13 +142,23 @@ def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
     single("reports/memo.tif", A4, "L", compression="tiff_lzw")
     single("reports/memo.png", A5, full_gt_name=True, optimize=True)  # memo.tif has memo.gt.txt
     multi("reports/report.tif", 3, "1", compression="group4")
-    multi("books/chapter.pdf", 3, "1", resolution=300.0, creationDate=FIXED_DATE,
-          modDate=FIXED_DATE, producer="ocrlab corpus", title="chapter")
+    multi(
+        "books/chapter.pdf",
+        3,
+        "1",
+        resolution=300.0,
+        creationDate=FIXED_DATE,
+        modDate=FIXED_DATE,
+        producer="ocrlab corpus",
+        title="chapter",
+    )
 
     png = (out / "letters/note.png").read_bytes()
-    broken = {"broken/truncated.png": png[: len(png) // 2],
-              "broken/not-an-image.tif": b"This is a plain text file with an image extension.\n",
-              "broken/empty.png": b""}
+    broken = {
+        "broken/truncated.png": png[: len(png) // 2],
+        "broken/not-an-image.tif": b"This is a plain text file with an image extension.\n",
+        "broken/empty.png": b"",
+    }
     for rel, data in broken.items():
         path = out / rel
         _atomic(path, lambda tmp, data=data: tmp.write(data))  # type: ignore[misc]
@@ -144,8 +174,9 @@ def generate_corpus(out_dir: str | os.PathLike[str], *, seed: int = 1234,
     return sorted(written)
 
 
-def generate_bench_corpus(out_dir: str | os.PathLike[str], *, pages: int = 12,
-                          seed: int = 99) -> list[Path]:
+def generate_bench_corpus(
+    out_dir: str | os.PathLike[str], *, pages: int = 12, seed: int = 99
+) -> list[Path]:
     """``pages`` full A4 pages at 300 dpi (grayscale PNG) for benchmarks; not committed."""
     out = Path(out_dir)
     rng = random.Random(seed)
@@ -161,8 +192,14 @@ def generate_bench_corpus(out_dir: str | os.PathLike[str], *, pages: int = 12,
 LETTER = (2550, 3300)  # 8.5 x 11 in at 300 dpi
 
 
-def generate_mixed_corpus(out_dir: str | os.PathLike[str], *, small: int = 12, dense: int = 3,
-                          dense_first: bool = False, seed: int = 7) -> list[Path]:
+def generate_mixed_corpus(
+    out_dir: str | os.PathLike[str],
+    *,
+    small: int = 12,
+    dense: int = 3,
+    dense_first: bool = False,
+    seed: int = 7,
+) -> list[Path]:
     """A mixed batch for the ordering benchmark: ``small`` short A6 scans in each of ``a/``
     and ``b/``, ``dense`` full letter-size scans (48 lines) in ``z/``, so that discovery
     order puts the dense pages last (``dense_first``: in ``0/`` instead, already in good

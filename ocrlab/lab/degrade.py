@@ -77,8 +77,9 @@ def _rotate(im: Image.Image, s: float, rng: np.random.Generator) -> Image.Image:
 
 def _downsample(im: Image.Image, s: float, rng: np.random.Generator) -> Image.Image:
     scale = 1.0 - 0.9 * s  # 300 dpi -> 30 dpi at s = 1
-    small = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))),
-                      Image.Resampling.BOX)
+    small = im.resize(
+        (max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.BOX
+    )
     return small.resize(im.size, Image.Resampling.BICUBIC)
 
 
@@ -166,8 +167,9 @@ def _step(text: str, spec: str) -> list[Step]:
     kind, _, value = text.strip().partition(":")
     kinds = [k for k in KINDS if k != "clean"] if kind == "all" else [kind]
     if kind != "all" and kind not in KINDS:
-        raise ValueError(f"unknown degradation {kind!r} in {spec!r}; known: all, "
-                         + ", ".join(KINDS))
+        raise ValueError(
+            f"unknown degradation {kind!r} in {spec!r}; known: all, " + ", ".join(KINDS)
+        )
     if not value:
         strengths: Sequence[float] = (0.0,) if kind == "clean" else DEFAULT_STRENGTHS
     else:
@@ -193,8 +195,10 @@ def parse_degradations(spec: str) -> list[Degradation]:
         for part in parts:
             expanded = _step(part, spec)
             if len(expanded) != 1:
-                raise ValueError(f"{part!r} in {spec!r}: chained steps need one kind and an "
-                                 "explicit strength each")
+                raise ValueError(
+                    f"{part!r} in {spec!r}: chained steps need one kind and an "
+                    "explicit strength each"
+                )
             steps.extend(expanded)
         out.append(Degradation(tuple(steps)))
     if not out:
@@ -202,8 +206,10 @@ def parse_degradations(spec: str) -> list[Degradation]:
     return list(dict.fromkeys(out))
 
 
-_NAME = re.compile(r"^(?P<spec>[a-z]+-\d+(?:\.\d+)?(?:\+[a-z]+-\d+(?:\.\d+)?)*)"
-                   r"-(?P<page>\d+)(?:\.[A-Za-z.]+)?$")
+_NAME = re.compile(
+    r"^(?P<spec>[a-z]+-\d+(?:\.\d+)?(?:\+[a-z]+-\d+(?:\.\d+)?)*)"
+    r"-(?P<page>\d+)(?:\.[A-Za-z.]+)?$"
+)
 
 
 def describe(path_or_doc_id: str | os.PathLike[str]) -> Degradation | None:
@@ -245,8 +251,14 @@ def degrade(im: Image.Image, degradation: Degradation, seed: int, page: int = 1)
     return out
 
 
-def generate_scans(out_dir: str | os.PathLike[str], degradations: Sequence[Degradation], *,
-                   seed: int = 1234, pages: int = 1, clean: bool = True) -> list[Path]:
+def generate_scans(
+    out_dir: str | os.PathLike[str],
+    degradations: Sequence[Degradation],
+    *,
+    seed: int = 1234,
+    pages: int = 1,
+    clean: bool = True,
+) -> list[Path]:
     """``pages`` pages per degradation as grayscale PNG, ``NAME-NN.png`` + ``NAME-NN.gt.txt``.
 
     ``clean`` adds the undegraded pages (``clean-0-NN.png``): the baseline that
@@ -262,7 +274,11 @@ def generate_scans(out_dir: str | os.PathLike[str], degradations: Sequence[Degra
         for d in todo:
             path = out / f"{d.name}-{page:02d}.png"
             page_im = degrade(im, d, seed, page)
-            _atomic(path, lambda tmp, page_im=page_im: page_im.save(  # type: ignore[misc]
-                tmp, format="PNG", optimize=True))
+            _atomic(
+                path,
+                lambda tmp, page_im=page_im: page_im.save(  # type: ignore[misc]
+                    tmp, format="PNG", optimize=True
+                ),
+            )
             written.extend([path, _gt(path, [text])])
     return sorted(written)

@@ -64,8 +64,11 @@ class PageInfo:
 def find_runs(root: str | os.PathLike[str]) -> list[Path]:
     """Output folders (a ``results.json``) at ``root`` or up to three levels below it."""
     base = Path(root)
-    found = [p.parent for depth in ("", "*/", "*/*/", "*/*/*/")
-             for p in base.glob(f"{depth}results.json")]
+    found = [
+        p.parent
+        for depth in ("", "*/", "*/*/", "*/*/*/")
+        for p in base.glob(f"{depth}results.json")
+    ]
     return sorted(found)
 
 
@@ -83,18 +86,25 @@ def page_times(out_dir: str | os.PathLike[str]) -> dict[tuple[str, int], tuple[f
     for e in load_trace(trace):
         if e.get("ph") == "X" and "page" in str(e.get("cat", "")):
             a = e.get("args", {})
-            times[(a.get("doc_id"), a.get("page"))] = (a.get("ocr_us", 0) / 1e6,
-                                                      e.get("dur", 0) / 1e6)
+            times[(a.get("doc_id"), a.get("page"))] = (
+                a.get("ocr_us", 0) / 1e6,
+                e.get("dur", 0) / 1e6,
+            )
     return times
 
 
-def page_info(out_dir: str | os.PathLike[str], doc: dict[str, Any], page: int,
-              times: dict[tuple[str, int], tuple[float, float]] | None = None) -> PageInfo:
+def page_info(
+    out_dir: str | os.PathLike[str],
+    doc: dict[str, Any],
+    page: int,
+    times: dict[tuple[str, int], tuple[float, float]] | None = None,
+) -> PageInfo:
     """One page of manifest record ``doc`` (see :func:`documents`)."""
     out = Path(out_dir)
     n_pages = int(doc["pages"])
-    errors = {e.get("page"): f"{e.get('type')}: {e.get('message')}" for e in doc.get("errors")
-              or []}
+    errors = {
+        e.get("page"): f"{e.get('type')}: {e.get('message')}" for e in doc.get("errors") or []
+    }
     text = None
     if doc.get("artifact") and page not in errors:
         body = (out / doc["artifact"]).read_text(encoding="utf-8").split("\f")
@@ -108,9 +118,21 @@ def page_info(out_dir: str | os.PathLike[str], doc: dict[str, Any], page: int,
         elif len(parts) >= n_pages:
             truth = parts[page - 1]
     ocr_s, wall_s = (times if times is not None else page_times(out)).get(
-        (doc["doc_id"], page), (None, None))
-    return PageInfo(out, doc["doc_id"], page, n_pages, doc["source"], doc.get("format", ""),
-                    text, truth, ocr_s, wall_s, errors.get(page) or errors.get(None))
+        (doc["doc_id"], page), (None, None)
+    )
+    return PageInfo(
+        out,
+        doc["doc_id"],
+        page,
+        n_pages,
+        doc["source"],
+        doc.get("format", ""),
+        text,
+        truth,
+        ocr_s,
+        wall_s,
+        errors.get(page) or errors.get(None),
+    )
 
 
 def page_png(source: str, page: int, fmt: str = "", max_width: int = 800) -> bytes:
@@ -169,11 +191,15 @@ def caption(info: PageInfo) -> str:
 def text_html(info: PageInfo) -> str:
     """The OCR text and, with ground truth, the marked differences."""
     text = info.text if info.text is not None else ""
-    cells = [f'<div><div><i>OCR text</i></div><pre class="ocrlab-page-text">'
-             f"{html.escape(text) or '(no text)'}</pre></div>"]
+    cells = [
+        f'<div><div><i>OCR text</i></div><pre class="ocrlab-page-text">'
+        f"{html.escape(text) or '(no text)'}</pre></div>"
+    ]
     if info.truth is not None:
-        cells.append(f"<div><div><i>against ground truth</i> (<del>missed</del> "
-                     f"<ins>added</ins>)</div><pre>{diff_html(info.truth, text)}</pre></div>")
+        cells.append(
+            f"<div><div><i>against ground truth</i> (<del>missed</del> "
+            f"<ins>added</ins>)</div><pre>{diff_html(info.truth, text)}</pre></div>"
+        )
     return STYLE + '<div class="ocrlab-page">' + "".join(cells) + "</div>"
 
 
@@ -184,15 +210,19 @@ def page_html(info: PageInfo, max_width: int = 420) -> str:
         img = f'<img alt="page image" src="data:image/png;base64,{png.decode()}">'
     except Exception as exc:  # an unreadable page still shows its text and error
         img = f"<i>no image: {html.escape(str(exc))}</i>"
-    return (f"<div>{caption(info)}</div>" + text_html(info).replace(
-        '<div class="ocrlab-page">', f'<div class="ocrlab-page">{img}', 1))
+    return f"<div>{caption(info)}</div>" + text_html(info).replace(
+        '<div class="ocrlab-page">', f'<div class="ocrlab-page">{img}', 1
+    )
 
 
 def worst_pages(out_dir: str | os.PathLike[str], n: int = 3) -> list[PageInfo]:
     """The ``n`` pages with the highest CER (failed pages first), for static reports."""
     times = page_times(out_dir)
-    pages = [page_info(out_dir, d, p, times) for d in documents(out_dir)
-             for p in range(1, int(d["pages"]) + 1)]
+    pages = [
+        page_info(out_dir, d, p, times)
+        for d in documents(out_dir)
+        for p in range(1, int(d["pages"]) + 1)
+    ]
     scored = [p for p in pages if p.cer is not None or p.error]
     scored.sort(key=lambda p: (p.error is None, -(p.cer or 0.0), p.doc_id, p.page))
     return scored[:n]

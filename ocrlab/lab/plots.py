@@ -30,13 +30,14 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
     n = sorted({r["workers"] for r in table})
     for engine in dict.fromkeys(r.get("engine", "ocrlab") for r in table):
         rows = [r for r in table if r.get("engine", "ocrlab") == engine]
-        label = f"ocrlab, {engine}" + (f" {rows[0]['engine_version']}"
-                                       if rows[0].get("engine_version") else "")
-        ax1.plot([r["workers"] for r in rows], [r["pages_per_s"] for r in rows], "o-",
-                 label=label)
+        label = f"ocrlab, {engine}" + (
+            f" {rows[0]['engine_version']}" if rows[0].get("engine_version") else ""
+        )
+        ax1.plot([r["workers"] for r in rows], [r["pages_per_s"] for r in rows], "o-", label=label)
         ax2.plot([r["workers"] for r in rows], [r["speedup"] for r in rows], "o-", label=label)
-    cli = sorted({(r["workers"], r["pages"] / r["cli_wall_s"]) for r in table
-                  if r.get("cli_wall_s")})
+    cli = sorted(
+        {(r["workers"], r["pages"] / r["cli_wall_s"]) for r in table if r.get("cli_wall_s")}
+    )
     if cli:
         ax1.plot(*zip(*cli, strict=True), "s--", label="tesseract CLI (xargs -P N)")
     ax1.set(xlabel="workers", ylabel="pages / s", title="Throughput")
@@ -73,16 +74,29 @@ def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> 
         drawn = ax.bar(xs, values, width=width, label=f"peak tree {label}, {engine}")
         ax.bar_label(drawn, labels=[f"{v:.0f}" for v in values], fontsize=8)
         top = max([top, *values])
-    budget = "; ".join(f"{n} worker{'s' if n > 1 else ''}: {gb:g} GB"
-                       for n, gb in PLAN_BUDGET_GB.items())
-    worst = max((r["peak_rss_mb"] / 1024 / PLAN_BUDGET_GB[r["workers"]]
-                 for r in table if r.get("peak_rss_mb") and r["workers"] in PLAN_BUDGET_GB),
-                default=None)
+    budget = "; ".join(
+        f"{n} worker{'s' if n > 1 else ''}: {gb:g} GB" for n, gb in PLAN_BUDGET_GB.items()
+    )
+    worst = max(
+        (
+            r["peak_rss_mb"] / 1024 / PLAN_BUDGET_GB[r["workers"]]
+            for r in table
+            if r.get("peak_rss_mb") and r["workers"] in PLAN_BUDGET_GB
+        ),
+        default=None,
+    )
     note = f"memory limit {memory_limit_gb:g} GB\nplan budget: {budget}"
     if worst is not None:
         note += f"\nhighest peak = {worst:.1%} of its budget"
-    ax.text(0.02, 0.97, note, transform=ax.transAxes, va="top", fontsize=8,
-            bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:orange"})
+    ax.text(
+        0.02,
+        0.97,
+        note,
+        transform=ax.transAxes,
+        va="top",
+        fontsize=8,
+        bbox={"boxstyle": "round", "facecolor": "white", "edgecolor": "tab:orange"},
+    )
     ax.set_ylim(0, top * 1.6 if top else 1)
     ax.set(xlabel="workers", ylabel="MB", title="Peak memory of the process tree")
     ax.set_xticks(sorted({r["workers"] for r in table}))
@@ -109,8 +123,12 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
     for row, pid in enumerate(pids):
         mine = frames.pages[frames.pages["pid"] == pid]
         colors = ["tab:blue" if ok else "tab:red" for ok in mine["ok"]]
-        ax.broken_barh(list(zip(mine["start_s"], mine["dur_s"], strict=True)), (row - 0.4, 0.8),
-                       facecolors=colors, edgecolor="white")
+        ax.broken_barh(
+            list(zip(mine["start_s"], mine["dur_s"], strict=True)),
+            (row - 0.4, 0.8),
+            facecolors=colors,
+            edgecolor="white",
+        )
     for _, inst in frames.instants.iterrows():
         if inst["name"] in {"worker_died", "pool_restarted"}:
             ax.axvline(inst["t_s"], color="black", linestyle="--")
@@ -123,8 +141,9 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
 def counters(frames: TraceFrames) -> Figure:
     """Tree memory, descriptors and live Tesseract processes over time."""
     fig, axes = _figure(3, width=4.2)
-    for ax, name in zip(axes, ["memory (MB)", "file descriptors", "live tesseract processes"],
-                        strict=True):
+    for ax, name in zip(
+        axes, ["memory (MB)", "file descriptors", "live tesseract processes"], strict=True
+    ):
         data = frames.counters[frames.counters["counter"] == name]
         for series, part in data.groupby("series"):
             ax.step(part["t_s"], part["value"], where="post", label=str(series))
@@ -140,10 +159,16 @@ def wait_vs_ocr(frames: TraceFrames) -> Figure:
     fig, ax = _figure()
     p = frames.pages
     ax.bar(range(len(p)), p["queue_wait_s"], label="queue wait", color="tab:grey")
-    ax.bar(range(len(p)), p["prepare_s"], bottom=p["queue_wait_s"], label="prepare",
-           color="tab:orange")
-    ax.bar(range(len(p)), p["ocr_s"], bottom=p["queue_wait_s"] + p["prepare_s"], label="OCR",
-           color="tab:blue")
+    ax.bar(
+        range(len(p)), p["prepare_s"], bottom=p["queue_wait_s"], label="prepare", color="tab:orange"
+    )
+    ax.bar(
+        range(len(p)),
+        p["ocr_s"],
+        bottom=p["queue_wait_s"] + p["prepare_s"],
+        label="OCR",
+        color="tab:blue",
+    )
     ax.set(xlabel="page (in start order)", ylabel="seconds", title="Queue wait vs OCR time")
     ax.legend()
     return fig
@@ -158,17 +183,28 @@ def speed_accuracy(table: Sequence[Mapping[str, Any]]) -> Figure:
     rows = [r for r in table if r.get("cer") is not None]
     for model in dict.fromkeys(f"{r['engine']}, {r['model']}" for r in rows):
         mine = [r for r in rows if f"{r['engine']}, {r['model']}" == model]
-        ax.scatter([r["pages_per_s"] for r in mine], [100 * r["cer"] for r in mine],
-                   label=model, zorder=3)
+        ax.scatter(
+            [r["pages_per_s"] for r in mine], [100 * r["cer"] for r in mine], label=model, zorder=3
+        )
     for r in rows:
         psm = "default" if r["psm"] is None else r["psm"]
-        ax.annotate(f"psm {psm}, {r['dpi']} dpi", (r["pages_per_s"], 100 * r["cer"]),
-                    textcoords="offset points", xytext=(4, 4), fontsize=7)
-    front = sorted((r for r in rows if not r.get("dominated_by")),
-                   key=lambda r: r["pages_per_s"])
+        ax.annotate(
+            f"psm {psm}, {r['dpi']} dpi",
+            (r["pages_per_s"], 100 * r["cer"]),
+            textcoords="offset points",
+            xytext=(4, 4),
+            fontsize=7,
+        )
+    front = sorted((r for r in rows if not r.get("dominated_by")), key=lambda r: r["pages_per_s"])
     if front:
-        ax.plot([r["pages_per_s"] for r in front], [100 * r["cer"] for r in front], "--",
-                color="grey", label="Pareto front", zorder=2)
+        ax.plot(
+            [r["pages_per_s"] for r in front],
+            [100 * r["cer"] for r in front],
+            "--",
+            color="grey",
+            label="Pareto front",
+            zorder=2,
+        )
     ax.set(xlabel="pages / s (parallel run)", ylabel="CER %", title="Speed against accuracy")
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
@@ -188,8 +224,9 @@ def cer_by_degradation(pivot: pd.DataFrame, title: str = "CER by degradation") -
         if base is not None:
             xs, ys = [0.0, *xs], [100 * base, *ys]
         ax.plot(xs, ys, "o-", label=str(kind))
-    ax.set(xlabel="strength (0 = clean, 1 = strongest)", ylabel="CER % (mean of pages)",
-           title=title)
+    ax.set(
+        xlabel="strength (0 = clean, 1 = strongest)", ylabel="CER % (mean of pages)", title=title
+    )
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -211,12 +248,19 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
         ax.scatter(part["cost_estimate"], part[measure], s=14, label=str(fmt))
     if quality["s_per_mp"]:
         top = float(p["cost_estimate"].max())
-        ax.plot([0, top], [0, top * quality["s_per_mp"]], ":", color="grey",
-                label=f"{quality['s_per_mp']:.3g} s per estimated MP")
-    ax.set(xlabel="estimated cost (megapixels x format factor)",
-           ylabel="Tesseract CPU s" if measure == "engine_cpu_s" else "OCR wall s",
-           title=f"Cost estimate vs OCR time: Spearman {quality['spearman']}, "
-                 f"Pearson {quality['pearson']} ({quality['pages']} pages)")
+        ax.plot(
+            [0, top],
+            [0, top * quality["s_per_mp"]],
+            ":",
+            color="grey",
+            label=f"{quality['s_per_mp']:.3g} s per estimated MP",
+        )
+    ax.set(
+        xlabel="estimated cost (megapixels x format factor)",
+        ylabel="Tesseract CPU s" if measure == "engine_cpu_s" else "OCR wall s",
+        title=f"Cost estimate vs OCR time: Spearman {quality['spearman']}, "
+        f"Pearson {quality['pearson']} ({quality['pages']} pages)",
+    )
     if len(p):
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)

@@ -54,18 +54,29 @@ def main(argv: list[str] | None = None) -> int:
     recycled = 0
     for _ in range(args.repeats):
         for mode in ("off", "on"):
-            s = run(corpus, Path(args.work) / f"recycle-{mode}", workers=2,
-                    engine="ocrlab.engines.fakes:echo", progress=False, overwrite=True,
-                    max_pages_per_worker=args.every if mode == "on" else 0)
+            s = run(
+                corpus,
+                Path(args.work) / f"recycle-{mode}",
+                workers=2,
+                engine="ocrlab.engines.fakes:echo",
+                progress=False,
+                overwrite=True,
+                max_pages_per_worker=args.every if mode == "on" else 0,
+            )
             rows[mode].append(s.wall_s)
             if mode == "on":
                 recycled = s.workers_recycled
     off, on = statistics.median(rows["off"]), statistics.median(rows["on"])
     drains = [drain_restart_s(page) for _ in range(3)]
-    out = {"docs": args.docs, "every": args.every, "wall_off_s": rows["off"],
-           "wall_on_s": rows["on"], "workers_recycled": recycled,
-           "cost_per_recycle_s": (on - off) / recycled if recycled else None,
-           "drain_restart_s": drains}
+    out = {
+        "docs": args.docs,
+        "every": args.every,
+        "wall_off_s": rows["off"],
+        "wall_on_s": rows["on"],
+        "workers_recycled": recycled,
+        "cost_per_recycle_s": (on - off) / recycled if recycled else None,
+        "drain_restart_s": drains,
+    }
     print(json.dumps(out, indent=1))
     return 0
 

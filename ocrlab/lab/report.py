@@ -50,23 +50,37 @@ class NotebookReport:
     error: str | None = None
 
 
-def default_parameters(corpus: str, workers: Sequence[int], repeats: int,
-                       out_dir: Path) -> dict[str, dict[str, Any]]:
+def default_parameters(
+    corpus: str, workers: Sequence[int], repeats: int, out_dir: Path
+) -> dict[str, dict[str, Any]]:
     """Parameters for each bundled notebook, keyed by notebook stem."""
     corpus = os.path.abspath(corpus)
     work = out_dir / "work"
     scans = os.path.join(corpus, "scans")
     return {
-        "01-worker-sweep": {"corpus": corpus, "workers": list(workers), "repeats": repeats,
-                            "out_dir": str(work / "sweep")},
-        "02-output-identity": {"corpus": corpus, "workers": max(workers),
-                               "out_dir": str(work / "identity")},
-        "03-trace-explorer": {"corpus": corpus, "workers": max(workers),
-                              "out_dir": str(work / "explorer")},
+        "01-worker-sweep": {
+            "corpus": corpus,
+            "workers": list(workers),
+            "repeats": repeats,
+            "out_dir": str(work / "sweep"),
+        },
+        "02-output-identity": {
+            "corpus": corpus,
+            "workers": max(workers),
+            "out_dir": str(work / "identity"),
+        },
+        "03-trace-explorer": {
+            "corpus": corpus,
+            "workers": max(workers),
+            "out_dir": str(work / "explorer"),
+        },
         # The degraded scans when the corpus has them (data/scans/): small pages, so the
         # default grid (2 settings, each sequential and parallel) stays well under a minute.
-        "04-speed-accuracy": {"corpus": scans if os.path.isdir(scans) else corpus,
-                              "workers": max(workers), "out_dir": str(work / "speed-accuracy")},
+        "04-speed-accuracy": {
+            "corpus": scans if os.path.isdir(scans) else corpus,
+            "workers": max(workers),
+            "out_dir": str(work / "speed-accuracy"),
+        },
     }
 
 
@@ -76,14 +90,16 @@ def export_html(notebook: Path, target: Path) -> None:
     from nbconvert import HTMLExporter
 
     exporter = HTMLExporter(  # type: ignore[no-untyped-call]
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True)
+        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+    )
     node = nbformat.read(notebook, as_version=4)  # type: ignore[no-untyped-call]
     body, _ = exporter.from_notebook_node(node)
     atomic_write_text(target, body)
 
 
-def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
-                 timeout_s: int = 3600) -> NotebookReport:
+def run_notebook(
+    source: Path, out_dir: Path, parameters: Mapping[str, Any], timeout_s: int = 3600
+) -> NotebookReport:
     """Execute one notebook with papermill, then export it; errors are returned, not raised."""
     import papermill
 
@@ -94,8 +110,13 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
     error = None
     try:
         papermill.execute_notebook(
-            str(source), str(executed), parameters=dict(parameters), cwd=str(out_dir),
-            progress_bar=False, request_save_on_cell_execute=False, execution_timeout=timeout_s,
+            str(source),
+            str(executed),
+            parameters=dict(parameters),
+            cwd=str(out_dir),
+            progress_bar=False,
+            request_save_on_cell_execute=False,
+            execution_timeout=timeout_s,
             kernel_name="python3",
         )
     except Exception as exc:  # PapermillExecutionError carries the cell's traceback
@@ -108,8 +129,10 @@ def run_notebook(source: Path, out_dir: Path, parameters: Mapping[str, Any],
 def write_index(out_dir: Path, reports: Sequence[NotebookReport]) -> Path:
     def item(r: NotebookReport) -> str:
         failed = f" <strong>FAILED: {html.escape(r.error)}</strong>" if r.error else ""
-        return (f'<li><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a> '
-                f"({r.seconds:.0f} s){failed}</li>")
+        return (
+            f'<li><a href="{html.escape(r.html.name)}">{html.escape(r.name)}</a> '
+            f"({r.seconds:.0f} s){failed}</li>"
+        )
 
     items = "\n".join(item(r) for r in reports)
     page = out_dir / "index.html"
@@ -117,14 +140,20 @@ def write_index(out_dir: Path, reports: Sequence[NotebookReport]) -> Path:
         page,
         "<!doctype html><html><head><meta charset='utf-8'><title>ocrlab reports</title></head>"
         f"<body><h1>ocrlab reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-        f"<ul>\n{items}\n</ul></body></html>\n")
+        f"<ul>\n{items}\n</ul></body></html>\n",
+    )
     return page
 
 
-def build_reports(out_dir: str | os.PathLike[str], *, corpus: str = "data",
-                  workers: Sequence[int] = (1, 2), repeats: int = 1,
-                  only: Sequence[str] | None = None,
-                  notebooks_dir: Path = NOTEBOOKS_DIR) -> list[NotebookReport]:
+def build_reports(
+    out_dir: str | os.PathLike[str],
+    *,
+    corpus: str = "data",
+    workers: Sequence[int] = (1, 2),
+    repeats: int = 1,
+    only: Sequence[str] | None = None,
+    notebooks_dir: Path = NOTEBOOKS_DIR,
+) -> list[NotebookReport]:
     """Execute and export every bundled notebook (or those named in ``only``).
 
     Raises :class:`PipelineError` before running anything when the notebooks extra
@@ -134,12 +163,16 @@ def build_reports(out_dir: str | os.PathLike[str], *, corpus: str = "data",
     require_notebook_extra()
     sources = sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb"))
     if not sources:
-        raise PipelineError(f"no notebooks found in {notebooks_dir}; reinstall ocrlab "
-                            "(the notebooks are package data of ocrlab.lab).")
+        raise PipelineError(
+            f"no notebooks found in {notebooks_dir}; reinstall ocrlab "
+            "(the notebooks are package data of ocrlab.lab)."
+        )
     unknown = sorted(set(only or ()) - {s.stem for s in sources})
     if unknown:
-        raise PipelineError(f"--only {', '.join(unknown)}: no such notebook; choose from "
-                            f"{', '.join(s.stem for s in sources)}.")
+        raise PipelineError(
+            f"--only {', '.join(unknown)}: no such notebook; choose from "
+            f"{', '.join(s.stem for s in sources)}."
+        )
     out = Path(out_dir).resolve()
     params = default_parameters(corpus, workers, repeats, out)
     reports = []

@@ -76,30 +76,41 @@ def _size_mb(path: Path) -> float:
 def run_one(corpus: Path, out: Path, workers: int) -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     load_before = os.getloadavg()[0]
-    proc = subprocess.run([sys.executable, "-c", _CHILD, str(corpus), str(out), str(workers)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-c", _CHILD, str(corpus), str(out), str(workers)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     if proc.returncode != 0:
         raise SystemExit(f"run of {corpus} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     row: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
     # The host's 1-minute load average around the run: the machine is shared, say how busy.
     row["load_before"], row["load_after"] = round(load_before, 1), round(os.getloadavg()[0], 1)
-    row.update({name.replace(".", "_") + "_mb": _size_mb(out / name) for name in
-                ("results.json", "journal.jsonl", "trace.json", "ocrlab.log")})
+    row.update(
+        {
+            name.replace(".", "_") + "_mb": _size_mb(out / name)
+            for name in ("results.json", "journal.jsonl", "trace.json", "ocrlab.log")
+        }
+    )
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     ref = rows[0]["pages_per_s"]
-    lines = ["| documents | pages/s | vs first | main peak RSS MB | tree peak MB | start-up s "
-             "| results.json MB | journal MB | trace.json MB | log MB | host load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| documents | pages/s | vs first | main peak RSS MB | tree peak MB | start-up s "
+        "| results.json MB | journal MB | trace.json MB | log MB | host load |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
     for r in rows:
         lines.append(
             f"| {r['documents']:,} | {r['pages_per_s']:.0f} | {r['pages_per_s'] / ref:.2f} "
             f"| {r['main_peak_rss_mb']:.0f} | {r['tree_peak_rss_mb']:.0f} "
             f"| {r['startup_s']:.2f} | {r['results_json_mb']} | {r['journal_jsonl_mb']} "
             f"| {r['trace_json_mb']} | {r['ocrlab_log_mb']} "
-            f"| {r['load_before']} -> {r['load_after']} |")
+            f"| {r['load_before']} -> {r['load_after']} |"
+        )
     return "\n".join(lines)
 
 
@@ -112,13 +123,17 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     n = [r["documents"] for r in rows]
     fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
     a.plot(n, [r["pages_per_s"] for r in rows], "o-")
-    a.set(xscale="log", xlabel="documents (1 page each)", ylabel="pages/s",
-          title="throughput, echo engine, 2 workers", ylim=(0, None))
+    a.set(
+        xscale="log",
+        xlabel="documents (1 page each)",
+        ylabel="pages/s",
+        title="throughput, echo engine, 2 workers",
+        ylim=(0, None),
+    )
     b.plot(n, [r["main_peak_rss_mb"] for r in rows], "o-", label="main process peak RSS")
     b.plot(n, [r["trace_json_mb"] for r in rows], "s--", label="trace.json")
     b.plot(n, [r["results_json_mb"] for r in rows], "^--", label="results.json")
-    b.set(xscale="log", xlabel="documents", ylabel="MB", title="memory and files",
-          ylim=(0, None))
+    b.set(xscale="log", xlabel="documents", ylabel="MB", title="memory and files", ylim=(0, None))
     b.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -126,11 +141,15 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="1000,2000,10000,100000",
-                        help="comma-separated document counts (default 1000,2000,10000,100000)")
+    parser.add_argument(
+        "--sizes",
+        default="1000,2000,10000,100000",
+        help="comma-separated document counts (default 1000,2000,10000,100000)",
+    )
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--work", default="/tmp/ocrlab-scale",
-                        help="where corpora (kept for reuse) and outputs go")
+    parser.add_argument(
+        "--work", default="/tmp/ocrlab-scale", help="where corpora (kept for reuse) and outputs go"
+    )
     parser.add_argument("--out", default="scale-out", help="where the table and plot go")
     args = parser.parse_args(argv)
     os.environ.setdefault("OCR_PROGRESS", "false")

@@ -45,11 +45,38 @@ from typing import Any
 from ocrlab.lab.accuracy import cer, ground_truth_path, normalize, wer
 from ocrlab.lab.analysis import page_texts
 from ocrlab.lab.degrade import describe
+from ocrlab.lab.sweep_table import (
+    DEFAULT_DPI,
+    TOLERANCE,
+    by_degradation,
+    format_degradations,
+    format_table,
+    is_default,
+    pareto,
+    recommendation,
+)
 
 #: The defaults the grid is read against (Tesseract's own psm, ocrlab's dpi).
-DEFAULT_DPI = 300
 #: CER tolerance of the recommendation: "within 1 point of the best".
-TOLERANCE = 0.01
+
+
+#: What notebooks and the command take from here; the reading of results lives in
+#: :mod:`ocrlab.lab.sweep_table` and is re-exported.
+__all__ = [
+    "TOLERANCE",
+    "Setting",
+    "by_degradation",
+    "format_degradations",
+    "format_table",
+    "grid",
+    "has_pdf",
+    "installed_models",
+    "is_default",
+    "pareto",
+    "parse_models",
+    "recommendation",
+    "sweep",
+]
 
 
 @dataclass(frozen=True)
@@ -82,19 +109,21 @@ def installed_models() -> dict[str, str | None]:
     return models
 
 
-def parse_models(spec: str | Sequence[str] | None,
-                 tessdata: Mapping[str, str] | None = None) -> dict[str, str | None]:
+def parse_models(
+    spec: str | Sequence[str] | None, tessdata: Mapping[str, str] | None = None
+) -> dict[str, str | None]:
     """Labels to folders: installed labels by name (``system``, ``tessdata``), plus ``tessdata``
     (``{label: folder}``, e.g. from ``--tessdata best=/opt/tessdata_best``)."""
     known = {**installed_models(), **(tessdata or {})}
     if spec is None:
         return known
-    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec)
-             if s.strip()]
+    names = [s.strip() for s in (spec.split(",") if isinstance(spec, str) else spec) if s.strip()]
     unknown = [n for n in names if n not in known]
     if unknown:
-        raise ValueError(f"model(s) {', '.join(unknown)} not installed; known: "
-                         f"{', '.join(known)} (add one with --tessdata LABEL=DIR)")
+        raise ValueError(
+            f"model(s) {', '.join(unknown)} not installed; known: "
+            f"{', '.join(known)} (add one with --tessdata LABEL=DIR)"
+        )
     return {n: known[n] for n in names}
 
 
@@ -109,13 +138,17 @@ def has_pdf(corpus: str | os.PathLike[str]) -> bool:
     return any(d.fmt == "pdf" for d in discover([corpus]))
 
 
-def grid(*, dpis: Sequence[int] = (DEFAULT_DPI,), psms: Sequence[int | None] = (None,),
-         engines: Sequence[str] = ("pytesseract",), models: Sequence[str] = ("system",),
-         pdf: bool = True) -> list[Setting]:
+def grid(
+    *,
+    dpis: Sequence[int] = (DEFAULT_DPI,),
+    psms: Sequence[int | None] = (None,),
+    engines: Sequence[str] = ("pytesseract",),
+    models: Sequence[str] = ("system",),
+    pdf: bool = True,
+) -> list[Setting]:
     """Every combination, fastest-to-set axes innermost; one dpi when there is no PDF."""
     dpi_axis = sorted(set(dpis)) if pdf else [max(dpis)]
-    return [Setting(e, p, d, m) for e in engines for m in models for p in psms
-            for d in dpi_axis]
+    return [Setting(e, p, d, m) for e in engines for m in models for p in psms for d in dpi_axis]
 
 
 @contextlib.contextmanager
@@ -151,24 +184,42 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
             ref = refs[page - 1] if page <= len(refs) else ""
             hyp = texts.get((doc["doc_id"], page), "")
             rate, chars = cer(ref, hyp), len(normalize(ref))
-            rows.append({"doc_id": doc["doc_id"], "page": page,
-                         "kind": deg.kind if deg else "", "strength": deg.strength if deg else None,
-                         "cer": rate, "wer": wer(ref, hyp), "ref_chars": chars,
-                         "edits": round(rate * chars)})  # the integer edit distance
+            rows.append(
+                {
+                    "doc_id": doc["doc_id"],
+                    "page": page,
+                    "kind": deg.kind if deg else "",
+                    "strength": deg.strength if deg else None,
+                    "cer": rate,
+                    "wer": wer(ref, hyp),
+                    "ref_chars": chars,
+                    "edits": round(rate * chars),
+                }
+            )  # the integer edit distance
     return rows
 
 
 def _options(setting: Setting, lang: str) -> dict[str, Any]:
-    opts: dict[str, Any] = {"engine": setting.engine, "dpi": setting.dpi, "lang": lang,
-                            "progress": False}
+    opts: dict[str, Any] = {
+        "engine": setting.engine,
+        "dpi": setting.dpi,
+        "lang": lang,
+        "progress": False,
+    }
     if setting.psm is not None:
         opts["psm"] = setting.psm
     return opts
 
 
-def run_setting(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
-                tessdata: str | None, workers: int, identity: bool = True,
-                lang: str = "eng") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def run_setting(
+    corpus: str | os.PathLike[str],
+    out_dir: Path,
+    setting: Setting,
+    tessdata: str | None,
+    workers: int,
+    identity: bool = True,
+    lang: str = "eng",
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One setting: sequential and parallel runs, identity, throughput, memory, accuracy.
 
     (The pipeline frees an in-process engine after the sequential run, and tesserocr's
@@ -190,23 +241,34 @@ def run_setting(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
         identical = page_texts(out_dir / "sequential") == page_texts(out_dir / "parallel")
     pages = score_pages(out_dir / "parallel")
     chars = sum(p["ref_chars"] for p in pages)
-    row = {**asdict(setting), "label": setting.label, "workers": par.workers,
-           "pages": par.pages, "pages_failed": par.pages_failed,
-           "wall_s": round(par.wall_s, 3), "pages_per_s": round(par.pages_per_s, 3),
-           "sequential_pages_per_s": round(seq_rate, 3) if seq_rate else None,
-           "peak_rss_mb": round(int(par.peaks.get("rss_total") or 0) / 2**20, 1),
-           "scored_pages": len(pages),
-           "cer": round(sum(p["edits"] for p in pages) / chars, 5) if chars else None,
-           "mean_page_cer": round(statistics.mean(p["cer"] for p in pages), 5)
-           if pages else None,
-           "wer": round(statistics.mean(p["wer"] for p in pages), 5) if pages else None,
-           "identical": identical}
+    row = {
+        **asdict(setting),
+        "label": setting.label,
+        "workers": par.workers,
+        "pages": par.pages,
+        "pages_failed": par.pages_failed,
+        "wall_s": round(par.wall_s, 3),
+        "pages_per_s": round(par.pages_per_s, 3),
+        "sequential_pages_per_s": round(seq_rate, 3) if seq_rate else None,
+        "peak_rss_mb": round(int(par.peaks.get("rss_total") or 0) / 2**20, 1),
+        "scored_pages": len(pages),
+        "cer": round(sum(p["edits"] for p in pages) / chars, 5) if chars else None,
+        "mean_page_cer": round(statistics.mean(p["cer"] for p in pages), 5) if pages else None,
+        "wer": round(statistics.mean(p["wer"] for p in pages), 5) if pages else None,
+        "identical": identical,
+    }
     return row, [{"label": setting.label, **p} for p in pages]
 
 
-def rerun_parallel(corpus: str | os.PathLike[str], out_dir: Path, setting: Setting,
-                   tessdata: str | None, workers: int, repeat: int,
-                   lang: str = "eng") -> tuple[float, float, bool]:
+def rerun_parallel(
+    corpus: str | os.PathLike[str],
+    out_dir: Path,
+    setting: Setting,
+    tessdata: str | None,
+    workers: int,
+    repeat: int,
+    lang: str = "eng",
+) -> tuple[float, float, bool]:
     """A repeat of a setting's parallel run: (pages/s, peak MB, same text as its first run)."""
     from ocrlab.pipeline import run
 
@@ -219,74 +281,18 @@ def rerun_parallel(corpus: str | os.PathLike[str], out_dir: Path, setting: Setti
     return par.pages_per_s, int(par.peaks.get("rss_total") or 0) / 2**20, same
 
 
-def is_default(row: Mapping[str, Any]) -> bool:
-    """pytesseract with Tesseract's own page segmentation (3) and the system's model."""
-    return (row["engine"] == "pytesseract" and row["psm"] in (None, 3)
-            and row["model"] == "system")
-
-
-def pareto(table: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """Each setting with ``dominated_by``: a setting at least as fast with a CER at least as
-    low, better in one of the two (None: on the Pareto front)."""
-    out = []
-    for row in table:
-        by = [o["label"] for o in table if o is not row and o["cer"] is not None
-              and row["cer"] is not None and o["pages_per_s"] >= row["pages_per_s"]
-              and o["cer"] <= row["cer"]
-              and (o["pages_per_s"] > row["pages_per_s"] or o["cer"] < row["cer"])]
-        out.append({**row, "dominated_by": min(by, key=lambda lbl: next(
-            r["cer"] for r in table if r["label"] == lbl)) if by else None})
-    return out
-
-
-def recommendation(table: Sequence[Mapping[str, Any]], tolerance: float = TOLERANCE) -> str:
-    """A computed conclusion (Markdown): the default's figures, the most accurate setting,
-    and the fastest within ``tolerance`` of the best CER."""
-    scored = [r for r in table if r["cer"] is not None]
-    if not scored:
-        return "**No page with ground truth was read**: nothing to recommend."
-    best = min(scored, key=lambda r: (r["cer"], -r["pages_per_s"]))
-    near = [r for r in scored if r["cer"] <= best["cer"] + tolerance]
-    fast = max(near, key=lambda r: (r["pages_per_s"], -r["cer"]))
-    default = next((r for r in sorted(scored, key=lambda r: r["dpi"] != DEFAULT_DPI)
-                    if is_default(r)), None)
-    lines = []
-    if default is not None:
-        lines.append(f"For this corpus, the default setting ({default['label']}) reads "
-                     f"{default['pages_per_s']:.2f} pages/s at CER {default['cer']:.2%}.")
-    lines.append(f"The most accurate setting is **{best['label']}**: CER {best['cer']:.2%} at "
-                 f"{best['pages_per_s']:.2f} pages/s.")
-    lines.append(f"The fastest setting within {tolerance * 100:g} point of the best CER is "
-                 f"**{fast['label']}**: {fast['pages_per_s']:.2f} pages/s at CER "
-                 f"{fast['cer']:.2%}.")
-    dominated = [r for r in pareto(scored) if r["dominated_by"]]
-    if dominated:
-        lines.append("Dominated (another setting is as fast and as accurate, and better in "
-                     "one): " + "; ".join(f"{r['label']} (by {r['dominated_by']})"
-                                         for r in dominated) + ".")
-    if any(r["identical"] is False for r in table):
-        lines.append("**Warning: some settings' parallel output differs from their "
-                     "sequential run.**")
-    return "\n\n".join(lines)
-
-
-def by_degradation(pages: Sequence[Mapping[str, Any]], label: str | None = None) -> Any:
-    """Mean page CER by degradation kind (rows) and strength (columns), for one setting
-    (``label``; default: the first). A pandas DataFrame."""
-    import pandas as pd
-
-    frame = pd.DataFrame(list(pages))
-    if frame.empty:
-        return frame
-    frame = frame[(frame["kind"] != "") & (frame["label"] == (label or frame["label"].iloc[0]))]
-    return frame.pivot_table(index="kind", columns="strength", values="cer", aggfunc="mean")
-
-
-def sweep(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
-          settings: Sequence[Setting] | None = None,
-          models: Mapping[str, str | None] | None = None, workers: int = 2,
-          identity: bool = True, repeats: int = 1, lang: str = "eng",
-          log: Callable[[str], None] = print) -> dict[str, Any]:
+def sweep(
+    corpus: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    settings: Sequence[Setting] | None = None,
+    models: Mapping[str, str | None] | None = None,
+    workers: int = 2,
+    identity: bool = True,
+    repeats: int = 1,
+    lang: str = "eng",
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
     """Run every setting; write ``sweep.json``, ``sweep.csv`` and ``pages.csv`` in ``out_dir``.
 
     With ``repeats`` > 1 the parallel run of every setting is repeated, the order of the
@@ -308,37 +314,47 @@ def sweep(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
         for i, setting in order if r % 2 == 0 else reversed(order):
             where = out / "runs" / setting.slug
             if r == 0:
-                row, rows = run_setting(corpus, where, setting, models.get(setting.model),
-                                        workers, identity, lang)
+                row, rows = run_setting(
+                    corpus, where, setting, models.get(setting.model), workers, identity, lang
+                )
                 row["runs_pages_per_s"] = [row["pages_per_s"]]
                 rows_by[setting] = row
                 pages.extend(rows)
-                same = {None: "not checked", True: "identical",
-                        False: "DIFFERS"}[row["identical"]]
+                same = {None: "not checked", True: "identical", False: "DIFFERS"}[row["identical"]]
                 rate = row["pages_per_s"]
             else:
                 row = rows_by[setting]
                 rate, peak, repeat_same = rerun_parallel(
-                    corpus, where, setting, models.get(setting.model), workers, r, lang)
+                    corpus, where, setting, models.get(setting.model), workers, r, lang
+                )
                 row["runs_pages_per_s"].append(round(rate, 3))
                 row["peak_rss_mb"] = max(row["peak_rss_mb"], round(peak, 1))
                 if not repeat_same:
                     row["identical"] = False
                 same = "same text" if repeat_same else "TEXT DIFFERS from repeat 1"
             cer_text = "-" if row["cer"] is None else f"{row['cer']:.2%}"
-            log(f"[repeat {r + 1}/{repeats}, {i}/{len(settings)}] {setting.label}: "
-                f"{rate:.2f} pages/s, peak {row['peak_rss_mb']:.0f} MB, CER {cer_text}, {same}")
+            log(
+                f"[repeat {r + 1}/{repeats}, {i}/{len(settings)}] {setting.label}: "
+                f"{rate:.2f} pages/s, peak {row['peak_rss_mb']:.0f} MB, CER {cer_text}, {same}"
+            )
     table = [rows_by[s] for s in settings]
     for row in table:
         row["pages_per_s"] = round(statistics.median(row["runs_pages_per_s"]), 3)
         row["runs_pages_per_s"] = json.dumps(row["runs_pages_per_s"])  # one CSV cell
     table = pareto(table)
-    result = {"meta": run_metadata(load_config(workers=workers)), "corpus": os.fspath(corpus),
-              "workers": workers, "repeats": repeats, "models": models, "table": table,
-              "pages": pages,
-              "default_label": next((r["label"] for r in table if is_default(r)),
-                                    table[0]["label"] if table else None),
-              "recommendation": recommendation(table)}
+    result = {
+        "meta": run_metadata(load_config(workers=workers)),
+        "corpus": os.fspath(corpus),
+        "workers": workers,
+        "repeats": repeats,
+        "models": models,
+        "table": table,
+        "pages": pages,
+        "default_label": next(
+            (r["label"] for r in table if is_default(r)), table[0]["label"] if table else None
+        ),
+        "recommendation": recommendation(table),
+    }
     (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     for name, rows_ in (("sweep.csv", table), ("pages.csv", pages)):
         if rows_:
@@ -347,45 +363,3 @@ def sweep(corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], *,
                 writer.writeheader()
                 writer.writerows(rows_)
     return result
-
-
-def format_table(table: Sequence[Mapping[str, Any]]) -> str:
-    """Markdown, so the terminal table pastes into a README or an issue as it is."""
-    cols = [("label", "setting"), ("pages", "pages"), ("pages_per_s", "pages/s"),
-            ("runs_pages_per_s", "pages/s of each run"), ("peak_rss_mb", "peak MB"),
-            ("cer", "CER %"), ("wer", "WER %"),
-            ("identical", "identical"), ("dominated_by", "dominated by")]
-
-    def cell(key: str, value: Any) -> str:
-        if value is None:
-            return "-" if key != "dominated_by" else "(front)"
-        if key in ("cer", "wer"):
-            return f"{value * 100:.2f}"
-        if key == "runs_pages_per_s":
-            return " / ".join(f"{v:g}" for v in json.loads(value))
-        if isinstance(value, bool):
-            return "yes" if value else "NO"
-        return f"{value:g}" if isinstance(value, float) else str(value)
-
-    lines = ["| " + " | ".join(h for _, h in cols) + " |", "|" + "---|" * len(cols)]
-    lines += ["| " + " | ".join(cell(k, r.get(k)) for k, _ in cols) + " |" for r in table]
-    return "\n".join(lines)
-
-
-def format_degradations(pages: Sequence[Mapping[str, Any]], label: str | None) -> str:
-    """Mean page CER (%) by degradation kind and strength for one setting, as Markdown;
-    empty when the corpus has no generated scans. (Pure Python: the command needs no pandas.)"""
-    mine = [p for p in pages if p["kind"] and p["label"] == label]
-    if not mine:
-        return ""
-    strengths = sorted({p["strength"] for p in mine})
-    cells: dict[tuple[str, float], list[float]] = {}
-    for p in mine:
-        cells.setdefault((p["kind"], p["strength"]), []).append(p["cer"])
-    lines = ["| kind | " + " | ".join(f"{s:g}" for s in strengths) + " |",
-             "|---|" + "---|" * len(strengths)]
-    for kind in sorted({p["kind"] for p in mine}, key=lambda k: (k != "clean", k)):
-        row = [f"{100 * statistics.mean(cells[(kind, s)]):.1f}" if (kind, s) in cells else ""
-               for s in strengths]
-        lines.append(f"| {kind} | " + " | ".join(row) + " |")
-    return "\n".join(lines)

@@ -52,14 +52,24 @@ def sweep_table_html(table: Sequence[Mapping[str, Any]]) -> str:
     exported report keeps both)."""
     import pandas as pd
 
-    formats = {"pages/s": "{:.2f}", "speedup": "{:.2f}x", "efficiency": "{:.0%}",
-               "vs Tesseract CLI": "{:.2f}x", "page median s": "{:.2f}",
-               "peak RSS MB": "{:.0f}", "peak PSS MB": "{:.0f}", "CER": "{:.2%}"}
+    formats = {
+        "pages/s": "{:.2f}",
+        "speedup": "{:.2f}x",
+        "efficiency": "{:.0%}",
+        "vs Tesseract CLI": "{:.2f}x",
+        "page median s": "{:.2f}",
+        "peak RSS MB": "{:.0f}",
+        "peak PSS MB": "{:.0f}",
+        "CER": "{:.2%}",
+    }
     main = key_table(table)
-    shown = main.style.format({k: v for k, v in formats.items() if k in main},
-                              na_rep="-").hide(axis="index")
+    shown = main.style.format({k: v for k, v in formats.items() if k in main}, na_rep="-").hide(
+        axis="index"
+    )
     full: str = pd.DataFrame(list(table)).to_html(index=False, na_rep="-")
     n = len(pd.DataFrame(list(table)).columns)
     main_html: str = shown.to_html()
-    return (main_html + f"<details><summary>all {n} columns "
-            f"({html.escape('bench.csv')})</summary>{full}</details>")
+    return (
+        main_html + f"<details><summary>all {n} columns "
+        f"({html.escape('bench.csv')})</summary>{full}</details>"
+    )

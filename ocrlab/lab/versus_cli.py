@@ -64,9 +64,14 @@ def _files(corpus: Path) -> list[str]:
 
 def _xargs(files: list[str], workers: int) -> dict[str, float]:
     t, cpu = time.perf_counter(), _cpu()
-    subprocess.run(["xargs", "-0", "-P", str(workers), "-I{}", "tesseract", "{}", "stdout"],
-                   input=b"\0".join(f.encode() for f in files), env=ENV,
-                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        ["xargs", "-0", "-P", str(workers), "-I{}", "tesseract", "{}", "stdout"],
+        input=b"\0".join(f.encode() for f in files),
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return {"wall_s": time.perf_counter() - t, "cpu_s": _cpu() - cpu}
 
 
@@ -74,9 +79,23 @@ def _ocrlab(inputs: str, out: Path, workers: int, order: str = "cost") -> dict[s
     shutil.rmtree(out, ignore_errors=True)
     launch = time.monotonic_ns()
     t, cpu = time.perf_counter(), _cpu()
-    proc = subprocess.run([sys.executable, "-m", "ocrlab", "run", inputs, "--out", str(out),
-                           "--workers", str(workers)], env={**ENV, "OCR_ORDER": order},
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            inputs,
+            "--out",
+            str(out),
+            "--workers",
+            str(workers),
+        ],
+        env={**ENV, "OCR_ORDER": order},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     wall = time.perf_counter() - t
     cpu = _cpu() - cpu
     if proc.returncode != 0:
@@ -90,20 +109,34 @@ def _ocrlab(inputs: str, out: Path, workers: int, order: str = "cost") -> dict[s
     digest = hashlib.sha256()
     for path in sorted((out / "text").rglob("*.txt")):
         digest.update(path.relative_to(out).as_posix().encode() + path.read_bytes())
-    costs = {(e["args"]["doc_id"], e["args"]["page"]): (e["args"].get("cost_estimate"),
-                                                          e["args"]["engine_cpu_us"] / 1e6)
-             for e in pages}
-    return {"wall_s": wall, "cpu_s": cpu,
-            "first_page_after_launch_s": (first_start_ns - launch) / 1e9,
-            "pages": [[d, p, c, s] for (d, p), (c, s) in sorted(costs.items())],
-            "run_wall_s": max(e["ts"] + e["dur"] for e in pages) / 1e6,
-            "peaks": peaks, "digest": digest.hexdigest(), "stdout": proc.stdout.strip()}
+    costs = {
+        (e["args"]["doc_id"], e["args"]["page"]): (
+            e["args"].get("cost_estimate"),
+            e["args"]["engine_cpu_us"] / 1e6,
+        )
+        for e in pages
+    }
+    return {
+        "wall_s": wall,
+        "cpu_s": cpu,
+        "first_page_after_launch_s": (first_start_ns - launch) / 1e9,
+        "pages": [[d, p, c, s] for (d, p), (c, s) in sorted(costs.items())],
+        "run_wall_s": max(e["ts"] + e["dur"] for e in pages) / 1e6,
+        "peaks": peaks,
+        "digest": digest.hexdigest(),
+        "stdout": proc.stdout.strip(),
+    }
 
 
 def _one(path: Path) -> dict[str, float]:
     t, cpu = time.perf_counter(), _cpu()
-    subprocess.run(["tesseract", str(path), "stdout"], env=ENV, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL, check=True)
+    subprocess.run(
+        ["tesseract", str(path), "stdout"],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        check=True,
+    )
     return {"wall_s": time.perf_counter() - t, "cpu_s": _cpu() - cpu}
 
 
@@ -122,8 +155,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args(argv)
     out = Path(args.out)
-    corpora = {"mixed-last": out / "corpus" / "mixed-last",
-               "mixed-first": out / "corpus" / "mixed-first", "a4": out / "corpus" / "a4"}
+    corpora = {
+        "mixed-last": out / "corpus" / "mixed-last",
+        "mixed-first": out / "corpus" / "mixed-first",
+        "a4": out / "corpus" / "a4",
+    }
     if not corpora["mixed-last"].is_dir():
         generate_mixed_corpus(corpora["mixed-last"])
         generate_mixed_corpus(corpora["mixed-first"], dense_first=True)
@@ -134,9 +170,10 @@ def main(argv: list[str] | None = None) -> None:
 
     def record(**row: Any) -> None:
         rows.append(row)
-        print(json.dumps({k: v for k, v in row.items()
-                          if k not in {"peaks", "stdout", "pages"}}),
-              flush=True)
+        print(
+            json.dumps({k: v for k, v in row.items() if k not in {"peaks", "stdout", "pages"}}),
+            flush=True,
+        )
 
     for r in range(args.rounds):
         load_before = os.getloadavg()[0]
@@ -149,44 +186,58 @@ def main(argv: list[str] | None = None) -> None:
                 else:
                     res = _ocrlab(str(corpora[name]), out / "runs" / f"{name}-{who}", n, who)
                     record(round=r, corpus=name, who=f"ocrlab-{who}", **res)
-        for who in (["ocrlab", "cli"] if r % 2 == 0 else ["cli", "ocrlab"]):
+        for who in ["ocrlab", "cli"] if r % 2 == 0 else ["cli", "ocrlab"]:
             if who == "cli":
                 record(round=r, corpus="one-page", who="cli", **_one(one))
             else:
-                record(round=r, corpus="one-page", who="ocrlab",
-                       **_ocrlab(str(one), out / "runs" / "one", n))
+                record(
+                    round=r,
+                    corpus="one-page",
+                    who="ocrlab",
+                    **_ocrlab(str(one), out / "runs" / "one", n),
+                )
         if r == 0:
-            record(round=r, corpus="a4", who="ocrlab", **_ocrlab(str(corpora["a4"]),
-                                                                  out / "runs" / "a4", n))
-        print(f"round {r}: load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}",
-              flush=True)
+            record(
+                round=r,
+                corpus="a4",
+                who="ocrlab",
+                **_ocrlab(str(corpora["a4"]), out / "runs" / "a4", n),
+            )
+        print(f"round {r}: load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}", flush=True)
         rows.append({"round": r, "load_before": load_before, "load_after": os.getloadavg()[0]})
     (out / "results.json").write_text(json.dumps(rows, indent=1, default=str) + "\n")
     print(report(rows, n))
 
 
 def _median(rows: list[dict[str, Any]], corpus: str, who: str, key: str = "wall_s") -> float:
-    return float(statistics.median(r[key] for r in rows if r.get("corpus") == corpus
-                                   and r.get("who") == who))
+    return float(
+        statistics.median(r[key] for r in rows if r.get("corpus") == corpus and r.get("who") == who)
+    )
 
 
 def report(rows: list[dict[str, Any]], n: int) -> str:
     """The Markdown summary README quotes."""
-    lines = [f"| batch | xargs -P {n} s | ocrlab cost s | ocrlab discovery s | "
-             "cost vs xargs | discovery vs xargs |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"| batch | xargs -P {n} s | ocrlab cost s | ocrlab discovery s | "
+        "cost vs xargs | discovery vs xargs |",
+        "|---|---|---|---|---|---|",
+    ]
     for corpus in ("mixed-last", "mixed-first"):
         x = _median(rows, corpus, "xargs")
         c = _median(rows, corpus, "ocrlab-cost")
         d = _median(rows, corpus, "ocrlab-discovery")
-        lines.append(f"| {corpus} | {x:.2f} | {c:.2f} | {d:.2f} | {x / c:.3f}x | "
-                     f"{x / d:.3f}x |")
-    same = {r["digest"] for r in rows if str(r.get("corpus", "")).startswith("mixed-last")
-            and "digest" in r}
+        lines.append(f"| {corpus} | {x:.2f} | {c:.2f} | {d:.2f} | {x / c:.3f}x | {x / d:.3f}x |")
+    same = {
+        r["digest"]
+        for r in rows
+        if str(r.get("corpus", "")).startswith("mixed-last") and "digest" in r
+    }
     lines.append(f"\nartifacts identical across orders and rounds: {len(same) == 1}")
     for corpus in ("mixed-last", "mixed-first"):
         costed = [r for r in rows if r.get("corpus") == corpus and r.get("who") == "ocrlab-cost"]
-        found = [r for r in rows if r.get("corpus") == corpus
-                 and r.get("who") == "ocrlab-discovery"]
+        found = [
+            r for r in rows if r.get("corpus") == corpus and r.get("who") == "ocrlab-discovery"
+        ]
         estimate = {(d, p): c for d, p, c, _ in costed[0]["pages"]}
         cpu: dict[tuple[str, int], list[float]] = {}
         for run in costed + found:
@@ -196,32 +247,49 @@ def report(rows: list[dict[str, Any]], n: int) -> str:
         med = {k: statistics.median(v) for k, v in cpu.items()}
         lpt = sorted(keys, key=lambda k: -(estimate.get(k) or 0.0))
         disc, cost = makespan([med[k] for k in keys], n), makespan([med[k] for k in lpt], n)
-        lines.append(f"model ({corpus}, Tesseract CPU s per page, median over runs, {n} "
-                     f"workers): discovery order {disc:.2f} s, cost order {cost:.2f} s, "
-                     f"ratio {disc / cost:.3f}x; total {sum(med.values()):.2f} CPU s, "
-                     f"ideal {sum(med.values()) / n:.2f} s")
+        lines.append(
+            f"model ({corpus}, Tesseract CPU s per page, median over runs, {n} "
+            f"workers): discovery order {disc:.2f} s, cost order {cost:.2f} s, "
+            f"ratio {disc / cost:.3f}x; total {sum(med.values()):.2f} CPU s, "
+            f"ideal {sum(med.values()) / n:.2f} s"
+        )
     for corpus in ("mixed-last", "mixed-first"):
-        cpus = {who: _median(rows, corpus, who, "cpu_s")
-                for who in ("xargs", "ocrlab-cost", "ocrlab-discovery")}
-        lines.append(f"CPU s of the whole command ({corpus}, median): " + ", ".join(
-            f"{k} {v:.2f}" for k, v in cpus.items()))
+        cpus = {
+            who: _median(rows, corpus, who, "cpu_s")
+            for who in ("xargs", "ocrlab-cost", "ocrlab-discovery")
+        }
+        lines.append(
+            f"CPU s of the whole command ({corpus}, median): "
+            + ", ".join(f"{k} {v:.2f}" for k, v in cpus.items())
+        )
     cli, mine = _median(rows, "one-page", "cli"), _median(rows, "one-page", "ocrlab")
     first = _median(rows, "one-page", "ocrlab", "first_page_after_launch_s")
-    cli_cpu, mine_cpu = (_median(rows, "one-page", "cli", "cpu_s"),
-                         _median(rows, "one-page", "ocrlab", "cpu_s"))
-    lines.append(f"one page: tesseract {cli:.2f} s, ocrlab run {mine:.2f} s "
-                 f"(+{mine - cli:.2f} s); CPU {cli_cpu:.2f} s against {mine_cpu:.2f} s "
-                 f"(+{mine_cpu - cli_cpu:.2f} s); first page started {first:.2f} s after launch")
+    cli_cpu, mine_cpu = (
+        _median(rows, "one-page", "cli", "cpu_s"),
+        _median(rows, "one-page", "ocrlab", "cpu_s"),
+    )
+    lines.append(
+        f"one page: tesseract {cli:.2f} s, ocrlab run {mine:.2f} s "
+        f"(+{mine - cli:.2f} s); CPU {cli_cpu:.2f} s against {mine_cpu:.2f} s "
+        f"(+{mine_cpu - cli_cpu:.2f} s); first page started {first:.2f} s after launch"
+    )
     a4 = [r for r in rows if r.get("corpus") == "a4"]
     mb = 2**20
-    lines.append("12 A4 pages, {} workers: peak tree RSS {:.0f} MB, PSS {:.0f} MB, USS {:.0f} MB "
-                 "(max over rounds)".format(
-                     n, max(r["peaks"].get("rss_total", 0) for r in a4) / mb,
-                     max(r["peaks"].get("pss_total", 0) for r in a4) / mb,
-                     max(r["peaks"].get("uss_total", 0) for r in a4) / mb))
+    lines.append(
+        "12 A4 pages, {} workers: peak tree RSS {:.0f} MB, PSS {:.0f} MB, USS {:.0f} MB "
+        "(max over rounds)".format(
+            n,
+            max(r["peaks"].get("rss_total", 0) for r in a4) / mb,
+            max(r["peaks"].get("pss_total", 0) for r in a4) / mb,
+            max(r["peaks"].get("uss_total", 0) for r in a4) / mb,
+        )
+    )
     loads = [(r["load_before"], r["load_after"]) for r in rows if "load_before" in r]
-    lines.append("load average (1 min) around the rounds: " + ", ".join(
-        f"{a:.1f}->{b:.1f}" for a, b in loads) + f" on {os.cpu_count()} CPUs")
+    lines.append(
+        "load average (1 min) around the rounds: "
+        + ", ".join(f"{a:.1f}->{b:.1f}" for a, b in loads)
+        + f" on {os.cpu_count()} CPUs"
+    )
     return "\n".join(lines)
 
 

@@ -52,16 +52,23 @@ def render_state(state: RunState) -> str:
     if state.pss_mb is not None:
         memory += f"; {_mb(state.pss_mb)} now, {_mb(state.pss_peak_mb)} peak (PSS)"
     if state.finished and state.summary.get("peaks", {}).get("rss_total"):
-        memory = (f"{_mb(state.summary['peaks']['rss_total'] / 2**20)} peak (RSS)"
-                  + (f", {_mb(state.summary['peaks']['pss_total'] / 2**20)} peak (PSS)"
-                     if state.summary["peaks"].get("pss_total") else ""))
+        memory = f"{_mb(state.summary['peaks']['rss_total'] / 2**20)} peak (RSS)" + (
+            f", {_mb(state.summary['peaks']['pss_total'] / 2**20)} peak (PSS)"
+            if state.summary["peaks"].get("pss_total")
+            else ""
+        )
     tess = "-" if state.tesseract is None else f"{state.tesseract} (peak {state.tesseract_peak})"
     rows = [
-        ("pages", f'<span class="ocrlab-pages">{state.pages_done} / {total}</span>'
-                  + (f", {state.pages_failed} failed" if state.pages_failed else "")),
+        (
+            "pages",
+            f'<span class="ocrlab-pages">{state.pages_done} / {total}</span>'
+            + (f", {state.pages_failed} failed" if state.pages_failed else ""),
+        ),
         ("pages / s", "-" if rate is None else f"{rate:.2f}"),
-        ("elapsed" if not state.finished else "wall time",
-         _duration(state.summary.get("wall_s") if state.finished else state.t_s)),
+        (
+            "elapsed" if not state.finished else "wall time",
+            _duration(state.summary.get("wall_s") if state.finished else state.t_s),
+        ),
         ("time left", _duration(state.eta_s) if not state.finished else "-"),
         ("tree memory", memory),
         ("live Tesseracts", tess),
@@ -70,27 +77,37 @@ def render_state(state: RunState) -> str:
     ]
     if state.finished and state.summary:
         s = state.summary
-        rows.append(("documents", f"{s.get('documents', 0)}: {s.get('documents_ok', 0)} ok, "
-                                  f"{s.get('documents_partial', 0)} partial, "
-                                  f"{s.get('documents_failed', 0)} failed"))
-    colour = {"complete": "#060", "interrupted": "#b60", "failed": "#b00"}.get(state.status,
-                                                                             "#036")
-    head = (f'<b style="color:{colour}" class="ocrlab-status">{html.escape(state.status)}'
-            f"</b>" + (f": {html.escape(state.error)}" if state.error else ""))
-    table = "".join(f"<tr><td style='padding-right:1em'>{k}</td><td>{v}</td></tr>"
-                    for k, v in rows)
+        rows.append(
+            (
+                "documents",
+                f"{s.get('documents', 0)}: {s.get('documents_ok', 0)} ok, "
+                f"{s.get('documents_partial', 0)} partial, "
+                f"{s.get('documents_failed', 0)} failed",
+            )
+        )
+    colour = {"complete": "#060", "interrupted": "#b60", "failed": "#b00"}.get(state.status, "#036")
+    head = f'<b style="color:{colour}" class="ocrlab-status">{html.escape(state.status)}</b>' + (
+        f": {html.escape(state.error)}" if state.error else ""
+    )
+    table = "".join(f"<tr><td style='padding-right:1em'>{k}</td><td>{v}</td></tr>" for k, v in rows)
     fails = ""
     if state.failures:
         items = "".join(
             f"<li>{html.escape(str(f.get('doc_id')))}"
             + (f" p{f['page']}" if f.get("page") else "")
             + f": {html.escape(str(f.get('error_type')))}: "
-            f"{html.escape(str(f.get('error'))[:160])}</li>" for f in state.failures[:10])
+            f"{html.escape(str(f.get('error'))[:160])}</li>"
+            for f in state.failures[:10]
+        )
         more = f"<li>... {len(state.failures) - 10} more</li>" if len(state.failures) > 10 else ""
-        fails = (f"<details><summary>{len(state.failures)} failure(s)</summary>"
-                 f"<ul>{items}{more}</ul></details>")
-    return (f'<div data-pages-done="{state.pages_done}" data-pages-total="{total}" '
-            f'data-status="{state.status}">{head}<table>{table}</table>{fails}</div>')
+        fails = (
+            f"<details><summary>{len(state.failures)} failure(s)</summary>"
+            f"<ul>{items}{more}</ul></details>"
+        )
+    return (
+        f'<div data-pages-done="{state.pages_done}" data-pages-total="{total}" '
+        f'data-status="{state.status}">{head}<table>{table}</table>{fails}</div>'
+    )
 
 
 class LiveView:
@@ -102,15 +119,22 @@ class LiveView:
     without a ``run_end`` (killed, or failed before its trace began).
     """
 
-    def __init__(self, trace_path: str | os.PathLike[str], total: int | None = None,
-                 stale: tuple[int, int, int] | None = None, title: str = "OCR",
-                 alive: Callable[[], str | None] | None = None, interval_s: float = 0.5):
+    def __init__(
+        self,
+        trace_path: str | os.PathLike[str],
+        total: int | None = None,
+        stale: tuple[int, int, int] | None = None,
+        title: str = "OCR",
+        alive: Callable[[], str | None] | None = None,
+        interval_s: float = 0.5,
+    ):
         self.follower = TraceFollower(trace_path, stale)
         self.state = RunState(total=total)
         self.alive = alive
         self.interval_s = interval_s
-        self.bar = widgets.IntProgress(value=0, min=0, max=max(1, total or 1),
-                                       description=title, bar_style="info")
+        self.bar = widgets.IntProgress(
+            value=0, min=0, max=max(1, total or 1), description=title, bar_style="info"
+        )
         self.info = widgets.HTML(render_state(self.state))
         self.widget = widgets.VBox([self.bar, self.info])
         self.widget.add_class("ocrlab-live-view")
@@ -134,7 +158,8 @@ class LiveView:
             self.bar.value = min(s.pages_done, self.bar.max)
             if s.finished:
                 self.bar.bar_style = {"complete": "success", "interrupted": "warning"}.get(
-                    s.status, "danger")
+                    s.status, "danger"
+                )
             self.info.value = render_state(s)
             return s
 
@@ -144,6 +169,7 @@ class LiveView:
 
     def start(self) -> LiveView:
         """Follow the trace from a daemon thread until the run ends or :meth:`finish`."""
+
         def loop() -> None:
             while not self._stop.wait(self.interval_s):
                 try:
@@ -176,17 +202,22 @@ class PageViewer:
     def __init__(self, root: str | os.PathLike[str], max_width: int = 600):
         self.max_width = max_width
         runs = pages_mod.find_runs(root) or [Path(root)]
-        self.run = widgets.Dropdown(options=[(str(r), r) for r in runs], value=runs[0],
-                                    description="run")
+        self.run = widgets.Dropdown(
+            options=[(str(r), r) for r in runs], value=runs[0], description="run"
+        )
         self.doc = widgets.Dropdown(description="document")
         self.page = widgets.BoundedIntText(value=1, min=1, max=1, description="page")
         self.caption = widgets.HTML()
         self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="48%"))
         self.image.add_class("ocrlab-page-image")
         self.text = widgets.HTML(layout=widgets.Layout(width="50%"))
-        self.widget = widgets.VBox([
-            widgets.HBox([self.run, self.doc, self.page]), self.caption,
-            widgets.HBox([self.image, self.text])])
+        self.widget = widgets.VBox(
+            [
+                widgets.HBox([self.run, self.doc, self.page]),
+                self.caption,
+                widgets.HBox([self.image, self.text]),
+            ]
+        )
         self.widget.add_class("ocrlab-page-viewer")
         self._docs: dict[str, dict[str, Any]] = {}
         self._times: dict[tuple[str, int], tuple[float, float]] = {}
@@ -224,8 +255,7 @@ class PageViewer:
         info = pages_mod.page_info(self.run.value, doc, int(self.page.value), self._times)
         self.caption.value = pages_mod.caption(info)
         try:
-            self.image.value = pages_mod.page_png(info.source, info.page, info.fmt,
-                                                  self.max_width)
+            self.image.value = pages_mod.page_png(info.source, info.page, info.fmt, self.max_width)
         except Exception as exc:
             self.caption.value += f" &middot; <i>no image: {html.escape(str(exc))}</i>"
         self.text.value = pages_mod.text_html(info)
@@ -234,8 +264,9 @@ class PageViewer:
         display(self.widget)  # type: ignore[no-untyped-call]
 
 
-def show_pages(out_dir: str | os.PathLike[str], interactive: bool | None = None,
-               worst: int = 3) -> None:
+def show_pages(
+    out_dir: str | os.PathLike[str], interactive: bool | None = None, worst: int = 3
+) -> None:
     """The page viewer in JupyterLab; in reports (no kernel to talk to) the worst pages by
     CER as static HTML. ``interactive=None`` decides by :func:`ocrlab.frontend.frontend`."""
     from ..frontend import frontend

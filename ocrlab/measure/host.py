@@ -74,7 +74,7 @@ def _cgroup_dirs() -> dict[str, tuple[str, str]]:
     for kind, (root, point) in mounts.items():
         path = paths.get(kind, "/")
         if root != "/" and (path == root or path.startswith(root.rstrip("/") + "/")):
-            path = path[len(root):]
+            path = path[len(root) :]
         elif root != "/":
             path = "/"  # outside the mount's view (cgroup namespace): the mount is ours
         point = os.path.normpath(point)

@@ -271,8 +271,9 @@ class ProcessTreeMonitor:
         """Start the daemon sampler thread (a no-op when started or stopped already)."""
         with self._stop_lock:
             if self._thread is None and not self._stopped:
-                self._thread = threading.Thread(target=self._loop, name="ocrlab-monitor",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._loop, name="ocrlab-monitor", daemon=True
+                )
                 self._thread.start()
         return self
 

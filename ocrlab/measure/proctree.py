@@ -98,8 +98,13 @@ def _proc_status(pid: int) -> _Status | None:
         threads = int(_field(data, b"Threads"))
     except ValueError:
         threads = 0
-    return _Status(name, state not in (b"Z", b"X"), _kb(_field(data, b"VmRSS")),
-                   _kb(_field(data, b"VmHWM")), threads)
+    return _Status(
+        name,
+        state not in (b"Z", b"X"),
+        _kb(_field(data, b"VmRSS")),
+        _kb(_field(data, b"VmHWM")),
+        threads,
+    )
 
 
 _FD_SIZE_COUNTS: bool | None = None

@@ -60,8 +60,11 @@ def read_rollup(pid: int) -> Rollup | None:
         os.close(fd)
     if b"Pss:" not in data:
         return None
-    return Rollup(_kb_after(data, b"Rss:"), _kb_after(data, b"Pss:"),
-                  _kb_after(data, b"Private_Clean:") + _kb_after(data, b"Private_Dirty:"))
+    return Rollup(
+        _kb_after(data, b"Rss:"),
+        _kb_after(data, b"Pss:"),
+        _kb_after(data, b"Private_Clean:") + _kb_after(data, b"Private_Dirty:"),
+    )
 
 
 def tree_rollup(pids: Iterable[int]) -> tuple[int, int] | None:
