@@ -210,7 +210,7 @@ class _Run:
                 status = "complete"
             except OutputStoppedError as exc:
                 self.stop_reason = exc.reason
-                log.error("run stopped: %s", exc.reason)
+                log.info("run stopped: %s", exc.reason)  # the command prints it once
                 raise
             finally:
                 self._finish(status)
