@@ -240,9 +240,10 @@ def test_live_view_and_page_viewer_in_jupyterlab(
             _wait_for_kernel(sessions)
             _save(page, tmp_path, "jupyterlab-start.png")
             _run_all_cells(page)
-            view = page.locator(".ocrlab-live-view")
+            # The blocking run's view; the background run's (a later cell) may be there too.
+            view = page.locator(".ocrlab-live-view").first
             view.wait_for(timeout=60_000)
-            running = page.locator(".ocrlab-live-view [data-status='running']")
+            running = view.locator("[data-status='running']")
             try:  # a picture of the run while it goes, for the README
                 running.wait_for(timeout=60_000)
                 page.wait_for_function(
@@ -254,7 +255,7 @@ def test_live_view_and_page_viewer_in_jupyterlab(
                 _save(view, tmp_path, "live-view-running.png")
             except Exception:
                 pass  # the run may finish between two looks; the final state is checked
-            done = page.locator(".ocrlab-live-view [data-status='complete']")
+            done = view.locator("[data-status='complete']")
             done.wait_for(timeout=300_000)
             total = done.get_attribute("data-pages-total")
             assert total and int(total) == len(PAGES)
