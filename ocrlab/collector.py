@@ -147,12 +147,19 @@ class Collector:
             )
         )
 
-    def _record(self, record: DocumentRecord) -> None:
-        """Add ``record`` to the manifest; a full or vanished output filesystem stops the run."""
+    def _record(self, record: DocumentRecord, written: Path | None = None) -> None:
+        """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
+
+        ``written`` is the artifact just written for ``record``: when the record cannot
+        be kept, the artifact goes too, so ``text/`` still holds exactly what the
+        manifest lists (:func:`ocrlab.artifacts.audit_output`) and ``--resume`` redoes it.
+        """
         try:
             self.manifest.add(record)
         except OSError as exc:
             reason = run_wide_reason(exc)
+            if written is not None:
+                written.unlink(missing_ok=True)
             if reason is None:
                 raise
             raise stopped_error(reason, self.summary.documents) from exc
@@ -226,6 +233,7 @@ class Collector:
                     }
                 )
         artifact_rel: str | None = None
+        written: Path | None = None
         text = ""
         digest: str | None = None
         if n_ok:
@@ -244,6 +252,7 @@ class Collector:
                     f"({exc.strerror or exc}); check the output folder and free space."
                 ) from exc
             artifact_rel = self.layout.relative(target)
+            written = target
         end_ns = max(r.end_ns for r in pages)
         self.summary.count(status)
         self._record(
@@ -267,7 +276,8 @@ class Collector:
                     "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
                 },
                 workers=tuple(sorted({r.pid for r in pages})),
-            )
+            ),
+            written=written,
         )
         self.trace.document(
             doc.doc_id,

@@ -342,3 +342,19 @@ def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == [".ocrlab.lock"]
     assert sum(1 for _ in iter_journal(out / "journal.jsonl")) == 3001  # compacted: 1 section
     shutil.rmtree(clean)
+
+
+def test_guard_reads_pss_between_the_samples_that_measure_it() -> None:
+    """The monitor reads PSS every few samples; in between, the guard scales RSS by the last
+    PSS share instead of jumping to the (overstated) RSS figure."""
+    from types import SimpleNamespace
+
+    mb = 2**20
+    guard = MemoryGuard(1000 * mb, 100 * mb, 100 * mb)
+    guard.observe(SimpleNamespace(rss_total=800 * mb, pss_total=500 * mb))
+    assert guard.admit(1)  # 500 + 2 x 100 <= 900
+    guard.observe(SimpleNamespace(rss_total=800 * mb, pss_total=None))
+    assert guard.admit(1)  # still 500 (RSS alone, 800 + 200, would hold back)
+    guard.observe(SimpleNamespace(rss_total=1000 * mb, pss_total=None))
+    assert not guard.admit(2)  # 1000 x 5/8 = 625, + 3 x 100 > 900
+    assert guard.holds == 1
