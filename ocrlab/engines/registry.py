@@ -80,12 +80,15 @@ def engine_version(name: str) -> str | None:
     """The Tesseract version behind engine ``name`` (``None`` when unknown or not installed).
 
     pytesseract runs the ``tesseract`` command; tesserocr runs the libtesseract its
-    wheel bundles, which may differ. Fakes and custom engines have no version.
+    wheel bundles, which may differ. Fakes and custom engines have no version. The
+    command's version is the remembered one (:mod:`ocrlab.engines.facts`): no
+    ``tesseract --version`` per run while the binary stays the same.
     """
     if name == "pytesseract":
-        from .tesseract import tesseract_version
+        from .facts import tesseract_facts
 
-        return tesseract_version()
+        facts = tesseract_facts()
+        return facts.version if facts is not None else None
     if name == "tesserocr":
         try:
             from .tesserocr import version
