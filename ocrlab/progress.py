@@ -67,7 +67,8 @@ def live_view_enabled(cfg: OcrConfig, where: str | None = None) -> bool:
 
 
 class _QuietBar:
-    """Stands in for a tqdm bar when nothing is shown (the live view reads the trace)."""
+    """Stands in for a tqdm bar when nothing is shown: progress off, or the live view
+    (which reads the trace) shows it."""
 
     total = 0
 
@@ -106,8 +107,12 @@ def run_progress(total: int, cfg: OcrConfig, trace_path: Path) -> Iterator[Any]:
         finally:
             view.finish()  # in this (the cell's) thread: the final state reaches the page
         return
+    if not progress_enabled(cfg, where):
+        # No bar shown: no tqdm either (importing it costs 20-30 ms before the first page).
+        yield _QuietBar()
+        return
     desc = f"{_SWEEP[-1]}: OCR" if _SWEEP else "OCR"
-    with make_bar(total, progress_enabled(cfg, where), where, desc=desc, leave=not _SWEEP) as bar:
+    with make_bar(total, True, where, desc=desc, leave=not _SWEEP) as bar:
         yield bar
 
 
