@@ -68,11 +68,14 @@ class _OpenPdf:
 def page_pixels(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> int | None:
     """Width x height of ``task``'s page from headers only, or ``None`` if unreadable.
 
-    Images: Pillow's lazy open reads the header (for a multi-page TIFF, the
-    page's directory). PDF: the page box in points x ``dpi`` / 72, what
+    Images: the size discovery read already (:attr:`PageTask.pixels`), else
+    Pillow's lazy open reads the header (for a multi-page TIFF, the page's
+    directory). PDF: the page box in points x ``dpi`` / 72, what
     :mod:`ocrlab.pages` will render (``pdf`` keeps the document open between
     calls; without it the file is opened and closed here). Never decodes pixels.
     """
+    if task.pixels is not None and task.fmt != "pdf":
+        return task.pixels
     try:
         if task.fmt == "pdf":
             own = pdf is None

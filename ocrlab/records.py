@@ -40,6 +40,9 @@ class PageTask:
     payload: bytes | None = None
     #: the estimated cost (megapixel-equivalents, :mod:`ocrlab.ordering`); None = not estimated
     cost: float | None = None
+    #: width x height as discovery read it from the header (None: not read there, e.g. a
+    #: PDF page, whose size depends on the dpi); spares the estimate a second header read
+    pixels: int | None = None
 
     @property
     def key(self) -> tuple[str, int]:

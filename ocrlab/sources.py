@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -126,22 +127,68 @@ def _walk_files(root: Path, skip: Sequence[Path]) -> Iterator[tuple[Path, str | 
         yield Path(err.filename or root), f"cannot list directory: {err.strerror}"
 
 
-def _count_pages(path: str, fmt: str) -> int:
-    """Pages in a document, from headers only."""
+def header_size(head: bytes, fmt: str) -> tuple[int, int] | None:
+    """(width, height) from a file's first bytes, for the formats that keep it there.
+
+    PNG (IHDR), GIF (logical screen), BMP (info header) and JPEG (a start-of-frame
+    marker within ``head``) give the size Pillow reports; anything else, or a
+    header that does not parse, gives ``None`` and the estimate opens the file.
+    """
+    try:
+        if fmt == "png" and head[12:16] == b"IHDR":
+            width, height = struct.unpack(">II", head[16:24])
+        elif fmt == "gif":
+            width, height = struct.unpack("<HH", head[6:10])
+        elif fmt == "bmp":
+            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
+                width, height = struct.unpack("<HH", head[18:22])
+            else:
+                width, height = struct.unpack("<ii", head[18:26])
+        elif fmt == "jpeg":
+            return _jpeg_size(head)
+        else:
+            return None
+    except struct.error:  # a header shorter than its format says
+        return None
+    return (abs(width), abs(height)) if width and height else None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    """Walk the JPEG markers in ``head`` to the first start-of-frame (SOF0-SOF15 but
+    DHT, JPG and DAC, which share the range); ``None`` if it lies beyond ``head``."""
+    pos = 2
+    while pos + 9 <= len(head):
+        if head[pos] != 0xFF:
+            return None
+        marker = head[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
+            return (width, height) if width and height else None
+        pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
+    return None
+
+
+def _count_pages(path: str, fmt: str) -> tuple[int, tuple[int, int] | None]:
+    """Pages in a document, and the first page's size when the count opened it (a TIFF),
+    from headers only."""
     if fmt == "pdf":
         import pypdfium2
 
         pdf = pypdfium2.PdfDocument(path)
         try:
-            return len(pdf)
+            return len(pdf), None
         finally:
             pdf.close()
     if fmt == "tiff":
         from PIL import Image
 
         with Image.open(path) as im:
-            return int(getattr(im, "n_frames", 1))
-    return 1
+            size = (int(im.size[0]), int(im.size[1]))
+            return int(getattr(im, "n_frames", 1)), size
+    return 1, None
 
 
 def inspect_file(path: Path, doc_id: str) -> Document | None:
@@ -178,7 +225,7 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
             error=f"{path.name}: {why}",
         )
     try:
-        n_pages = _count_pages(str(path), fmt)
+        n_pages, first_size = _count_pages(str(path), fmt)
     except Exception as exc:  # corrupt headers: PIL and pdfium raise many types
         return Document(
             doc_id,
@@ -197,7 +244,12 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
             error_type="EmptyDocument",
             error=f"{path.name}: the {fmt.upper()} has no pages",
         )
-    tasks = tuple(PageTask(doc_id, str(path), p, n_pages, fmt) for p in range(1, n_pages + 1))
+    dims = first_size or header_size(head, fmt)
+    pixels = dims[0] * dims[1] if dims else None
+    tasks = tuple(
+        PageTask(doc_id, str(path), p, n_pages, fmt, pixels=pixels if p == 1 else None)
+        for p in range(1, n_pages + 1)
+    )
     return Document(doc_id, str(path), fmt=fmt, n_pages=n_pages, size=size, tasks=tasks)
 
 
