@@ -99,7 +99,8 @@ def _add_run(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
-    from .pipeline import Group, RunContext, run_groups
+    from .records import Group, RunContext
+    from .startup import start_run
 
     cfg = load_config(
         workers=args.workers,
@@ -120,9 +121,15 @@ def _cmd_run(args: argparse.Namespace) -> int:
         groups.append(Group(name, (path,)))
     if not groups:
         raise ConfigError("no INPUT given; name files or folders to OCR, or use --group")
-    summary = run_groups(
-        RunContext(tuple(groups), args.out, resume=args.resume, overwrite=args.overwrite), cfg
-    )
+    context = RunContext(tuple(groups), args.out, resume=args.resume, overwrite=args.overwrite)
+    # The pool's workers boot while the pipeline is imported (ocrlab.startup).
+    started = start_run(context, cfg)
+    try:
+        from .pipeline import run_groups
+    except BaseException:
+        started.close()
+        raise
+    summary = run_groups(context, started=started)
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"

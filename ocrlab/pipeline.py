@@ -6,9 +6,10 @@
       |
       |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen),
       |           lazily: one document ahead of the scheduler (iter_documents)
-      |- plan: in-process / loky pool / Dask, decided once (ExecutionPlan); a pool is
-      |        sized by the pages (warmup.page_bound) and warmed at once, so workers
-      |        start while the engine is checked and the inputs discovered
+      |- startup: in-process / loky pool / Dask, decided once (plan.ExecutionPlan) and
+      |        started first: a pool sized by the pages (warmup.page_bound), its workers
+      |        booting while the rest starts (the command starts it before it even
+      |        imports this module); then the output lock, engine check, inputs check
       |- ordering: cost from headers, most expensive first (bounded look-ahead)
       |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
       |                                                                   settings)
@@ -49,7 +50,7 @@ from typing import Any
 from .artifacts import OutputLayout
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .errors import ConfigError, OutputStoppedError
+from .errors import OutputStoppedError
 from .executor import BoundedScheduler
 from .journal import StreamingManifest
 from .ordering import cost_order, with_estimates
@@ -67,11 +68,11 @@ from .progress import run_progress
 from .records import Group, PageTask, RunContext, RunSummary
 from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
-from .runinfo import check_engine, check_memory, run_metadata
+from .runinfo import check_engine, run_metadata
 from .sources import Document, check_inputs, iter_documents
+from .startup import Started, start_run
 from .supervise import Supervisor
 from .trace import TraceRecorder
-from .warmup import page_bound
 
 log = logging.getLogger("ocrlab")
 
@@ -82,6 +83,8 @@ __all__ = ["Group", "RunContext", "run", "run_groups"]
 def run_groups(
     context: RunContext,
     config: Mapping[str, Any] | OcrConfig | None = None,
+    *,
+    started: Started | None = None,
 ) -> RunSummary:
     """OCR every group of ``context`` on one shared executor; return the summary.
 
@@ -97,34 +100,26 @@ def run_groups(
     ``context.overwrite``. A full, read-only or vanished output filesystem stops
     the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
     are kept, the manifest says ``interrupted`` and why).
+
+    ``started`` is the run's executor started ahead by :func:`ocrlab.startup.start_run`
+    (the ``ocrlab`` command does, before importing this module, so the workers boot
+    meanwhile); its configuration is the run's, ``config`` is then ignored, and the
+    run closes it. Without it the executor is started here.
     """
-    t0 = time.monotonic_ns()
-    cfg = load_config(config)
-    if context.resume and context.overwrite:
-        raise ConfigError(
-            "resume and overwrite exclude each other: --resume keeps a previous "
-            "run's finished documents, --overwrite removes them; choose one."
-        )
-    check_memory(cfg)
-    with hold_output(Path(context.out_dir)):
-        plan = ExecutionPlan.from_config(cfg)
-        if plan.kind == "pool":  # a pool no larger than the batch (a few header reads at most)
-            plan = plan.fitted(
-                page_bound(
-                    [i for g in context.groups for i in g.inputs],
-                    plan.workers,
-                    exclude=[context.out_dir],
-                )
-            )
-        executor = plan.start()  # its workers start while the engine is checked, inputs found
-        try:
-            check_engine(cfg)
-            plan = plan.sized(executor)
-            with child_subreaper():
-                return _Run(context, plan, executor, t0).execute()
-        finally:
-            executor.shutdown(wait=True)
-            plan.after_run()
+    if started is None:
+        started = start_run(context, load_config(config))
+    cfg = started.plan.cfg
+    try:
+        with hold_output(Path(context.out_dir)):
+            try:
+                check_engine(cfg)  # while the pool's workers start
+                plan = started.plan.sized(started.executor)
+                with child_subreaper():
+                    return _Run(context, plan, started.executor, started.t0).execute()
+            finally:
+                started.close()  # within the lock, as the run's last act
+    finally:
+        started.close()  # refused before the lock was taken (a busy folder)
 
 
 class _Run:
