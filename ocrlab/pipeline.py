@@ -73,6 +73,7 @@ from .sources import Document, check_inputs, iter_documents
 from .startup import Started, start_run
 from .supervise import Supervisor
 from .trace import TraceRecorder
+from .warmup import pages_coming
 
 log = logging.getLogger("ocrlab")
 
@@ -201,6 +202,7 @@ class _Run:
                 self.collector = Collector(
                     self.layout, self.trace, self.manifest, self.summary, bar, self.key
                 )
+                pages_coming(self.executor)  # warm-ups stop waiting for slower siblings
                 self._schedule(docs)
                 status = "complete"
             except OutputStoppedError as exc:

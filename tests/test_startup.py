@@ -32,7 +32,7 @@ from ocrlab.records import RunContext
 from ocrlab.runinfo import check_engine, run_metadata
 from ocrlab.sources import discover
 from ocrlab.startup import start_run
-from ocrlab.warmup import warm, warm_up_together
+from ocrlab.warmup import pages_coming, warm, warm_up_together
 from tests.conftest import ROOT, make_page
 
 FAKE_TESSERACT = """#!/bin/sh
@@ -164,7 +164,10 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pool = ProcessPoolExecutor(max_workers=2)
     try:
-        pids = [f.result(timeout=120) for f in warm(pool, 2, "ocrlab.engines.fakes:echo")]
+        futures = warm(pool, 2, "ocrlab.engines.fakes:echo")
+        [meeting] = tmp_path.glob("ocrlab-warm-*")
+        pages_coming(pool)
+        pids = [f.result(timeout=120) for f in futures]
     finally:
         pool.shutdown(wait=True)
     # Both workers took a call unless one started over WARM_UP_HOLD_S after the other
@@ -173,7 +176,8 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     deadline = time.monotonic() + 10
     while list(tmp_path.glob("ocrlab-warm-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert list(tmp_path.glob("ocrlab-warm-*")) == []
+    assert not meeting.exists()
+    pages_coming(pool)  # the meeting is over: nothing to tell
 
 
 def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
@@ -187,6 +191,10 @@ def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
     met.mkdir()
     (met / "12345").touch()  # the sibling is there already
     warm_up_together(engine, str(met), 2, hold_s=60)
+    coming = tmp_path / "coming"
+    coming.mkdir()
+    (coming / "go").touch()  # pages_coming: no sibling is waited for
+    warm_up_together(engine, str(coming), 2, hold_s=60)
     warm_up_together(engine, str(tmp_path / "gone"), 2, hold_s=60)  # the run ended
     assert time.monotonic() - t < 30  # generous: each waited 60 s if broken
 
