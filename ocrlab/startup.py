@@ -27,7 +27,7 @@ from .errors import ConfigError
 from .plan import ExecutionPlan
 from .records import RunContext
 from .runinfo import check_memory
-from .warmup import page_bound
+from .warmup import end_meeting, page_bound
 
 
 @dataclass
@@ -48,6 +48,7 @@ class Started:
         try:
             self.executor.shutdown(wait=True)
         finally:
+            end_meeting(self.executor)
             self.plan.after_run()
 
 

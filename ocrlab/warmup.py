@@ -28,6 +28,8 @@ from .worker import warm_up
 
 #: The longest a warm-up waits for its sibling workers to start (seconds from its start).
 WARM_UP_HOLD_S = 0.15
+#: Meeting folders are ``<tmp>/ocrlab-warm-<pid of the run>-<random>``.
+_PREFIX = "ocrlab-warm-"
 #: The file in a meeting folder that says pages are coming (not a pid: never counted as one).
 _GO = "go"
 #: Each warmed pool's meeting folder, for :func:`pages_coming`.
@@ -71,7 +73,8 @@ def warm(executor: cf.Executor, workers: int, engine: str) -> list[cf.Future[int
     """
     if workers < 1:
         return []
-    meeting = tempfile.mkdtemp(prefix="ocrlab-warm-")
+    _remove_stale_meetings()
+    meeting = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     _MEETINGS[executor] = meeting
     futures = [executor.submit(warm_up_together, engine, meeting, workers) for _ in range(workers)]
 
@@ -82,6 +85,32 @@ def warm(executor: cf.Executor, workers: int, engine: str) -> list[cf.Future[int
     for future in futures:
         future.add_done_callback(_tidy)
     return futures
+
+
+def end_meeting(executor: cf.Executor) -> None:
+    """Remove ``executor``'s meeting folder (it is shut down; usually the warm-ups did)."""
+    meeting = _MEETINGS.pop(executor, None)
+    if meeting is not None:
+        shutil.rmtree(meeting, ignore_errors=True)
+
+
+def _remove_stale_meetings() -> None:
+    """Remove the meeting folders of processes that are gone (killed before their pool's
+    warm-ups ended): one listing of the temporary folder per pool started."""
+    base = tempfile.gettempdir()
+    with contextlib.suppress(OSError):
+        for name in os.listdir(base):
+            if not name.startswith(_PREFIX):
+                continue
+            pid = name[len(_PREFIX) :].partition("-")[0]
+            if not pid.isdigit():
+                continue
+            try:
+                os.kill(int(pid), 0)
+            except ProcessLookupError:
+                shutil.rmtree(os.path.join(base, name), ignore_errors=True)
+            except OSError:  # alive, another user's: not ours to judge
+                continue
 
 
 def pages_coming(executor: cf.Executor) -> None:

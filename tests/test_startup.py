@@ -180,6 +180,27 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     pages_coming(pool)  # the meeting is over: nothing to tell
 
 
+def test_meeting_folders_of_dead_runs_are_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    (tmp_path / f"ocrlab-warm-{dead}-abc").mkdir()
+    (tmp_path / f"ocrlab-warm-{os.getpid()}-abc").mkdir()  # a live run's
+    started = start_run(
+        RunContext.single(_pages(tmp_path / "in"), tmp_path / "out"),
+        load_config(workers=2, engine="ocrlab.engines.fakes:echo"),
+    )
+    started.close()
+    left = sorted(p.name for p in tmp_path.glob("ocrlab-warm-*"))
+    assert left == [f"ocrlab-warm-{os.getpid()}-abc"]  # the dead one's and the run's own gone
+
+
 def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
     engine = "ocrlab.engines.fakes:echo"
     alone = tmp_path / "alone"
