@@ -18,6 +18,7 @@ import psutil
 import pytest
 from PIL import Image
 
+from ocrlab import warmup
 from ocrlab.config import load_config
 from ocrlab.engines import facts as facts_mod
 from ocrlab.engines.facts import tesseract_facts
@@ -201,7 +202,10 @@ def test_meeting_folders_of_dead_runs_are_removed(
     assert left == [f"ocrlab-warm-{os.getpid()}-abc"]  # the dead one's and the run's own gone
 
 
-def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
+def test_warm_up_waits_for_the_siblings_never_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(warmup, "die_with_parent", lambda: None)  # not for pytest itself
     engine = "ocrlab.engines.fakes:echo"
     alone = tmp_path / "alone"
     alone.mkdir()
@@ -359,3 +363,43 @@ def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
             load_config(workers=2, memory_budget_mb=100),
         )
     assert {p.pid for p in psutil.Process().children()} == before
+
+
+def test_kill9_while_the_workers_start_leaves_no_process(tmp_path: Path) -> None:
+    """The pool starts before the output lock: a main process killed once it has opened
+    its trace, while its workers are still booting, must not leave them idle forever (a
+    worker that finds its parent gone at its warm-up exits). Killed earlier still, before
+    loky sent the warm-up calls, a worker may be left: loky's start is not ocrlab's."""
+    mark = uuid.uuid4().hex
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OCRLAB_START_MARK": mark}
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ocrlab",
+            "run",
+            str(_pages(tmp_path / "in")),
+            "--out",
+            str(out),
+            "--workers",
+            "2",
+            "--quiet",
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            if (out / "trace.json").exists():
+                break
+            time.sleep(0.002)
+        proc.kill()
+    finally:
+        proc.wait(timeout=60)
+    deadline = time.monotonic() + 20
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked(mark) == [], "processes of the killed run are still alive"
