@@ -10,12 +10,13 @@
       |        sized by the pages (warmup.page_bound) and warmed at once, so workers
       |        start while the engine is checked and the inputs discovered
       |- ordering: cost from headers, most expensive first (bounded look-ahead)
-      |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
-      |                                                                   settings)
+      |- bundles: consecutive small pages grouped (one Tesseract process for several)
+      |- scheduler.BoundedScheduler: <= limit units in flight --------> worker.ocr_page(task)
+      |     on executor.* (loky pool, in-process, Dask)                   or ocr_bundle(tasks)
       |                                                                 pages: page -> file
-      |                                                                 engines: file -> text
-      |   <------------------------------------------------- PageResult (text | error,
-      |                                                       pid, times, memory)
+      |                                                                 engines: file(s) -> text
+      |   <------------------------------------------------- PageResult per page (text |
+      |                                                       error, pid, times, memory)
       |- collector: per-document assembly in page order, log, progress
       |     |- artifacts: text/<doc_id>.txt (atomic)
       |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
