@@ -29,177 +29,10 @@ from loky import cpu_count
 
 from .errors import ConfigError
 from .records import EngineSettings
-from .values import (
-    HARD_MAX_WORKERS,
-    OVERSUBSCRIPTION_FACTOR,
-    Setting,
-    parse_auto_bool,
-    parse_bool,
-    parse_executor,
-    parse_float,
-    parse_int,
-    parse_optional_budget,
-    parse_optional_psm,
-    parse_optional_workers,
-    parse_order,
-    parse_pages_per_worker,
-    parse_str,
-    parse_workers,
-)
+from .values import SETTINGS
 
 log = logging.getLogger(__name__)
 
-SETTINGS: tuple[Setting, ...] = (
-    Setting(
-        "workers",
-        "OCR_WORKERS",
-        parse_workers,
-        "worker processes (pages OCRed at once)",
-        f"1 .. min({HARD_MAX_WORKERS}, {OVERSUBSCRIPTION_FACTOR} x CPUs)",
-    ),
-    Setting(
-        "max_workers",
-        "OCR_MAX_WORKERS",
-        parse_optional_workers,
-        "upper bound on workers, applied last (1 = sequential rollback)",
-        f"1 .. {HARD_MAX_WORKERS}, unset = no bound",
-    ),
-    Setting(
-        "parallel_disabled",
-        "OCR_PARALLEL_DISABLED",
-        parse_bool,
-        "kill switch: run pages in-process, sequentially, no pool",
-        "true / false",
-    ),
-    Setting(
-        "engine",
-        "OCR_ENGINE",
-        parse_str,
-        "'pytesseract' or an import path 'module:function'",
-        "non-empty",
-    ),
-    Setting(
-        "lang",
-        "OCR_LANG",
-        parse_str,
-        "Tesseract language(s), e.g. 'eng' or 'eng+deu'",
-        "installed traineddata",
-    ),
-    Setting(
-        "psm",
-        "OCR_PSM",
-        parse_optional_psm,
-        "Tesseract page segmentation mode",
-        "0 .. 13, unset = Tesseract's default (3)",
-    ),
-    Setting(
-        "dpi",
-        "OCR_DPI",
-        lambda n, r: parse_int(n, r, 50, 1200),
-        "resolution at which PDF pages are rasterized",
-        "50 .. 1200",
-    ),
-    Setting(
-        "page_timeout",
-        "OCR_PAGE_TIMEOUT",
-        lambda n, r: parse_float(n, r, 1, 86400),
-        "seconds before a page's Tesseract process is killed",
-        "1 .. 86400",
-    ),
-    Setting(
-        "max_megapixels",
-        "OCR_MAX_MEGAPIXELS",
-        lambda n, r: parse_float(n, r, 0.01, 10000),
-        "largest page accepted (decompression-bomb guard)",
-        "0.01 .. 10000",
-    ),
-    Setting(
-        "inflight_per_worker",
-        "OCR_INFLIGHT_PER_WORKER",
-        lambda n, r: parse_int(n, r, 1, 16),
-        "pages submitted ahead per worker (bounded queue)",
-        "1 .. 16",
-    ),
-    Setting(
-        "order",
-        "OCR_ORDER",
-        parse_order,
-        "submission order: 'cost' (largest pages first, no lone tail) or 'discovery'",
-        "cost / discovery",
-    ),
-    Setting(
-        "order_window",
-        "OCR_ORDER_WINDOW",
-        lambda n, r: parse_int(n, r, 1, 10_000_000),
-        "pages looked ahead to pick the most expensive (exact order below this)",
-        "1 .. 1e7",
-    ),
-    Setting(
-        "monitor_interval",
-        "OCR_MONITOR_INTERVAL",
-        lambda n, r: parse_float(n, r, 0.0, 60.0),
-        "seconds between process-tree samples (0 = no monitor)",
-        "0 .. 60",
-    ),
-    Setting(
-        "memory_per_worker_mb",
-        "OCR_MEMORY_PER_WORKER_MB",
-        lambda n, r: parse_float(n, r, 10, 1_000_000),
-        "memory one worker may need (worker + its Tesseract), for the start-up check",
-        "10 .. 1e6",
-    ),
-    Setting(
-        "memory_budget_mb",
-        "OCR_MEMORY_BUDGET_MB",
-        parse_optional_budget,
-        "memory the run may use; unset = the container's limit, else available memory",
-        "64 .. 1e9, unset = auto",
-    ),
-    Setting(
-        "max_pages_per_worker",
-        "OCR_MAX_PAGES_PER_WORKER",
-        parse_pages_per_worker,
-        "a pool worker is replaced after this many pages (0 = never)",
-        "0 or 2 .. 1e9",
-    ),
-    Setting(
-        "max_worker_rss_mb",
-        "OCR_MAX_WORKER_RSS_MB",
-        lambda n, r: 0.0 if str(r).strip() == "0" else parse_float(n, r, 64, 1_000_000),
-        "a pool worker is replaced once its RSS (children included) passed this (0 = no bound)",
-        "0 or 64 .. 1e6",
-    ),
-    Setting(
-        "executor",
-        "OCR_EXECUTOR",
-        parse_executor,
-        "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'",
-        "see values",
-    ),
-    Setting(
-        "ship_pages",
-        "OCR_SHIP_PAGES",
-        parse_auto_bool,
-        "send each page's file bytes with its task (Dask workers on other hosts)",
-        "auto / true / false; auto = when the scheduler is not on loopback",
-    ),
-    Setting(
-        "progress",
-        "OCR_PROGRESS",
-        parse_auto_bool,
-        "progress bar (auto = a terminal bar on a tty, a notebook bar in JupyterLab; "
-        "off under CI and papermill)",
-        "auto / true / false",
-    ),
-    Setting(
-        "live_view",
-        "OCR_LIVE_VIEW",
-        parse_auto_bool,
-        "live run view in a notebook: pages/s, memory, live Tesseracts, failures "
-        "(auto = in JupyterLab, not under papermill or CI)",
-        "auto / true / false",
-    ),
-)
 
 _BY_KEY = {s.key: s for s in SETTINGS}
 #: Accepted spellings from the verification plan and the environment-variable names.
@@ -227,6 +60,7 @@ class OcrConfig:
     inflight_per_worker: int = 2
     order: str = "cost"
     order_window: int = 2000
+    bundle_mp: float = 10.0
     monitor_interval: float = 0.1
     memory_per_worker_mb: float = 250.0
     memory_budget_mb: float | None = None

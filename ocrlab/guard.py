@@ -17,7 +17,7 @@ lets the scheduler submit a page only when the projected memory fits:
 
 A page is always admitted when nothing is in flight, so the run cannot stall;
 such a page alone may still exceed the budget (then the crash recovery of
-:class:`~ocrlab.executor.BoundedScheduler` names it). Holding starts a
+:class:`~ocrlab.scheduler.BoundedScheduler` names it). Holding starts a
 ``backpressure`` trace event with the figures, releasing a ``backpressure_end``.
 """
 

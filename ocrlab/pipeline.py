@@ -11,12 +11,13 @@
       |        booting while the rest starts (the command starts it before it even
       |        imports this module); then the output lock, engine check, inputs check
       |- ordering: cost from headers, most expensive first (bounded look-ahead)
-      |- executor.BoundedScheduler: <= limit pages in flight ---------> worker.ocr_page(task,
-      |                                                                   settings)
+      |- bundles: consecutive small pages grouped (one Tesseract process for several)
+      |- scheduler.BoundedScheduler: <= limit units in flight --------> worker.ocr_page(task)
+      |     on executor.* (loky pool, in-process, Dask)                   or ocr_bundle(tasks)
       |                                                                 pages: page -> file
-      |                                                                 engines: file -> text
-      |   <------------------------------------------------- PageResult (text | error,
-      |                                                       pid, times, memory)
+      |                                                                 engines: file(s) -> text
+      |   <------------------------------------------------- PageResult per page (text |
+      |                                                       error, pid, times, memory)
       |- collector: per-document assembly in page order, log, progress
       |     |- artifacts: text/<doc_id>.txt (atomic)
       |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
@@ -48,10 +49,12 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import OutputLayout
+from .bundles import bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
+from .engines.registry import list_engine
+from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
-from .executor import BoundedScheduler
 from .journal import StreamingManifest
 from .ordering import cost_order, with_estimates
 from .ownership import (
@@ -65,10 +68,11 @@ from .ownership import (
 from .plan import ExecutionPlan
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import Group, PageTask, RunContext, RunSummary
+from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
 from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, run_metadata
+from .scheduler import BoundedScheduler
 from .sources import Document, check_inputs, iter_documents
 from .startup import Started, start_run
 from .supervise import Supervisor
@@ -141,6 +145,7 @@ class _Run:
             out_dir=self.layout.root, workers=plan.workers, sequential=plan.sequential
         )
         self.watch: Supervisor | None = None
+        self.bundle_mp = 0.0  # set by _schedule (0: every page alone)
 
     def _claim_folder(self) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting (lock held)."""
@@ -252,14 +257,14 @@ class _Run:
     def _pages(self, docs: Iterable[Document]) -> Iterator[tuple[Document, PageTask]]:
         """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
         a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        pairs: Iterator[tuple[Document, PageTask]]
         pairs = ((doc, task) for doc in self._runnable(docs) for task in doc.tasks)
-        if self.cfg.order != "cost" or self.plan.sequential:
-            return pairs  # in-process, one page at a time: no tail to avoid
-        return cost_order(
-            with_estimates(pairs, self.cfg.dpi),
-            lambda pair: pair[1].cost or 0.0,
-            self.cfg.order_window,
-        )
+        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
+        if by_cost or self.bundle_mp > 0:  # bundles need the estimates too
+            pairs = with_estimates(pairs, self.cfg.dpi)
+        if not by_cost:
+            return pairs
+        return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
 
     def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
         """The pages of ``docs``, each announced to the collector as it is submitted."""
@@ -289,6 +294,7 @@ class _Run:
         )
         if self.plan.pool_worker:
             quiet_recycling_warning()
+        self.bundle_mp = _bundle_mp(self.cfg, settings)
         scheduler = BoundedScheduler(
             self.executor,
             settings,
@@ -300,7 +306,8 @@ class _Run:
             admit=self.watch.admit if self.watch else None,
         )
         try:
-            for done in scheduler.run(self._tasks(docs)):
+            units = bundled(self._tasks(docs), self.bundle_mp, self.plan.workers)
+            for done in scheduler.run(units):
                 self.collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
                 if self.watch is not None:
                     self.watch.page_done(done.result)
@@ -354,6 +361,13 @@ class _Run:
             summary.wall_s,
             f"; {summary.memory_line()}" if summary.memory_line() else "",
         )
+
+
+def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
+    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
+    if list_engine(settings.engine) is None or not lists_pages_independently(settings):
+        return 0.0
+    return cfg.bundle_mp
 
 
 def run(

@@ -85,8 +85,9 @@ def _children_rss() -> int:
     return total
 
 
-def after_page(settings: EngineSettings, worker_rss: int) -> dict[str, str]:
-    """Count a page done in this worker; retire it when a bound is reached.
+def after_page(settings: EngineSettings, worker_rss: int, pages: int = 1) -> dict[str, str]:
+    """Count ``pages`` done in this worker (a bundle counts its pages); retire it when a
+    bound is reached.
 
     Returns what goes into the page's ``extra`` (and its trace span): ``{}`` when
     the worker goes on, ``{"recycled": why}`` when it retires after this page,
@@ -94,7 +95,7 @@ def after_page(settings: EngineSettings, worker_rss: int) -> dict[str, str]:
     Called in loky pool workers only (``settings.pool_worker``).
     """
     global _pages_done
-    _pages_done += 1
+    _pages_done += pages
     reason: str | None = None
     if settings.max_pages_per_worker and _pages_done >= settings.max_pages_per_worker:
         reason = f"{_pages_done} pages (max_pages_per_worker={settings.max_pages_per_worker})"

@@ -3,8 +3,8 @@
 Every parser takes the name the value came under (a keyword, a mapping key or an
 environment variable) and the raw value, and raises
 :class:`~ocrlab.errors.ConfigError` naming both and what is allowed.
-:mod:`ocrlab.config` lists the settings with these parsers and builds the frozen
-configuration from them.
+:data:`SETTINGS` (at the end) lists every setting with its parser and bounds;
+:mod:`ocrlab.config` builds the frozen configuration from it.
 """
 
 from __future__ import annotations
@@ -139,3 +139,164 @@ def parse_order(name: str, raw: object) -> str:
             "default) or 'discovery' (pages in the order they are found)."
         )
     return text
+
+
+#: Every setting: key, environment variable, parser, help and bounds (README's table).
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "workers",
+        "OCR_WORKERS",
+        parse_workers,
+        "worker processes (pages OCRed at once)",
+        f"1 .. min({HARD_MAX_WORKERS}, {OVERSUBSCRIPTION_FACTOR} x CPUs)",
+    ),
+    Setting(
+        "max_workers",
+        "OCR_MAX_WORKERS",
+        parse_optional_workers,
+        "upper bound on workers, applied last (1 = sequential rollback)",
+        f"1 .. {HARD_MAX_WORKERS}, unset = no bound",
+    ),
+    Setting(
+        "parallel_disabled",
+        "OCR_PARALLEL_DISABLED",
+        parse_bool,
+        "kill switch: run pages in-process, sequentially, no pool",
+        "true / false",
+    ),
+    Setting(
+        "engine",
+        "OCR_ENGINE",
+        parse_str,
+        "'pytesseract' or an import path 'module:function'",
+        "non-empty",
+    ),
+    Setting(
+        "lang",
+        "OCR_LANG",
+        parse_str,
+        "Tesseract language(s), e.g. 'eng' or 'eng+deu'",
+        "installed traineddata",
+    ),
+    Setting(
+        "psm",
+        "OCR_PSM",
+        parse_optional_psm,
+        "Tesseract page segmentation mode",
+        "0 .. 13, unset = Tesseract's default (3)",
+    ),
+    Setting(
+        "dpi",
+        "OCR_DPI",
+        lambda n, r: parse_int(n, r, 50, 1200),
+        "resolution at which PDF pages are rasterized",
+        "50 .. 1200",
+    ),
+    Setting(
+        "page_timeout",
+        "OCR_PAGE_TIMEOUT",
+        lambda n, r: parse_float(n, r, 1, 86400),
+        "seconds before a page's Tesseract process is killed",
+        "1 .. 86400",
+    ),
+    Setting(
+        "max_megapixels",
+        "OCR_MAX_MEGAPIXELS",
+        lambda n, r: parse_float(n, r, 0.01, 10000),
+        "largest page accepted (decompression-bomb guard)",
+        "0.01 .. 10000",
+    ),
+    Setting(
+        "inflight_per_worker",
+        "OCR_INFLIGHT_PER_WORKER",
+        lambda n, r: parse_int(n, r, 1, 16),
+        "pages submitted ahead per worker (bounded queue)",
+        "1 .. 16",
+    ),
+    Setting(
+        "order",
+        "OCR_ORDER",
+        parse_order,
+        "submission order: 'cost' (largest pages first, no lone tail) or 'discovery'",
+        "cost / discovery",
+    ),
+    Setting(
+        "order_window",
+        "OCR_ORDER_WINDOW",
+        lambda n, r: parse_int(n, r, 1, 10_000_000),
+        "pages looked ahead to pick the most expensive (exact order below this)",
+        "1 .. 1e7",
+    ),
+    Setting(
+        "bundle_mp",
+        "OCR_BUNDLE_MP",
+        lambda n, r: parse_float(n, r, 0.0, 1000.0),
+        "small pages share one Tesseract process up to this many megapixels (0 = never)",
+        "0 .. 1000",
+    ),
+    Setting(
+        "monitor_interval",
+        "OCR_MONITOR_INTERVAL",
+        lambda n, r: parse_float(n, r, 0.0, 60.0),
+        "seconds between process-tree samples (0 = no monitor)",
+        "0 .. 60",
+    ),
+    Setting(
+        "memory_per_worker_mb",
+        "OCR_MEMORY_PER_WORKER_MB",
+        lambda n, r: parse_float(n, r, 10, 1_000_000),
+        "memory one worker may need (worker + its Tesseract), for the start-up check",
+        "10 .. 1e6",
+    ),
+    Setting(
+        "memory_budget_mb",
+        "OCR_MEMORY_BUDGET_MB",
+        parse_optional_budget,
+        "memory the run may use; unset = the container's limit, else available memory",
+        "64 .. 1e9, unset = auto",
+    ),
+    Setting(
+        "max_pages_per_worker",
+        "OCR_MAX_PAGES_PER_WORKER",
+        parse_pages_per_worker,
+        "a pool worker is replaced after this many pages (0 = never)",
+        "0 or 2 .. 1e9",
+    ),
+    Setting(
+        "max_worker_rss_mb",
+        "OCR_MAX_WORKER_RSS_MB",
+        lambda n, r: 0.0 if str(r).strip() == "0" else parse_float(n, r, 64, 1_000_000),
+        "a pool worker is replaced once its RSS (children included) passed this (0 = no bound)",
+        "0 or 64 .. 1e6",
+    ),
+    Setting(
+        "executor",
+        "OCR_EXECUTOR",
+        parse_executor,
+        "where pages run: 'loky', 'inline' or 'dask://HOST:PORT'",
+        "see values",
+    ),
+    Setting(
+        "ship_pages",
+        "OCR_SHIP_PAGES",
+        parse_auto_bool,
+        "send each page's file bytes with its task (Dask workers on other hosts)",
+        "auto / true / false; auto = when the scheduler is not on loopback",
+    ),
+    Setting(
+        "progress",
+        "OCR_PROGRESS",
+        parse_auto_bool,
+        "progress bar (auto = a terminal bar on a tty, a notebook bar in JupyterLab; "
+        "off under CI and papermill)",
+        "auto / true / false",
+    ),
+    Setting(
+        "live_view",
+        "OCR_LIVE_VIEW",
+        parse_auto_bool,
+        "live run view in a notebook: pages/s, memory, live Tesseracts, failures "
+        "(auto = in JupyterLab, not under papermill or CI)",
+        "auto / true / false",
+    ),
+)

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..records import EngineSettings, PageTask
 
@@ -21,6 +21,10 @@ from ..records import EngineSettings, PageTask
 Engine = Callable[[str, PageTask, EngineSettings], str]
 
 _ENGINES: dict[str, Engine] = {}
+
+#: A list engine OCRs several page files in one call: one text per file, or ``None``
+#: when it cannot tell the pages apart (the pages then run one by one).
+ListEngine = Callable[[Sequence[str], EngineSettings], list[str] | None]
 
 
 def resolve_engine(name: str) -> Engine:
@@ -45,6 +49,19 @@ def resolve_engine(name: str) -> Engine:
         )
     _ENGINES[name] = engine
     return engine
+
+
+def list_engine(name: str) -> ListEngine | None:
+    """The engine's way to OCR several small pages in one call, if it has one.
+
+    Only the default engine has one (Tesseract's list mode, which saves a process
+    start and a model load per page); tesserocr keeps its model loaded anyway.
+    """
+    if name != "pytesseract":
+        return None
+    from .tesseract import pytesseract_list
+
+    return pytesseract_list
 
 
 def warm_engine(name: str) -> None:

@@ -93,6 +93,7 @@ def trace_frames(
                     "child_maxrss": args.get("child_maxrss", 0),
                     "attempt": args.get("attempt", 1),
                     "cost_estimate": args.get("cost_estimate"),
+                    "bundle": args.get("bundle"),
                 }
             )
         elif ph == "X" and e.get("cat") == "document":
@@ -148,6 +149,7 @@ def trace_frames(
         "child_maxrss",
         "attempt",
         "cost_estimate",
+        "bundle",
     ]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"], ignore_index=True),
@@ -317,6 +319,36 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
     return "\n".join(lines)
 
 
+def cost_units(pages: pd.DataFrame) -> pd.DataFrame:
+    """Successful pages with a cost estimate, one row per unit of work.
+
+    A bundle of small pages (:mod:`ocrlab.bundles`) is measured as a whole and its
+    time shared among its pages in proportion to their estimates, so page by page
+    it would agree with the estimate by construction: its pages are summed into one
+    row (``pages`` says how many), which is what was really measured.
+    """
+    data = pages[pages["ok"] & pages["cost_estimate"].notna()].copy()
+    if "bundle" not in data:
+        data["bundle"] = None
+    alone = (
+        data["run"].astype(str) + "|" + data["doc_id"].astype(str) + "#" + data["page"].astype(str)
+    )
+    data["unit"] = (data["run"].astype(str) + "|" + data["bundle"].astype(str)).where(
+        data["bundle"].notna(), alone
+    )
+    return (
+        data.groupby("unit", sort=False)
+        .agg(
+            doc_id=("doc_id", "first"),
+            cost_estimate=("cost_estimate", "sum"),
+            engine_cpu_s=("engine_cpu_s", "sum"),
+            ocr_s=("ocr_s", "sum"),
+            pages=("page", "size"),
+        )
+        .reset_index(drop=True)
+    )
+
+
 def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
     """How well the ordering's cost estimate predicts the measured OCR cost.
 
@@ -326,7 +358,7 @@ def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
     engine's CPU time when the trace has it (it does not grow with the machine's
     load, where OCR wall time does), else the OCR wall time (``measure``).
     """
-    data = pages[pages["ok"] & pages["cost_estimate"].notna()]
+    data = cost_units(pages)
     n = len(data)
     measure = "engine_cpu_s" if n and (data["engine_cpu_s"] > 0).all() else "ocr_s"
     if n < 3 or data["cost_estimate"].nunique() < 2:

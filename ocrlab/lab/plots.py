@@ -238,10 +238,10 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
     LPT needs the estimates in the right order, not exact: the title gives
     Spearman's rank correlation beside Pearson's r (:func:`estimate_quality`).
     """
-    from .analysis import estimate_quality
+    from .analysis import cost_units, estimate_quality
 
     fig, ax = _figure()
-    p = frames.pages[frames.pages["ok"] & frames.pages["cost_estimate"].notna()]
+    p = cost_units(frames.pages)  # a bundle of small pages is one point: it is measured whole
     quality = estimate_quality(frames.pages)
     measure = quality["measure"]
     for fmt, part in p.groupby(p["doc_id"].str.rsplit(".", n=1).str[-1]):
@@ -259,7 +259,7 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
         xlabel="estimated cost (megapixels x format factor)",
         ylabel="Tesseract CPU s" if measure == "engine_cpu_s" else "OCR wall s",
         title=f"Cost estimate vs OCR time: Spearman {quality['spearman']}, "
-        f"Pearson {quality['pearson']} ({quality['pages']} pages)",
+        f"Pearson {quality['pearson']} ({quality['pages']} units of work)",
     )
     if len(p):
         ax.legend(fontsize="small")

@@ -10,17 +10,20 @@ reversed on odd rounds so drift of a shared machine spreads evenly), medians:
 
 * ``mixed-last``: 24 small A6 scans in ``a/`` and ``b/``, then 3 dense letter pages
   in ``z/`` (dense last in discovery order, the case LPT is for): ``ocrlab run``
-  with ``OCR_ORDER=cost`` and ``=discovery`` against ``xargs -0 -P N -I{} tesseract {}
-  stdout`` on the same files in the same order (``OMP_THREAD_LIMIT=1`` for all);
+  as it comes (cost order, small pages in bundles), with ``OCR_ORDER=discovery``,
+  and with ``OCR_BUNDLE_MP=0`` (cost order, every page in a process of its own),
+  against ``xargs -0 -P N -I{} tesseract {} stdout`` on the same files in the same
+  order (``OMP_THREAD_LIMIT=1`` for all);
 * ``mixed-first``: the same pages with the dense ones first (already in good order);
 * ``one-page``: ``ocrlab run ONE.tif --out X`` against ``tesseract ONE.tif stdout``,
   and the first page's start in its worker after the command's launch;
 * ``a4``: 12 A4 pages at 300 dpi at N workers (first round only): peak tree RSS, PSS, USS.
 
 Every command's CPU time (user + system of its whole process tree) is recorded
-too, and a load-independent *model* is computed from the traces: each page's
-Tesseract CPU time (``engine_cpu_us``) list-scheduled on N workers in discovery
-order (what ``xargs -P N`` does) and in ocrlab's cost order (by the estimates).
+too, and a load-independent *model* of what the order alone is worth is computed
+from the traces of the runs without bundles: each page's Tesseract CPU time
+(``engine_cpu_us``) list-scheduled on N workers in discovery order (what
+``xargs -P N`` does) and in ocrlab's cost order (by the estimates).
 On a machine shared with other work the measured wall times move by 2x between
 identical runs; the model shows what the order alone is worth.
 
@@ -75,7 +78,15 @@ def _xargs(files: list[str], workers: int) -> dict[str, float]:
     return {"wall_s": time.perf_counter() - t, "cpu_s": _cpu() - cpu}
 
 
-def _ocrlab(inputs: str, out: Path, workers: int, order: str = "cost") -> dict[str, Any]:
+#: ocrlab's contenders: environment for each (the default is cost order with bundles).
+VARIANTS: dict[str, dict[str, str]] = {
+    "cost": {"OCR_ORDER": "cost"},
+    "discovery": {"OCR_ORDER": "discovery"},
+    "alone": {"OCR_ORDER": "cost", "OCR_BUNDLE_MP": "0"},
+}
+
+
+def _ocrlab(inputs: str, out: Path, workers: int, variant: str = "cost") -> dict[str, Any]:
     shutil.rmtree(out, ignore_errors=True)
     launch = time.monotonic_ns()
     t, cpu = time.perf_counter(), _cpu()
@@ -91,7 +102,7 @@ def _ocrlab(inputs: str, out: Path, workers: int, order: str = "cost") -> dict[s
             "--workers",
             str(workers),
         ],
-        env={**ENV, "OCR_ORDER": order},
+        env={**ENV, **VARIANTS[variant]},
         capture_output=True,
         text=True,
         check=False,
@@ -179,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
         load_before = os.getloadavg()[0]
         for name in ("mixed-last", "mixed-first"):
             files = _files(corpora[name])
-            contenders = ["cost", "discovery", "xargs"]
+            contenders = [*VARIANTS, "xargs"]
             for who in contenders if r % 2 == 0 else contenders[::-1]:
                 if who == "xargs":
                     record(round=r, corpus=name, who="xargs", **_xargs(files, n))
@@ -218,29 +229,31 @@ def _median(rows: list[dict[str, Any]], corpus: str, who: str, key: str = "wall_
 def report(rows: list[dict[str, Any]], n: int) -> str:
     """The Markdown summary README quotes."""
     lines = [
-        f"| batch | xargs -P {n} s | ocrlab cost s | ocrlab discovery s | "
-        "cost vs xargs | discovery vs xargs |",
-        "|---|---|---|---|---|---|",
+        f"| batch | xargs -P {n} s | ocrlab s | ocrlab, discovery order s | "
+        "ocrlab, no bundles s | ocrlab vs xargs | discovery order vs xargs | "
+        "no bundles vs xargs |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for corpus in ("mixed-last", "mixed-first"):
         x = _median(rows, corpus, "xargs")
-        c = _median(rows, corpus, "ocrlab-cost")
-        d = _median(rows, corpus, "ocrlab-discovery")
-        lines.append(f"| {corpus} | {x:.2f} | {c:.2f} | {d:.2f} | {x / c:.3f}x | {x / d:.3f}x |")
+        c, d, a = (_median(rows, corpus, f"ocrlab-{v}") for v in ("cost", "discovery", "alone"))
+        lines.append(
+            f"| {corpus} | {x:.2f} | {c:.2f} | {d:.2f} | {a:.2f} | **{x / c:.3f}x** | "
+            f"{x / d:.3f}x | {x / a:.3f}x |"
+        )
     same = {
         r["digest"]
         for r in rows
         if str(r.get("corpus", "")).startswith("mixed-last") and "digest" in r
     }
-    lines.append(f"\nartifacts identical across orders and rounds: {len(same) == 1}")
+    lines.append(
+        f"\nartifacts identical across orders, bundles on and off, and rounds: {len(same) == 1}"
+    )
     for corpus in ("mixed-last", "mixed-first"):
-        costed = [r for r in rows if r.get("corpus") == corpus and r.get("who") == "ocrlab-cost"]
-        found = [
-            r for r in rows if r.get("corpus") == corpus and r.get("who") == "ocrlab-discovery"
-        ]
-        estimate = {(d, p): c for d, p, c, _ in costed[0]["pages"]}
+        alone = [r for r in rows if r.get("corpus") == corpus and r.get("who") == "ocrlab-alone"]
+        estimate = {(d, p): c for d, p, c, _ in alone[0]["pages"]}
         cpu: dict[tuple[str, int], list[float]] = {}
-        for run in costed + found:
+        for run in alone:  # pages run alone: each page's Tesseract CPU is its own
             for d, p, _, s in run["pages"]:
                 cpu.setdefault((d, p), []).append(s)
         keys = sorted(cpu)  # discovery order: documents sorted by path, pages in order
@@ -248,7 +261,7 @@ def report(rows: list[dict[str, Any]], n: int) -> str:
         lpt = sorted(keys, key=lambda k: -(estimate.get(k) or 0.0))
         disc, cost = makespan([med[k] for k in keys], n), makespan([med[k] for k in lpt], n)
         lines.append(
-            f"model ({corpus}, Tesseract CPU s per page, median over runs, {n} "
+            f"model ({corpus}, Tesseract CPU s per page run alone, median over runs, {n} "
             f"workers): discovery order {disc:.2f} s, cost order {cost:.2f} s, "
             f"ratio {disc / cost:.3f}x; total {sum(med.values()):.2f} CPU s, "
             f"ideal {sum(med.values()) / n:.2f} s"
@@ -256,7 +269,7 @@ def report(rows: list[dict[str, Any]], n: int) -> str:
     for corpus in ("mixed-last", "mixed-first"):
         cpus = {
             who: _median(rows, corpus, who, "cpu_s")
-            for who in ("xargs", "ocrlab-cost", "ocrlab-discovery")
+            for who in ("xargs", "ocrlab-cost", "ocrlab-discovery", "ocrlab-alone")
         }
         lines.append(
             f"CPU s of the whole command ({corpus}, median): "
