@@ -11,6 +11,7 @@ re-exported here, where the verification plan looks for it).
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import threading
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 from loky import ProcessPoolExecutor as _LokyPool
 from loky.backend.context import ctx_loky
 
+from .procs import watch_parent
 from .records import EngineSettings, PageResult, PageTask
 from .scheduler import BoundedScheduler, Completion
 from .worker import ocr_page
@@ -41,10 +43,15 @@ class ProcessPoolExecutor(_LokyPool):  # type: ignore[misc]  # loky is untyped
     name, ``"loky"``, in ``multiprocessing``; whichever is imported last wins, so
     once anything in the process imports joblib (a notebook, scikit-learn) an
     unpinned pool would start joblib's heavy workers again.
+
+    Every worker first runs :func:`ocrlab.procs.watch_parent`, so a ``kill -9`` of
+    the main process never leaves workers behind, even while they are booting.
     """
 
     def __init__(self, max_workers: int | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("context", ctx_loky)
+        if "initializer" not in kwargs:
+            kwargs["initializer"], kwargs["initargs"] = watch_parent, (os.getpid(),)
         super().__init__(max_workers=max_workers, **kwargs)
 
 

@@ -72,6 +72,20 @@ def die_with_parent() -> None:
         os._exit(1)
 
 
+def watch_parent(parent: int) -> None:
+    """A pool worker's first act (loky's ``initializer``): die with the process that made it.
+
+    :func:`die_with_parent` alone reads the parent's pid when it is called; a main
+    process killed (``kill -9``) while its workers were still booting has by then
+    been replaced by init, and the worker, which has not had a task yet, would wait
+    for one forever (found: idle workers and a resource tracker left by an
+    interrupted test run). ``parent`` is the pid that created the pool.
+    """
+    die_with_parent()
+    if os.getppid() != parent:
+        os._exit(1)
+
+
 @contextlib.contextmanager
 def child_subreaper() -> Iterator[bool]:
     """Make this process the subreaper of its descendants for the duration (Linux only)."""

@@ -368,8 +368,7 @@ def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
 def test_kill9_while_the_workers_start_leaves_no_process(tmp_path: Path) -> None:
     """The pool starts before the output lock: a main process killed once it has opened
     its trace, while its workers are still booting, must not leave them idle forever (a
-    worker that finds its parent gone at its warm-up exits). Killed earlier still, before
-    loky sent the warm-up calls, a worker may be left: loky's start is not ocrlab's."""
+    worker that finds its parent gone exits: see also the test below, killed earlier)."""
     mark = uuid.uuid4().hex
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OCRLAB_START_MARK": mark}
@@ -403,3 +402,25 @@ def test_kill9_while_the_workers_start_leaves_no_process(tmp_path: Path) -> None
     while _marked(mark) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert _marked(mark) == [], "processes of the killed run are still alive"
+
+
+def test_kill9_before_any_call_reaches_the_workers_leaves_no_process() -> None:
+    """Killed right after the pool was asked to start, before a worker has had a call: each
+    worker's first act (loky's initializer, ``procs.watch_parent``) sees its parent gone.
+    Without the initializer the workers and loky's resource tracker stayed idle forever."""
+    mark = uuid.uuid4().hex
+    script = (
+        "import os, signal\n"
+        "from ocrlab.executor import ProcessPoolExecutor\n"
+        "pool = ProcessPoolExecutor(max_workers=2)\n"
+        "pool.submit(os.getpid)\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OCRLAB_START_MARK": mark}
+    for _ in range(3):  # the race is the point: try it a few times
+        proc = subprocess.run([sys.executable, "-c", script], env=env, check=False, timeout=60)
+        assert proc.returncode == -9
+    deadline = time.monotonic() + 20
+    while _marked(mark) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _marked(mark) == [], "workers of the killed process are still alive"
