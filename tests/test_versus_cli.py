@@ -48,3 +48,5 @@ def test_report_gives_each_contender_against_xargs_from_the_same_rows() -> None:
     assert "discovery order 5.00 s, cost order 4.00 s, ratio 1.250x" in text
     assert "one page: tesseract 0.30 s, ocrlab run 0.60 s (+0.30 s)" in text
     assert "peak tree RSS 200 MB, PSS 150 MB" in text
+    assert "ocrlab vs xargs round by round (mixed-last): 1.100x" in text
+    assert "first page of a batch started after launch: median 0.30 s" in text

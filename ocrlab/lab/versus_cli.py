@@ -241,6 +241,25 @@ def report(rows: list[dict[str, Any]], n: int) -> str:
             f"| {corpus} | {x:.2f} | {c:.2f} | {d:.2f} | {a:.2f} | **{x / c:.3f}x** | "
             f"{x / d:.3f}x | {x / a:.3f}x |"
         )
+    for corpus in ("mixed-last", "mixed-first"):
+        per_round = []
+        for r in sorted({int(row["round"]) for row in rows if row.get("corpus") == corpus}):
+            walls = {
+                row["who"]: row["wall_s"]
+                for row in rows
+                if row.get("corpus") == corpus and row.get("round") == r
+            }
+            per_round.append(f"{walls['xargs'] / walls['ocrlab-cost']:.3f}x")
+        lines.append(f"ocrlab vs xargs round by round ({corpus}): {', '.join(per_round)}")
+    firsts = [
+        r["first_page_after_launch_s"]
+        for r in rows
+        if str(r.get("corpus", "")).startswith("mixed") and "first_page_after_launch_s" in r
+    ]
+    lines.append(
+        f"first page of a batch started after launch: median {statistics.median(firsts):.2f} s "
+        f"(min {min(firsts):.2f}, max {max(firsts):.2f}, {len(firsts)} ocrlab runs)"
+    )
     same = {
         r["digest"]
         for r in rows
