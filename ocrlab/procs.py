@@ -13,7 +13,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import ctypes
-import ctypes.util
+import functools
 import logging
 import os
 import signal
@@ -29,12 +29,22 @@ _PR_SET_CHILD_SUBREAPER = 36
 _PR_GET_CHILD_SUBREAPER = 37
 
 
+@functools.lru_cache(maxsize=1)
+def _libc() -> ctypes.CDLL:
+    """The C library's symbols, as already loaded in this process.
+
+    Not ``ctypes.util.find_library("c")``: it runs ``ldconfig -p`` (a process per
+    call), and in a worker that is killed or exits before reaping it, that child
+    was re-parented to the run (a child subreaper) and lingered as a zombie.
+    """
+    return ctypes.CDLL(None, use_errno=True)
+
+
 def _prctl(option: int, value: int) -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        return int(libc.prctl(option, value, 0, 0, 0)) == 0
+        return int(_libc().prctl(option, value, 0, 0, 0)) == 0
     except (OSError, AttributeError):
         return False
 
@@ -43,7 +53,7 @@ def is_subreaper() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc = _libc()
         flag = ctypes.c_int(0)
         return int(libc.prctl(_PR_GET_CHILD_SUBREAPER, ctypes.byref(flag), 0, 0, 0)) == 0 and bool(
             flag.value
