@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 from typing import IO
 
 
@@ -49,3 +52,37 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> None:
     """Write ``text`` as UTF-8 to ``path`` atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
+
+
+@contextlib.contextmanager
+def deferred_interrupts() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM until the block ends: for writes that must land together.
+
+    The collector writes a document's artifact and then its manifest record; an
+    interrupt between the two left an artifact the manifest did not list (found by
+    cancelling a run of small pages, which finish many at a time). Inside the block
+    a signal is noted; at its end the previous handlers are back and a noted signal
+    is handed to them, so Ctrl-C raises ``KeyboardInterrupt`` a few milliseconds
+    later, after the pair. Only the main thread can set handlers; elsewhere (a run
+    in a thread) the block runs as it is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    noted: list[tuple[int, FrameType | None]] = []
+
+    def note(signum: int, frame: FrameType | None) -> None:
+        noted.append((signum, frame))
+
+    previous = {int(s): signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum, frame in noted[:1]:  # one interrupt is enough to stop
+            handler = previous[signum]
+            if callable(handler):
+                handler(signum, frame)
+            elif handler == signal.SIG_DFL:
+                signal.raise_signal(signum)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .artifacts import OutputLayout, assemble_text
-from .atomic import atomic_write_bytes
+from .atomic import atomic_write_bytes, deferred_interrupts
 from .errors import PipelineError
 from .journal import StreamingManifest
 from .ownership import run_wide_reason, stopped_error
@@ -203,6 +203,55 @@ class Collector:
         if len(state.results) == state.doc.n_pages:
             self._finish(state)
 
+    def _write_artifact(self, doc_id: str, data: bytes) -> Path:
+        """Write a document's text to ``text/`` atomically; a full disk stops the run."""
+        target = self.layout.artifact_path(doc_id)
+        try:
+            atomic_write_bytes(target, data)
+        except OSError as exc:
+            reason = run_wide_reason(exc)
+            if reason is not None:
+                raise stopped_error(reason, self.summary.documents) from exc
+            raise PipelineError(
+                f"cannot write the artifact of {doc_id!r} to {target} "
+                f"({exc.strerror or exc}); check the output folder and free space."
+            ) from exc
+        return target
+
+    def _document_record(
+        self,
+        state: _DocState,
+        status: str,
+        errors: tuple[ErrorEntry, ...],
+        text: str,
+        digest: str | None,
+        written: Path | None,
+        input_sha256: str | None,
+    ) -> DocumentRecord:
+        doc = state.doc
+        pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
+        return DocumentRecord(
+            doc_id=doc.doc_id,
+            source=doc.path,
+            format=doc.fmt,
+            size_bytes=doc.size,
+            status=status,
+            pages=doc.n_pages,
+            pages_ok=doc.n_pages - len(errors),
+            errors=errors,
+            chars=len(text),
+            sha256=digest,
+            artifact=self.layout.relative(written) if written is not None else None,
+            input_sha256=input_sha256,
+            settings_key=self.settings_key,
+            seconds={
+                "wall": round((max(r.end_ns for r in pages) - state.first_submit_ns) / 1e9, 4),
+                "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
+                "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
+            },
+            workers=tuple(sorted({r.pid for r in pages})),
+        )
+
     def _finish(self, state: _DocState) -> None:
         doc = state.doc
         del self.open[doc.doc_id]
@@ -232,53 +281,20 @@ class Collector:
                         "error": r.error,
                     }
                 )
-        artifact_rel: str | None = None
-        written: Path | None = None
-        text = ""
-        digest: str | None = None
-        if n_ok:
-            text = assemble_text([r.text or "" for r in pages])
-            data = text.encode("utf-8")
-            digest = hashlib.sha256(data).hexdigest()
-            target = self.layout.artifact_path(doc.doc_id)
-            try:
-                atomic_write_bytes(target, data)
-            except OSError as exc:
-                reason = run_wide_reason(exc)
-                if reason is not None:
-                    raise stopped_error(reason, self.summary.documents) from exc
-                raise PipelineError(
-                    f"cannot write the artifact of {doc.doc_id!r} to {target} "
-                    f"({exc.strerror or exc}); check the output folder and free space."
-                ) from exc
-            artifact_rel = self.layout.relative(target)
-            written = target
+        text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
+        data = text.encode("utf-8")
+        digest = hashlib.sha256(data).hexdigest() if n_ok else None
+        input_sha256 = sha256_file(doc.path)
         end_ns = max(r.end_ns for r in pages)
-        self.summary.count(status)
-        self._record(
-            DocumentRecord(
-                doc_id=doc.doc_id,
-                source=doc.path,
-                format=doc.fmt,
-                size_bytes=doc.size,
-                status=status,
-                pages=doc.n_pages,
-                pages_ok=n_ok,
-                errors=errors,
-                chars=len(text),
-                sha256=digest,
-                artifact=artifact_rel,
-                input_sha256=sha256_file(doc.path),
-                settings_key=self.settings_key,
-                seconds={
-                    "wall": round((end_ns - state.first_submit_ns) / 1e9, 4),
-                    "ocr": round(sum(r.ocr_ns for r in pages) / 1e9, 4),
-                    "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
-                },
-                workers=tuple(sorted({r.pid for r in pages})),
-            ),
-            written=written,
-        )
+        # The artifact and its record land together: a Ctrl-C / SIGTERM waits for both
+        # (found: a cancel between the two left an artifact the manifest did not list).
+        with deferred_interrupts():
+            written = self._write_artifact(doc.doc_id, data) if n_ok else None
+            self._record(
+                self._document_record(state, status, errors, text, digest, written, input_sha256),
+                written=written,
+            )
+        self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(
             doc.doc_id,
             state.lane,

@@ -76,12 +76,14 @@ def _pages(root: Path, n: int, prefix: str = "p") -> Path:
     return root
 
 
-def test_second_run_on_a_busy_folder_is_refused_at_once(
-    small_pages: list[Path], tmp_path: Path
-) -> None:
-    inputs = small_pages[0].parents[1]
+def test_second_run_on_a_busy_folder_is_refused_at_once(tmp_path: Path) -> None:
+    # Long enough to still hold the folder when both refusals are tried: 36 real pages,
+    # each in a Tesseract process of its own (bundles would finish them in about a second).
+    inputs = _pages(tmp_path / "in", 36)
     out = tmp_path / "same"
-    first = _cli(str(inputs), "--out", str(out), "--workers", "2", "--quiet")
+    first = _cli(
+        str(inputs), "--out", str(out), "--workers", "2", "--quiet", env={"OCR_BUNDLE_MP": "0"}
+    )
     info = _wait_for_lock_holder(out, first.pid)
     t0 = time.monotonic()
     second = _run(str(inputs), "--out", str(out), "--quiet", timeout=60)
@@ -97,7 +99,7 @@ def test_second_run_on_a_busy_folder_is_refused_at_once(
     assert first.returncode == 0, stderr
     alone = tmp_path / "alone"
     ocrlab.run(inputs, alone, workers=2, progress=False)
-    assert _texts(out) == _texts(alone) and len(_texts(out)) == len(small_pages)
+    assert _texts(out) == _texts(alone) and len(_texts(out)) == 36
     assert audit_output(out).ok
     assert load_manifest(out)["status"] == "complete"
     assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{first.pid}-*"))
