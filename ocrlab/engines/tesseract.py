@@ -145,27 +145,32 @@ def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) ->
     pytesseract's ``image_to_string`` runs only ``tesseract IMAGE OUT txt``: no
     ``--version`` or ``--list-langs`` per page (checked in pytesseract 0.3.13).
     """
+    return _image_to_string(
+        source, settings, _config(settings), f"page {task.page} of {task.doc_id}"
+    )
+
+
+def _image_to_string(source: str, settings: EngineSettings, config: str, what: str) -> str:
+    """pytesseract's one call, its errors said in ocrlab's words (``what`` names the input)."""
     # NumPy is kept out of workers only: in the run's own process (a sequential run in a
     # notebook) pytesseract keeps its ndarray support for the user's own calls.
     in_worker = os.getpid() != settings.main_pid
     pytesseract = import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
-
     try:
         text: str = pytesseract.image_to_string(
-            source, lang=settings.lang, config=_config(settings), timeout=settings.timeout_s
+            source, lang=settings.lang, config=config, timeout=settings.timeout_s
         )
     except pytesseract.TesseractError as exc:
         detail = " ".join(str(exc.message).split()) or "no message"
         raise TesseractError(
-            f"Tesseract could not read page {task.page} of {task.doc_id} (exit status "
-            f"{exc.status}): {detail}"
+            f"Tesseract could not read {what} (exit status {exc.status}): {detail}"
         ) from None
     except RuntimeError as exc:
         if "timeout" in str(exc).lower():
             raise PageTimeoutError(
-                f"Tesseract ran longer than the page timeout ({settings.timeout_s:g} s) "
-                "and was killed; raise page_timeout / OCR_PAGE_TIMEOUT if the page is "
-                "legitimately slow."
+                f"Tesseract ran longer than the page timeout ({settings.timeout_s:g} s) on "
+                f"{what} and was killed; raise page_timeout / OCR_PAGE_TIMEOUT if the page "
+                "is legitimately slow."
             ) from None
         raise
     return text
@@ -211,8 +216,6 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     :class:`TesseractError` / :class:`PageTimeoutError` like :func:`pytesseract_engine`;
     ``settings.timeout_s`` bounds the whole call.
     """
-    in_worker = os.getpid() != settings.main_pid
-    pytesseract = import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
     config = _config(settings)
     if "--oem" not in config.split():
         config = f"--oem 1 {config}".strip()
@@ -220,22 +223,7 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(b"".join(os.fsencode(path) + b"\n" for path in sources))
-        text: str = pytesseract.image_to_string(
-            listing, lang=settings.lang, config=config, timeout=settings.timeout_s
-        )
-    except pytesseract.TesseractError as exc:
-        detail = " ".join(str(exc.message).split()) or "no message"
-        raise TesseractError(
-            f"Tesseract could not read a list of {len(sources)} pages (exit status "
-            f"{exc.status}): {detail}"
-        ) from None
-    except RuntimeError as exc:
-        if "timeout" in str(exc).lower():
-            raise PageTimeoutError(
-                f"Tesseract ran longer than the page timeout ({settings.timeout_s:g} s) on "
-                f"a list of {len(sources)} pages and was killed"
-            ) from None
-        raise
+        text = _image_to_string(listing, settings, config, f"a list of {len(sources)} pages")
     finally:
         os.unlink(listing)
     pages = text.split(PAGE_SEPARATOR)
