@@ -23,7 +23,6 @@ import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 
-from .procs import die_with_parent
 from .sources import _walk_files, inspect_file
 from .worker import warm_up
 
@@ -77,9 +76,8 @@ def warm(executor: cf.Executor, workers: int, engine: str) -> list[cf.Future[int
     _remove_stale_meetings()
     meeting = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     _MEETINGS[executor] = meeting
-    main = os.getpid()
     futures = [
-        executor.submit(warm_up_together, engine, meeting, workers, WARM_UP_HOLD_S, main)
+        executor.submit(warm_up_together, engine, meeting, workers, WARM_UP_HOLD_S)
         for _ in range(workers)
     ]
 
@@ -133,7 +131,7 @@ def pages_coming(executor: cf.Executor) -> None:
 
 
 def warm_up_together(
-    engine: str, meeting: str, workers: int, hold_s: float = WARM_UP_HOLD_S, parent: int = 0
+    engine: str, meeting: str, workers: int, hold_s: float = WARM_UP_HOLD_S
 ) -> int:
     """A worker's warm-up (:func:`ocrlab.worker.warm_up`), then wait for the siblings; the pid.
 
@@ -145,17 +143,11 @@ def warm_up_together(
     0.15 s; or as soon as pages are coming (:func:`pages_coming`). It gives up
     ``hold_s`` after the call began (a worker that is slow to start then warms up
     with its first page), and a second call in the same process returns at once:
-    it means the others gave up, or the meeting is over. ``parent``: the run's pid
-    (0: not checked); a worker whose parent is already gone exits at once.
+    it means the others gave up, or the meeting is over. (A worker whose run died
+    while it booted has already exited: :func:`ocrlab.procs.watch_parent`, the pool's
+    initializer, runs before any call.)
     """
     start = time.monotonic()
-    # Before anything else: a main process killed (kill -9) while its workers start must
-    # not leave them idle forever; a page would ask the same, but none may have come yet.
-    # ``parent`` (the run's pid) tells a parent that died before this call, which
-    # die_with_parent cannot see (it reads the parent's pid when called: init's by then).
-    die_with_parent()
-    if parent and os.getppid() != parent:
-        os._exit(1)
     pid = warm_up(engine, hold_s=0.0)
     mark = os.path.join(meeting, str(pid))
     if os.path.exists(mark):

@@ -18,7 +18,6 @@ import psutil
 import pytest
 from PIL import Image
 
-from ocrlab import warmup
 from ocrlab.config import load_config
 from ocrlab.engines import facts as facts_mod
 from ocrlab.engines.facts import tesseract_facts
@@ -202,10 +201,7 @@ def test_meeting_folders_of_dead_runs_are_removed(
     assert left == [f"ocrlab-warm-{os.getpid()}-abc"]  # the dead one's and the run's own gone
 
 
-def test_warm_up_waits_for_the_siblings_never_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(warmup, "die_with_parent", lambda: None)  # not for pytest itself
+def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
     engine = "ocrlab.engines.fakes:echo"
     alone = tmp_path / "alone"
     alone.mkdir()
