@@ -257,13 +257,16 @@ class TraceRecorder:
 def iter_trace(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
     """The events of a trace one by one, in file order, without loading the file whole.
 
-    Reads ocrlab's one-event-per-line form, complete or torn by a killed run
-    (missing ``]``, half a last line). A trace in another layout (the object form
-    with ``traceEvents``, or a one-line array) is parsed whole.
+    Reads ocrlab's one-event-per-line form, complete, torn by a killed run
+    (missing ``]``, half a last line) or just created by a live run (empty). A
+    trace in another layout (the object form with ``traceEvents``, or a one-line
+    array) is parsed whole.
     """
     with open(path, encoding="utf-8") as fh:
         head = fh.read(2)
         fh.seek(0)
+        if not head.strip():  # a live run's trace just created: no event yet
+            return
         if head.lstrip()[:1] == "{" or not fh.readline().rstrip().endswith("["):
             fh.seek(0)
             yield from _parse_whole(fh.read())

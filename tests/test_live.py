@@ -289,3 +289,17 @@ def test_terminal_bar_on_a_tty_and_none_under_ci(tmp_path: Path) -> None:
     assert "OCR: 100%" in shown and "2/2" in shown
     quiet = _in_a_terminal([*args, "--out", str(tmp_path / "o2")], {**env, "CI": "true"})
     assert "OCR:" not in quiet and "2 documents" in quiet
+
+
+def test_a_trace_just_created_reads_as_no_events(tmp_path: Path) -> None:
+    """A live run's trace exists before its first line: readers polling it see no event yet
+    (found: a test polling a run's trace read the empty file and failed on JSON)."""
+    from ocrlab.trace import load_trace
+
+    path = tmp_path / "trace.json"
+    path.write_text("")
+    assert load_trace(path) == []
+    path.write_text("[")
+    assert load_trace(path) == []
+    path.write_text('[\n{"ph":"i","name":"run_start","ts":0,"args":{}},\n')
+    assert [e["name"] for e in load_trace(path)] == ["run_start"]
