@@ -19,15 +19,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import OutputLayout, assemble_text
-from .atomic import atomic_write_bytes, deferred_interrupts
 from .errors import PipelineError
-from .journal import StreamingManifest
-from .ownership import run_wide_reason, stopped_error
+from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.journal import StreamingManifest
+from .output.layout import OutputLayout, assemble_text
+from .output.manifest import sha256_file
+from .output.stops import run_wide_reason, stopped_error
+from .output.trace import TraceRecorder
 from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
-from .resume import sha256_file
 from .sources import Document
-from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
 
@@ -152,7 +152,7 @@ class Collector:
 
         ``written`` is the artifact just written for ``record``: when the record cannot
         be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.artifacts.audit_output`) and ``--resume`` redoes it.
+        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)

@@ -48,35 +48,30 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from .artifacts import OutputLayout
 from .bundles import bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
-from .journal import StreamingManifest
 from .ordering import cost_order, with_estimates
-from .ownership import (
-    Ballast,
-    RunTempDir,
-    hold_output,
-    not_empty_error,
-    run_wide_reason,
-    stopped_error,
-)
+from .output.journal import StreamingManifest
+from .output.layout import OutputLayout
+from .output.lock import hold_output
+from .output.manifest import previous_records, reusable, settings_key
+from .output.scratch import RunTempDir
+from .output.stops import Ballast, run_wide_reason, stopped_error
+from .output.trace import TraceRecorder
 from .plan import ExecutionPlan
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
 from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
 from .recycle import quiet_recycling_warning
-from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
 from .sources import Document, check_inputs, iter_documents
 from .startup import Started, start_run
 from .supervise import Supervisor
-from .trace import TraceRecorder
 from .warmup import pages_coming
 
 log = logging.getLogger("ocrlab")
@@ -98,7 +93,7 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
 
-    The output folder is locked for the whole run (:mod:`ocrlab.ownership`): a
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
     second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
     touching anything. A folder holding a previous run's files raises
     :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
@@ -147,18 +142,8 @@ class _Run:
         self.watch: Supervisor | None = None
         self.bundle_mp = 0.0  # set by _schedule (0: every page alone)
 
-    def _claim_folder(self) -> None:
-        """Refuse a folder a previous run used, unless resuming or overwriting (lock held)."""
-        if self.context.resume:
-            return
-        found = self.layout.previous_outputs()
-        if found and not self.context.overwrite:
-            raise not_empty_error(self.layout.root, found)
-        if found:
-            self.layout.clear()
-
     def execute(self) -> RunSummary:
-        self._claim_folder()
+        self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
         docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
         previous = previous_records(self.layout) if self.context.resume else None
         self.layout.prepare()
@@ -384,7 +369,7 @@ def run(
     ``options`` are configuration keys (``workers=2``, ``dpi=300``,
     ``progress=False``...) and win over ``config`` and the environment.
     ``resume=True`` keeps the documents a previous run in ``out_dir`` finished
-    with the same input and settings (see :mod:`ocrlab.resume`); ``overwrite=True``
+    with the same input and settings (see :mod:`ocrlab.output.manifest`); ``overwrite=True``
     starts from an empty folder. Without either, a folder that holds a previous
     run's files is refused (:class:`~ocrlab.errors.OutputNotEmptyError`).
     """

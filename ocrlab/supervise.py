@@ -19,10 +19,11 @@ from typing import Any
 
 from .config import OcrConfig
 from .guard import MemoryGuard
+from .output import trace_schema as ts
+from .output.trace import TraceRecorder
 from .plan import ExecutionPlan
 from .records import PageResult, RunSummary
 from .runinfo import memory_budget
-from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
 
@@ -66,19 +67,19 @@ class Supervisor:
             if guard is not None:
                 guard.observe(s)
             memory = {
-                "tree RSS": round(s.rss_total / 2**20, 2),
-                "main RSS": round(s.rss_main / 2**20, 2),
+                ts.TREE_RSS: round(s.rss_total / 2**20, 2),
+                ts.MAIN_RSS: round(s.rss_main / 2**20, 2),
             }
             if s.pss_total is not None and s.uss_total is not None:  # every few samples
                 memory.update(
                     {
-                        "tree PSS": round(s.pss_total / 2**20, 2),
-                        "tree USS": round(s.uss_total / 2**20, 2),
+                        ts.TREE_PSS: round(s.pss_total / 2**20, 2),
+                        ts.TREE_USS: round(s.uss_total / 2**20, 2),
                     }
                 )
-            trace.counter("memory (MB)", s.t_ns, memory)
-            trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
-            trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
+            trace.counter(ts.MEMORY, s.t_ns, memory)
+            trace.counter(ts.FDS, s.t_ns, {ts.FDS_TREE: s.fds_total, ts.FDS_MAIN: s.fds_main})
+            trace.counter(ts.TESSERACTS, s.t_ns, {ts.TESSERACT_COUNT: s.n_tesseract})
 
         # Samples go to the trace as they come; keeping them all would grow with the run.
         return ProcessTreeMonitor(
@@ -108,10 +109,10 @@ class Supervisor:
                 }
                 if key == "recycled":
                     self.summary.workers_recycled += 1
-                    self.trace.instant("worker_recycled", result.end_ns, info)
+                    self.trace.instant(ts.WORKER_RECYCLED, result.end_ns, info)
                     log.info("worker %d recycled: %s", result.pid, result.extra[key])
                 else:
-                    self.trace.instant("worker_recycle_failed", time.monotonic_ns(), info)
+                    self.trace.instant(ts.WORKER_RECYCLE_FAILED, time.monotonic_ns(), info)
                     log.warning("worker_recycle_failed: %s", info)
 
     def memory_note(self) -> str:

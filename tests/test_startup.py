@@ -26,7 +26,7 @@ from ocrlab.engines.tesseract import tesseract_version
 from ocrlab.errors import ConfigError, OutputBusyError, PipelineError
 from ocrlab.executor import ProcessPoolExecutor
 from ocrlab.ordering import with_estimates
-from ocrlab.ownership import hold_output
+from ocrlab.output.lock import hold_output
 from ocrlab.pipeline import run_groups
 from ocrlab.records import RunContext
 from ocrlab.runinfo import check_engine, run_metadata

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import load_manifest
-from ..trace import load_trace
+from ..output.manifest import load_manifest
+from ..output.trace_reader import load_trace
 from .accuracy import cer, ground_truth_path
 
 _TOKENS = re.compile(r"\s+|[^\s]+")

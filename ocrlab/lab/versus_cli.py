@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from ocrlab.lab.corpus import generate_bench_corpus, generate_mixed_corpus
+from ocrlab.output.trace_reader import load_trace
 from ocrlab.sources import discover
-from ocrlab.trace import load_trace
 
 ENV = {**os.environ, "OMP_THREAD_LIMIT": "1", "OCR_PROGRESS": "false"}
 SHARED_PAGE = Path("/work/shared/corpus/real/phototest.tif")
