@@ -79,6 +79,13 @@ def _add_run(sub: Any) -> None:
         "--out first (a used folder is refused otherwise)",
     )
     p.add_argument(
+        "--verify-inputs",
+        action="store_true",
+        default=None,
+        help="with --resume, hash every input and artifact instead of trusting an unchanged "
+        "size, mtime, ctime and inode (env OCR_VERIFY_INPUTS)",
+    )
+    p.add_argument(
         "--group",
         action="append",
         default=[],
@@ -112,6 +119,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         max_megapixels=args.max_megapixels,
         executor=args.executor,
         progress=args.progress,
+        verify_inputs=args.verify_inputs,
     )
     groups = [Group("", tuple(args.inputs))] if args.inputs else []
     for spec in args.group:

@@ -24,9 +24,10 @@ from .output.atomic import atomic_write_bytes, deferred_interrupts
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import sha256_file
+from .output.resume import file_stamp
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
+from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary, Stamp
 from .sources import Document
 
 log = logging.getLogger("ocrlab")
@@ -46,13 +47,18 @@ class _RunLogFilter(logging.Filter):
 
 
 @contextlib.contextmanager
-def run_log(path: Path) -> Iterator[logging.Handler]:
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+def run_log(path: Path, append: bool = False) -> Iterator[logging.Handler]:
+    """The run's ``ocrlab.log`` while the block runs: a new one, or the earlier run's
+    continued (``append``, for ``--resume``: the log keeps the whole record).
+
+    At INFO, or DEBUG when the ``ocrlab`` logger was set to it (per-document lines of
+    documents kept by ``--resume``)."""
+    handler = logging.FileHandler(path, mode="a" if append else "w", encoding="utf-8")
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
     )
     handler.addFilter(_RunLogFilter())
-    handler.setLevel(logging.INFO)
+    handler.setLevel(min(logging.INFO, log.getEffectiveLevel()))
     log.addHandler(handler)
     previous = log.level
     if log.level == logging.NOTSET or log.level > logging.INFO:
@@ -110,14 +116,19 @@ class Collector:
         if doc.doc_id not in self.open:
             self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
 
-    def kept(self, record: DocumentRecord) -> None:
-        """A document a previous run finished with the same input and settings (resume)."""
+    def kept(self, doc_id: str, line: bytes) -> None:
+        """A document a previous run finished with the same input and settings (resume),
+        recorded by its journal line (:meth:`ocrlab.output.resume.Resume.keep`).
+
+        Counted, and logged at DEBUG only: a line for each of a million kept documents
+        was 187 MB of log; the run logs how many were kept instead.
+        """
+        self._record(line)
         self.summary.count("ok")
         self.summary.documents_kept += 1
-        self._record(dataclasses.replace(record, kept_from_previous_run=True))
-        log.info(
+        log.debug(
             "kept from the previous run (same input and settings)",
-            extra={"doc": record.doc_id, "page": "-"},
+            extra={"doc": doc_id, "page": "-"},
         )
 
     def failed_document(self, doc: Document) -> None:
@@ -147,7 +158,7 @@ class Collector:
             )
         )
 
-    def _record(self, record: DocumentRecord, written: Path | None = None) -> None:
+    def _record(self, record: DocumentRecord | bytes, written: Path | None = None) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
         ``written`` is the artifact just written for ``record``: when the record cannot
@@ -155,7 +166,10 @@ class Collector:
         manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
         """
         try:
-            self.manifest.add(record)
+            if isinstance(record, bytes):
+                self.manifest.add_kept(record)
+            else:
+                self.manifest.add(record)
         except OSError as exc:
             reason = run_wide_reason(exc)
             if written is not None:
@@ -227,6 +241,7 @@ class Collector:
         digest: str | None,
         written: Path | None,
         input_sha256: str | None,
+        input_stamp: Stamp | None,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
@@ -250,6 +265,8 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
+            input_stamp=input_stamp,
+            artifact_stamp=file_stamp(written) if written is not None else None,
         )
 
     def _finish(self, state: _DocState) -> None:
@@ -284,6 +301,7 @@ class Collector:
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None
+        input_stamp = file_stamp(doc.path, racy=True)  # before it is read: see output.resume
         input_sha256 = sha256_file(doc.path)
         end_ns = max(r.end_ns for r in pages)
         # The artifact and its record land together: a Ctrl-C / SIGTERM waits for both
@@ -291,7 +309,9 @@ class Collector:
         with deferred_interrupts():
             written = self._write_artifact(doc.doc_id, data) if n_ok else None
             self._record(
-                self._document_record(state, status, errors, text, digest, written, input_sha256),
+                self._document_record(
+                    state, status, errors, text, digest, written, input_sha256, input_stamp
+                ),
                 written=written,
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk

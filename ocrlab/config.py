@@ -66,6 +66,7 @@ class OcrConfig:
     memory_budget_mb: float | None = None
     max_pages_per_worker: int = 10_000
     max_worker_rss_mb: float = 1024.0
+    verify_inputs: bool = False
     executor: str = "loky"
     ship_pages: bool | None = None
     progress: bool | None = None

@@ -58,7 +58,8 @@ from .ordering import cost_order, with_estimates
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
-from .output.manifest import previous_records, reusable, settings_key
+from .output.manifest import settings_key
+from .output.resume import Resume
 from .output.scratch import RunTempDir
 from .output.stops import Ballast, run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
@@ -145,7 +146,9 @@ class _Run:
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
         docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
-        previous = previous_records(self.layout) if self.context.resume else None
+        previous = (
+            Resume(self.layout, self.key, self.cfg.verify_inputs) if self.context.resume else None
+        )
         self.layout.prepare()
         try:
             self.ballast = Ballast(self.layout.root)
@@ -176,7 +179,10 @@ class _Run:
         self.stop_reason: str | None = None
         self.trace.run_start(time.monotonic_ns())
         # The bar's total grows as discovery finds documents (see _tasks).
-        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
+        with (
+            run_log(self.layout.log, append=self.context.resume),
+            run_progress(0, self.cfg, self.layout.trace) as bar,
+        ):
             try:
                 log.info(
                     "run: %d worker(s)%s, engine %s%s; documents are discovered as "
@@ -184,9 +190,7 @@ class _Run:
                     self.cfg.effective_workers,
                     " (sequential, in-process)" if self.plan.sequential else "",
                     self.cfg.engine,
-                    f"; resuming, {len(previous)} document(s) finished before"
-                    if previous is not None
-                    else "",
+                    f"; {previous.began()}" if previous is not None else "",
                 )
                 self.watch = Supervisor(self.cfg, self.plan, self.trace, self.summary)
                 self.collector = Collector(
@@ -206,19 +210,29 @@ class _Run:
     def _documents(self) -> Iterator[Document]:
         """Every group's documents, lazily; missing inputs raise here, before any work."""
         exclude = [self.layout.root]
+        known = self._kept if self.context.resume else None
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, known=known)
             for g in self.context.groups
         )
+
+    def _kept(self, doc_id: str, path: str) -> bool:
+        """Asked by discovery before it opens a file: True for a document ``--resume``
+        keeps (recorded here; it is neither inspected nor OCRed)."""
+        line = self.previous.keep(doc_id, path) if self.previous is not None else None
+        if line is not None:
+            self.collector.kept(doc_id, line)
+        return line is not None
 
     def _runnable(self, docs: Iterable[Document]) -> Iterator[Document]:
         """The documents to OCR, as discovery finds them; the others are recorded here.
 
-        Discovery happens here, one document ahead of the scheduler: documents kept
-        from a previous run (``--resume``) and documents that failed discovery are
-        recorded as they are found, the others are yielded for OCR.
+        Discovery happens here, one document ahead of the scheduler: documents that
+        failed discovery are recorded as they are found (those kept from a previous
+        run, ``--resume``, before they are even opened: :meth:`_kept`), the others are
+        yielded for OCR.
         """
         found = 0
         announced = time.monotonic()
@@ -226,11 +240,6 @@ class _Run:
             if not doc.ok:
                 self.collector.failed_document(doc)
                 continue
-            if self.previous is not None:
-                record = self.previous.get(doc.doc_id)
-                if record is not None and reusable(record, doc.path, self.key, self.layout):
-                    self.collector.kept(record)
-                    continue
             found += doc.n_pages
             self.collector.progress.total = found
             if time.monotonic() - announced >= 0.5:  # live views learn the growing total
@@ -325,10 +334,15 @@ class _Run:
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             end["stop_reason"] = self.stop_reason
+        if self.previous is not None:
+            log.info(self.previous.summary_line())
+            end["resume"] = self.previous.figures()
+            self.previous.close()
         try:
             self.manifest.write(status, summary.as_dict())
         except OSError as exc:
             log.error("could not write the manifest %s: %s", self.layout.manifest, exc)
+        end.update(manifest_write_s=self.manifest.write_s, trace_write_s=self.trace.write_s)
         self.trace.instant("run_end", time.monotonic_ns(), end)
         try:
             self.trace.close()

@@ -134,6 +134,11 @@ class ErrorEntry:
         return {"page": self.page, "type": self.type, "message": self.message}
 
 
+#: what a file's metadata says of its content without reading it: (size, mtime ns,
+#: ctime ns, inode); see :func:`ocrlab.output.resume.file_stamp`
+Stamp = tuple[int, int, int, int]
+
+
 @dataclass(frozen=True)
 class DocumentRecord:
     """One document's entry in ``results.json`` (schema ``ocrlab.results/1``).
@@ -142,6 +147,11 @@ class DocumentRecord:
     ``artifact`` is the text file relative to the output folder (``None`` when no
     page was read); ``sha256`` its digest and ``input_sha256`` the input's, which
     ``--resume`` compares; ``seconds`` and ``workers`` exist for OCRed documents only.
+    ``input_stamp`` and ``artifact_stamp`` are the two files' :data:`Stamp` as the record
+    was made: ``--resume`` trusts an unchanged stamp instead of hashing the file again.
+    They are kept in the journal only (:mod:`ocrlab.output.journal`), not in
+    ``results.json``: an artifact's inode and times differ from one output folder to
+    another, and results.json must not.
     """
 
     doc_id: str
@@ -160,6 +170,8 @@ class DocumentRecord:
     seconds: dict[str, float] | None = None
     workers: tuple[int, ...] | None = None
     kept_from_previous_run: bool = False
+    input_stamp: Stamp | None = None
+    artifact_stamp: Stamp | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written to the manifest (keys as README documents them)."""
@@ -190,6 +202,9 @@ class DocumentRecord:
     def from_dict(cls, data: dict[str, Any]) -> DocumentRecord:
         """Read a record back from a manifest (``--resume``); unknown keys are ignored."""
         workers = data.get("workers")
+        stamps = data.get("stamps")
+        if not isinstance(stamps, list):
+            stamps = []
         return cls(
             doc_id=str(data["doc_id"]),
             source=str(data.get("source", "")),
@@ -210,7 +225,16 @@ class DocumentRecord:
             seconds=data.get("seconds"),
             workers=None if workers is None else tuple(int(w) for w in workers),
             kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
+            input_stamp=_stamp(stamps[0]) if stamps else None,
+            artifact_stamp=_stamp(stamps[1]) if stamps and len(stamps) > 1 else None,
         )
+
+
+def _stamp(raw: Any) -> Stamp | None:
+    """A stamp read back from a journal line; anything else than four integers is none."""
+    if not isinstance(raw, list) or len(raw) != 4 or not all(isinstance(v, int) for v in raw):
+        return None
+    return (raw[0], raw[1], raw[2], raw[3])
 
 
 #: failures a :class:`RunSummary` keeps in memory (all of them are in results.json)

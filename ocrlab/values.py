@@ -270,6 +270,14 @@ SETTINGS: tuple[Setting, ...] = (
         "0 or 64 .. 1e6",
     ),
     Setting(
+        "verify_inputs",
+        "OCR_VERIFY_INPUTS",
+        parse_bool,
+        "--resume hashes every input and artifact, not only those whose size, mtime, ctime "
+        "or inode changed",
+        "true / false",
+    ),
+    Setting(
         "executor",
         "OCR_EXECUTOR",
         parse_executor,

@@ -48,7 +48,7 @@ def page_bound(inputs: Iterable[str], limit: int, exclude: Sequence[str] = ()) -
         root = Path(raw)
         paths: Iterator[Path]
         if root.is_dir():
-            paths = (path for path, error in _walk_files(root, skip) if error is None)
+            paths = (Path(path) for path, _, error in _walk_files(root, skip) if error is None)
         elif root.exists():
             paths = iter([root])
         else:

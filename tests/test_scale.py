@@ -22,12 +22,13 @@ from typing import Any
 import pytest
 
 import ocrlab
-from ocrlab import journal as journal_mod
 from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
 from ocrlab.guard import MemoryGuard
 from ocrlab.measure.monitor import ProcessTreeMonitor
-from ocrlab.output.journal import Journal, PreviousRun, StreamingManifest, iter_journal
+from ocrlab.output import journal as journal_mod
+from ocrlab.output.journal import Journal, StreamingManifest, iter_journal
 from ocrlab.output.manifest import load_manifest
+from ocrlab.output.resume import JournalIndex
 from ocrlab.output.trace import TraceRecorder
 from ocrlab.output.trace_reader import iter_trace, load_trace
 from ocrlab.records import DocumentRecord, EngineSettings, PageTask, RunSummary
@@ -69,7 +70,10 @@ def test_journal_skips_and_truncates_a_torn_last_line(tmp_path: Path) -> None:
     with open(path, "ab") as fh:
         fh.write(b'{"doc_id": "c", "sta')  # what kill -9 in the middle of a write leaves
     assert [o["doc_id"] for _, o in iter_journal(path) if "doc_id" in o] == ["a", "b"]
-    assert PreviousRun(path).index.keys() == {"a", "b"}
+    index = JournalIndex(path)
+    assert len(index) == 2 and index.line("c") is None
+    assert [json.loads(index.line(d) or b"{}")["doc_id"] for d in "ab"] == ["a", "b"]
+    index.close()
     j2 = Journal(path, "t1", fresh=False)  # a resumed run appends after the torn line is cut
     j2.add(_record("c"))
     j2.close()
@@ -130,9 +134,21 @@ def test_trace_frames_refuses_a_trace_too_large(tmp_path: Path) -> None:
     for i in range(10):
         rec.instant("x", time.monotonic_ns(), {"i": i})
     rec.close()
-    with pytest.raises(TraceTooLargeError, match="max_events=5"):
-        trace_frames(tmp_path / "trace.json", max_events=5)
+    with pytest.raises(TraceTooLargeError, match=r"about 1[0-9] trace events.*max_events=5"):
+        trace_frames(tmp_path / "trace.json", max_events=5)  # from the line count, unparsed
     assert len(trace_frames(tmp_path / "trace.json", max_events=None).instants) == 10
+
+
+def test_trace_frames_samples_page_and_document_spans_apart(tmp_path: Path) -> None:
+    from ocrlab.lab.analysis import trace_frames
+
+    _tiny_docs(tmp_path / "in", 40)
+    ocrlab.run(tmp_path / "in", tmp_path / "out", workers=2, engine=ECHO, progress=False)
+    trace = tmp_path / "out" / "trace.json"
+    whole, sampled = trace_frames(trace), trace_frames(trace, every=4)
+    assert (len(whole.pages), len(whole.documents)) == (40, 40)
+    assert (len(sampled.pages), len(sampled.documents)) == (10, 10)
+    assert len(sampled.counters) == len(whole.counters) and sampled.meta == whole.meta
 
 
 def test_discovery_is_lazy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..output.manifest import load_manifest
-from ..output.trace_reader import iter_trace
+from ..output.trace_reader import event_lines, iter_trace
 from .accuracy import score_run
 
 if TYPE_CHECKING:
@@ -45,29 +45,40 @@ class TraceTooLargeError(ValueError):
 
 
 def trace_frames(
-    path: str | os.PathLike[str], run: str | None = None, max_events: int | None = MAX_EVENTS
+    path: str | os.PathLike[str],
+    run: str | None = None,
+    max_events: int | None = MAX_EVENTS,
+    every: int = 1,
 ) -> TraceFrames:
     """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start.
 
     The trace is read event by event (:func:`ocrlab.output.trace_reader.iter_trace`), in file
     order, which is not time order (the trace is streamed): the page table is
-    sorted here. Past ``max_events`` events this raises :class:`TraceTooLargeError`
-    rather than filling memory; pass ``max_events=None`` to load anyway, or read
-    the trace with :func:`~ocrlab.output.trace_reader.iter_trace` and keep what you need.
+    sorted here. A trace of more than ``max_events`` events raises
+    :class:`TraceTooLargeError` before any is parsed (counted from its lines), rather
+    than filling memory: ``every=k`` keeps one page and one document span in ``k``
+    (counters and instants all), ``max_events=None`` loads it all anyway, or read it
+    with :func:`~ocrlab.output.trace_reader.iter_trace` and keep what you need.
     """
     import pandas as pd
 
+    lines = event_lines(path) if max_events is not None else None
+    if max_events is not None and lines is not None and lines > max_events * every:
+        raise _too_large(path, f"about {lines:,}", max_events, -(-lines // max_events))
     label = run or Path(path).parent.name
     pages, docs, counters, instants = [], [], [], []
     meta: dict[str, Any] = {}
-    for n, e in enumerate(iter_trace(path), start=1):
-        if max_events is not None and n > max_events:
-            raise TraceTooLargeError(
-                f"{path} holds more than max_events={max_events:,} trace events, too many "
-                "for DataFrames in memory; pass max_events=None to load it anyway, or stream "
-                "it with ocrlab.output.trace_reader.iter_trace and keep only what you need."
-            )
+    n, spans = 0, {"page": 0, "document": 0}  # sampled apart: pages and documents alternate
+    for e in iter_trace(path):
         ph, args = e.get("ph"), e.get("args", {})
+        if ph == "X":
+            kind = "document" if e.get("cat") == "document" else "page"
+            spans[kind] += 1
+            if spans[kind] % every:
+                continue
+        n += 1
+        if max_events is not None and n > max_events:
+            raise _too_large(path, "more than", max_events, 2 * every)
         if ph == "X" and "page" in e.get("cat", ""):
             pages.append(
                 {
@@ -163,6 +174,15 @@ def trace_frames(
             ["t_s"], kind="stable", ignore_index=True
         ),
         meta=meta,
+    )
+
+
+def _too_large(path: Any, held: str, max_events: int, every: int) -> TraceTooLargeError:
+    return TraceTooLargeError(
+        f"{path} holds {held} trace events, more than max_events={max_events:,} for "
+        f"DataFrames in memory; pass every={every} to keep one page and document span in "
+        f"{every} (counters and instants all), max_events=None to load it all anyway, or "
+        "stream it with ocrlab.output.trace_reader.iter_trace and keep only what you need."
     )
 
 

@@ -8,7 +8,9 @@ module                    owns
 ``atomic``                the only atomic writer (whole files: artifacts, results.json,
                           reports, cached facts)
 ``journal``               ``journal.jsonl`` (streamed) and ``results.json`` (from it)
-``manifest``              reading the manifest; ``--resume``'s previous run, input hashes
+``manifest``              reading the manifest; the settings key and file hashes
+``resume``                ``--resume``: the journal's compact index, the keep decision
+                          (unchanged stamps, else hashes)
 ``audit``                 ``text/`` against the manifest
 ``stops``                 run-wide stops (full, read-only, vanished filesystem), reserve
 ``scratch``               the run's private temporary folder

@@ -9,6 +9,7 @@ Layout of an output folder::
       journal.jsonl       one line per finished document as the run goes (output.journal)
       ocrlab.log          one line per event, each naming its document and page
       trace.json          Chrome Trace Event Format (opens in Perfetto; output.trace)
+      trace.1.json ...    the traces of the earlier runs a --resume continued, oldest first
       .ocrlab.lock        the run's lock (output.lock); .ocrlab-reserve its reserve
                           (output.stops)
 
@@ -53,18 +54,52 @@ class OutputLayout:
     #: the files a run writes at the top of its folder (``text/`` besides)
     RUN_FILES = ("results.json", JOURNAL_NAME, "trace.json", "ocrlab.log")
 
+    def earlier_traces(self) -> list[Path]:
+        """The traces of the earlier runs ``--resume`` continued, oldest first.
+
+        Each run keeps a ``trace.json`` of its own rather than appending to the earlier
+        one: every reader (the live views, which tell a new trace from a stale one by
+        its inode, the analysis, Perfetto) takes one trace as one run, with one clock.
+        """
+        numbered = []
+        for path in self.root.glob("trace.*.json"):
+            n = path.name[len("trace.") : -len(".json")]
+            if n.isdigit():
+                numbered.append((int(n), path))
+        return [path for _, path in sorted(numbered)]
+
+    def keep_trace(self) -> Path | None:
+        """Move the trace of the run being resumed aside, as ``trace.N.json`` (N one past
+        the newest kept), so the resumed run starts its own; None if there is none."""
+        if not self.trace.exists():
+            return None
+        earlier = self.earlier_traces()
+        n = int(earlier[-1].name.split(".")[1]) + 1 if earlier else 1
+        target = self.root / f"trace.{n}.json"
+        try:
+            os.rename(self.trace, target)
+        except OSError as exc:
+            raise PipelineError(
+                f"cannot keep the earlier run's trace {self.trace} as {target.name} "
+                f"({exc.strerror or exc}); check the output folder's permissions."
+            ) from exc
+        return target
+
     def previous_outputs(self) -> list[str]:
         """What an earlier run left here (manifest, trace, log, artifacts), for the refusal
         message; empty for a new or empty folder, or one with only a user's own files."""
         found = [name for name in self.RUN_FILES if (self.root / name).exists()]
+        found += [path.name for path in self.earlier_traces()]
         if self.text_dir.is_dir() and any(p.is_file() for p in self.text_dir.rglob("*")):
             found.append("text/")
         return found
 
     def claim(self, *, resume: bool, overwrite: bool) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting; with
-        ``overwrite``, empty it of ocrlab's files. Call only while holding the lock."""
+        ``overwrite``, empty it of ocrlab's files; with ``resume``, keep the earlier
+        run's trace beside (:meth:`keep_trace`). Call only while holding the lock."""
         if resume:
+            self.keep_trace()
             return
         found = self.previous_outputs()
         if found and not overwrite:
@@ -78,6 +113,8 @@ class OutputLayout:
         shutil.rmtree(self.text_dir, ignore_errors=True)
         for name in self.RUN_FILES:
             (self.root / name).unlink(missing_ok=True)
+        for path in self.earlier_traces():
+            path.unlink(missing_ok=True)
 
     def prepare(self) -> None:
         """Create the folder, prove it writable (or raise :class:`PipelineError`), and

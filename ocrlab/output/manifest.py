@@ -1,17 +1,10 @@
-"""The manifest as readers see it, and ``--resume``'s question: which documents of a
-previous run can be kept as they are.
+"""The manifest as readers see it, and what ``--resume`` compares documents by.
 
 :func:`load_manifest` reads ``results.json`` (a finished run) or the journal (a run
-still going, or killed). For ``--resume``:
-
-A document is kept when its previous record says ``ok``, its input file still
-has the same SHA-256, the settings that shape the text (engine, language,
-segmentation mode, dpi, engine options, Tesseract version) are the same, and its
-artifact is on disk with the recorded SHA-256. Everything else is redone. The
-previous records come from the journal (``journal.jsonl``, one line per document
-flushed as it finished, so a killed run loses at most a torn last line), read on
-demand through an index; runs written before the journal existed are read from
-their ``results.json``.
+still going, or killed). :func:`settings_key` hashes the settings that shape the
+text (engine, language, segmentation mode, dpi, engine options, Tesseract version)
+and :func:`sha256_file` a file's content; :mod:`ocrlab.output.resume` decides, per
+document, whether a previous run's result is kept.
 """
 
 from __future__ import annotations
@@ -20,13 +13,11 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from ..config import OcrConfig
 from ..engines.registry import engine_version
-from ..records import DocumentRecord
-from .journal import PreviousRun, journal_documents
-from .layout import OutputLayout
+from .journal import journal_documents
 
 
 def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -40,14 +31,6 @@ def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if data.get("status") == "running" and data.get("journal"):
         data["documents"] = journal_documents(root)
     return data
-
-
-class Previous(Protocol):
-    """Records of a previous run, looked up by document id."""
-
-    def get(self, doc_id: str) -> DocumentRecord | None: ...
-
-    def __len__(self) -> int: ...
 
 
 def sha256_file(path: str | Path) -> str | None:
@@ -74,35 +57,3 @@ def settings_key(cfg: OcrConfig) -> str:
     }
     blob = json.dumps(shaping, sort_keys=True, default=str).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def previous_records(layout: OutputLayout) -> Previous:
-    """Document records of the runs that wrote ``layout`` (empty if none or unreadable).
-
-    From the journal when there is one; else (a run older than the journal) from
-    results.json, held in memory.
-    """
-    if layout.journal.exists():
-        return PreviousRun(layout.journal)
-    try:
-        data = json.loads(layout.manifest.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return {}
-    out: dict[str, DocumentRecord] = {}
-    for raw in data.get("documents", []):
-        if isinstance(raw, dict) and "doc_id" in raw:
-            try:
-                record = DocumentRecord.from_dict(raw)
-            except (TypeError, ValueError):
-                continue  # a record we cannot read is a document to redo
-            out[record.doc_id] = record
-    return out
-
-
-def reusable(record: DocumentRecord | None, source: str, key: str, layout: OutputLayout) -> bool:
-    """True when ``record`` describes a finished, still valid result for ``source``."""
-    if record is None or record.status != "ok" or record.settings_key != key:
-        return False
-    if not record.artifact or record.input_sha256 != sha256_file(source):
-        return False
-    return sha256_file(layout.root / record.artifact) == record.sha256

@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -56,6 +57,8 @@ class TraceRecorder:
         self._fh.flush()
         self._sep = "\n"
         self._closed = False
+        #: seconds spent encoding and writing events: the trace's cost to the main process
+        self.write_s = 0.0
         #: the error that stopped writes (disk full, folder removed); the run stops on it
         self.failed: OSError | None = None
         self._process_name(self.main_pid, "ocrlab (main process)", sort_index=0)
@@ -68,6 +71,7 @@ class TraceRecorder:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Append one event (written at once, one line, so a crash tears at most one line)."""
+        t = time.perf_counter()
         line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
         with self._lock:
             if self._closed:
@@ -80,6 +84,8 @@ class TraceRecorder:
             except OSError as exc:  # the monitor's thread writes too: the run checks this
                 self.failed = exc
                 return
+            finally:
+                self.write_s += time.perf_counter() - t
             self._sep = ",\n"
 
     def _process_name(self, pid: int, name: str, sort_index: int | None = None) -> None:

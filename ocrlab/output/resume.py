@@ -1,0 +1,393 @@
+"""``--resume``'s one question, asked of each document as discovery meets it: is the
+previous run's result for it still valid, so it can be kept without opening the input?
+
+A document is kept when its newest record in the journal says ``ok``, the settings
+that shape the text are the same (:func:`ocrlab.output.manifest.settings_key`), and
+both its input and its artifact are unchanged. "Unchanged" is decided the way git's
+index, rsync and make decide it: from the file's metadata. When a file's
+:func:`file_stamp` (size, mtime and ctime in nanoseconds, inode) equals the one
+recorded with the document, the file is taken as unchanged without reading it; when
+the stamp differs (a ``touch``, a copy, a restore) the file is hashed and compared
+with the recorded SHA-256, and a match is kept with its new stamp. ``verify_inputs``
+hashes every input and artifact whatever the stamps say.
+
+What the stamps cannot see: content rewritten in place with the same size while both
+its mtime and its ctime stay what they were. mtime can be set back (``os.utime``,
+``touch -d``, ``cp -p``), but ctime cannot by any system call: it takes the clock's
+time at every change, so such a rewrite needs the system clock set back, a file system
+that does not keep ctime (some FUSE and SMB mounts report mtime for it), or a change
+the kernel never saw (the disk written under a mounted file system, a snapshot rolled
+back in place). After a machine crash (power loss, kernel panic) ocrlab's own files are
+not guaranteed either (nothing is fsynced; :mod:`ocrlab.output.atomic`): resume with
+``verify_inputs`` then.
+
+Racy stamps: a file changed again within its file system's timestamp granularity
+right after it was stamped would keep the same stamp (git's "racy clean" case). A
+stamp is therefore only recorded for an input whose mtime is at least
+:data:`RACY_NS` older than the moment it is taken; a younger input is hashed on
+resume. Artifacts are stamped as written (ocrlab is their only writer, each written
+whole and renamed into place: a new inode each time).
+
+The previous run's lines are found through :class:`JournalIndex`: 20 bytes a
+document in sorted arrays, not a dict of the ids (``docs/resume.md`` has the
+measurements against a dict and SQLite).
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import logging
+import os
+import time
+from array import array
+from pathlib import Path
+from typing import Any, Protocol
+
+from ..records import Stamp
+from .journal import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of
+from .layout import OutputLayout
+from .manifest import sha256_file
+
+log = logging.getLogger("ocrlab")
+
+#: an input younger than this (mtime against the clock) gets no stamp: it is hashed on
+#: resume. Two seconds cover the coarsest timestamps in use (FAT's 2 s, ext3's 1 s).
+RACY_NS = 2_000_000_000
+
+_OK = b',"status":"ok",'
+_KEPT = b',"kept_from_previous_run":true'
+_DECODER = json.JSONDecoder()
+
+
+def file_stamp(path: str | os.PathLike[str], *, racy: bool = False) -> Stamp | None:
+    """(size, mtime ns, ctime ns, inode) of ``path``, or None when it cannot be stat'ed.
+
+    ``racy=True``: also None when the file changed less than :data:`RACY_NS` ago,
+    for a stamp about to be recorded (see the module docstring).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
+    return None if racy and is_racy(stamp) else stamp
+
+
+def is_racy(stamp: Stamp) -> bool:
+    """True for a file modified less than :data:`RACY_NS` ago: its stamp is not trusted.
+
+    mtime, as git does: ctime is as young whenever mtime was set back (``os.utime``),
+    and a rewrite that also restores mtime within the window is not an accident.
+    """
+    return time.time_ns() - stamp[1] < RACY_NS
+
+
+def _key(doc_id: str) -> int:
+    # The interpreter's string hash (SipHash, 64 bits): fast, and the index lives and
+    # dies with the process, so its per-process seed does not matter. Two ids with one
+    # key leave only the newer findable; the other is redone (read back, the line's own
+    # doc_id is checked), never mixed up.
+    return hash(doc_id) & 0xFFFF_FFFF_FFFF_FFFF
+
+
+class JournalIndex:
+    """Where the newest ``ok`` line of each document is in a journal.
+
+    Every section is read once (a document's newest line wins; a newer line that is
+    not ``ok`` removes it). Held: per document an 8-byte key, the line's offset (8
+    bytes) and length (4), in 256 sorted ``array`` buckets by the key's top byte,
+    so the sort never holds more than a bucket; looked up by bisection.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        #: the ``run_start`` of each section read, oldest first
+        self.runs: list[str] = []
+        keys = [array("Q") for _ in range(256)]
+        offsets = [array("Q") for _ in range(256)]
+        lengths = [array("I") for _ in range(256)]  # 0: the newest line is not ok
+        offset = 0
+        with open(path, "rb") as fh:
+            for raw in fh:
+                here, offset = offset, offset + len(raw)
+                if not raw.endswith(b"\n"):
+                    break  # the torn last line of a killed run
+                doc_id, ok = _doc_status(raw)
+                if doc_id is None:
+                    if raw.startswith(b'{"run_start"'):
+                        self.runs.append(str(_loads(raw).get("run_start", "")))
+                    continue
+                key = _key(doc_id)
+                b = key >> 56
+                keys[b].append(key)
+                offsets[b].append(here)
+                lengths[b].append(len(raw) if ok else 0)
+        self._keys: list[array[int]] = []
+        self._offsets: list[array[int]] = []
+        self._lengths: list[array[int]] = []
+        while keys:  # from the last bucket, dropping each unsorted bucket once sorted
+            k, o, n = keys.pop(), offsets.pop(), lengths.pop()
+            order = sorted(range(len(k)), key=k.__getitem__)  # stable: journal order kept
+            nk, no, nn = array("Q"), array("Q"), array("I")
+            for j, i in enumerate(order):
+                if j + 1 < len(order) and k[order[j + 1]] == k[i]:
+                    continue  # a newer line of the same key follows
+                if n[i]:
+                    nk.append(k[i])
+                    no.append(o[i])
+                    nn.append(n[i])
+            self._keys.append(nk)
+            self._offsets.append(no)
+            self._lengths.append(nn)
+        for kept in (self._keys, self._offsets, self._lengths):
+            kept.reverse()
+        self._fd = os.open(path, os.O_RDONLY)
+
+    def __len__(self) -> int:
+        return sum(len(k) for k in self._keys)
+
+    def nbytes(self) -> int:
+        """The index's own memory (its arrays' items)."""
+        return sum(
+            k.itemsize * len(k) + o.itemsize * len(o) + n.itemsize * len(n)
+            for k, o, n in zip(self._keys, self._offsets, self._lengths, strict=True)
+        )
+
+    def line(self, doc_id: str) -> bytes | None:
+        """The newest ``ok`` line of ``doc_id`` (maybe another id's, on a key collision)."""
+        key = _key(doc_id)
+        b = key >> 56
+        keys = self._keys[b]
+        i = bisect.bisect_left(keys, key)
+        if i == len(keys) or keys[i] != key:
+            return None
+        return os.pread(self._fd, self._lengths[b][i], self._offsets[b][i])
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+def _loads(raw: bytes) -> dict[str, Any]:
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
+def _field(text: str, name: str) -> Any:
+    """The value of the top-level key ``name`` of a journal line (None if absent)."""
+    at = text.find(f'"{name}":')
+    return None if at < 0 else _DECODER.raw_decode(text, at + len(name) + 3)[0]
+
+
+def _stamp(raw: Any) -> Stamp | None:
+    if isinstance(raw, list) and len(raw) == 4 and all(type(v) is int for v in raw):
+        return (raw[0], raw[1], raw[2], raw[3])
+    return None
+
+
+def _doc_status(raw: bytes) -> tuple[str | None, bool]:
+    """A line's doc_id and whether its status is ok, from its bytes where it can."""
+    if raw.startswith(_DOC_PREFIX):
+        return doc_id_of(raw), _OK in raw
+    obj = _loads(raw)
+    doc_id = obj.get("doc_id")
+    return (None if doc_id is None else str(doc_id)), obj.get("status") == "ok"
+
+
+class _Lines(Protocol):
+    runs: list[str]
+
+    def line(self, doc_id: str) -> bytes | None: ...
+
+    def __len__(self) -> int: ...
+
+    def close(self) -> None: ...
+
+
+class _ManifestLines:
+    """The records of a run older than the journal, from its results.json, in memory."""
+
+    def __init__(self, path: Path) -> None:
+        data = _loads(path.read_bytes()) if path.exists() else {}
+        self.runs = [str(data.get("run", {}).get("started_at", ""))] if data else []
+        self._lines = {
+            str(d["doc_id"]): (_dumps(d) + "\n").encode("utf-8")
+            for d in data.get("documents", [])
+            if isinstance(d, dict) and "doc_id" in d and d.get("status") == "ok"
+        }
+
+    def line(self, doc_id: str) -> bytes | None:
+        return self._lines.get(doc_id)
+
+    def __len__(self) -> int:
+        return len(self._lines)
+
+    def close(self) -> None:
+        self._lines.clear()
+
+
+class Resume:
+    """The previous run's results for ``--resume``, and the figures of what was kept.
+
+    :meth:`keep` is the one call: the journal line to record for a document that is
+    kept, or None for one to OCR.
+    """
+
+    def __init__(self, layout: OutputLayout, key: str, verify_inputs: bool = False) -> None:
+        self.root = layout.root
+        self._root = str(layout.root)
+        self.key = key
+        self._key_field = f'"settings_key":"{key}"'.encode()
+        self.verify_inputs = verify_inputs
+        self.lines: _Lines = (
+            JournalIndex(layout.journal)
+            if layout.journal.exists()
+            else _ManifestLines(layout.manifest)
+        )
+        self.kept = 0  #: documents kept
+        self.by_stamp = 0  #: ... of which neither file was read
+        self.changed = 0  #: documents with an ok record, redone (input, artifact or settings)
+        self.hashed = 0  #: files hashed (inputs and artifacts)
+        self.check_s = 0.0  #: time spent in :meth:`keep`
+
+    def __len__(self) -> int:
+        return len(self.lines)
+
+    def began(self) -> str:
+        """The log's line where a resumed run begins: what it resumes."""
+        started = ", ".join(r for r in self.lines.runs if r) or "unknown"
+        how = "every input and artifact hashed" if self.verify_inputs else "unchanged stamps"
+        return (
+            f"resuming the run(s) started {started}: {len(self):,} document(s) finished "
+            f"before are kept if unchanged ({how})"
+        )
+
+    def keep(self, doc_id: str, path: str) -> bytes | None:
+        """The line to journal for ``doc_id`` (at ``path``) if it is kept, else None."""
+        t = time.perf_counter()
+        try:
+            line = self._keep(doc_id, path)
+        finally:
+            self.check_s += time.perf_counter() - t
+        if line is not None:
+            self.kept += 1
+        return line
+
+    def _keep(self, doc_id: str, path: str) -> bytes | None:
+        raw = self.lines.line(doc_id)
+        if raw is None:
+            return None
+        if not self.verify_inputs:
+            line = self._by_stamps(raw, doc_id, path)
+            if line is not None:
+                self.by_stamp += 1
+                return line
+        return self._checked(raw, doc_id, path)
+
+    def _by_stamps(self, raw: bytes, doc_id: str, path: str) -> bytes | None:
+        """The kept line of a document whose stamps are both unchanged, read from the
+        line's bytes; None when that does not decide it (then :meth:`_checked` does).
+
+        Why bytes: parsing the whole line was the largest part of a resume's time. The
+        line is this package's own (:func:`ocrlab.output.journal.record_line`); in JSON
+        every quote inside a string is escaped, so a key found with its quotes is a key.
+        Only top-level keys are looked for, and only ones no nested object has.
+        """
+        cut = raw.rfind(_STAMPS)
+        if cut < 0 or not raw.endswith(b"]}\n") or self._key_field not in raw:
+            return None
+        try:
+            text = raw.decode("utf-8")
+            stamps = json.loads(text[cut + len(_STAMPS) - 1 : -2])
+            if _DECODER.raw_decode(text, len(_DOC_PREFIX) - 1)[0] != doc_id:
+                return None
+            artifact = _field(text, "artifact")
+            source = _field(text, "source")
+        except ValueError:
+            return None
+        if not (isinstance(stamps, list) and len(stamps) == 2 and isinstance(artifact, str)):
+            return None
+        if source != path or _stamp(stamps[0]) != file_stamp(path):
+            return None
+        if _stamp(stamps[1]) != file_stamp(os.path.join(self._root, artifact)):
+            return None
+        if _KEPT in raw:
+            return raw
+        return raw[:cut] + _KEPT + raw[cut:]  # where as_dict puts it: last, before the stamps
+
+    def _checked(self, raw: bytes, doc_id: str, path: str) -> bytes | None:
+        """The kept line of a document after hashing what its stamps do not vouch for."""
+        rec = _loads(raw)
+        if rec.get("doc_id") != doc_id:
+            return None  # another id with the same key (see _key)
+        stamps = rec.get("stamps")
+        if not isinstance(stamps, list) or len(stamps) != 2:
+            stamps = [None, None]
+        if (
+            rec.get("status") != "ok"
+            or rec.get("settings_key") != self.key
+            or not rec.get("artifact")
+        ):
+            self.changed += 1
+            return None
+        same, read_input, input_stamp = self._check(path, stamps[0], rec.get("input_sha256"))
+        artifact = os.path.join(self._root, str(rec.get("artifact")))
+        same, read_artifact, artifact_stamp = (
+            self._check(artifact, stamps[1], rec.get("sha256"), racy=False)
+            if same
+            else (False, False, None)
+        )
+        if not same:
+            self.changed += 1
+            return None
+        if not (read_input or read_artifact):
+            self.by_stamp += 1
+        rec.pop("stamps", None)
+        rec["source"] = path  # the tree may have moved; the id is what matched
+        rec["kept_from_previous_run"] = True
+        if input_stamp is not None or artifact_stamp is not None:
+            rec["stamps"] = [input_stamp, artifact_stamp]  # last: results.json cuts it there
+        return (_dumps(rec) + "\n").encode("utf-8")
+
+    def _check(
+        self, path: str, recorded: Any, digest: Any, racy: bool = True
+    ) -> tuple[bool, bool, Stamp | None]:
+        """(unchanged, hashed to know it, the stamp to record) for one file.
+
+        The stamp is taken before the file is read, so a write while it is hashed
+        shows as a new stamp next time.
+        """
+        now = file_stamp(path)
+        if now is None:
+            return False, False, None
+        if not self.verify_inputs and isinstance(recorded, list) and tuple(recorded) == now:
+            return True, False, now
+        self.hashed += 1
+        if not digest or sha256_file(path) != digest:
+            return False, True, None
+        return True, True, None if racy and is_racy(now) else now
+
+    def summary_line(self) -> str:
+        """The log's line for the whole resume: kept documents are counted, not listed."""
+        return (
+            f"resume: {self.kept:,} document(s) kept ({self.by_stamp:,} by unchanged stamps, "
+            f"{self.kept - self.by_stamp:,} after hashing), {self.changed:,} changed and "
+            f"redone; {self.hashed:,} file(s) hashed; the checks took {self.check_s:.1f} s"
+        )
+
+    def figures(self) -> dict[str, Any]:
+        """The same figures for the trace's ``run_end``."""
+        return {
+            "kept": self.kept,
+            "by_stamp": self.by_stamp,
+            "changed": self.changed,
+            "hashed": self.hashed,
+            "check_s": round(self.check_s, 3),
+            "verify_inputs": self.verify_inputs,
+        }
+
+    def close(self) -> None:
+        self.lines.close()
