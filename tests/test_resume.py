@@ -305,3 +305,12 @@ def test_an_interrupted_resume_keeps_every_section_a_complete_one_compacts(
     last.write("complete")
     assert sum(1 for _ in iter_journal(tmp_path / "journal.jsonl")) == 4  # its own only
     assert [d["status"] for d in load_manifest(tmp_path)["documents"]] == ["ok"] * 3
+
+
+def test_a_run_older_than_the_journal_is_resumed_from_its_results_json(tmp_path: Path) -> None:
+    root, out = _tree(tmp_path / "in"), tmp_path / "out"
+    ocrlab.run(root, out, **OPTIONS)
+    (out / "journal.jsonl").unlink()  # as a run before the journal left its folder
+    summary, figures = _resume(root, out)
+    assert summary.documents_kept == 4 and figures["hashed"] == 8  # no stamps: all hashed
+    assert _resume(root, out)[1]["by_stamp"] == 4  # the resumed run recorded them
