@@ -29,7 +29,7 @@ from loky import cpu_count
 
 from .errors import ConfigError
 from .records import EngineSettings
-from .values import SETTINGS
+from .settings import SETTINGS
 
 log = logging.getLogger(__name__)
 
