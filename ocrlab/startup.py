@@ -9,7 +9,9 @@ checking the engine, walking the inputs, opening the trace), instead of
 following it.
 
 What comes before the pool, because it must not wait for (or cost) a process:
-settings that exclude each other and the memory check (a worker count that
+settings that exclude each other, the engine (a name that is no engine, a
+package not installed, an import path that does not import is refused before
+any worker starts, not by every page) and the memory check (a worker count that
 does not fit is refused, never started). What comes after it, still before any
 page is submitted (:func:`ocrlab.pipeline.run_groups`): the output folder's lock,
 the engine check, the inputs' check. A run refused there shuts the pool down
@@ -23,6 +25,7 @@ import time
 from dataclasses import dataclass, field
 
 from .config import OcrConfig
+from .engines.registry import check_engine
 from .errors import ConfigError
 from .plan import ExecutionPlan
 from .records import RunContext
@@ -55,8 +58,9 @@ class Started:
 def start_run(context: RunContext, cfg: OcrConfig, t0: int | None = None) -> Started:
     """Check what needs no process, then start the executor (a pool's workers boot now).
 
-    Raises :class:`~ocrlab.errors.ConfigError` (resume with overwrite, a worker
-    count the memory budget cannot hold) before any process is started. The
+    Raises :class:`~ocrlab.errors.ConfigError` (resume with overwrite, an engine
+    that cannot be loaded, a worker count the memory budget cannot hold) before any
+    process is started. The
     caller owns the result: :func:`ocrlab.pipeline.run_groups` closes it.
     """
     t0 = time.monotonic_ns() if t0 is None else t0
@@ -65,6 +69,9 @@ def start_run(context: RunContext, cfg: OcrConfig, t0: int | None = None) -> Sta
             "resume and overwrite exclude each other: --resume keeps a previous "
             "run's finished documents, --overwrite removes them; choose one."
         )
+    if not cfg.remote:  # a cluster's workers load the engine in their own environment
+        source = cfg.provenance.get("engine", "")
+        check_engine(cfg.engine, source[4:] if source.startswith("env ") else "engine")
     check_memory(cfg)
     plan = ExecutionPlan.from_config(cfg)
     if plan.kind == "pool":  # a pool no larger than the batch (a few header reads at most)
