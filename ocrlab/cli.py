@@ -148,8 +148,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> {args.out}"
     )
     for failure in summary.failures[:20]:
-        where = failure["doc_id"] + (f" page {failure['page']}" if failure["page"] else "")
-        print(f"  FAILED {where}: {failure['error_type']}: {failure['error']}", file=sys.stderr)
+        print(f"  FAILED {failure.where}: {failure.error_type}: {failure.error}", file=sys.stderr)
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code

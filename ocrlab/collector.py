@@ -24,7 +24,15 @@ from .atomic import atomic_write_bytes, deferred_interrupts
 from .errors import PipelineError
 from .journal import StreamingManifest
 from .ownership import run_wide_reason, stopped_error
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .resume import sha256_file
 from .sources import Document
 from .trace import TraceRecorder
@@ -123,9 +131,7 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
             "document_failed",
@@ -221,7 +227,7 @@ class Collector:
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
@@ -260,7 +266,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -273,14 +279,7 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None

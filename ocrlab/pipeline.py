@@ -53,7 +53,6 @@ from .bundles import bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
-from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
 from .journal import StreamingManifest
 from .ordering import cost_order, with_estimates
@@ -68,7 +67,7 @@ from .ownership import (
 from .plan import ExecutionPlan
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
+from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, RunSummary
 from .recycle import quiet_recycling_warning
 from .resume import previous_records, reusable, settings_key
 from .runinfo import check_engine, run_metadata
@@ -187,7 +186,7 @@ class _Run:
             tmp_dir=self.tmp.path,
         )
         self.previous = previous
-        status = "interrupted"
+        status: RunStatus = "interrupted"
         self.stop_reason: str | None = None
         self.trace.run_start(time.monotonic_ns())
         # The bar's total grows as discovery finds documents (see _tasks).
@@ -321,7 +320,7 @@ class _Run:
                 scheduler.executor.shutdown(wait=True)
             self.summary.restarts = scheduler.restarts
 
-    def _finish(self, status: str) -> None:
+    def _finish(self, status: RunStatus) -> None:
         """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone.
 
         After a run-wide stop the ballast is released first, so the manifest that
@@ -365,7 +364,7 @@ class _Run:
 
 def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
     """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
-    if list_engine(settings.engine) is None or not lists_pages_independently(settings):
+    if list_engine(settings.engine) is None:
         return 0.0
     return cfg.bundle_mp
 

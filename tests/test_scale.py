@@ -28,7 +28,7 @@ from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
 from ocrlab.guard import MemoryGuard
 from ocrlab.journal import Journal, PreviousRun, StreamingManifest, iter_journal
 from ocrlab.measure.monitor import ProcessTreeMonitor
-from ocrlab.records import DocumentRecord, EngineSettings, PageTask, RunSummary
+from ocrlab.records import DocumentRecord, EngineSettings, Failure, PageTask, RunSummary
 from ocrlab.trace import TraceRecorder, iter_trace, load_trace
 from ocrlab.worker import ocr_page
 from tests.conftest import make_page
@@ -102,7 +102,7 @@ def test_results_json_sorted_from_journal_with_bounded_memory(
 def test_summary_failures_are_bounded() -> None:
     summary = RunSummary(out_dir=Path("."))
     for i in range(1000):
-        summary.add_failure({"doc_id": str(i)})
+        summary.add_failure(Failure(str(i), None, None, None))
     assert len(summary.failures) == 100 and summary.failures_total == 1000
 
 
