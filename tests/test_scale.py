@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 import ocrlab
-from ocrlab import journal as journal_mod
 from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
 from ocrlab.guard import MemoryGuard
 from ocrlab.measure.monitor import ProcessTreeMonitor
+from ocrlab.output import journal as journal_mod
 from ocrlab.output.journal import Journal, PreviousRun, StreamingManifest, iter_journal
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace import TraceRecorder
