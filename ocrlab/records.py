@@ -26,6 +26,14 @@ DOCUMENT_STATUSES: tuple[DocumentStatus, ...] = ("ok", "partial", "failed")
 #: How a run ended, as results.json and the trace's ``run_end`` say (``running`` while
 #: it goes on, in results.json's stub); ``interrupted`` also after a run-wide stop.
 RunStatus = Literal["running", "complete", "interrupted"]
+#: A run as a watcher sees it (the live view, a background run's handle): ``waiting``
+#: before its trace says anything, ``failed`` when the run raised instead of ending.
+WatchedStatus = Literal["waiting", "running", "complete", "interrupted", "failed"]
+
+
+def ended_status(raw: object) -> WatchedStatus:
+    """The status a ``run_end`` event states: ``interrupted`` or (any other) ``complete``."""
+    return "interrupted" if raw == "interrupted" else "complete"
 
 
 def document_status(pages: int, pages_ok: int) -> DocumentStatus:
