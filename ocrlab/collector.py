@@ -20,14 +20,24 @@ from pathlib import Path
 from typing import Any
 
 from .errors import PipelineError
+from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
 from .output.journal import StreamingManifest
+from .output.journal_lines import Stamps
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import sha256_file
-from .output.resume import file_stamp
+from .output.stamps import file_stamp
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary, Stamp
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .sources import Document
 
 log = logging.getLogger("ocrlab")
@@ -105,12 +115,23 @@ class Collector:
         self.open: dict[str, _DocState] = {}
         self._free_lanes: list[int] = []
         self._next_lane = 0
+        self._announced = 0.0  # when live views last learnt the page total (monotonic s)
 
     def _lane(self) -> int:
         if self._free_lanes:
             return self._free_lanes.pop(0)
         self._next_lane += 1
         return self._next_lane - 1
+
+    def found(self, pages: int, *, final: bool = False) -> None:
+        """Discovery's running page total (discovery is lazy, so the total grows): the
+        bar's total at once, the live views' through the trace twice a second and at the end."""
+        self.progress.total = pages
+        now = time.monotonic()
+        if final or now - self._announced >= 0.5:
+            self._announced = now
+            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         if doc.doc_id not in self.open:
@@ -134,12 +155,10 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
-            "document_failed",
+            ts.DOCUMENT_FAILED,
             time.monotonic_ns(),
             {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
         )
@@ -158,7 +177,9 @@ class Collector:
             )
         )
 
-    def _record(self, record: DocumentRecord | bytes, written: Path | None = None) -> None:
+    def _record(
+        self, record: DocumentRecord | bytes, written: Path | None = None, stamps: Stamps = None
+    ) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
         ``written`` is the artifact just written for ``record``: when the record cannot
@@ -169,7 +190,7 @@ class Collector:
             if isinstance(record, bytes):
                 self.manifest.add_kept(record)
             else:
-                self.manifest.add(record)
+                self.manifest.add(record, stamps)
         except OSError as exc:
             reason = run_wide_reason(exc)
             if written is not None:
@@ -235,13 +256,12 @@ class Collector:
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
         written: Path | None,
         input_sha256: str | None,
-        input_stamp: Stamp | None,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
@@ -265,8 +285,6 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
-            input_stamp=input_stamp,
-            artifact_stamp=file_stamp(written) if written is not None else None,
         )
 
     def _finish(self, state: _DocState) -> None:
@@ -277,7 +295,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -290,14 +308,7 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None
@@ -309,10 +320,9 @@ class Collector:
         with deferred_interrupts():
             written = self._write_artifact(doc.doc_id, data) if n_ok else None
             self._record(
-                self._document_record(
-                    state, status, errors, text, digest, written, input_sha256, input_stamp
-                ),
+                self._document_record(state, status, errors, text, digest, written, input_sha256),
                 written=written,
+                stamps=(input_stamp, file_stamp(written) if written is not None else None),
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(

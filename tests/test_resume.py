@@ -24,7 +24,8 @@ from PIL import Image
 
 import ocrlab
 from ocrlab.output import resume as resume_mod
-from ocrlab.output.journal import Journal, StreamingManifest, iter_journal
+from ocrlab.output.journal import Journal, StreamingManifest
+from ocrlab.output.journal_lines import iter_journal
 from ocrlab.output.layout import OutputLayout
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.resume import JournalIndex, Resume

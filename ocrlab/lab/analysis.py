@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import event_lines, iter_trace
 from .accuracy import score_run
@@ -72,14 +73,14 @@ def trace_frames(
     for e in iter_trace(path):
         ph, args = e.get("ph"), e.get("args", {})
         if ph == "X":
-            kind = "document" if e.get("cat") == "document" else "page"
+            kind = "document" if e.get("cat") == ts.CAT_DOCUMENT else "page"
             spans[kind] += 1
             if spans[kind] % every:
                 continue
         n += 1
         if max_events is not None and n > max_events:
             raise _too_large(path, "more than", max_events, 2 * every)
-        if ph == "X" and "page" in e.get("cat", ""):
+        if ts.is_page(e):
             pages.append(
                 {
                     "run": label,
@@ -107,7 +108,7 @@ def trace_frames(
                     "bundle": args.get("bundle"),
                 }
             )
-        elif ph == "X" and e.get("cat") == "document":
+        elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
             docs.append(
                 {
                     "run": label,
@@ -131,7 +132,7 @@ def trace_frames(
                     }
                 )
         elif ph == "i":
-            if e.get("name") == "run_metadata":
+            if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
                 instants.append(

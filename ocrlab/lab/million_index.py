@@ -28,7 +28,7 @@ import json, os, sqlite3, sys, time
 from pathlib import Path
 variant, journal, tmp = sys.argv[1], Path(sys.argv[2]), sys.argv[5]
 n, per = int(sys.argv[3]), int(sys.argv[4])
-from ocrlab.output.journal import iter_journal
+from ocrlab.output.journal_lines import iter_journal
 from ocrlab.output.resume import JournalIndex, _doc_status, _key
 
 def status(field):

@@ -8,9 +8,11 @@ module                    owns
 ``atomic``                the only atomic writer (whole files: artifacts, results.json,
                           reports, cached facts)
 ``journal``               ``journal.jsonl`` (streamed) and ``results.json`` (from it)
+``journal_lines``         a journal line's format, read from its bytes
 ``manifest``              reading the manifest; the settings key and file hashes
 ``resume``                ``--resume``: the journal's compact index, the keep decision
                           (unchanged stamps, else hashes)
+``stamps``                a file's (size, mtime, ctime, inode), and when it is racy
 ``audit``                 ``text/`` against the manifest
 ``stops``                 run-wide stops (full, read-only, vanished filesystem), reserve
 ``scratch``               the run's private temporary folder

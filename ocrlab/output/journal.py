@@ -19,14 +19,7 @@ documents the main process held 841 MB and rewrote 57 MB every second). Now:
   documents; :func:`ocrlab.output.manifest.load_manifest` fills them in from the journal.
 * once a complete run has written ``results.json``, the journal is compacted to the
   run's own section, so repeated ``--resume`` runs do not make it grow.
-* a journal line is the document's results.json record followed, last, by
-  ``"stamps"``: the input's and the artifact's (size, mtime, ctime, inode), which
-  ``--resume`` compares instead of hashing (:mod:`ocrlab.output.resume`). They are
-  cut off when results.json is written: they differ from one folder to another.
-
-Lines are read by their bytes where that is enough (:func:`doc_id_of`, the sort's
-spilled runs): at a million documents, parsing every line twice more was a third of
-the time results.json took.
+* a line's format, and what is read from its bytes: :mod:`ocrlab.output.journal_lines`.
 """
 
 from __future__ import annotations
@@ -41,87 +34,22 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..records import DocumentRecord
+from ..records import DocumentRecord, RunStatus
 from .atomic import atomic_writer
+from .journal_lines import (
+    _DOC_PREFIX,
+    Stamps,
+    _dumps,
+    doc_id_of,
+    record_line,
+    without_stamps,
+)
 from .layout import JOURNAL_NAME
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
 #: ~6 MB; a million documents make 100 temporary runs to merge)
 SORT_CHUNK = 10_000
-
-
-#: how every document line begins (``doc_id`` is the first key of a record)
-_DOC_PREFIX = b'{"doc_id":"'
-_DECODER = json.JSONDecoder()
-#: where a line's stamps begin; the last key, so cutting there leaves the record
-_STAMPS = b',"stamps":['
-
-
-def _dumps(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
-
-
-def record_line(record: DocumentRecord) -> bytes:
-    """The journal line of ``record`` (with its newline): its results.json record, stamps last."""
-    obj = record.as_dict()
-    if record.input_stamp is not None or record.artifact_stamp is not None:
-        obj["stamps"] = [record.input_stamp, record.artifact_stamp]
-    return (_dumps(obj) + "\n").encode("utf-8")
-
-
-def doc_id_of(raw: bytes) -> str | None:
-    """The ``doc_id`` of a journal line, read from its first bytes (None: not a document).
-
-    A line :func:`record_line` wrote begins with it; any other line is parsed whole.
-    """
-    if raw.startswith(_DOC_PREFIX):
-        try:  # the string value alone, from its opening quote
-            doc_id = _DECODER.raw_decode(raw.decode("utf-8"), len(_DOC_PREFIX) - 1)[0]
-        except ValueError:  # UnicodeDecodeError is one
-            return None
-        return doc_id if isinstance(doc_id, str) else None
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return None
-    if not isinstance(obj, dict) or obj.get("doc_id") is None:
-        return None
-    return str(obj["doc_id"])
-
-
-def without_stamps(raw: bytes) -> bytes:
-    """A journal line as its results.json record: the stamps (the last key) and newline cut.
-
-    Inside a JSON string every quote is escaped, so ``,"stamps":[`` can only be the key.
-    """
-    raw = raw.rstrip(b"\n")
-    cut = raw.rfind(_STAMPS)
-    return raw if cut < 0 else raw[:cut] + b"}"
-
-
-def iter_journal(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(offset, object)`` for every complete, readable line from byte ``start`` on.
-
-    A line without its newline (torn by ``kill -9``) or that does not parse is skipped.
-    """
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops
-    except FileNotFoundError:
-        return
-    with fh:
-        fh.seek(start)
-        offset = start
-        for raw in fh:
-            here, offset = offset, offset + len(raw)
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                yield here, obj
 
 
 class Journal:
@@ -193,9 +121,9 @@ class Journal:
             raise
         self._end += len(data)
 
-    def add(self, record: DocumentRecord) -> None:
+    def add(self, record: DocumentRecord, stamps: Stamps = None) -> None:
         """A finished document, written at once: a ``kill -9`` after this keeps it."""
-        self._put(record_line(record), flush=True)
+        self._put(record_line(record, stamps), flush=True)
 
     def add_kept(self, line: bytes) -> None:
         """A document kept from an earlier section, as its line; written in batches.
@@ -335,13 +263,15 @@ class StreamingManifest:
         self.write_s = 0.0
         self._write_body("running", {}, iter(()))
 
-    def add(self, record: DocumentRecord) -> None:
-        self.journal.add(record)
+    def add(self, record: DocumentRecord, stamps: Stamps = None) -> None:
+        self.journal.add(record, stamps)
 
     def add_kept(self, line: bytes) -> None:
         self.journal.add_kept(line)
 
-    def _write_body(self, status: str, summary: Mapping[str, Any], lines: Iterator[bytes]) -> None:
+    def _write_body(
+        self, status: RunStatus, summary: Mapping[str, Any], lines: Iterator[bytes]
+    ) -> None:
         head = {
             "schema": MANIFEST_SCHEMA,
             "status": status,
@@ -359,7 +289,7 @@ class StreamingManifest:
                 first = False
             fh.write(b"\n ]\n}\n")
 
-    def write(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
+    def write(self, status: RunStatus, summary: Mapping[str, Any] | None = None) -> None:
         """Write results.json from the journal; once the run is complete, compact the
         journal to its section.
 

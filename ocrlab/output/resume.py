@@ -4,29 +4,14 @@ previous run's result for it still valid, so it can be kept without opening the 
 A document is kept when its newest record in the journal says ``ok``, the settings
 that shape the text are the same (:func:`ocrlab.output.manifest.settings_key`), and
 both its input and its artifact are unchanged. "Unchanged" is decided the way git's
-index, rsync and make decide it: from the file's metadata. When a file's
-:func:`file_stamp` (size, mtime and ctime in nanoseconds, inode) equals the one
-recorded with the document, the file is taken as unchanged without reading it; when
-the stamp differs (a ``touch``, a copy, a restore) the file is hashed and compared
+index, rsync and make decide it: from the file's metadata. When a file's stamp
+(:mod:`ocrlab.output.stamps`: size, mtime and ctime in nanoseconds, inode) equals the
+one recorded with the document, the file is taken as unchanged without reading it;
+when the stamp differs (a ``touch``, a copy, a restore) the file is hashed and compared
 with the recorded SHA-256, and a match is kept with its new stamp. ``verify_inputs``
-hashes every input and artifact whatever the stamps say.
-
-What the stamps cannot see: content rewritten in place with the same size while both
-its mtime and its ctime stay what they were. mtime can be set back (``os.utime``,
-``touch -d``, ``cp -p``), but ctime cannot by any system call: it takes the clock's
-time at every change, so such a rewrite needs the system clock set back, a file system
-that does not keep ctime (some FUSE and SMB mounts report mtime for it), or a change
-the kernel never saw (the disk written under a mounted file system, a snapshot rolled
-back in place). After a machine crash (power loss, kernel panic) ocrlab's own files are
-not guaranteed either (nothing is fsynced; :mod:`ocrlab.output.atomic`): resume with
-``verify_inputs`` then.
-
-Racy stamps: a file changed again within its file system's timestamp granularity
-right after it was stamped would keep the same stamp (git's "racy clean" case). A
-stamp is therefore only recorded for an input whose mtime is at least
-:data:`RACY_NS` older than the moment it is taken; a younger input is hashed on
-resume. Artifacts are stamped as written (ocrlab is their only writer, each written
-whole and renamed into place: a new inode each time).
+hashes every input and artifact whatever the stamps say: after a machine crash (power
+loss, kernel panic), when ocrlab's own files are not guaranteed either (nothing is
+fsynced; :mod:`ocrlab.output.atomic`), or where stamps cannot be trusted.
 
 The previous run's lines are found through :class:`JournalIndex`: 20 bytes a
 document in sorted arrays, not a dict of the ids (``docs/resume.md`` has the
@@ -44,43 +29,16 @@ from array import array
 from pathlib import Path
 from typing import Any, Protocol
 
-from ..records import Stamp
-from .journal import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of
+from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of
 from .layout import OutputLayout
 from .manifest import sha256_file
+from .stamps import Stamp, file_stamp, is_racy, parse_stamp
 
 log = logging.getLogger("ocrlab")
-
-#: an input younger than this (mtime against the clock) gets no stamp: it is hashed on
-#: resume. Two seconds cover the coarsest timestamps in use (FAT's 2 s, ext3's 1 s).
-RACY_NS = 2_000_000_000
 
 _OK = b',"status":"ok",'
 _KEPT = b',"kept_from_previous_run":true'
 _DECODER = json.JSONDecoder()
-
-
-def file_stamp(path: str | os.PathLike[str], *, racy: bool = False) -> Stamp | None:
-    """(size, mtime ns, ctime ns, inode) of ``path``, or None when it cannot be stat'ed.
-
-    ``racy=True``: also None when the file changed less than :data:`RACY_NS` ago,
-    for a stamp about to be recorded (see the module docstring).
-    """
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    stamp = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino)
-    return None if racy and is_racy(stamp) else stamp
-
-
-def is_racy(stamp: Stamp) -> bool:
-    """True for a file modified less than :data:`RACY_NS` ago: its stamp is not trusted.
-
-    mtime, as git does: ctime is as young whenever mtime was set back (``os.utime``),
-    and a rewrite that also restores mtime within the window is not an accident.
-    """
-    return time.time_ns() - stamp[1] < RACY_NS
 
 
 def _key(doc_id: str) -> int:
@@ -180,12 +138,6 @@ def _field(text: str, name: str) -> Any:
     """The value of the top-level key ``name`` of a journal line (None if absent)."""
     at = text.find(f'"{name}":')
     return None if at < 0 else _DECODER.raw_decode(text, at + len(name) + 3)[0]
-
-
-def _stamp(raw: Any) -> Stamp | None:
-    if isinstance(raw, list) and len(raw) == 4 and all(type(v) is int for v in raw):
-        return (raw[0], raw[1], raw[2], raw[3])
-    return None
 
 
 def _doc_status(raw: bytes) -> tuple[str | None, bool]:
@@ -310,9 +262,9 @@ class Resume:
             return None
         if not (isinstance(stamps, list) and len(stamps) == 2 and isinstance(artifact, str)):
             return None
-        if source != path or _stamp(stamps[0]) != file_stamp(path):
+        if source != path or parse_stamp(stamps[0]) != file_stamp(path):
             return None
-        if _stamp(stamps[1]) != file_stamp(os.path.join(self._root, artifact)):
+        if parse_stamp(stamps[1]) != file_stamp(os.path.join(self._root, artifact)):
             return None
         if _KEPT in raw:
             return raw
@@ -363,7 +315,7 @@ class Resume:
         now = file_stamp(path)
         if now is None:
             return False, False, None
-        if not self.verify_inputs and isinstance(recorded, list) and tuple(recorded) == now:
+        if not self.verify_inputs and parse_stamp(recorded) == now:
             return True, False, now
         self.hashed += 1
         if not digest or sha256_file(path) != digest:
