@@ -42,6 +42,7 @@ from .journal_lines import (
     _dumps,
     doc_id_of,
     record_line,
+    whole_lines,
     without_stamps,
 )
 from .layout import JOURNAL_NAME
@@ -148,35 +149,28 @@ def _section_lines(path: Path, start: int, through: bool) -> Iterator[tuple[str,
 
     A line :func:`record_line` wrote is known by its first and last bytes (a line is
     whole once its newline is written: :class:`Journal` cuts a failed write back);
-    any other line is parsed, and skipped if it does not parse.
+    any other line is parsed, and skipped if it does not parse. A torn last line ends
+    the section (:func:`whole_lines`).
     """
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops
-    except FileNotFoundError:
-        return
-    with fh:
-        fh.seek(start)
-        first = True
-        for raw in fh:
-            if not raw.endswith(b"\n"):
-                break  # the torn last line of a killed run
-            if raw.startswith(_DOC_PREFIX) and raw.endswith(b"}\n"):
-                doc_id = doc_id_of(raw)
-                if doc_id is not None:
-                    first = False
-                    yield doc_id, raw
-                continue
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
-            if "run_start" in obj and not first and not through:
-                break  # a later section
-            first = False
-            if obj.get("doc_id") is not None:
-                yield str(obj["doc_id"]), raw
+    first = True
+    for _, raw in whole_lines(path, start):
+        if raw.startswith(_DOC_PREFIX) and raw.endswith(b"}\n"):
+            doc_id = doc_id_of(raw)
+            if doc_id is not None:
+                first = False
+                yield doc_id, raw
+            continue
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if not isinstance(obj, dict):
+            continue
+        if "run_start" in obj and not first and not through:
+            break  # a later section
+        first = False
+        if obj.get("doc_id") is not None:
+            yield str(obj["doc_id"]), raw
 
 
 def _read_run(fh: IO[bytes], run: int) -> Iterator[tuple[str, int, bytes]]:

@@ -74,10 +74,10 @@ def without_stamps(raw: bytes) -> bytes:
     return raw if cut < 0 else raw[:cut] + b"}"
 
 
-def iter_journal(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
-    """``(offset, object)`` for every complete, readable line from byte ``start`` on.
+def whole_lines(path: Path, start: int = 0) -> Iterator[tuple[int, bytes]]:
+    """``(offset, line)`` of every whole line from byte ``start`` on (none if no file).
 
-    A line without its newline (torn by ``kill -9``) or that does not parse is skipped.
+    A last line without its newline, torn by ``kill -9``, ends the lines.
     """
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed below, also when the caller stops
@@ -87,12 +87,18 @@ def iter_journal(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, An
         fh.seek(start)
         offset = start
         for raw in fh:
-            here, offset = offset, offset + len(raw)
             if not raw.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if isinstance(obj, dict):
-                yield here, obj
+                return
+            yield offset, raw
+            offset += len(raw)
+
+
+def iter_journal(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(offset, object)`` for every whole line from byte ``start`` on that parses."""
+    for offset, raw in whole_lines(path, start):
+        try:
+            obj = json.loads(raw)
+        except ValueError:
+            continue
+        if isinstance(obj, dict):
+            yield offset, obj

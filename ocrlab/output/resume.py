@@ -29,7 +29,7 @@ from array import array
 from pathlib import Path
 from typing import Any, Protocol
 
-from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of
+from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of, whole_lines
 from .layout import OutputLayout
 from .manifest import sha256_file
 from .stamps import Stamp, file_stamp, is_racy, parse_stamp
@@ -65,22 +65,17 @@ class JournalIndex:
         keys = [array("Q") for _ in range(256)]
         offsets = [array("Q") for _ in range(256)]
         lengths = [array("I") for _ in range(256)]  # 0: the newest line is not ok
-        offset = 0
-        with open(path, "rb") as fh:
-            for raw in fh:
-                here, offset = offset, offset + len(raw)
-                if not raw.endswith(b"\n"):
-                    break  # the torn last line of a killed run
-                doc_id, ok = _doc_status(raw)
-                if doc_id is None:
-                    if raw.startswith(b'{"run_start"'):
-                        self.runs.append(str(_loads(raw).get("run_start", "")))
-                    continue
-                key = _key(doc_id)
-                b = key >> 56
-                keys[b].append(key)
-                offsets[b].append(here)
-                lengths[b].append(len(raw) if ok else 0)
+        for here, raw in whole_lines(path):
+            doc_id, ok = _doc_status(raw)
+            if doc_id is None:
+                if raw.startswith(b'{"run_start"'):
+                    self.runs.append(str(_loads(raw).get("run_start", "")))
+                continue
+            key = _key(doc_id)
+            b = key >> 56
+            keys[b].append(key)
+            offsets[b].append(here)
+            lengths[b].append(len(raw) if ok else 0)
         self._keys: list[array[int]] = []
         self._offsets: list[array[int]] = []
         self._lengths: list[array[int]] = []
