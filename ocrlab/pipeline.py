@@ -54,6 +54,7 @@ from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
+from .inputfiles import InputFileError, open_input
 from .ordering import cost_order, with_estimates
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
@@ -209,7 +210,7 @@ class _Run:
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
 
@@ -223,6 +224,9 @@ class _Run:
         found = 0
         announced = time.monotonic()
         for doc in docs:
+            if doc.skip is not None:
+                self.collector.skipped(doc)
+                continue
             if not doc.ok:
                 self.collector.failed_document(doc)
                 continue
@@ -231,6 +235,7 @@ class _Run:
                 if record is not None and reusable(record, doc.path, self.key, self.layout):
                     self.collector.kept(record)
                     continue
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
             found += doc.n_pages
             self.collector.progress.total = found
             if time.monotonic() - announced >= 0.5:  # live views learn the growing total
@@ -253,11 +258,11 @@ class _Run:
 
     def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
         """The pages of ``docs``, each announced to the collector as it is submitted."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
         for doc, task in self._pages(docs):
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
+                    shipped = (doc.path, _payload(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
@@ -293,7 +298,9 @@ class _Run:
         try:
             units = bundled(self._tasks(docs), self.bundle_mp, self.plan.workers)
             for done in scheduler.run(units):
-                self.collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
+                self.collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
                 if self.watch is not None:
                     self.watch.page_done(done.result)
         except BaseException:
@@ -346,6 +353,16 @@ class _Run:
             summary.wall_s,
             f"; {summary.memory_line()}" if summary.memory_line() else "",
         )
+
+
+def _payload(path: str) -> bytes | None:
+    """The input's bytes to ship; ``None`` (the worker then opens the path and reports
+    why it cannot) when it vanished or was replaced since discovery."""
+    try:
+        with open_input(path) as fh:
+            return fh.read()
+    except InputFileError:
+        return None
 
 
 def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:

@@ -250,6 +250,13 @@ class RunSummary:
     workers_recycled: int = 0
     #: times the memory guard held submission back (tree near the memory budget)
     backpressure: int = 0
+    #: entries discovery passed over, by kind (``ocrlab.sources.SKIP_KINDS``: hidden,
+    #: not_a_document, special_file, folder_link, broken_link); each is in the run log
+    skipped: dict[str, int] = field(default_factory=dict)
+
+    def skip(self, kind: str) -> None:
+        """Count one entry of the input tree that is not a document."""
+        self.skipped[kind] = self.skipped.get(kind, 0) + 1
 
     def add_failure(self, failure: dict[str, Any]) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
@@ -263,15 +270,20 @@ class RunSummary:
 
     def memory_line(self) -> str:
         """Peak tree memory, RSS beside PSS ('' without a monitor): RSS counts pages
-        shared between the processes once per process, PSS once in all."""
+        shared between the processes once per process, PSS once in all. The PSS and
+        USS are those of the sample with the peak RSS, read in that sample; a summary
+        from before the monitor did so shows its largest PSS read, labelled so."""
         rss = int(self.peaks.get("rss_total") or 0)
         if not rss:
             return ""
-        pss = int(self.peaks.get("pss_total") or 0)
-        uss = int(self.peaks.get("uss_total") or 0)
         line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
+        pss = int(self.peaks.get("pss_at_peak") or 0)
+        uss = int(self.peaks.get("uss_at_peak") or 0)
         if pss:
-            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+            return line + f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS) at that moment"
+        largest = int(self.peaks.get("pss_total") or 0)
+        if largest:
+            line += f"; largest PSS read {largest / 2**20:.0f} MB, at another moment"
         return line
 
     @property
@@ -310,6 +322,7 @@ class RunSummary:
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
+            "skipped": dict(sorted(self.skipped.items())),
             "peaks": self.peaks,
         }
 

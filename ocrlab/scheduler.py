@@ -43,8 +43,11 @@ class Completion:
 
     task: PageTask
     result: PageResult
-    submit_ns: int
+    submit_ns: int  #: when the attempt that gave ``result`` was submitted
     attempt: int
+    #: when the page was first submitted (its first attempt, or its bundle's): where the
+    #: document's clock starts, not when the look-ahead pulled it from discovery
+    first_submit_ns: int = 0
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _InFlight:
     tasks: tuple[PageTask, ...]
     submit_ns: int
     attempt: int
+    first_ns: int = 0  #: the first submission of these pages, kept across retries
 
     @property
     def task(self) -> PageTask:
@@ -61,7 +65,14 @@ class _InFlight:
 
     def alone(self) -> list[_InFlight]:
         """Each page of this unit as a unit of its own (same attempt)."""
-        return [_InFlight((t,), 0, self.attempt) for t in self.tasks]
+        return [_InFlight((t,), 0, self.attempt, self.first_ns) for t in self.tasks]
+
+    def again(self, tasks: tuple[PageTask, ...], attempt: int) -> _InFlight:
+        """``tasks`` of this unit queued again, as attempt ``attempt``."""
+        return _InFlight(tasks, 0, attempt, self.first_ns)
+
+    def completion(self, task: PageTask, result: PageResult) -> Completion:
+        return Completion(task, result, self.submit_ns, self.attempt, self.first_ns)
 
 
 def _death_reason(exc: BaseException) -> str:
@@ -129,6 +140,7 @@ class BoundedScheduler:
 
     def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
         item.submit_ns = time.monotonic_ns()
+        item.first_ns = item.first_ns or item.submit_ns
         fut: cf.Future[Any]
         try:
             if len(item.tasks) == 1:
@@ -191,9 +203,7 @@ class BoundedScheduler:
                 elif len(item.tasks) > 1:
                     todo.extendleft(reversed(item.alone()))
                 else:
-                    yield Completion(
-                        item.task, _error_result(item.task, exc), item.submit_ns, item.attempt
-                    )
+                    yield item.completion(item.task, _error_result(item.task, exc))
             if broken:
                 yield from self._recover(broken, inflight, suspects, todo)
 
@@ -207,7 +217,7 @@ class BoundedScheduler:
             todo.extendleft(reversed(item.alone()))
             return
         for task, page in zip(item.tasks, results, strict=True):
-            yield Completion(task, page, item.submit_ns, item.attempt)
+            yield item.completion(task, page)
 
     def _wait_timeout(self, inflight: dict[cf.Future[Any], _InFlight]) -> float | None:
         if self.deadline_ns is None or self._killed_by_watchdog:
@@ -266,11 +276,11 @@ class BoundedScheduler:
         for item, _exc in broken:
             if len(item.tasks) > 1:  # a bundle: which page was it? Each runs alone to tell
                 self._hung.difference_update(t.key for t in item.tasks)
-                suspects.extend(_InFlight((t,), 0, item.attempt + 1) for t in item.tasks)
+                suspects.extend(item.again((t,), item.attempt + 1) for t in item.tasks)
             elif item.task.key in self._hung:
                 self._hung.discard(item.task.key)
                 assert self.deadline_ns is not None
-                yield Completion(
+                yield item.completion(
                     item.task,
                     _error_result(
                         item.task,
@@ -281,15 +291,13 @@ class BoundedScheduler:
                             "page is legitimately slow."
                         ),
                     ),
-                    item.submit_ns,
-                    item.attempt,
                 )
             elif watchdog and self.restart is not None:
-                todo.appendleft(_InFlight(item.tasks, 0, item.attempt))  # innocent bystander
+                todo.appendleft(item.again(item.tasks, item.attempt))  # innocent bystander
             elif alone or self.restart is None:
                 # Ran alone and killed its worker again: this page is the culprit.
                 note = self.memory_note()
-                yield Completion(
+                yield item.completion(
                     item.task,
                     _error_result(
                         item.task,
@@ -300,11 +308,9 @@ class BoundedScheduler:
                             " (check max_megapixels and the memory available per worker)"
                         ),
                     ),
-                    item.submit_ns,
-                    item.attempt,
                 )
             else:
-                suspects.append(_InFlight(item.tasks, 0, item.attempt + 1))
+                suspects.append(item.again(item.tasks, item.attempt + 1))
         if self.restart is not None:
             try:
                 self.executor.shutdown(wait=False)

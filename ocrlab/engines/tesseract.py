@@ -216,6 +216,8 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     :class:`TesseractError` / :class:`PageTimeoutError` like :func:`pytesseract_engine`;
     ``settings.timeout_s`` bounds the whole call.
     """
+    if any("\n" in path or "\r" in path for path in sources):
+        return None  # the list is one path a line: such a name would read as two pages
     config = _config(settings)
     if "--oem" not in config.split():
         config = f"--oem 1 {config}".strip()
