@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
@@ -120,12 +121,23 @@ class Collector:
         self.open: dict[str, _DocState] = {}
         self._free_lanes: list[int] = []
         self._next_lane = 0
+        self._announced = 0.0  # when live views last learnt the page total (monotonic s)
 
     def _lane(self) -> int:
         if self._free_lanes:
             return self._free_lanes.pop(0)
         self._next_lane += 1
         return self._next_lane - 1
+
+    def found(self, pages: int, *, final: bool = False) -> None:
+        """Discovery's running page total (discovery is lazy, so the total grows): the
+        bar's total at once, the live views' through the trace twice a second and at the end."""
+        self.progress.total = pages
+        now = time.monotonic()
+        if final or now - self._announced >= 0.5:
+            self._announced = now
+            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         """``doc``'s pages are on their way (pulled for submission; its clock starts at
@@ -156,7 +168,7 @@ class Collector:
         )
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
-            "document_failed",
+            ts.DOCUMENT_FAILED,
             time.monotonic_ns(),
             {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
         )

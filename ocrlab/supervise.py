@@ -31,12 +31,12 @@ log = logging.getLogger("ocrlab")
 class Supervisor:
     """The monitor, the memory guard and recycling notes of one run (see module doc)."""
 
-    def __init__(
-        self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder, summary: RunSummary
-    ) -> None:
+    def __init__(self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder) -> None:
         self.cfg = cfg
         self.trace = trace
-        self.summary = summary
+        #: times the guard held submission back, and workers retired (for the summary)
+        self.backpressure = 0
+        self.workers_recycled = 0
         self.guard = self._make_guard(plan)
         self.monitor = self._start_monitor()
 
@@ -50,7 +50,7 @@ class Supervisor:
         def on_event(kind: str, info: dict[str, Any]) -> None:
             self.trace.instant(kind, time.monotonic_ns(), info)
             if kind == "backpressure":
-                self.summary.backpressure += 1
+                self.backpressure += 1
             log.info("%s: %s", kind, info)
 
         return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
@@ -108,7 +108,7 @@ class Supervisor:
                     "after": f"{result.doc_id}#{result.page}",
                 }
                 if key == "recycled":
-                    self.summary.workers_recycled += 1
+                    self.workers_recycled += 1
                     self.trace.instant(ts.WORKER_RECYCLED, result.end_ns, info)
                     log.info("worker %d recycled: %s", result.pid, result.extra[key])
                 else:
@@ -125,9 +125,9 @@ class Supervisor:
             f"{peaks.pss_at_peak / 2**20:.0f} MB PSS at that moment"
         )
 
-    def stop(self) -> dict[str, Any]:
-        """Stop the monitor; the run's peaks (``{}`` without a monitor)."""
-        if self.monitor is None:
-            return {}
-        peaks: dict[str, Any] = self.monitor.stop().as_dict()
-        return peaks
+    def stop(self, summary: RunSummary) -> None:
+        """Stop the monitor; put the run's peaks and this supervisor's counts in ``summary``."""
+        summary.backpressure = self.backpressure
+        summary.workers_recycled = self.workers_recycled
+        if self.monitor is not None:
+            summary.peaks = self.monitor.stop().as_dict()

@@ -147,9 +147,8 @@ def test_packaged_notebooks_match_the_top_level_ones() -> None:
 #: The run's machinery: the pool, the scheduler, the workers, the pipeline that wires them.
 RUN_MACHINERY = {
     "ocrlab.pipeline",
-    "ocrlab.pool",
     "ocrlab.plan",
-    "ocrlab.startup",
+    "ocrlab.pool",
     "ocrlab.warmup",
     "ocrlab.executor",
     "ocrlab.scheduler",

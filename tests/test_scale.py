@@ -23,10 +23,10 @@ from typing import Any
 import pytest
 
 import ocrlab
-from ocrlab import journal as journal_mod
 from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
 from ocrlab.guard import MemoryGuard, tree_memory
 from ocrlab.measure.monitor import ProcessTreeMonitor
+from ocrlab.output import journal as journal_mod
 from ocrlab.output.journal import Journal, PreviousRun, StreamingManifest, iter_journal
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace import TraceRecorder
@@ -211,16 +211,16 @@ def _hog_run(
         if guard is not None:
             guard.observe(sample)
 
-    with ProcessTreeMonitor(interval_s=0.02, pss_every=1) as measured:
-        with ProcessTreeMonitor(interval_s=0.05, on_sample=observe):
-            scheduler = BoundedScheduler(
-                pool, settings, limit=6, admit=None if guard is None else guard.admit
-            )
-            for done in scheduler.run(tasks):
-                assert done.result.ok, done.result.error
-                if guard is not None:
-                    guard.learn(done.result)
-    return measured.peaks.pss_total
+    measuring = ProcessTreeMonitor(interval_s=0.02, pss_every=1)
+    with measuring, ProcessTreeMonitor(interval_s=0.05, on_sample=observe):
+        scheduler = BoundedScheduler(
+            pool, settings, limit=6, admit=None if guard is None else guard.admit
+        )
+        for done in scheduler.run(tasks):
+            assert done.result.ok, done.result.error
+            if guard is not None:
+                guard.learn(done.result)
+    return measuring.peaks.pss_total
 
 
 @pytest.fixture

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import iter_trace
 from .accuracy import score_run
@@ -68,7 +69,7 @@ def trace_frames(
                 "it with ocrlab.output.trace_reader.iter_trace and keep only what you need."
             )
         ph, args = e.get("ph"), e.get("args", {})
-        if ph == "X" and "page" in e.get("cat", ""):
+        if ts.is_page(e):
             pages.append(
                 {
                     "run": label,
@@ -96,7 +97,7 @@ def trace_frames(
                     "bundle": args.get("bundle"),
                 }
             )
-        elif ph == "X" and e.get("cat") == "document":
+        elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
             docs.append(
                 {
                     "run": label,
@@ -120,7 +121,7 @@ def trace_frames(
                     }
                 )
         elif ph == "i":
-            if e.get("name") == "run_metadata":
+            if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
                 instants.append(
