@@ -87,7 +87,9 @@ class PageResult:
     Times are ``time.monotonic_ns()`` stamps (CLOCK_MONOTONIC, system-wide on
     Linux) so the main process can place them on one timeline. Memory figures
     are bytes; ``worker_hwm`` is the worker's own peak RSS (``VmHWM``) and
-    ``child_maxrss`` the largest reaped child's (the Tesseract process).
+    ``child_maxrss`` the peak RSS of the page's own Tesseract process (from its
+    ``wait4``; a bundle's pages share their one process's; 0 for an engine that runs
+    none), not the worker's maximum over all its children so far.
     """
 
     doc_id: str
