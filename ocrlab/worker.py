@@ -106,7 +106,9 @@ def _errno(exc: BaseException | None) -> int | None:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno is not None:
             return exc.errno
-        exc = exc.__cause__ or exc.__context__
+        # ``raise ... from None`` means the context is not the cause (an input that vanished
+        # is reported so, and must not pass for the temporary folder's ENOENT)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 

@@ -534,3 +534,30 @@ def test_a_short_spike_in_a_workers_child_is_caught_by_both_peaks(tmp_path: Path
     ), "the peak is the spike's moment"
     line = summary.memory_line()
     assert f"{peaks['pss_at_peak'] / 2**20:.0f} MB PSS" in line and "at that moment" in line
+
+
+def test_child_maxrss_is_each_pages_own_tesseract(tmp_path: Path) -> None:
+    """One worker, a large page then a small one: the small page's ``child_maxrss`` is its
+    own Tesseract's peak, not the worker's maximum so far (which every later page of a
+    worker showed after one large page)."""
+    from ocrlab.executor import ProcessPoolExecutor
+    from ocrlab.records import EngineSettings, PageTask
+    from ocrlab.worker import ocr_page
+
+    big = make_page(tmp_path / "big.png", "large page " * 8, size=(3000, 4000))
+    small = make_page(tmp_path / "small.png", "small", size=(200, 60))
+    settings = EngineSettings(main_pid=os.getpid())
+    pool = ProcessPoolExecutor(max_workers=1)
+    try:
+        first, second, third = (
+            pool.submit(ocr_page, PageTask(p.name, str(p), 1, 1, "png"), settings).result()
+            for p in (big, small, big)
+        )
+    finally:
+        pool.shutdown(wait=True)
+    assert first.ok and second.ok and third.ok
+    assert first.pid == second.pid == third.pid, "one worker ran all three"
+    mb = 2**20
+    print(f"child_maxrss: {first.child_maxrss / mb:.0f}, {second.child_maxrss / mb:.0f} MB")
+    assert 0 < second.child_maxrss < 0.8 * first.child_maxrss
+    assert abs(third.child_maxrss - first.child_maxrss) < 0.2 * first.child_maxrss

@@ -102,9 +102,11 @@ def faulty(source: str, task: PageTask, settings: EngineSettings) -> str:
 def saboteur(source: str, task: PageTask, settings: EngineSettings) -> str:
     """Like :func:`echo`, but changes other inputs as other programs do during a run.
 
-    On the page named by ``sabotage_on`` it first applies ``sabotage``, a ``|``-separated
-    list of ``action:path`` (``delete``; ``fifo``: replaced by a FIFO; ``truncate``: to 0
-    bytes; ``rmtree``: a folder and what it holds), then creates the file ``done_flag``.
+    On the page named by ``sabotage_on`` it waits ``sabotage_after_s`` (default 0: time
+    for the main process to discover the pages it submits next), then applies
+    ``sabotage``, a ``|``-separated list of ``action:path`` (``delete``; ``fifo``:
+    replaced by a FIFO; ``truncate``: to 0 bytes; ``rmtree``: a folder and what it
+    holds), then creates the file ``done_flag``.
     A page named by ``wait_on`` waits (up to 60 s) for that file first, so that pages
     submitted before the change are read after it, whichever worker takes them.
     """
@@ -114,6 +116,7 @@ def saboteur(source: str, task: PageTask, settings: EngineSettings) -> str:
         while not os.path.exists(flag) and time.monotonic() < deadline:
             time.sleep(0.01)
     if _matches(task, settings, "sabotage_on"):
+        time.sleep(float(settings.option("sabotage_after_s", 0.0)))
         for spec in str(settings.option("sabotage", "")).split("|"):
             action, _, path = spec.partition(":")
             if action == "rmtree":
