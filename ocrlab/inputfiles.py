@@ -21,7 +21,7 @@ from typing import BinaryIO
 
 from .errors import PageError
 
-__all__ = ["InputFileError", "file_kind", "open_input"]
+__all__ = ["InputFileError", "file_kind", "open_input", "read_input"]
 
 _KINDS = (
     (stat.S_ISFIFO, "a FIFO (named pipe)"),
@@ -75,3 +75,13 @@ def open_input(path: str | os.PathLike[str]) -> BinaryIO:
     except BaseException:
         os.close(fd)
         raise
+
+
+def read_input(path: str | os.PathLike[str]) -> bytes | None:
+    """The whole input, to ship with its task to a remote worker; ``None`` when it is gone
+    or no longer a regular file (the worker then opens the path and reports why)."""
+    try:
+        with open_input(path) as fh:
+            return fh.read()
+    except InputFileError:
+        return None

@@ -63,7 +63,7 @@ from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
-from .inputfiles import InputFileError, open_input
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.journal import StreamingManifest
@@ -314,7 +314,7 @@ class _Run:
         for doc, task in pairs:
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, _payload(doc.path))
+                    shipped = (doc.path, read_input(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
@@ -366,16 +366,6 @@ def _on_event(trace: TraceRecorder, kind: str, info: dict[str, Any]) -> None:
     """A scheduler event (worker died, pool restarted, page hung): traced and logged."""
     trace.instant(kind, time.monotonic_ns(), info)
     log.warning("%s: %s", kind, info)
-
-
-def _payload(path: str) -> bytes | None:
-    """The input's bytes to ship; ``None`` (the worker then opens the path and reports
-    why it cannot) when it vanished or was replaced since discovery."""
-    try:
-        with open_input(path) as fh:
-            return fh.read()
-    except InputFileError:
-        return None
 
 
 def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
