@@ -297,6 +297,8 @@ def check_inputs(
     if len(roots) > 1:
         seen: dict[str, str] = {}
         for doc_id, entry in _candidates(roots, group, [Path(p) for p in exclude]):
+            if entry.skip is not None:  # hidden names, links to folders: never documents
+                continue
             if doc_id in seen:
                 raise _collision(doc_id, seen[doc_id], str(entry.path))
             seen[doc_id] = str(entry.path)

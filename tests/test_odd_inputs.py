@@ -323,3 +323,16 @@ def test_odd_names_read_by_tesseract_with_bundles(tmp_path: Path) -> None:
         text = (out / records[name]["artifact"]).read_text("utf-8")
         assert text == (out / records[f"plain-{i}.png"]["artifact"]).read_text("utf-8")
         assert f"name {i}" in text, text
+
+
+def test_hidden_names_in_two_inputs_do_not_collide(tmp_path: Path) -> None:
+    """Two input folders each with a .DS_Store and a .git/ give no document id twice: what
+    is skipped is not a document (the names-only pre-pass once counted it)."""
+    for root in ("a", "b"):
+        _write(tmp_path / root, ".DS_Store", b"x")
+        _write(tmp_path / root, ".git/HEAD", b"ref")
+        _write(tmp_path / root, f"{root}.png")
+    summary = ocrlab.run(
+        [tmp_path / "a", tmp_path / "b"], tmp_path / "out", engine=ECHO, progress=False
+    )
+    assert summary.documents_ok == 2 and summary.skipped == {"hidden": 4}
