@@ -28,7 +28,15 @@ from .output.manifest import input_digest
 from .output.names import printable
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .sources import Document
 
 log = logging.getLogger("ocrlab")
@@ -147,7 +155,8 @@ class Collector:
 
     def skipped(self, doc: Document) -> None:
         """An entry that is not a document (:data:`ocrlab.sources.SKIP_KINDS`): counted, logged."""
-        self.summary.skip(doc.skip or "not_a_document")
+        kind = doc.skip or "not_a_document"
+        self.summary.skipped[kind] = self.summary.skipped.get(kind, 0) + 1
         log.info("skipped: %s", doc.skip_reason or doc.skip, extra={"doc": doc.doc_id, "page": "-"})
 
     def kept(self, record: DocumentRecord) -> None:
@@ -163,9 +172,7 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
             ts.DOCUMENT_FAILED,
@@ -277,7 +284,7 @@ class Collector:
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
@@ -311,9 +318,7 @@ class Collector:
 
     def _artifact_failed(self, doc_id: str, message: str) -> None:
         log.error("ArtifactNotWritten: %s", message, extra={"doc": doc_id, "page": "-"})
-        self.summary.add_failure(
-            {"doc_id": doc_id, "page": None, "error_type": "ArtifactNotWritten", "error": message}
-        )
+        self.summary.add_failure(Failure(doc_id, None, "ArtifactNotWritten", message))
 
     def _finish(self, state: _DocState) -> None:
         doc = state.doc
@@ -323,7 +328,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -336,14 +341,7 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         # UTF-8 always; an engine's text that holds a lone surrogate (a fake engine echoing a
         # file name that is not UTF-8) is written with the surrogate escaped, not lost.
