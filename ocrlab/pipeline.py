@@ -52,7 +52,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,6 +62,7 @@ from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .errors import OutputStoppedError
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.journal import StreamingManifest
@@ -148,14 +149,13 @@ class _Run:
             out_dir=self.layout.root, workers=self.plan.workers, sequential=self.plan.sequential
         )
         self.previous: Resume | None = None
-        self.record_kept: Callable[[str, bytes], None] | None = None  # the collector's
         self.stop_reason: str | None = None
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
-        if self.context.resume:
+        if self.context.resume:  # first: discovery asks it before it opens a file
             self.previous = Resume(self.layout, self.key, self.cfg.verify_inputs)
+        docs = self._documents()  # the inputs are checked now, walked as pages go out
         records = self._open_records()
         status: RunStatus = "interrupted"
         log_file = run_log(self.layout.log, append=self.context.resume)
@@ -164,7 +164,8 @@ class _Run:
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
-            self.record_kept = collector.kept
+            if self.previous is not None:
+                self.previous.record = collector.kept
             try:
                 self._announce()
                 self.pool.pages_coming()
@@ -182,21 +183,15 @@ class _Run:
     def _documents(self) -> Iterator[Document]:
         """Every group's documents, lazily; missing inputs raise here, before any work."""
         exclude = [self.layout.root]
-        known = self._kept if self.context.resume else None
+        known = self.previous.keep if self.previous is not None else None  # kept: not opened
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, known=known)
+            iter_documents(
+                g.inputs, group=g.name, exclude=exclude, check=False, skips=True, known=known
+            )
             for g in self.context.groups
         )
-
-    def _kept(self, doc_id: str, path: str) -> bool:
-        """Asked by discovery before it opens a file: True for a document ``--resume``
-        keeps (then recorded, and neither inspected nor OCRed)."""
-        line = self.previous.keep(doc_id, path) if self.previous is not None else None
-        if line is not None and self.record_kept is not None:
-            self.record_kept(doc_id, line)
-        return line is not None
 
     def _open_records(self) -> _Records:
         """Prepare the folder, then open the reserve, the scratch folder, trace and manifest."""
@@ -264,7 +259,9 @@ class _Run:
         units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
         try:
             for done in scheduler.run(units):
-                collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
+                collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
                 watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
@@ -281,9 +278,14 @@ class _Run:
         opened: :meth:`_kept`)."""
         found = 0
         for doc in docs:
+            if doc.skip is not None:
+                collector.skipped(doc)
+                continue
             if not doc.ok:
                 collector.failed_document(doc)
                 continue
+            if self.previous is not None:
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
             found += doc.n_pages
             collector.found(found)
             yield doc
@@ -308,11 +310,11 @@ class _Run:
         self, pairs: Iterable[tuple[Document, PageTask]], collector: Collector
     ) -> Iterator[PageTask]:
         """The tasks, each announced to the collector as it leaves the look-aheads."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
         for doc, task in pairs:
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
+                    shipped = (doc.path, read_input(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
@@ -338,9 +340,7 @@ class _Run:
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason
         if self.previous is not None:  # kept documents are counted, not listed
-            log.info(self.previous.summary_line())
-            end["resume"] = self.previous.figures()
-            self.previous.close()
+            end["resume"] = self.previous.finish()
         try:
             manifest.write(status, summary.as_dict())
         except OSError as exc:

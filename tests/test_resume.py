@@ -197,15 +197,15 @@ def test_index_key_collisions_redo_documents_never_mix_them_up(
     key = load_manifest(out)["run"]["settings_key"]
     docs = [(f"p{i}.png", str(root / f"p{i}.png")) for i in range(4)]
     normal = Resume(layout, key)
-    assert [normal.keep(d, p) is not None for d, p in docs] == [True] * 4
-    normal.close()
+    assert [normal.line(d, p) is not None for d, p in docs] == [True] * 4
+    normal.finish()
     monkeypatch.setattr(resume_mod, "_key", lambda doc_id: 7)  # every id on one key
     colliding = Resume(layout, key)
     assert len(colliding) == 1
     newest = next(o["doc_id"] for _, o in reversed(list(iter_journal(layout.journal))))
-    kept = {d for d, p in docs if colliding.keep(d, p) is not None}
+    kept = {d for d, p in docs if colliding.line(d, p) is not None}
     assert kept == {newest}
-    colliding.close()
+    colliding.finish()
 
 
 def test_the_line_read_from_bytes_equals_the_line_from_the_parsed_record(
@@ -222,7 +222,7 @@ def test_the_line_read_from_bytes_equals_the_line_from_the_parsed_record(
         assert fast is not None and fast == resume._checked(raw, doc_id, path)
         assert resume._by_stamps(fast, doc_id, path) == fast  # kept again: copied as is
         assert resume._by_stamps(raw, doc_id, path + "x") is None  # moved: decided slowly
-    resume.close()
+    resume.finish()
 
 
 def _record(doc_id: str, status: str = "ok") -> DocumentRecord:

@@ -46,6 +46,7 @@ from .journal_lines import (
     without_stamps,
 )
 from .layout import JOURNAL_NAME
+from .names import json_dumps
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
@@ -273,7 +274,7 @@ class StreamingManifest:
             "summary": dict(summary),
             "journal": JOURNAL_NAME,
         }
-        text = json.dumps(head, indent=1, ensure_ascii=False, default=str)
+        text = json_dumps(head, indent=1, default=str)
         with atomic_writer(self.path) as fh:
             fh.write(text[:-2].encode("utf-8"))  # without the closing "\n}"
             fh.write(b',\n "documents": [')

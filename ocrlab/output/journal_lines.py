@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from ..records import DocumentRecord
+from .names import json_dumps
 from .stamps import Stamp
 
 #: a document's input and artifact stamps, as the journal keeps them
@@ -32,7 +33,7 @@ _STAMPS = b',"stamps":['
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json_dumps(obj, separators=(",", ":"), default=str)
 
 
 def record_line(record: DocumentRecord, stamps: Stamps = None) -> bytes:

@@ -26,12 +26,13 @@ import logging
 import os
 import time
 from array import array
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of, whole_lines
 from .layout import OutputLayout
-from .manifest import sha256_file
+from .manifest import input_digest, sha256_file
 from .stamps import Stamp, file_stamp, is_racy, parse_stamp
 
 log = logging.getLogger("ocrlab")
@@ -62,6 +63,9 @@ class JournalIndex:
         self.path = path
         #: the ``run_start`` of each section read, oldest first
         self.runs: list[str] = []
+        #: the artifact of each document whose newest line is not ok but lists one (a
+        #: partial document): a redo replaces it. Few, so a dict.
+        self.stale: dict[str, str] = {}
         keys = [array("Q") for _ in range(256)]
         offsets = [array("Q") for _ in range(256)]
         lengths = [array("I") for _ in range(256)]  # 0: the newest line is not ok
@@ -76,6 +80,11 @@ class JournalIndex:
             keys[b].append(key)
             offsets[b].append(here)
             lengths[b].append(len(raw) if ok else 0)
+            artifact = None if ok else _loads(raw).get("artifact")
+            if artifact:
+                self.stale[doc_id] = str(artifact)
+            elif self.stale:
+                self.stale.pop(doc_id, None)
         self._keys: list[array[int]] = []
         self._offsets: list[array[int]] = []
         self._lengths: list[array[int]] = []
@@ -117,6 +126,10 @@ class JournalIndex:
             return None
         return os.pread(self._fd, self._lengths[b][i], self._offsets[b][i])
 
+    def artifact(self, doc_id: str) -> str | None:
+        """The artifact the newest line of ``doc_id`` lists (relative to the folder)."""
+        return self.stale.get(doc_id) or _artifact(self.line(doc_id), doc_id)
+
     def close(self) -> None:
         os.close(self._fd)
 
@@ -127,6 +140,11 @@ def _loads(raw: bytes) -> dict[str, Any]:
     except ValueError:
         return {}
     return obj if isinstance(obj, dict) else {}
+
+
+def _artifact(raw: bytes | None, doc_id: str) -> str | None:
+    rec = _loads(raw) if raw is not None else {}
+    return str(rec["artifact"]) if rec.get("doc_id") == doc_id and rec.get("artifact") else None
 
 
 def _field(text: str, name: str) -> Any:
@@ -149,6 +167,8 @@ class _Lines(Protocol):
 
     def line(self, doc_id: str) -> bytes | None: ...
 
+    def artifact(self, doc_id: str) -> str | None: ...
+
     def __len__(self) -> int: ...
 
     def close(self) -> None: ...
@@ -160,14 +180,19 @@ class _ManifestLines:
     def __init__(self, path: Path) -> None:
         data = _loads(path.read_bytes()) if path.exists() else {}
         self.runs = [str(data.get("run", {}).get("started_at", ""))] if data else []
+        docs = [d for d in data.get("documents", []) if isinstance(d, dict) and "doc_id" in d]
         self._lines = {
             str(d["doc_id"]): (_dumps(d) + "\n").encode("utf-8")
-            for d in data.get("documents", [])
-            if isinstance(d, dict) and "doc_id" in d and d.get("status") == "ok"
+            for d in docs
+            if d.get("status") == "ok"
         }
+        self._artifacts = {str(d["doc_id"]): str(d["artifact"]) for d in docs if d.get("artifact")}
 
     def line(self, doc_id: str) -> bytes | None:
         return self._lines.get(doc_id)
+
+    def artifact(self, doc_id: str) -> str | None:
+        return self._artifacts.get(doc_id)
 
     def __len__(self) -> int:
         return len(self._lines)
@@ -199,6 +224,8 @@ class Resume:
         self.changed = 0  #: documents with an ok record, redone (input, artifact or settings)
         self.hashed = 0  #: files hashed (inputs and artifacts)
         self.check_s = 0.0  #: time spent in :meth:`keep`
+        #: where a kept document's line goes: the run's collector (``Collector.kept``)
+        self.record: Callable[[str, bytes], None] | None = None
 
     def __len__(self) -> int:
         return len(self.lines)
@@ -212,7 +239,19 @@ class Resume:
             f"before are kept if unchanged ({how})"
         )
 
-    def keep(self, doc_id: str, path: str) -> bytes | None:
+    def keep(self, doc_id: str, path: str) -> bool:
+        """Discovery's question before it opens a file: True when ``doc_id`` (at ``path``)
+        is kept; its journal line has then gone to :attr:`record`."""
+        line = self.line(doc_id, path)
+        if line is not None and self.record is not None:
+            self.record(doc_id, line)
+        return line is not None
+
+    def artifact(self, doc_id: str) -> str | None:
+        """The artifact the newest record of ``doc_id`` lists: a redo replaces it."""
+        return self.lines.artifact(doc_id)
+
+    def line(self, doc_id: str, path: str) -> bytes | None:
         """The line to journal for ``doc_id`` (at ``path``) if it is kept, else None."""
         t = time.perf_counter()
         try:
@@ -280,10 +319,12 @@ class Resume:
         ):
             self.changed += 1
             return None
-        same, read_input, input_stamp = self._check(path, stamps[0], rec.get("input_sha256"))
+        same, read_input, input_stamp = self._check(
+            path, stamps[0], rec.get("input_sha256"), input_digest
+        )
         artifact = os.path.join(self._root, str(rec.get("artifact")))
         same, read_artifact, artifact_stamp = (
-            self._check(artifact, stamps[1], rec.get("sha256"), racy=False)
+            self._check(artifact, stamps[1], rec.get("sha256"), sha256_file)
             if same
             else (False, False, None)
         )
@@ -300,12 +341,13 @@ class Resume:
         return (_dumps(rec) + "\n").encode("utf-8")
 
     def _check(
-        self, path: str, recorded: Any, digest: Any, racy: bool = True
+        self, path: str, recorded: Any, digest: Any, hashed: Callable[[str], str | None]
     ) -> tuple[bool, bool, Stamp | None]:
-        """(unchanged, hashed to know it, the stamp to record) for one file.
+        """(unchanged, hashed to know it, the stamp to record) for one file: an input
+        (``hashed`` is :func:`input_digest`) or an artifact (:func:`sha256_file`).
 
         The stamp is taken before the file is read, so a write while it is hashed
-        shows as a new stamp next time.
+        shows as a new stamp next time; an input's is not recorded while racy.
         """
         now = file_stamp(path)
         if now is None:
@@ -313,9 +355,9 @@ class Resume:
         if not self.verify_inputs and parse_stamp(recorded) == now:
             return True, False, now
         self.hashed += 1
-        if not digest or sha256_file(path) != digest:
+        if not digest or hashed(path) != digest:
             return False, True, None
-        return True, True, None if racy and is_racy(now) else now
+        return True, True, None if hashed is input_digest and is_racy(now) else now
 
     def summary_line(self) -> str:
         """The log's line for the whole resume: kept documents are counted, not listed."""
@@ -336,5 +378,9 @@ class Resume:
             "verify_inputs": self.verify_inputs,
         }
 
-    def close(self) -> None:
+    def finish(self) -> dict[str, Any]:
+        """Log how many were kept (one line, not one per document), release the index,
+        and return the figures for the trace's ``run_end``."""
+        log.info(self.summary_line())
         self.lines.close()
+        return self.figures()
