@@ -68,11 +68,8 @@ class _OneLineFormatter(logging.Formatter):
 
 @contextlib.contextmanager
 def run_log(path: Path, append: bool = False) -> Iterator[logging.Handler]:
-    """The run's ``ocrlab.log`` while the block runs: a new one, or the earlier run's
-    continued (``append``, for ``--resume``: the log keeps the whole record).
-
-    At INFO, or DEBUG when the ``ocrlab`` logger was set to it (per-document lines of
-    documents kept by ``--resume``)."""
+    """The run's ``ocrlab.log``, new or (``append``: ``--resume``) the earlier run's continued;
+    at INFO, or DEBUG when the ``ocrlab`` logger is (lines of documents kept by --resume)."""
     mode = "a" if append else "w"
     handler = logging.FileHandler(path, mode=mode, encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(
@@ -169,11 +166,8 @@ class Collector:
 
     def kept(self, doc_id: str, line: bytes) -> None:
         """A document a previous run finished with the same input and settings (resume),
-        recorded by its journal line (:meth:`ocrlab.output.resume.Resume.keep`).
-
-        Counted, and logged at DEBUG only: a line for each of a million kept documents
-        was 187 MB of log; the run logs how many were kept instead.
-        """
+        recorded by its journal line (:meth:`ocrlab.output.resume.Resume.keep`); logged at
+        DEBUG only (a line for each of a million was 187 MB of log: the run counts them)."""
         self._record(line)
         self.summary.count("ok")
         self.summary.documents_kept += 1
