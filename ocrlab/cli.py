@@ -26,7 +26,7 @@ from typing import Any, NoReturn
 
 from .config import settings_table
 from .errors import ConfigError, ExitCode, OutputStoppedError, PipelineError
-from .lab import commands
+from .lab import commands, compare_commands
 
 log = logging.getLogger("ocrlab")
 
@@ -162,6 +162,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_bench(sub)
     commands.add_sweep(sub)
     commands.add_report(sub)
+    compare_commands.add_diff(sub)
+    compare_commands.add_plan(sub)
     return parser
 
 

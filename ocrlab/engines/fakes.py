@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Sequence
 
 from ..records import EngineSettings, PageTask
 
@@ -94,3 +95,35 @@ def faulty(source: str, task: PageTask, settings: EngineSettings) -> str:
         block[::4096] = b"x" * len(block[::4096])
         del block
     return echo(source, task, settings)
+
+
+def _slow_down(settings: EngineSettings, since: float) -> None:
+    time.sleep(max(0.0, float(settings.option("slowdown", 0.1))) * (time.perf_counter() - since))
+
+
+def slowed(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """The default engine (pytesseract), then a sleep of ``slowdown`` (default 0.1) times
+    the call's own measured time: 10% slower in wall time, with the same text and the
+    same Tesseract CPU time. The regression ``ocrlab bench --compare`` must catch.
+
+    It keeps the default engine's list mode (:data:`slowed.list_engine`), so small pages
+    are bundled as with the default and only the sleep tells the two apart.
+    """
+    from .tesseract import pytesseract_engine
+
+    start = time.perf_counter()
+    text = pytesseract_engine(source, task, settings)
+    _slow_down(settings, start)
+    return text
+
+
+def _slowed_list(sources: Sequence[str], settings: EngineSettings) -> list[str] | None:
+    from .tesseract import pytesseract_list
+
+    start = time.perf_counter()
+    texts = pytesseract_list(sources, settings)
+    _slow_down(settings, start)
+    return texts
+
+
+slowed.list_engine = _slowed_list  # type: ignore[attr-defined]

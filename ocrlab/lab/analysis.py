@@ -1,4 +1,6 @@
-"""From run outputs to tables: trace.json to pandas, run-to-run comparison, recommendations.
+"""From run outputs to tables: trace.json to pandas, accuracy, recommendations.
+
+Run-to-run comparison is :mod:`ocrlab.lab.rundiff` (also ``ocrlab diff``).
 
 The notebooks call these so that their cells stay short and the logic is
 tested like the rest of the package. pandas is imported lazily (it is in the
@@ -7,7 +9,6 @@ tested like the rest of the package. pandas is imported lazily (it is in the
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -197,50 +198,6 @@ def page_texts(out_dir: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
         for number, text in enumerate(body.split("\f")[: doc["pages"]], start=1):
             texts[(doc["doc_id"], number)] = text
     return texts
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Page-by-page comparison of two runs of the same inputs."""
-
-    table: pd.DataFrame  # doc_id, page, identical, chars_a, chars_b
-    diffs: dict[tuple[str, int], str]  # unified diffs of the pages that differ
-
-    @property
-    def identical(self) -> bool:
-        return bool(self.table["identical"].all()) and not self.diffs
-
-
-def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
-    """Compare the artifacts of two runs page by page (missing pages count as different)."""
-    import pandas as pd
-
-    ta, tb = page_texts(a), page_texts(b)
-    rows, diffs = [], {}
-    for key in sorted(set(ta) | set(tb)):
-        x, y = ta.get(key), tb.get(key)
-        same = x is not None and x == y
-        rows.append(
-            {
-                "doc_id": key[0],
-                "page": key[1],
-                "identical": same,
-                "chars_a": None if x is None else len(x),
-                "chars_b": None if y is None else len(y),
-            }
-        )
-        if not same:
-            diffs[key] = "".join(
-                difflib.unified_diff(
-                    (x or "").splitlines(keepends=True),
-                    (y or "").splitlines(keepends=True),
-                    fromfile=f"{Path(a).name}/{key[0]}#{key[1]}",
-                    tofile=f"{Path(b).name}/{key[0]}#{key[1]}",
-                )
-            )
-    return Comparison(
-        pd.DataFrame(rows, columns=["doc_id", "page", "identical", "chars_a", "chars_b"]), diffs
-    )
 
 
 def accuracy_table(runs: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:

@@ -97,6 +97,9 @@ def add_bench(sub: Any) -> None:
         help="with --scale: where the generated corpora go (kept for reuse; "
         "default: the system's temporary folder)",
     )
+    from .compare_commands import add_compare_arguments
+
+    add_compare_arguments(p)
     p.set_defaults(func=_cmd_bench)
 
 
@@ -123,6 +126,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     if not args.corpus:
         raise ConfigError("ocrlab bench needs a CORPUS folder (or --scale N,N,...)")
+    from .compare_commands import judge_bench, load_baseline
+
+    baseline = load_baseline(args)  # before any run: a bad baseline is exit 2 at once
 
     try:
         counts = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -157,9 +163,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         executor=args.executor,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
+    warning = (result.get("noise") or {}).get("warning")
+    if warning:
+        print(warning)
     print(format_table(result["table"]))
     print(f"bench.json, bench.csv, runs.csv in {args.out}")
-    return ExitCode.OK
+    return judge_bench(args, baseline, result) if baseline is not None else ExitCode.OK
 
 
 def _csv(text: str, flag: str, kind: type = int) -> list[Any]:

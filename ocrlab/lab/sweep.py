@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 # Every lab module this one uses, in one place (after the move: ``ocrlab.lab.<module>``).
-from ocrlab.lab.accuracy import cer, ground_truth_path, normalize, wer
+from ocrlab.lab.accuracy import cer, normalize, reference_pages, wer
 from ocrlab.lab.analysis import page_texts
 from ocrlab.lab.degrade import describe
 from ocrlab.lab.sweep_table import (
@@ -175,10 +175,9 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     texts = page_texts(out_dir)
     rows = []
     for doc in load_manifest(out_dir)["documents"]:
-        gt = ground_truth_path(doc["source"])
-        if gt is None:
+        refs = reference_pages(doc["source"])
+        if refs is None:
             continue
-        refs = gt.read_text(encoding="utf-8").split("\f")
         deg = describe(doc["doc_id"])
         for page in range(1, doc["pages"] + 1):
             ref = refs[page - 1] if page <= len(refs) else ""
