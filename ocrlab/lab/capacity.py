@@ -97,7 +97,12 @@ class CapacityPlan:
             c = self.chosen
             lines.append(
                 f"Recommended: {c.workers} worker(s): {c.pages_per_hour.format('.0f')} pages/hour "
-                f"(95% interval over the repeats), peak {c.peak_kind} {c.peak_mb.estimate:.0f} MB "
+                + (
+                    "(95% interval over the repeats)"
+                    if c.pages_per_s.finite
+                    else "(one run: no interval)"
+                )
+                + f", peak {c.peak_kind} {c.peak_mb.estimate:.0f} MB "
                 f"(runs {c.peak_mb.low or c.peak_mb.estimate:.0f}-"
                 f"{c.peak_mb.high or c.peak_mb.estimate:.0f} MB)"
                 + (
@@ -231,7 +236,11 @@ def plan_capacity(
     alike = tuple(
         f.workers
         for f in fitting
-        if chosen is not None and f is not chosen and f.pages_per_s.overlaps(chosen.pages_per_s)
+        if chosen is not None
+        and f is not chosen
+        and f.pages_per_s.finite
+        and chosen.pages_per_s.finite
+        and f.pages_per_s.overlaps(chosen.pages_per_s)
     )
     top = max((f.workers for f in usable), default=0)
     base, per_worker = _memory_line(figures) if figures else (0.0, 0.0)

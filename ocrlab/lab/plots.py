@@ -47,7 +47,10 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
     third panel is the load-robust figure: Tesseract's own CPU time per page hardly
     grows when other processes take CPU time, where wall-clock throughput falls.
     """
-    fig, (ax1, ax2, ax3) = _figure(3, width=4.6)
+    has_cpu = any(r.get("cpu_s_per_page") for r in table)  # benches before it: 2 panels
+    fig, axes = _figure(3 if has_cpu else 2, width=4.6 if has_cpu else 6.0)
+    ax1, ax2 = axes[0], axes[1]
+    ax3 = axes[2] if has_cpu else None
     n = sorted({r["workers"] for r in table})
     for engine in dict.fromkeys(r.get("engine", "ocrlab") for r in table):
         rows = [r for r in table if r.get("engine", "ocrlab") == engine]
@@ -65,7 +68,7 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
                 label=label,
             )
         cpu = [r for r in rows if r.get("cpu_s_per_page")]
-        if cpu:
+        if cpu and ax3 is not None:
             ax3.errorbar(
                 [r["workers"] for r in cpu],
                 [r["cpu_s_per_page"] for r in cpu],
@@ -82,8 +85,9 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
     ax1.set(xlabel="workers", ylabel="pages / s", title="Throughput (95% intervals)")
     ax2.plot(n, n, ":", color="grey", label="ideal (N x 1 worker)")
     ax2.set(xlabel="workers", ylabel="speedup vs 1 worker", title="Speedup (paired by repeat)")
-    ax3.set(xlabel="workers", ylabel="CPU s / page", title="Tesseract CPU time per page")
-    for ax in (ax1, ax2, ax3):
+    if ax3 is not None:
+        ax3.set(xlabel="workers", ylabel="CPU s / page", title="Tesseract CPU time per page")
+    for ax in axes:
         ax.set_xticks(n)
         ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)

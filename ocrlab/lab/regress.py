@@ -79,12 +79,16 @@ class TimeCheck:
             return f"the run queue grew from {bq:.2f} to {nq:.2f} runnable tasks per CPU"
         return None
 
-    def significant(self, alpha: float) -> bool:
-        """Slower beyond chance: Mann-Whitney where the sizes can reach ``alpha``, else
-        the whole (1 - alpha) interval of the ratio above 1."""
+    def significant(self, alpha: float, slower: bool = True) -> bool:
+        """Slower (or, ``slower=False``, faster) beyond chance: Mann-Whitney where the
+        sample sizes can reach ``alpha``, else the whole (1 - alpha) interval of the ratio
+        on that side of 1."""
         if self.test is not None and min_p_value(self.test.n_a, self.test.n_b) < alpha:
-            return self.test.p < alpha and self.test.effect > 0.5
-        return self.strict.low is not None and self.strict.low > 1.0
+            shifted = self.test.effect > 0.5 if slower else self.test.effect < 0.5
+            return self.test.p < alpha and shifted
+        if slower:
+            return self.strict.low is not None and self.strict.low > 1.0
+        return self.strict.high is not None and self.strict.high < 1.0
 
 
 @dataclass(frozen=True)
@@ -310,7 +314,7 @@ def compare_benches(
                 f"time x{pooled.ratio.estimate:.3f}, not significant at {alpha:g} with "
                 f"{len(pooled_n)} run(s) against {len(pooled_b)}: within the noise"
             )
-        elif pooled.ratio.estimate < 1 - max_slowdown and (pooled.strict.high or 1.0) < 1.0:
+        elif pooled.ratio.estimate < 1 - max_slowdown and pooled.significant(alpha, False):
             notes.append(f"faster: time x{pooled.ratio.format('.3f')}")
     for label, bench in (("baseline", base), ("new bench", new)):
         warning = (bench.get("noise") or {}).get("warning")

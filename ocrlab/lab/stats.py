@@ -81,10 +81,10 @@ class Interval:
         )
 
     def format(self, spec: str = ".2f", unit: str = "") -> str:
-        """``1.23 [1.10-1.35]``, or ``1.23 (1 run, no interval)``."""
+        """``1.23 [1.10-1.35]``, or ``1.23`` without an interval."""
         head = f"{self.estimate:{spec}}{unit}"
         if not self.finite:
-            return f"{head} (1 run, no interval)" if self.n < 2 else head
+            return head
         return f"{head} [{self.low:{spec}}-{self.high:{spec}}]"
 
     def as_dict(self, digits: int = 4) -> dict[str, Any]:
