@@ -73,7 +73,12 @@ def add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="sweep worker counts against 1 worker and the Tesseract CLI")
     p.add_argument("corpus", nargs="?", help="folder of documents to OCR")
     p.add_argument("--workers", default="1,2", help="comma-separated counts (default 1,2)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per count (default 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per count (default 3; intervals need at least 2)",
+    )
     p.add_argument("--out", "-o", default="bench-out", help="output folder")
     p.add_argument(
         "--engines",
@@ -209,8 +214,9 @@ def add_sweep(sub: Any) -> None:
     p.add_argument(
         "--repeats",
         type=int,
-        default=1,
-        help="parallel runs per setting, order alternating; pages/s is the median (default 1)",
+        default=3,
+        help="parallel runs per setting, order alternating; pages/s is the median with its "
+        "interval (default 3; 1 gives no interval)",
     )
     p.add_argument(
         "--no-identity",
@@ -297,7 +303,12 @@ def add_report(sub: Any) -> None:
     p.add_argument("--out", "-o", default="reports", help="output folder (default reports/)")
     p.add_argument("--corpus", default="data", help="documents to OCR (default data/)")
     p.add_argument("--workers", default="1,2", help="worker counts for the sweep")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per worker count in the sweep report (default 3: a finite interval)",
+    )
     p.add_argument("--only", action="append", help="notebook stem to run; repeatable")
     p.set_defaults(func=_cmd_report)
 

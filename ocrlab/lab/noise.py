@@ -343,3 +343,18 @@ def noise_warning(summary: NoiseSummary | None) -> str | None:
         "compare only figures measured in the same run, and rerun on a quiet machine "
         "before trusting a difference of a few %."
     )
+
+
+def noise_markdown(summary: NoiseSummary | Mapping[str, Any] | None) -> str:
+    """For a report: the warning in bold when the machine was busy, else one line saying
+    what the figures were measured under (a summary, or its ``as_dict()`` from a saved
+    bench or sweep)."""
+    if summary is not None and not isinstance(summary, NoiseSummary):
+        fields = NoiseSummary.__dataclass_fields__
+        summary = NoiseSummary(**{k: v for k, v in summary.items() if k in fields})
+    if summary is None:
+        return "_How busy the machine was is not recorded for these figures._"
+    warning = noise_warning(summary)
+    if warning:
+        return f"**{warning}**"
+    return f"Quiet enough to read the figures as they stand: {summary.describe()}."

@@ -264,7 +264,8 @@ def speed_accuracy(table: Sequence[Mapping[str, Any]]) -> Figure:
         title="Speed against accuracy",
     )
     ax.set_xlim(left=0)  # from 0: a difference inside the noise looks as small as it is
-    ax.set_ylim(bottom=0)
+    top = max((100 * r["cer"] for r in rows), default=0.0)
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig

@@ -221,9 +221,16 @@ def _exact(
         for (engine, n), rn in rows_n.items():
             if engine != en:
                 continue
-            if rn.get("identical") is False:
-                regressions.append(f"{en}, {n} worker(s): parallel output differs from 1 worker")
             rb = rows_b.get((eb, n))
+            if rn.get("identical") is False:
+                (notes if rb is not None and rb.get("identical") is False else regressions).append(
+                    f"{en}, {n} worker(s): parallel output differs from 1 worker"
+                    + (
+                        " (in the baseline too)"
+                        if rb is not None and rb.get("identical") is False
+                        else ""
+                    )
+                )
             if rb is None:
                 continue
             if (
