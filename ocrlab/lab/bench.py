@@ -31,16 +31,17 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import load_manifest
 from ..config import load_config
 from ..engines.tesseract import tesseract_cmd
 from ..measure.monitor import ProcessTreeMonitor
+from ..output import trace_schema as ts
+from ..output.manifest import load_manifest
+from ..output.trace_reader import iter_trace
 from ..pages import page_source
 from ..pipeline import run
 from ..progress import progress_enabled, sweep_progress
 from ..runinfo import run_metadata
 from ..sources import discover
-from ..trace import iter_trace
 from .accuracy import score_run
 from .bench_table import RunRow, aggregate, format_table, page_key
 from .noise import NoiseProbe, noise_warning, summarize
@@ -133,7 +134,7 @@ def _ocrlab_row(
     page_times: dict[str, float] = {}
     cpu_s = 0.0
     for e in iter_trace(out / "trace.json"):
-        if e.get("ph") == "X" and e.get("cat") == "page":
+        if e.get("ph") == "X" and e.get("cat") == ts.CAT_PAGE:
             key = page_key(e["args"]["doc_id"], e["args"]["page"])
             page_times[key] = page_times.get(key, 0.0) + e["dur"] / 1e6  # a retry adds
             cpu_s += e["args"].get("engine_cpu_us", 0) / 1e6

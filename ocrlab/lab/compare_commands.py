@@ -156,7 +156,7 @@ def load_baseline(args: argparse.Namespace) -> dict[str, Any] | None:
 
 def judge_bench(args: argparse.Namespace, baseline: dict[str, Any], result: dict[str, Any]) -> int:
     """Print the verdict of the bench against the baseline; its exit code."""
-    from ..atomic import atomic_write_text
+    from ..output.atomic import atomic_write_text
     from .regress import compare_benches
 
     verdict = compare_benches(

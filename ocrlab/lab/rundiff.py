@@ -306,7 +306,7 @@ def judge(
 
 def write_json(diff: RunDiff, verdict: DiffVerdict, path: str | os.PathLike[str]) -> None:
     """The diff and its verdict as JSON (``--json FILE``), written atomically."""
-    from ..atomic import atomic_write_text
+    from ..output.atomic import atomic_write_text
 
     payload = {**diff.as_dict(), "verdict": asdict(verdict)}
     atomic_write_text(Path(path), json.dumps(payload, indent=1) + "\n")

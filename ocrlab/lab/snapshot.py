@@ -86,7 +86,7 @@ def load_run(folder: str | os.PathLike[str]) -> RunSnapshot:
             f"{str(root)!r} has no results.json: not an ocrlab output folder "
             "(give the --out folder of an 'ocrlab run')"
         )
-    from ..artifacts import load_manifest
+    from ..output.manifest import load_manifest
 
     try:
         data = load_manifest(root)
