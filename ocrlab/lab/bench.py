@@ -12,6 +12,11 @@ The CLI reference reads pages that are already files (multi-page TIFF and PDF
 pages are extracted once, untimed, before the sweep); ocrlab's figures include
 its own page extraction and PDF rendering, so the comparison does not flatter
 ocrlab.
+
+Every run (ocrlab's and the CLI's) records how busy the machine was while it ran
+(:mod:`ocrlab.lab.noise`); the table carries each figure's interval over the repeats
+(:mod:`ocrlab.lab.bench_table`), and ``bench.json`` each engine's output digests, which
+``--compare`` checks exactly (:mod:`ocrlab.lab.regress`).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from ..runinfo import run_metadata
 from ..sources import discover
 from .accuracy import score_run
 from .bench_table import RunRow, aggregate, format_table, page_key
-from .noise import NoiseProbe, noise_warning, summarize
+from .noise import NoiseProbe, summarize
 
 __all__ = ["RunRow", "aggregate", "bench", "format_table", "prepare_cli_pages"]
 
@@ -234,10 +239,7 @@ def bench(
                     == reference[row.engine]
                 )
     table = aggregate(rows)
-    noise = summarize(r.noise for r in rows if r.noise)
-    warning = noise_warning(noise)
-    if warning:
-        log(warning)
+    noise = summarize(r.noise for r in rows if r.noise)  # its warning: noise["warning"]
     result = {
         "meta": run_metadata(cfg),
         "corpus": os.fspath(corpus),
