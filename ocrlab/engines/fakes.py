@@ -97,6 +97,16 @@ def faulty(source: str, task: PageTask, settings: EngineSettings) -> str:
     return echo(source, task, settings)
 
 
+def sleepy_slowed(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """:func:`sleepy`, then ``slowdown`` (default 0.1) times its own time asleep again: a
+    page cost that barely depends on the machine's load, 10% larger. What a regression
+    gate can be shown to catch on a machine too busy to time real OCR."""
+    start = time.perf_counter()
+    text = sleepy(source, task, settings)
+    _slow_down(settings, start)
+    return text
+
+
 def _slow_down(settings: EngineSettings, since: float) -> None:
     time.sleep(max(0.0, float(settings.option("slowdown", 0.1))) * (time.perf_counter() - since))
 
