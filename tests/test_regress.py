@@ -23,6 +23,7 @@ def _bench(
     cer: float = 0.01,
     digests: dict[str, str] | None = None,
     failed: int = 0,
+    cli: list[float] | None = None,
 ) -> dict[str, Any]:
     runs = [
         {
@@ -38,6 +39,11 @@ def _bench(
         for n, ws in walls.items()
         for r, w in enumerate(ws)
     ]
+    if cli is not None:  # the CLI right after each run: ocrlab's wall over the CLI's, per run
+        runs += [
+            {**r, "kind": "cli", "engine": "tesseract CLI", "wall_s": r["wall_s"] / cli[i]}
+            for i, r in enumerate(list(runs))
+        ]
     return {
         "meta": {"host": "h", "cpu_count": 2, "versions": {"tesseract": "5.3.0"}},
         "corpus": "data",
@@ -86,6 +92,27 @@ def test_a_slowdown_on_a_busier_machine_is_not_attributed() -> None:
         _bench(_walls(rng), queue=2.0, load=0.9), _bench(_walls(rng, 1.3), queue=4.0, load=0.95)
     )
     assert queued.code == 0 and "run queue grew" in queued.text()
+
+
+def test_times_against_the_cli_carry_the_machine_speed() -> None:
+    """The machine 1.6x slower for the new bench (ocrlab and the CLI after it alike): not a
+    regression, without any appeal to the load figures; ocrlab 10% slower against a CLI
+    that is not: a regression, although the machine's speed changed too."""
+    rng = np.random.default_rng(4)
+
+    def bench(factor: float, machine: float) -> dict[str, Any]:
+        walls = _walls(rng, factor * machine, cv=0.15)  # runs vary a lot with the load
+        ratios = [factor * float(e) for e in rng.lognormal(0, 0.02, 6)]  # ocrlab over CLI
+        return _bench(walls, cli=ratios)
+
+    base = bench(1.0, 1.0)
+    same = compare_benches(base, bench(1.0, 1.6))
+    assert same.code == 0 and same.pooled is not None and same.pooled.calibrated, same.text()
+    assert "against the CLI" in same.text()
+    slow = compare_benches(base, bench(1.1, 0.7))
+    assert slow.code == 1 and "slower" in slow.regressions[0], slow.text()
+    bare = compare_benches(_bench(_walls(rng)), _bench(_walls(rng)))
+    assert any("bare wall times" in n for n in bare.notes)
 
 
 def test_exact_signals_are_compared_exactly() -> None:

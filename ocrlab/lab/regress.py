@@ -8,10 +8,14 @@ Two kinds of signal, judged differently:
   a regression, whatever the noise: a machine's load does not change what Tesseract reads.
 * **Time** is compared only with its noise. The unit of replication is the run, not
   the page: on a shared machine the pages of one run share its load, so a thousand
-  pages are not a thousand independent samples. Every run's wall time is divided by
-  the baseline's median at the same engine and worker count, and the runs of all
-  matched counts are pooled (a slower engine or package shows at every count). A
-  slowdown fails the gate only when all three hold:
+  pages are not a thousand independent samples. Where both benches timed the Tesseract
+  CLI (the default), each run's time is taken relative to the CLI's run right after it
+  on the same pages at the same N: the machine's speed at that moment, measured, so
+  that a runner twice as busy today does not read as ocrlab twice as slow. Without it,
+  bare wall times are compared (and said to be). Each run's time is divided by the
+  baseline's median at the same engine and worker count, and the runs of all matched
+  counts are pooled (a slower engine or package shows at every count). A slowdown
+  fails the gate only when all three hold:
 
   1. it is significant: the exact two-sided Mann-Whitney test of the new runs against
      the baseline's has ``p < alpha`` (default 0.01: a gate run on every commit must
@@ -25,7 +29,8 @@ Two kinds of signal, judged differently:
      CPUs), as :mod:`ocrlab.lab.noise` measured them. Otherwise the slowdown is reported
      as not attributable and the gate passes with a warning to rerun on a quieter
      machine: on a saturated machine other processes' share cannot grow any more, but
-     the queue every task waits in does.
+     the queue every task waits in does. (Times relative to the CLI carry the load in
+     them already; this test is for bare wall times.)
 
 Memory (peak PSS) is shown beside, not judged: it depends on which pages happened to
 run together.
@@ -63,6 +68,9 @@ class TimeCheck:
     new_load: float | None
     base_queue: float | None = None  #: median runnable tasks per CPU
     new_queue: float | None = None
+    #: times relative to the Tesseract CLI run right after each run (the machine's speed at
+    #: that moment), not bare wall times
+    calibrated: bool = False
 
     @property
     def load_rise(self) -> float:
@@ -70,13 +78,19 @@ class TimeCheck:
             return 0.0
         return self.new_load - self.base_load
 
-    def busier(self) -> str | None:
-        """Why the new runs saw a busier machine than the baseline's, or None."""
-        if self.load_rise > LOAD_MARGIN:
-            return f"other processes took {self.load_rise:.0%} more of the CPUs"
-        bq, nq = self.base_queue, self.new_queue
-        if bq and nq and nq > 1.0 and nq > QUEUE_RISE * bq:
-            return f"the run queue grew from {bq:.2f} to {nq:.2f} runnable tasks per CPU"
+    def busier(self, new: bool = True) -> str | None:
+        """Why the new runs (``new=False``: the baseline's) saw a busier machine than the
+        other side's, or None. Calibrated times carry the machine's speed in them already."""
+        if self.calibrated:
+            return None
+        rise = self.load_rise if new else -self.load_rise
+        if rise > LOAD_MARGIN:
+            return f"other processes took {rise:.0%} more of the CPUs"
+        before, after = (
+            (self.base_queue, self.new_queue) if new else (self.new_queue, self.base_queue)
+        )
+        if before and after and after > 1.0 and after > QUEUE_RISE * before:
+            return f"the run queue grew from {before:.2f} to {after:.2f} runnable tasks per CPU"
         return None
 
     def significant(self, alpha: float, slower: bool = True) -> bool:
@@ -148,6 +162,10 @@ def _runs(bench: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     return [r for r in bench.get("runs", []) if r.get("kind") == "ocrlab"]
 
 
+def _cli_runs(bench: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [r for r in bench.get("runs", []) if r.get("kind") == "cli"]
+
+
 def _engine_pairs(
     base: Mapping[str, Any], new: Mapping[str, Any]
 ) -> tuple[list[tuple[str, str]], list[str]]:
@@ -160,6 +178,17 @@ def _engine_pairs(
     if len(eb) == 1 and len(en) == 1:
         return [(eb[0], en[0])], [f"engines differ: {eb[0]} (baseline) against {en[0]} (new)"]
     return [], [f"no engine in common: baseline {eb}, new {en}; time not compared"]
+
+
+def _times(
+    runs: Sequence[Mapping[str, Any]], cli: Sequence[Mapping[str, Any]]
+) -> list[float] | None:
+    """Each run's wall time over the wall time of the Tesseract CLI timed right after it
+    on the same pages (same worker count and repeat), or None when a run has no CLI run."""
+    after = {r["repeat"]: r["wall_s"] for r in cli}
+    if not runs or any(r["repeat"] not in after for r in runs):
+        return None
+    return [r["wall_s"] / after[r["repeat"]] for r in runs]
 
 
 def _load(runs: Sequence[Mapping[str, Any]]) -> tuple[float | None, float | None]:
@@ -179,6 +208,7 @@ def _check(
     new: Sequence[float],
     runs: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
     alpha: float,
+    calibrated: bool = False,
 ) -> TimeCheck:
     test = mann_whitney(new, base) if len(base) >= 2 and len(new) >= 2 else None
     (load_b, queue_b), (load_n, queue_n) = _load(runs[0]), _load(runs[1])
@@ -191,6 +221,7 @@ def _check(
         load_n,
         queue_b,
         queue_n,
+        calibrated,
     )
 
 
@@ -292,16 +323,30 @@ def compare_benches(
             if {r["pages"] for r in rb} != {r["pages"] for r in rn}:
                 notes.append(f"{en}, {n} worker(s): different page counts; time not compared")
                 continue
-            mid = median(r["wall_s"] for r in rb)
-            wb, wn = [r["wall_s"] / mid for r in rb], [r["wall_s"] / mid for r in rn]
+            tb = _times(rb, [r for r in _cli_runs(base) if r["workers"] == n])
+            tn = _times(rn, [r for r in _cli_runs(new) if r["workers"] == n])
+            calibrated = tb is not None and tn is not None
+            if not calibrated:
+                tb, tn = [r["wall_s"] for r in rb], [r["wall_s"] for r in rn]
+            assert tb is not None and tn is not None
+            mid = median(tb)
+            wb, wn = [t / mid for t in tb], [t / mid for t in tn]
             pooled_b += wb
             pooled_n += wn
             matched_b += rb
             matched_n += rn
-            checks.append(_check(f"{en}, {n} worker(s)", wb, wn, (rb, rn), alpha))
+            label = f"{en}, {n} worker(s)" + (" against the CLI" if calibrated else "")
+            checks.append(_check(label, wb, wn, (rb, rn), alpha, calibrated))
     pooled = None
     if checks:
-        pooled = _check("all counts", pooled_b, pooled_n, (matched_b, matched_n), alpha)
+        pooled = _check(
+            "all counts",
+            pooled_b,
+            pooled_n,
+            (matched_b, matched_n),
+            alpha,
+            all(c.calibrated for c in checks),
+        )
         slower = pooled.ratio.estimate > 1 + max_slowdown
         if slower and pooled.significant(alpha):
             busier = pooled.busier()
@@ -322,7 +367,16 @@ def compare_benches(
                 f"{len(pooled_n)} run(s) against {len(pooled_b)}: within the noise"
             )
         elif pooled.ratio.estimate < 1 - max_slowdown and pooled.significant(alpha, False):
-            notes.append(f"faster: time x{pooled.ratio.format('.3f')}")
+            busier = pooled.busier(new=False)
+            notes.append(
+                f"faster: time x{pooled.ratio.format('.3f')}"
+                + (f", but the baseline's machine was busier ({busier})" if busier else "")
+            )
+        if not pooled.calibrated:
+            notes.append(
+                "times are bare wall times (no Tesseract CLI reference in both benches): a "
+                "change in the machine's load shows in them as a change in speed"
+            )
     for label, bench in (("baseline", base), ("new bench", new)):
         warning = (bench.get("noise") or {}).get("warning")
         if warning:
