@@ -20,7 +20,7 @@ from ocrlab.lab.noise import (
     noise_warning,
     summarize,
 )
-from tests.conftest import make_page
+from tests.conftest import make_page, ocrlab_command
 
 BUSY_LOOP = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
@@ -76,26 +76,8 @@ def test_own_tree_counts_as_own(hog: subprocess.Popen[bytes]) -> None:
 
 
 def _bench(corpus: Path, out: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ocrlab",
-            "bench",
-            str(corpus),
-            "--workers",
-            "1",
-            "--repeats",
-            "2",
-            "--no-cli",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
-    )
+    args = ("--workers", "1", "--repeats", "2", "--no-cli", "--out", str(out))
+    return ocrlab_command("bench", str(corpus), *args)
 
 
 @pytest.fixture

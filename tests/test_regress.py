@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +11,7 @@ import numpy as np
 import pytest
 
 from ocrlab.lab.regress import compare_benches
+from tests.conftest import ocrlab_command
 
 
 def _bench(
@@ -133,29 +133,13 @@ def test_exact_signals_are_compared_exactly() -> None:
 
 
 def _cli_bench(corpus: Path, out: Path, *extra: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ocrlab",
-            "bench",
-            str(corpus),
-            "--workers",
-            "1,2",
-            "--repeats",
-            "4",
-            "--no-cli",
-            "--engines",
-            "ocrlab.engines.fakes:sleepy",
-            "--out",
-            str(out),
-            "--allow-text-changes",  # sleepy's text carries pids and timestamps
-            *extra,
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=600,
+    return ocrlab_command(
+        "bench",
+        str(corpus),
+        *("--workers", "1,2", "--repeats", "4", "--no-cli", "--out", str(out)),
+        *("--engines", "ocrlab.engines.fakes:sleepy"),
+        "--allow-text-changes",  # sleepy's text carries pids and timestamps
+        *extra,
     )
 
 
