@@ -78,6 +78,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="pass on to --compare (for engines whose text changes run to run, like sleepy)",
     )
+    p.add_argument(
+        "--baseline",
+        help="an existing baseline bench folder to compare with (none is run); with --first "
+        "and --no-slowed, several of these commands can share one baseline side by side",
+    )
+    p.add_argument("--first", type=int, default=1, help="number of the first A/A (default 1)")
+    p.add_argument("--no-slowed", action="store_true", help="skip the slowed engine's bench")
     args = p.parse_args(argv)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -92,15 +99,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     ]
     allow = ["--allow-text-changes"] * args.allow_text_changes
     started = time.strftime("%Y-%m-%d %H:%M")
-    print(f"{started}: baseline, load average {os.getloadavg()[0]:.1f}", flush=True)
-    code = _bench(args.corpus, out / "baseline", common, [])
-    if code != 0:
-        print(f"baseline bench failed (exit {code}); see {out / 'baseline.log'}")
-        return 2
+    baseline = Path(args.baseline) if args.baseline else out / "baseline"
+    print(f"{started}: baseline {baseline}, load average {os.getloadavg()[0]:.1f}", flush=True)
+    if not args.baseline:
+        code = _bench(args.corpus, baseline, common, [])
+        if code != 0:
+            print(f"baseline bench failed (exit {code}); see {out / 'baseline.log'}")
+            return 2
     runs: list[tuple[str, str, list[str]]] = [
-        (f"A/A {i + 1}", f"aa{i + 1}", []) for i in range(args.aa)
+        (f"A/A {i}", f"aa{i}", []) for i in range(args.first, args.first + args.aa)
     ]
-    runs.append(("slowed", "slowed", ["--engines", args.slow_engine]))
+    if not args.no_slowed:
+        runs.append(("slowed", "slowed", ["--engines", args.slow_engine]))
     failures = 0
     for name, folder, extra in runs:
         verdict_file = out / f"{folder}.verdict.json"
@@ -112,7 +122,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 *extra,
                 *allow,
                 "--compare",
-                str(out / "baseline"),
+                str(baseline),
                 "--compare-json",
                 str(verdict_file),
             ],
@@ -120,7 +130,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         verdict = json.loads(verdict_file.read_text()) if verdict_file.is_file() else None
         print(_line(name, code, verdict), flush=True)
         failures += code != 0 and name.startswith("A/A")
-    print(f"{failures} of {args.aa} A/A comparisons failed; the slowed engine's is the last line.")
+    print(f"{failures} of {args.aa} A/A comparisons failed", flush=True)
     return 1 if failures else 0
 
 
