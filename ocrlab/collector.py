@@ -195,9 +195,7 @@ class Collector:
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:
             self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        self.progress.page_done(result, cost, self.trace.t0_ns)
         state = self.open[result.doc_id]
         state.results[result.page] = result
         if len(state.results) == state.doc.n_pages:

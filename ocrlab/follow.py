@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from .timeleft import Estimate, SizeCount, WorkClock
+
 
 def stat_key(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
     """(inode, mtime ns, size) of ``path``, or None: tells a stale trace from a fresh one."""
@@ -112,6 +114,8 @@ class RunState:
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     updated: float = field(default_factory=time.monotonic)
+    #: progress in estimated work and the time left (:mod:`ocrlab.timeleft`)
+    clock: WorkClock = field(default_factory=WorkClock)
 
     @property
     def finished(self) -> bool:
@@ -123,12 +127,24 @@ class RunState:
             return float(self.summary["pages_per_s"])
         return self.pages_done / self.t_s if self.t_s > 0 and self.pages_done else None
 
+    def now_s(self) -> float:
+        """Seconds since the run started, now: by this machine's monotonic clock when the
+        run recorded its start on it (a run on this host), else the latest the trace says."""
+        t0 = self.meta.get("t0_monotonic_ns")
+        if isinstance(t0, int) and not self.finished:
+            now = (time.monotonic_ns() - t0) / 1e9
+            if self.t_s - 1.0 <= now <= self.t_s + 120.0:  # another host's clock is not
+                return max(now, self.t_s)
+        return self.t_s
+
     @property
-    def eta_s(self) -> float | None:
-        rate = self.pages_per_s
-        if self.finished or self.total is None or not rate:
-            return None
-        return max(0, self.total - self.pages_done) / rate
+    def fraction(self) -> float | None:
+        """The share of the estimated work done (of pages, without estimates), 0..1."""
+        return 1.0 if self.status == "complete" else self.clock.fraction()
+
+    def time_left(self) -> Estimate | None:
+        """Time left with its range, or None (finished, or no page finished yet)."""
+        return None if self.finished else self.clock.time_left(self.now_s())
 
     def apply(self, events: list[dict[str, Any]]) -> None:
         for e in events:
@@ -140,7 +156,11 @@ class RunState:
         ts = float(e.get("ts") or 0) / 1e6
         if ph == "X" and "page" in str(e.get("cat", "")):
             self.pages_done += 1
-            self.t_s = max(self.t_s, ts + float(e.get("dur") or 0) / 1e6)
+            dur = float(e.get("dur") or 0) / 1e6
+            self.t_s = max(self.t_s, ts + dur)
+            self.clock.page_done(
+                args.get("cost_estimate"), ts, dur, e.get("pid"), args.get("bundle")
+            )
             if not args.get("ok", True):
                 self.pages_failed += 1
                 self.failures.append(
@@ -167,12 +187,25 @@ class RunState:
             if name == "run_metadata":
                 self.meta = dict(args)
                 self.status = "running"
+                config = args.get("config") or {}
+                workers = config.get("effective_workers")
+                self.clock.workers = workers if isinstance(workers, int) else None
+                self.clock.largest_first = config.get("order") == "cost" and not config.get(
+                    "sequential"
+                )
             elif name == "run_start":
                 self.status = "running"
                 if args.get("pages") is not None:
                     self.total = args.get("pages")
             elif name == "pages_found":  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
+                sizes = args.get("sizes")
+                self.clock.found(
+                    self.total,
+                    args.get("work"),
+                    bool(args.get("final")),
+                    SizeCount.from_json(sizes) if isinstance(sizes, dict) else None,
+                )
             elif name == "document_failed":
                 self.failures.append({**args, "page": None})
             elif name == "worker_died":

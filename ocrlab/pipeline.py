@@ -76,6 +76,7 @@ from .scheduler import BoundedScheduler
 from .sources import Document, check_inputs, iter_documents
 from .startup import Started, start_run
 from .supervise import Supervisor
+from .timeleft import SizeCount
 from .trace import TraceRecorder
 from .warmup import pages_coming
 
@@ -190,8 +191,9 @@ class _Run:
         status = "interrupted"
         self.stop_reason: str | None = None
         self.trace.run_start(time.monotonic_ns())
-        # The bar's total grows as discovery finds documents (see _tasks).
-        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
+        # The bar's total grows as discovery finds documents (see _runnable).
+        bar_of_run = run_progress(self.cfg, self.layout.trace, self.t0, self.plan.workers)
+        with run_log(self.layout.log), bar_of_run as bar:
             try:
                 log.info(
                     "run: %d worker(s)%s, engine %s%s; documents are discovered as "
@@ -228,14 +230,16 @@ class _Run:
             for g in self.context.groups
         )
 
-    def _runnable(self, docs: Iterable[Document]) -> Iterator[Document]:
-        """The documents to OCR, as discovery finds them; the others are recorded here.
+    def _runnable(self, docs: Iterable[Document]) -> Iterator[tuple[Document, PageTask]]:
+        """The pages to OCR, with their cost estimates, as discovery finds their documents.
 
         Discovery happens here, one document ahead of the scheduler: documents kept
         from a previous run (``--resume``) and documents that failed discovery are
-        recorded as they are found, the others are yielded for OCR.
+        recorded as they are found. Every page's cost is estimated (a header read)
+        whatever the order: ``pages_found`` carries the pages and the estimated work
+        found so far, which progress and time left count in (:mod:`ocrlab.timeleft`).
         """
-        found = 0
+        found = SizeCount()
         announced = time.monotonic()
         for doc in docs:
             if not doc.ok:
@@ -246,23 +250,22 @@ class _Run:
                 if record is not None and reusable(record, doc.path, self.key, self.layout):
                     self.collector.kept(record)
                     continue
-            found += doc.n_pages
-            self.collector.progress.total = found
+            pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
+            for _, task in pairs:
+                found.add(task.cost)
+            self.collector.progress.found(found, final=False)
             if time.monotonic() - announced >= 0.5:  # live views learn the growing total
                 announced = time.monotonic()
-                self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found})
-            yield doc
-        self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found, "final": True})
+                self.trace.instant("pages_found", time.monotonic_ns(), found.event())
+            yield from pairs
+        self.collector.progress.found(found, final=True)
+        self.trace.instant("pages_found", time.monotonic_ns(), found.event(final=True))
 
     def _pages(self, docs: Iterable[Document]) -> Iterator[tuple[Document, PageTask]]:
         """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
         a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
-        pairs: Iterator[tuple[Document, PageTask]]
-        pairs = ((doc, task) for doc in self._runnable(docs) for task in doc.tasks)
-        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
-        if by_cost or self.bundle_mp > 0:  # bundles need the estimates too
-            pairs = with_estimates(pairs, self.cfg.dpi)
-        if not by_cost:
+        pairs = self._runnable(docs)
+        if self.cfg.order != "cost" or self.plan.sequential:  # in-process: no tail
             return pairs
         return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
 
