@@ -158,3 +158,26 @@ def test_live_view_time_left_is_near_the_truth_from_a_quarter_of_the_work_on(
     assert not wrong, wrong
     # the estimate in pages (pages left over pages per second so far) fails the same bound
     assert any(off(old, truth) for *_, old, truth in checked)
+
+
+def test_the_bar_ends_with_the_runs_average_rate(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """tqdm's own rate is a moving average of the last updates (pages arriving together at
+    the end read 8.46 page/s for a run of 1.68); the bar's last line is the run's average."""
+    for i in range(6):
+        make_page(tmp_path / "in" / f"p{i}.png", f"page {i}", size=(400 + 200 * i, 300))
+    summary = ocrlab.run(
+        tmp_path / "in",
+        tmp_path / "out",
+        workers=2,
+        engine="ocrlab.engines.fakes:sleepy",
+        engine_options={"sleep": 0.05, "sleep_per_mp": 2.0},
+        progress=True,
+    )
+    lines = capsys.readouterr().err.replace("\r", "\n").splitlines()
+    last = [line for line in lines if "on average" in line][-1]
+    found = re.search(r"6/6 pages in [0-9:s ]+, ([0-9.]+) pages/s on average", last)
+    assert found, last
+    assert float(found.group(1)) == pytest.approx(summary.pages / summary.wall_s, rel=0.05)
+    assert any(" left, " in line for line in lines), "a time left while it ran"

@@ -343,3 +343,16 @@ def show_pages(
         display(PageViewer(out_dir))  # type: ignore[no-untyped-call]
     else:
         display(HTML(pages_mod.worst_pages_html(out_dir, worst)))  # type: ignore[no-untyped-call]
+
+
+# The run comparison lives in its own module; it is a widget of the lab like these.
+from .comparison import RunComparison, show_comparison  # noqa: E402
+
+__all__ = [
+    "LiveView",
+    "PageViewer",
+    "RunComparison",
+    "render_state",
+    "show_comparison",
+    "show_pages",
+]
