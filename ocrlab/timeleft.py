@@ -106,10 +106,13 @@ class Estimate:
     high: float
     settled: bool  # enough finished work to give a range; else "about"
     final: bool  # every page is found; else more may come (the figure is a lower bound)
+    overdue: bool = False  # a page running has taken longer than its estimate says
 
     def text(self) -> str:
         """For people: ``42 s (35 s - 50 s)``, ``about 2:10``, ``at least 40 s``."""
         best = duration(self.seconds)
+        if self.overdue and self.seconds < 1:
+            return "any moment: a page takes longer than its size says"
         if not self.final:
             return f"at least {best} (still finding pages)"
         if not self.settled:
@@ -287,27 +290,34 @@ class WorkClock:
             return None
         busy = max(1, min(self.workers or len(self._last_end) or 1, pages_left))
         work_s = sum(seconds for _, seconds in rows)
-        best = max(0.0, work_s - self._running(now, busy, rows)) / busy
+        running, overdue = self._running(now, busy, rows)
+        best = max(0.0, work_s - running) / busy
         spread = self._spread()
-        return Estimate(best, best * (1 - spread), best * (1 + spread), self.settled(), self.final)
+        low, high = best * (1 - spread), best * (1 + spread)
+        return Estimate(best, low, high, self.settled(), self.final, overdue)
 
-    def _running(self, now: float, busy: int, rows: list[tuple[int, float]]) -> float:
+    def _running(self, now: float, busy: int, rows: list[tuple[int, float]]) -> tuple[float, bool]:
         """Worker-seconds already spent on the pages in flight: since each busy worker's last
-        page ended (a worker yet to finish one: since the first page started), the ``busy``
-        most recently active workers (at the end, the others are idle). In cost order each
-        is credited at most what the page it runs is expected to take: the ``busy`` largest
-        pages left, the longest running worker with the largest page."""
+        page ended (a worker yet to finish one: since the first page started). When fewer
+        pages are left than workers, the busy ones are those idle longest by this measure:
+        the last pages went to the workers that finished before them, the others found
+        nothing left. In cost order each is credited at most what the page it runs is
+        expected to take (the ``busy`` largest pages left, the longest running worker with
+        the largest page). Also: whether a page has run longer than that."""
         since = [now - end for end in self._last_end.values()]
         unseen = max(0, (self.workers or 0) - len(since))
         if unseen and self._first_start is not None:
             since += [now - self._first_start] * unseen
-        running = sorted(max(0.0, s) for s in since)[:busy]
+        running = sorted((max(0.0, s) for s in since), reverse=True)[:busy]
         if not self.largest_first or self._found is None:  # which pages run is unknown
-            return sum(running)
+            return sum(running), False
         expected = [seconds / n for n, seconds in rows for _ in range(min(n, busy))][:busy]
         expected += [0.0] * (busy - len(expected))
-        pairs = zip(sorted(running, reverse=True), sorted(expected, reverse=True), strict=True)
-        return sum(min(spent, page) for spent, page in pairs)
+        pairs = list(
+            zip(sorted(running, reverse=True), sorted(expected, reverse=True), strict=True)
+        )
+        overdue = any(spent > page > 0 for spent, page in pairs)
+        return sum(min(spent, page) for spent, page in pairs), overdue
 
     def _spread(self) -> float:
         """Half the interquartile range of the recent units' speeds relative to their class's."""

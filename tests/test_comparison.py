@@ -52,7 +52,7 @@ def test_facts_from_the_trace(runs: dict[str, Path]) -> None:
     assert two.wall_s and two.pages_per_s and two.peak_rss_mb and two.peak_rss_mb > 10
     assert len(two.spans) == 3 and len({s[0] for s in two.spans}) <= 2
     assert two.memory and all(rss is None or rss > 0 for _, rss, _ in two.memory)
-    with pytest.raises(FileNotFoundError, match="no trace.json"):
+    with pytest.raises(FileNotFoundError, match=r"no trace\.json"):
         RunFacts.load(runs["w2"] / "text")
 
 

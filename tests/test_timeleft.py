@@ -61,6 +61,25 @@ def test_tail_is_shared_only_among_the_pages_left() -> None:
     assert left is not None and left.seconds == pytest.approx(2.0)
 
 
+def test_the_last_page_runs_on_the_worker_that_finished_first() -> None:
+    """Three pages, two workers: the one that finished first took the last page, the other
+    found nothing left. Once the page runs longer than its size says, the view says so."""
+    from ocrlab.timeleft import SizeCount
+
+    sizes = SizeCount()
+    for _ in range(3):
+        sizes.add(1.0)
+    clock = WorkClock(workers=2)
+    clock.found(sizes.pages, sizes.work, True, sizes)
+    clock.page_done(1.0, 0.0, 1.0, "w0")  # then took the third page at 1.0
+    clock.page_done(1.0, 0.0, 1.2, "w1")  # idle from 1.2
+    left = clock.time_left(1.5)
+    # pages of 1 MP took 1.1 s on average; the third has run for 0.5 s
+    assert left is not None and left.seconds == pytest.approx(0.6) and not left.overdue
+    late = clock.time_left(11.0)
+    assert late is not None and late.overdue and late.text().startswith("any moment")
+
+
 def test_without_estimates_pages_are_counted() -> None:
     clock = WorkClock(workers=1)
     clock.found(4, work=None, final=True)
