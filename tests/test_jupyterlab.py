@@ -330,7 +330,7 @@ def _shapes_run(root: Path) -> None:
     words = " ".join(f"word{i}" for i in range(12))
     for name, size in SHAPES.items():
         make_page(root / "shapes" / name, name, size=size)
-        (root / "shapes" / name.replace(".png", ".gt.txt")).write_text(f"{words}\n" * 70)
+        (root / "shapes" / name.replace(".png", ".gt.txt")).write_text(f"{words}\n" * 25)
     ocrlab.run(root / "shapes", root / "out-shapes", engine="ocrlab.engines.fakes:echo")
 
 
@@ -341,6 +341,29 @@ def _comparison_runs(root: Path) -> list[str]:
     ocrlab.run(root / "corpus", root / outs[1], workers=2)
     ocrlab.run(root / "corpus", root / outs[2], workers=2, psm=11)
     return outs
+
+
+def _save_visible(page: Any, element: Any, tmp_path: Path, name: str) -> Path:
+    """A screenshot of what the user sees of ``element``: scrolled into view, cut to the
+    window (an element screenshot of something taller than the window, inside JupyterLab's
+    own scrolling, shows the wrong part)."""
+    element.scroll_into_view_if_needed()
+    box = element.bounding_box()
+    assert box is not None
+    view = page.viewport_size
+    top = max(0.0, box["y"])
+    clip = {
+        "x": max(0.0, box["x"]),
+        "y": top,
+        "width": min(box["width"], view["width"] - max(0.0, box["x"])),
+        "height": min(box["y"] + box["height"], view["height"]) - top,
+    }
+    target = tmp_path / name
+    page.screenshot(path=str(target), clip=clip)
+    keep = ROOT / "test-output"
+    keep.mkdir(exist_ok=True)
+    shutil.copy(target, keep / name)
+    return target
 
 
 def _reduce(path: Path, target: Path) -> None:
@@ -423,7 +446,7 @@ def test_failures_stay_open_pages_keep_shape_runs_compared(
                 assert abs(drawn / natural - 1) < 0.02, (shape, box, natural)
                 text_box = viewer.locator(".ocrlab-page-text").first.bounding_box()
                 assert text_box is not None
-                _save(viewer, tmp_path, f"page-viewer-{shape}")
+                _save_visible(page, viewer, tmp_path, f"page-viewer-{shape}")
             comparison = page.locator(".ocrlab-comparison")
             comparison.wait_for(timeout=120_000)
             page.wait_for_function(
@@ -431,9 +454,10 @@ def test_failures_stay_open_pages_keep_shape_runs_compared(
                 ".filter(i => i.naturalWidth > 0).length == 2",
                 timeout=60_000,
             )
-            summary = comparison.locator(".ocrlab-comparison-summary").inner_text()
+            comparison.scroll_into_view_if_needed()
+            summary = comparison.locator(".ocrlab-comparison-summary").text_content() or ""
             assert "identical" in summary and "baseline" in summary
-            shot = _save(comparison, tmp_path, "run-comparison.png")
+            shot = _save_visible(page, comparison, tmp_path, "run-comparison.png")
             _reduce(shot, ROOT / "test-output" / "run-comparison-small.png")
 
             bg = page.locator(".ocrlab-live-view").nth(1)

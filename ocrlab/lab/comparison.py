@@ -142,6 +142,9 @@ def _mean_cer(changes: list[PageChange], which: str) -> float | None:
     return sum(values) / len(values) if values else None
 
 
+_HEAD = ("run", "workers", "engine", "pages", "wall", "pages/s", "speedup")
+
+
 def summary_html(runs: Sequence[RunFacts], changes: Sequence[list[PageChange]]) -> str:
     """One row per run: workers, engine, pages, wall time, pages/s, speedup and output against
     the first (the baseline), peak tree memory, mean CER. ``changes[i]``: run i against it."""
@@ -164,19 +167,7 @@ def summary_html(runs: Sequence[RunFacts], changes: Sequence[list[PageChange]]) 
             "-" if cer is None else f"{cer:.2%}",
         ]
         rows.append("".join(f"<td>{c}</td>" for c in cells))
-    head = [
-        "run",
-        "workers",
-        "engine",
-        "pages",
-        "wall",
-        "pages/s",
-        "speedup",
-        "peak&nbsp;RSS",
-        "peak&nbsp;PSS",
-        "output",
-        "mean&nbsp;CER",
-    ]
+    head = [*_HEAD, "peak&nbsp;RSS", "peak&nbsp;PSS", "output", "mean&nbsp;CER"]
     return (
         '<table class="ocrlab-comparison-summary"><tr>'
         + "".join(f"<th>{h}</th>" for h in head)
@@ -300,6 +291,11 @@ def _load(outs: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None) 
     return [RunFacts.load(o, n) for o, n in zip(outs, names, strict=True)]
 
 
+#: Shared by the widget and the static report.
+STYLE = """<style>.ocrlab-comparison td,.ocrlab-comparison th{padding:2px 10px;text-align:left}
+</style>"""
+
+
 def comparison_html(
     outs: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None = None
 ) -> str:
@@ -307,7 +303,8 @@ def comparison_html(
     runs = _load(outs, labels)
     changes = [page_changes(runs[0].out_dir, r.out_dir) for r in runs]
     return (
-        '<div class="ocrlab-comparison">'
+        STYLE
+        + '<div class="ocrlab-comparison">'
         + summary_html(runs, changes)
         + f"<div>{_img(memory_figure(runs))}{_img(timelines_figure(runs))}</div>"
         + pages_html(runs, changes)
@@ -371,7 +368,7 @@ class RunComparison:
             return
         runs = [self.runs[i] for i in chosen]
         changes = [self._diff(base, i) for i in chosen]
-        self.summary.value = summary_html(runs, changes)
+        self.summary.value = STYLE + summary_html(runs, changes)
         self.memory.value = _png(memory_figure(runs))
         self.timelines.value = _png(timelines_figure(runs))
         self.pages.value = pages_html(runs, changes)

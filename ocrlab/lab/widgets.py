@@ -264,7 +264,11 @@ class PageViewer:
         self.image = widgets.Image(
             format="png",
             layout=widgets.Layout(
-                max_width="48%", height="auto", object_fit="contain", flex="0 1 auto"
+                max_width="48%",
+                height="auto",
+                object_fit="contain",
+                flex="0 1 auto",
+                border="1px solid #ccc",  # the page's edge: scans are mostly white
             ),
         )
         self.image.add_class("ocrlab-page-image")
