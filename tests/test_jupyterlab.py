@@ -12,6 +12,7 @@ comes from there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -182,6 +183,15 @@ def _save(page_or_element: object, tmp_path: Path, name: str) -> Path:
     return target
 
 
+def _images_loaded(page: Any, selector: str, count: int = 1) -> None:
+    """Until ``count`` images matching ``selector`` have loaded."""
+    page.wait_for_function(
+        "([s, n]) => [...document.querySelectorAll(s)].filter(i => i.naturalWidth > 0).length >= n",
+        arg=[selector, count],
+        timeout=60_000,
+    )
+
+
 def _wait_for_kernel(sessions_url: str, timeout_s: float = 120) -> None:
     """Until the notebook's kernel is idle *and connected* (the page's execution indicator
     reads "idle" seconds before any kernel exists; requests sent then are lost, and so are
@@ -272,11 +282,7 @@ def test_live_view_and_page_viewer_in_jupyterlab(
             _save(view, tmp_path, "live-view.png")
             viewer = page.locator(".ocrlab-page-viewer")
             viewer.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "() => { const i = document.querySelector('.ocrlab-page-viewer img');"
-                " return i && i.naturalWidth > 0; }",
-                timeout=60_000,
-            )
+            _images_loaded(page, ".ocrlab-page-viewer img")
             text = viewer.locator(".ocrlab-page-text").first
             text.wait_for(timeout=30_000)
             assert len(text.inner_text().strip()) > 20
@@ -298,16 +304,30 @@ def test_live_view_and_page_viewer_in_jupyterlab(
         assert manifest["status"] == "complete"
 
 
-def _open(browser: Any, url: str, sessions: str) -> Any:
-    """A page on the notebook at ``url``, its kernel connected."""
-    page = browser.new_page(viewport={"width": 1280, "height": 1000})
-    page.goto(url, timeout=120_000)
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    dialog = page.locator(".jp-Dialog button", has_text="Select")
-    if dialog.count():
-        dialog.first.click()
-    _wait_for_kernel(sessions)
-    return page
+@contextlib.contextmanager
+def _notebook_page(url: str, sessions: str, tmp_path: Path, failure: str) -> Iterator[Any]:
+    """A Chromium page on the notebook at ``url``, its kernel connected; on a failure,
+    a screenshot named ``failure`` of what the browser showed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            dialog = page.locator(".jp-Dialog button", has_text="Select")
+            if dialog.count():
+                dialog.first.click()
+            _wait_for_kernel(sessions)
+            yield page
+        except BaseException:
+            _save(page, tmp_path, failure)
+            raise
+        finally:
+            browser.close()
 
 
 def _write_notebook(root: Path, name: str, cells: list[str]) -> str:
@@ -380,7 +400,6 @@ def test_failures_stay_open_pages_keep_shape_runs_compared(
     """During a run a user opens the failure list and reads it across refreshes; the page
     viewer keeps each page's proportions beside a long text; runs are compared side by side;
     the background view's title is whole."""
-    from playwright.sync_api import sync_playwright
 
     url, root, sessions = jupyterlab
     (root / "faulty").mkdir()
@@ -402,76 +421,61 @@ def test_failures_stay_open_pages_keep_shape_runs_compared(
             '    engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.5})',
         ],
     )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = _open(browser, url.replace("live.ipynb", name), sessions)
-        try:
-            _run_all_cells(page)
-            view = page.locator(".ocrlab-live-view").first
-            header = view.locator(".ocrlab-failures-box").get_by_text("failure(s)")
-            header.wait_for(timeout=120_000)
-            assert view.locator("[data-status='running']").count() == 1, "still running"
-            header.click()
-            listed = view.locator(".ocrlab-failures")
-            listed.wait_for(state="visible", timeout=10_000)
-            seen = set()
-            for _ in range(8):  # four seconds: eight refreshes of the view
-                page.wait_for_timeout(500)
-                assert listed.is_visible(), "the failure list closed by itself"
-                seen.add(view.locator(".ocrlab-status").inner_text())
-                seen.add(view.locator("table").inner_text())  # the elapsed time moves
-            assert "running" in seen and len(seen) > 2, seen  # refreshed meanwhile
-            assert "injected failure on a.png" in listed.inner_text()
-            _save(view, tmp_path, "live-view-failures.png")
-            view.locator("[data-status='complete']").wait_for(timeout=120_000)
-            page.wait_for_timeout(1000)
-            assert listed.is_visible() and "empty.png" in listed.inner_text()
+    page_url = url.replace("live.ipynb", name)
+    with _notebook_page(page_url, sessions, tmp_path, "jupyterlab-second-failure.png") as page:
+        _run_all_cells(page)
+        view = page.locator(".ocrlab-live-view").first
+        header = view.locator(".ocrlab-failures-box").get_by_text("failure(s)")
+        header.wait_for(timeout=120_000)
+        assert view.locator("[data-status='running']").count() == 1, "still running"
+        header.click()
+        listed = view.locator(".ocrlab-failures")
+        listed.wait_for(state="visible", timeout=10_000)
+        seen = set()
+        for _ in range(8):  # four seconds: eight refreshes of the view
+            page.wait_for_timeout(500)
+            assert listed.is_visible(), "the failure list closed by itself"
+            seen.add(view.locator(".ocrlab-status").inner_text())
+            seen.add(view.locator("table").inner_text())  # the elapsed time moves
+        assert "running" in seen and len(seen) > 2, seen  # refreshed meanwhile
+        assert "injected failure on a.png" in listed.inner_text()
+        _save(view, tmp_path, "live-view-failures.png")
+        view.locator("[data-status='complete']").wait_for(timeout=120_000)
+        page.wait_for_timeout(1000)
+        assert listed.is_visible() and "empty.png" in listed.inner_text()
 
-            viewer = page.locator(".ocrlab-page-viewer")
-            viewer.wait_for(timeout=120_000)
-            for shape, (width, height) in SHAPES.items():
-                viewer.locator("select").nth(1).select_option(label=shape)
-                page.wait_for_function(
-                    "r => { const i = document.querySelector('.ocrlab-page-viewer img');"
-                    " return i && i.naturalWidth > 0 &&"
-                    " Math.abs(i.naturalWidth / i.naturalHeight - r) < 0.01; }",
-                    arg=width / height,
-                    timeout=60_000,
-                )
-                box = viewer.locator("img").bounding_box()
-                assert box is not None
-                drawn, natural = box["width"] / box["height"], width / height
-                assert abs(drawn / natural - 1) < 0.02, (shape, box, natural)
-                text_box = viewer.locator(".ocrlab-page-text").first.bounding_box()
-                assert text_box is not None
-                _save_visible(page, viewer, tmp_path, f"page-viewer-{shape}")
-            comparison = page.locator(".ocrlab-comparison")
-            comparison.wait_for(timeout=120_000)
+        viewer = page.locator(".ocrlab-page-viewer")
+        viewer.wait_for(timeout=120_000)
+        for shape, (width, height) in SHAPES.items():
+            viewer.locator("select").nth(1).select_option(label=shape)
             page.wait_for_function(
-                "() => [...document.querySelectorAll('.ocrlab-comparison img')]"
-                ".filter(i => i.naturalWidth > 0).length == 2",
+                "r => { const i = document.querySelector('.ocrlab-page-viewer img');"
+                " return i && i.naturalWidth > 0 &&"
+                " Math.abs(i.naturalWidth / i.naturalHeight - r) < 0.01; }",
+                arg=width / height,
                 timeout=60_000,
             )
-            comparison.scroll_into_view_if_needed()
-            summary = comparison.locator(".ocrlab-comparison-summary").text_content() or ""
-            assert "identical" in summary and "baseline" in summary
-            shot = _save_visible(page, comparison, tmp_path, "run-comparison.png")
-            _reduce(shot, ROOT / "test-output" / "run-comparison-small.png")
+            box = viewer.locator("img").bounding_box()
+            assert box is not None
+            drawn, natural = box["width"] / box["height"], width / height
+            assert abs(drawn / natural - 1) < 0.02, (shape, box, natural)
+            _save_visible(page, viewer, tmp_path, f"page-viewer-{shape}")
+        comparison = page.locator(".ocrlab-comparison")
+        comparison.wait_for(timeout=120_000)
+        _images_loaded(page, ".ocrlab-comparison img", 2)  # memory, timelines
+        comparison.scroll_into_view_if_needed()
+        summary = comparison.locator(".ocrlab-comparison-summary").text_content() or ""
+        assert "identical" in summary and "baseline" in summary
+        shot = _save_visible(page, comparison, tmp_path, "run-comparison.png")
+        _reduce(shot, ROOT / "test-output" / "run-comparison-small.png")
 
-            bg = page.locator(".ocrlab-live-view").nth(1)
-            bg.wait_for(timeout=120_000)
-            label = bg.locator(".widget-label").first
-            assert label.inner_text() == "OCR (background)"
-            assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), "label cut"
-            bg.locator("[data-status='complete']").wait_for(timeout=120_000)
-            _save(bg, tmp_path, "live-view-background.png")
-        except BaseException:
-            _save(page, tmp_path, "jupyterlab-second-failure.png")
-            raise
-        finally:
-            browser.close()
+        bg = page.locator(".ocrlab-live-view").nth(1)
+        bg.wait_for(timeout=120_000)
+        label = bg.locator(".widget-label").first
+        assert label.inner_text() == "OCR (background)"
+        assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), "label cut"
+        bg.locator("[data-status='complete']").wait_for(timeout=120_000)
+        _save(bg, tmp_path, "live-view-background.png")
 
 
 def test_status_bar_says_busy_during_a_run_with_comms_off_subshells(
@@ -482,7 +486,6 @@ def test_status_bar_says_busy_during_a_run_with_comms_off_subshells(
     the last status as the kernel's: "Idle" for the rest of the cell (docs/jupyter.md). With
     comms over subshells disabled, what the documentation gives as the way out, the status
     bar says "Busy" while ``ocrlab.run`` goes on."""
-    from playwright.sync_api import sync_playwright
 
     url, root, sessions = jupyterlab
     settings = tmp_path / "jupyter" / "settings" / "@jupyterlab" / "apputils-extension"
@@ -498,23 +501,14 @@ def test_status_bar_says_busy_during_a_run_with_comms_off_subshells(
             '           engine_options={"sleep": 2.0})'
         ],
     )
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
-        )
-        page = _open(browser, url.replace("live.ipynb", name), sessions)
-        try:
-            _run_all_cells(page)
-            view = page.locator(".ocrlab-live-view").first
-            view.locator("[data-status='running']").wait_for(timeout=120_000)
-            status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile("Idle|Busy"))
-            seen = []
-            while view.locator("[data-status='running']").count():
-                seen.append(status.first.inner_text())
-                page.wait_for_timeout(250)
-            assert seen and all("Busy" in s for s in seen[:-1]), seen
-        except BaseException:
-            _save(page, tmp_path, "jupyterlab-busy-failure.png")
-            raise
-        finally:
-            browser.close()
+    page_url = url.replace("live.ipynb", name)
+    with _notebook_page(page_url, sessions, tmp_path, "jupyterlab-busy-failure.png") as page:
+        _run_all_cells(page)
+        view = page.locator(".ocrlab-live-view").first
+        view.locator("[data-status='running']").wait_for(timeout=120_000)
+        status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile("Idle|Busy"))
+        seen = []
+        while view.locator("[data-status='running']").count():
+            seen.append(status.first.inner_text())
+            page.wait_for_timeout(250)
+        assert seen and all("Busy" in s for s in seen[:-1]), seen
