@@ -19,15 +19,25 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import OutputLayout, assemble_text
-from .atomic import atomic_write_bytes, deferred_interrupts
 from .errors import PipelineError
-from .journal import StreamingManifest
-from .ownership import run_wide_reason, stopped_error
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
-from .resume import sha256_file
+from .output import trace_schema as ts
+from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.journal import StreamingManifest
+from .output.layout import OutputLayout, assemble_text
+from .output.manifest import sha256_file
+from .output.stops import run_wide_reason, stopped_error
+from .output.trace import TraceRecorder
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .sources import Document
-from .trace import TraceRecorder
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -99,12 +109,23 @@ class Collector:
         self.open: dict[str, _DocState] = {}
         self._free_lanes: list[int] = []
         self._next_lane = 0
+        self._announced = 0.0  # when live views last learnt the page total (monotonic s)
 
     def _lane(self) -> int:
         if self._free_lanes:
             return self._free_lanes.pop(0)
         self._next_lane += 1
         return self._next_lane - 1
+
+    def found(self, sizes: SizeCount, *, final: bool = False) -> None:
+        """Discovery's running total (discovery is lazy, so it grows): pages and their
+        estimated work by size class. The bar's at once, the live views' through the trace
+        twice a second and at the end."""
+        self.progress.found(sizes, final)
+        now = time.monotonic()
+        if final or now - self._announced >= 0.5:
+            self._announced = now
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), sizes.event(final))
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         if doc.doc_id not in self.open:
@@ -123,12 +144,10 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
-            "document_failed",
+            ts.DOCUMENT_FAILED,
             time.monotonic_ns(),
             {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
         )
@@ -152,7 +171,7 @@ class Collector:
 
         ``written`` is the artifact just written for ``record``: when the record cannot
         be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.artifacts.audit_output`) and ``--resume`` redoes it.
+        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)
@@ -219,7 +238,7 @@ class Collector:
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
@@ -258,7 +277,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -271,14 +290,7 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None

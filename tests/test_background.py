@@ -16,9 +16,9 @@ import psutil
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import load_manifest
 from ocrlab.errors import ConfigError
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import make_page
 
 COUNTS = (

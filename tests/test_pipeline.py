@@ -13,8 +13,8 @@ import pytest
 
 import ocrlab
 from ocrlab import PipelineError
-from ocrlab.artifacts import load_manifest
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import make_page
 
 LOG_LINE = re.compile(
@@ -172,7 +172,7 @@ def test_no_temporary_files_left(mixed_run: Path) -> None:
         p
         for p in mixed_run.rglob("*")
         if (p.name.startswith(".") or ".tmp" in p.name) and p.name != ".ocrlab.lock"
-    ]  # the lock file stays: see ocrlab.ownership
+    ]  # the lock file stays: see ocrlab.output.lock
     assert leftovers == []
 
 
@@ -326,6 +326,6 @@ def test_cli_run_exit_codes(small_pages: list[Path], tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert bad.returncode == 2 and "workers=0" in bad.stderr
+    assert bad.returncode == 2 and "--workers='0' is out of range" in bad.stderr
     manifest = json.loads((tmp_path / "some" / "results.json").read_text())
     assert [d["doc_id"] for d in manifest["documents"] if d["status"] == "failed"] == ["bad.png"]

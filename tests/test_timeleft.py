@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 import ocrlab
+from ocrlab.output.trace_reader import load_trace
 from ocrlab.timeleft import Estimate, WorkClock, duration
-from ocrlab.trace import load_trace
 from tests.conftest import make_page
 
 

@@ -11,7 +11,7 @@ ground truth beside the inputs).
 The widget (:class:`RunComparison`) picks the runs and the baseline; without
 a kernel (HTML reports) :func:`show_comparison` shows the same as static HTML
 and figures. The runs are read with the package's trace reader
-(:func:`ocrlab.trace.iter_trace`) and manifest reader, like every other view.
+(:func:`ocrlab.output.trace_reader.iter_trace`) and manifest reader, like every other view.
 
 The page comparison is one function, :func:`page_changes`, so that one
 definition of "the output changed" serves here and elsewhere.
@@ -28,8 +28,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..output import trace_schema as ts
+from ..output.trace_reader import iter_trace
 from ..timeleft import duration
-from ..trace import iter_trace
 from . import pageview
 
 if TYPE_CHECKING:
@@ -104,17 +105,17 @@ class RunFacts:
             )
         for e in iter_trace(trace):
             ph, name, args = e.get("ph"), e.get("name"), e.get("args") or {}
-            if ph == "X" and "page" in str(e.get("cat", "")):
+            if ts.is_page(e):
                 facts.spans.append(
                     (int(e["pid"]), e["ts"] / 1e6, e["dur"] / 1e6, bool(args.get("ok", True)))
                 )
-            elif ph == "C" and name == "memory (MB)":
-                facts.memory.append((e["ts"] / 1e6, args.get("tree RSS"), args.get("tree PSS")))
-            elif name == "run_metadata":
+            elif ph == "C" and name == ts.MEMORY:
+                facts.memory.append((e["ts"] / 1e6, args.get(ts.TREE_RSS), args.get(ts.TREE_PSS)))
+            elif name == ts.RUN_METADATA:
                 config = args.get("config") or {}
                 facts.workers = config.get("effective_workers")
                 facts.engine = str(config.get("engine", ""))
-            elif name == "run_end":
+            elif name == ts.RUN_END:
                 facts.status = str(args.get("status"))
                 facts.pages = int(args.get("pages") or 0)
                 facts.pages_failed = int(args.get("pages_failed") or 0)
@@ -291,7 +292,6 @@ def _load(outs: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None) 
     return [RunFacts.load(o, n) for o, n in zip(outs, names, strict=True)]
 
 
-#: Shared by the widget and the static report.
 STYLE = """<style>.ocrlab-comparison td,.ocrlab-comparison th{padding:2px 10px;text-align:left}
 </style>"""
 

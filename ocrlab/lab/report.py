@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
 from ..errors import PipelineError
+from ..output.atomic import atomic_write_text
 
 #: The notebooks ship inside the package (package data), so an installed wheel
 #: renders the same reports as a checkout; ``notebooks/`` at the top level of the

@@ -31,7 +31,9 @@ from typing import Any
 import ipywidgets as widgets
 from IPython.display import HTML, display
 
-from ..follow import RunState, TraceFollower
+from ..follow import RunState
+from ..output.trace_reader import TraceFollower
+from ..records import Failure
 from ..timeleft import duration
 from . import pageview as pages_mod
 
@@ -129,13 +131,13 @@ def render_state(state: RunState) -> str:
     )
 
 
-def render_failures(failures: list[dict[str, Any]], limit: int = 10) -> str:
+def render_failures(failures: list[Failure], limit: int = 10) -> str:
     """The failures as an HTML list (the first ``limit``, then how many more)."""
     items = "".join(
-        f"<li>{html.escape(str(f.get('doc_id')))}"
-        + (f" p{f['page']}" if f.get("page") else "")
-        + f": {html.escape(str(f.get('error_type')))}: "
-        f"{html.escape(str(f.get('error'))[:160])}</li>"
+        f"<li>{html.escape(f.doc_id)}"
+        + (f" p{f.page}" if f.page else "")
+        + f": {html.escape(str(f.error_type))}: "
+        f"{html.escape(str(f.error)[:160])}</li>"
         for f in failures[:limit]
     )
     more = f"<li>... {len(failures) - limit} more</li>" if len(failures) > limit else ""
