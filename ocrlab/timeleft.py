@@ -21,7 +21,9 @@ when it ends):
   estimate is not proportional to the time: with Tesseract a small page costs
   more per megapixel than a large one. A class with nothing finished yet takes
   the speed of the nearest class that has (with most expensive first, the next
-  smaller one: the best guess there is).
+  smaller one: the best guess there is). The latest few units against their
+  class's speed tell whether the machine is slowing down (its load rising): the
+  whole estimate is scaled by that (between half and twice).
 * **work left** of each class x its speed = worker-seconds left, less what the
   busy workers have spent on the pages they run (since each one's last page
   ended). In cost order the pages running are the largest left: a worker's credit
@@ -48,6 +50,9 @@ from dataclasses import dataclass, field
 
 #: Units of work per size class the speed is taken over.
 WINDOW = 12
+
+#: The latest units whose speed against their class's tells a machine slowing down.
+DRIFT_UNITS = 5
 
 #: The range is never narrower than this, relatively (the estimate is a model of pixels),
 #: nor wider than MAX_SPREAD (past that, a range says no more than "about").
@@ -285,7 +290,8 @@ class WorkClock:
         pages_left = max(0, self.pages_total - self.pages_done)
         if pages_left == 0:
             return Estimate(0.0, 0.0, 0.0, True, self.final)
-        rows = self._left()
+        drift = self._drift()
+        rows = [(n, seconds * drift) for n, seconds in self._left()]
         if not rows:
             return None
         busy = max(1, min(self.workers or len(self._last_end) or 1, pages_left))
@@ -318,6 +324,16 @@ class WorkClock:
         )
         overdue = any(spent > page > 0 for spent, page in pairs)
         return sum(min(spent, page) for spent, page in pairs), overdue
+
+    def _drift(self) -> float:
+        """How much slower (> 1) or faster the last :data:`DRIFT_UNITS` units ran than their
+        classes' speeds say: the median ratio, within 0.5 .. 2. A machine whose load rises
+        during the run makes every page slower than the pages before it."""
+        recent = list(self._recent)[-DRIFT_UNITS:] if self.by_work else []
+        ratios = [t / c / k for klass, c, t in recent if (k := self._speed(klass)) and c > 0]
+        if len(ratios) < 2:
+            return 1.0
+        return min(2.0, max(0.5, statistics.median(ratios)))
 
     def _spread(self) -> float:
         """Half the interquartile range of the recent units' speeds relative to their class's."""

@@ -97,10 +97,13 @@ def test_time_left_texts() -> None:
 
 
 def _mixed_batch(folder: Path, shared: Path) -> Path:
-    """The shared real scans (a PDF with a 30-inch page among them) and generated pages of
-    four sizes, in sub-folders whose discovery order is not the cost order."""
+    """The shared real scans and generated pages of four sizes, in sub-folders whose
+    discovery order is not the cost order. Not the shared PDF: its second page holds a
+    9000 x 9000 image that PDFium decodes whatever the dpi, 4-6 s of CPU on this loaded
+    machine (measured in this test's traces), a page slower than its pixels by a factor no
+    estimate knows: with it the test measured the machine's load, not the view."""
     for f in (shared / "real").iterdir():
-        if f.suffix != ".txt":
+        if f.suffix not in {".txt", ".pdf"}:
             (folder / "real").mkdir(parents=True, exist_ok=True)
             shutil.copy(f, folder / "real" / f.name)
     sizes = {"a-tiny": ((400, 120), 10), "b-a6": ((620, 877), 12), "c-a5": ((1240, 1754), 10)}
@@ -122,7 +125,8 @@ def test_live_view_time_left_is_near_the_truth_from_a_quarter_of_the_work_on(
     prepared (the PDF's pages as rendered): real Tesseract's time is not proportional
     to pixels (the shared PDF's 81-MP, nearly blank page takes 0.12 s per MP, text pages
     0.7-1.4), so on it this test would measure the cost model of ``ocrlab.ordering``,
-    and CPU contention on a loaded machine, rather than the view. The bound: within
+    and CPU contention on a loaded machine, rather than the view (docs/jupyter.md has
+    the figures on real Tesseract). The bound: within
     30% of the truth, or 2 s (the view's half-second refresh plus the run's own finish:
     manifest, trace, pool shutdown), at every sample from 25% of the estimated work on.
     """
@@ -152,16 +156,15 @@ def test_live_view_time_left_is_near_the_truth_from_a_quarter_of_the_work_on(
             corpus,
             out,
             workers=2,
-            dpi=150,
             engine="ocrlab.engines.fakes:sleepy",
-            engine_options={"sleep": 0.02, "sleep_per_mp": 0.25},
+            engine_options={"sleep": 0.02, "sleep_per_mp": 0.3},
             progress=False,
         )
     finally:
         stop.set()
         watcher.join(timeout=10)
     view.finish()
-    assert summary.pages == 49 and summary.pages_failed == 0
+    assert summary.pages == 43 and summary.pages_failed == 0
     [end] = [e["ts"] / 1e6 for e in load_trace(out / "trace.json") if e["name"] == "run_end"]
     checked = [(t, f, shown, old, end - t) for t, f, shown, old in samples if f >= 0.25]
     assert len(checked) >= 10, samples  # a run of ~20 s: most of it is past a quarter
