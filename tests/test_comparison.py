@@ -61,7 +61,7 @@ def test_static_comparison_html(runs: dict[str, Path]) -> None:
 
     page = comparison_html([runs["w1"], runs["w2"], runs["echo"]])
     assert page.count("data:image/png;base64,") == 2  # memory and timelines
-    assert "identical (3 pages)" in page and "3 of 3 pages differ" in page
+    assert "identical, 3 pages" in page and "3 of 3 differ" in page
     speedups = re.findall(r"<td>([0-9.]+)x</td>", page)
     assert len(speedups) == 2
     assert "&rarr;" in page  # the echo run's CER changed page by page
@@ -74,9 +74,9 @@ def test_widget_follows_the_pick(runs: dict[str, Path]) -> None:
     from ocrlab.lab.widgets import RunComparison
 
     view = RunComparison([runs["w1"], runs["w2"], runs["echo"]])
-    assert "identical (3 pages)" in view.summary.value and "differ" in view.summary.value
+    assert "identical, 3 pages" in view.summary.value and "differ" in view.summary.value
     assert view.memory.value[:8] == b"\x89PNG\r\n\x1a\n"
     view.pick.value = (0, 1)  # the echo run left out
-    assert "pages differ" not in view.summary.value and "echo" not in view.pages.value
+    assert "of 3 differ" not in view.summary.value and "echo" not in view.pages.value
     view.baseline.value = 2  # against the echo run: both real runs differ from it
-    assert view.summary.value.count("3 of 3 pages differ") == 2
+    assert view.summary.value.count("3 of 3 differ") == 2

@@ -134,8 +134,8 @@ def _mb(value: float | None) -> str:
 def _output_vs(changes: list[PageChange]) -> str:
     differ = sum(not c.same for c in changes)
     if not differ:
-        return f'<span style="color:#060">identical ({len(changes)} pages)</span>'
-    return f'<span style="color:#b00">{differ} of {len(changes)} pages differ</span>'
+        return f'<span style="color:#060">identical, {len(changes)} pages</span>'
+    return f'<span style="color:#b00">{differ} of {len(changes)} differ</span>'
 
 
 def _mean_cer(changes: list[PageChange], which: str) -> float | None:
@@ -292,8 +292,8 @@ def _load(outs: Sequence[str | os.PathLike[str]], labels: Sequence[str] | None) 
     return [RunFacts.load(o, n) for o, n in zip(outs, names, strict=True)]
 
 
-STYLE = """<style>.ocrlab-comparison td,.ocrlab-comparison th{padding:2px 10px;text-align:left}
-</style>"""
+STYLE = """<style>.ocrlab-comparison td,.ocrlab-comparison th{padding:1px 6px;text-align:left;
+white-space:nowrap;font-size:92%}</style>"""
 
 
 def comparison_html(
