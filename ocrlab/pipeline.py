@@ -62,6 +62,7 @@ from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .errors import OutputStoppedError
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.journal import StreamingManifest
@@ -183,7 +184,7 @@ class _Run:
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
 
@@ -255,7 +256,9 @@ class _Run:
         units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
         try:
             for done in scheduler.run(units):
-                collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
+                collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
                 watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
@@ -270,12 +273,15 @@ class _Run:
         self, docs: Iterable[Document], collector: Collector
     ) -> Iterator[tuple[Document, PageTask]]:
         """The pages to OCR with their cost estimates, as discovery finds their documents;
-        the other documents are recorded here: kept from a previous run (``--resume``) or
-        failed discovery. Every page's cost is estimated (a header read) whatever the
-        order: the pages and the estimated work found so far, by size, are what progress
-        and the time left count in (:mod:`ocrlab.timeleft`)."""
+        the other documents are recorded here: skipped, kept from a previous run
+        (``--resume``) or failed discovery. Every page's cost is estimated (a header read)
+        whatever the order: the pages and the estimated work found so far, by size, are
+        what progress and the time left count in (:mod:`ocrlab.timeleft`)."""
         found = SizeCount()
         for doc in docs:
+            if doc.skip is not None:
+                collector.skipped(doc)
+                continue
             if not doc.ok:
                 collector.failed_document(doc)
                 continue
@@ -284,6 +290,7 @@ class _Run:
                 if record is not None and reusable(record, doc.path, self.key, self.layout):
                     collector.kept(record)
                     continue
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
             pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
             for _, task in pairs:
                 found.add(task.cost)
@@ -304,11 +311,11 @@ class _Run:
         self, pairs: Iterable[tuple[Document, PageTask]], collector: Collector
     ) -> Iterator[PageTask]:
         """The tasks, each announced to the collector as it leaves the look-aheads."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
         for doc, task in pairs:
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
+                    shipped = (doc.path, read_input(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
