@@ -1,4 +1,4 @@
-"""Output layout, atomic writes and the results manifest.
+"""The output folder's layout: where each file goes, what a previous run left, reading it back.
 
 Layout of an output folder::
 
@@ -10,8 +10,14 @@ Layout of an output folder::
       ocrlab.log          one line per event, each naming its document and page
       trace.json          Chrome Trace Event Format (opens in Perfetto)
 
-Everything is written by the main process, through :mod:`ocrlab.atomic`, so a
-reader (or a run killed with ``kill -9``) sees a complete file or none.
+Only the main process writes there, and none of it is written here: artifacts and
+``results.json`` go through :mod:`ocrlab.atomic` (a reader, or a run killed with
+``kill -9``, sees a complete file or none), the journal (:mod:`ocrlab.journal`)
+and the trace (:mod:`ocrlab.trace`) are appended line by line, their readers
+skipping a torn last line. This module names the paths (and refuses one that
+would leave the folder), clears and prepares the folder, reads a manifest back
+(:func:`load_manifest`, from the journal while a run goes on) and compares the
+artifacts on disk with it (:func:`audit_output`).
 """
 
 from __future__ import annotations

@@ -3,9 +3,10 @@
 Precedence, highest first:
 
 1. operator overrides from the environment that always win, because they are
-   the rollback switches of the verification plan and must work without a code
-   change: ``OCR_PARALLEL_DISABLED=true`` (sequential, no pool) and
-   ``OCR_MAX_WORKERS`` (an upper bound; ``1`` means sequential);
+   the rollback switches an operator sets in a deployment's environment (a task
+   definition, a CI job) and must work without a code change or a redeploy:
+   ``OCR_PARALLEL_DISABLED=true`` (sequential, no pool) and ``OCR_MAX_WORKERS``
+   (an upper bound; ``1`` means sequential);
 2. explicit values: keyword arguments, then the ``config`` mapping / object;
 3. the environment variables of the individual settings (``OCR_WORKERS``...);
 4. the defaults below.
@@ -35,7 +36,8 @@ log = logging.getLogger(__name__)
 
 
 _BY_KEY = {s.key: s for s in SETTINGS}
-#: Accepted spellings from the verification plan and the environment-variable names.
+#: Other accepted spellings: the environment-variable names in lower case (``ocr_workers``
+#: is also what existing callers of :func:`ocrlab.run_groups` pass in their ``config``).
 ALIASES = {
     "ocr_workers": "workers",
     "ocr_max_workers": "max_workers",
@@ -150,10 +152,10 @@ def load_config(
 ) -> OcrConfig:
     """Build and validate the run configuration (see the module docstring for precedence).
 
-    ``config`` may be a mapping (keys as in :class:`OcrConfig` or the plan's
-    ``ocr_workers``), an :class:`OcrConfig`, or ``None``. ``env`` defaults to
-    ``os.environ``. Keyword ``overrides`` whose value is ``None`` are ignored, so a
-    CLI can pass its optional flags straight through.
+    ``config`` may be a mapping (keys as in :class:`OcrConfig`, or the aliases
+    in :data:`ALIASES` such as ``ocr_workers``), an :class:`OcrConfig`, or ``None``.
+    ``env`` defaults to ``os.environ``. Keyword ``overrides`` whose value is ``None``
+    are ignored, so a CLI can pass its optional flags straight through.
     """
     environ = os.environ if env is None else env
     explicit: dict[str, Any] = {}

@@ -39,9 +39,9 @@ class TraceFollower:
 
     ``stale`` is the :func:`stat_key` of a trace left by an earlier run in the same
     folder: it is not read; the follower waits for the new run to replace it.
-    The file stays open between polls: when the run ends, the recorder rewrites
-    the trace sorted under the same name, and the open descriptor still holds
-    every event of the appended original, ``run_end`` included.
+    The file stays open between polls and each poll reads on from where the last
+    one stopped: the recorder only ever appends to the trace (event by event, then
+    the closing ``]``), never rewrites or sorts it, so nothing read is read again.
     """
 
     def __init__(

@@ -27,7 +27,8 @@
       |     recycle (a worker retires after N pages / past an RSS bound; counted here)
       '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
 
-:func:`run_groups` is the entry of the verification plan: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from

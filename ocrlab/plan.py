@@ -86,7 +86,8 @@ class ExecutionPlan:
             return dask_executor(self.cfg.executor)
         if self.kind == "inline":
             return executor_mod.InlineExecutor()
-        # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
+        # Looked up on the module at call time, so the executor-lifecycle tests can patch
+        # it (created once with max_workers=N, shut down with wait=True).
         pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=self.workers)
         warm(pool, self.workers, self.cfg.engine)  # workers start now, not at the first page
         return pool

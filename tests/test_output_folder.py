@@ -1,4 +1,4 @@
-"""The output folder belongs to one run (issue 14): a lock, no mixture, a full disk stops.
+"""The output folder belongs to one run: a lock, no mixture, a full disk stops.
 
 Real processes throughout (``python -m ocrlab run`` subprocesses, real loky
 workers, real Tesseract where the text matters) and a real small filesystem

@@ -1,4 +1,4 @@
-"""A fast start (issue 10): facts remembered between runs, the pool started first, the
+"""A fast start: facts remembered between runs, the pool started first, the
 warm-up meeting, sizes from discovery; and the start-up errors still come before any page."""
 
 from __future__ import annotations
