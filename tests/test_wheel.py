@@ -1,9 +1,11 @@
 """An installed wheel, used outside the checkout, is a working ocrlab.
 
-The notebooks are package data: a wheel that lacked them used to write an empty
-report index and exit 0. Built with pip (build isolation, as a user's ``pip
-install`` would), installed into a target folder, run from a folder that is not
-the checkout with ``PYTHONPATH`` pointing only at the installed copy.
+The notebooks exist once in the repository, in ``notebooks/``; the build copies
+them into the wheel's ``ocrlab/lab/notebooks/`` (setup.py). A wheel that lacked
+them used to write an empty report index and exit 0. Built with pip (build
+isolation, as a user's ``pip install`` would), installed into a target folder, run
+from a folder that is not the checkout with ``PYTHONPATH`` pointing only at the
+installed copy.
 """
 
 from __future__ import annotations
@@ -42,11 +44,16 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if build.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{build.stderr[-3000:]}")
     (wheel,) = (work / "dist").glob("ocrlab-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(n for n in names if n.startswith("ocrlab/lab/notebooks/"))
-    assert shipped == sorted(
-        f"ocrlab/lab/notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")
-    )
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    sources = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")}
+    shipped = {
+        n.rpartition("/")[2]: archive.read(n)
+        for n in names
+        if n.startswith("ocrlab/lab/notebooks/") and n.endswith(".ipynb")
+    }
+    assert sources and sorted(shipped) == sorted(sources), "the wheel lacks notebooks"
+    assert [n for n in sources if shipped[n] != sources[n]] == [], "packaged notebooks differ"
     assert "ocrlab/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     site = work / "site"
