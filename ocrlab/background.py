@@ -47,9 +47,11 @@ from typing import Any
 
 from .config import OcrConfig, load_config
 from .errors import ExitCode
-from .follow import RunState, TraceFollower, stat_key
+from .follow import RunState
 from .frontend import frontend
-from .ownership import check_output
+from .output.atomic import atomic_write_bytes
+from .output.lock import check_output
+from .output.trace_reader import TraceFollower, stat_key
 from .progress import live_view_enabled
 from .records import RunSummary
 
@@ -265,13 +267,12 @@ def _package_root() -> str:
 
 
 def _write_result(path: Path, outcome: tuple[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
+    """The child's outcome for the parent, whole or not at all (the parent polls for it)."""
     try:
         data = pickle.dumps(outcome)
     except Exception as exc:  # an exception that does not pickle still reports its text
         data = pickle.dumps(("failed", RuntimeError(f"{type(outcome[1]).__name__}: {exc}")))
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    atomic_write_bytes(path, data)
 
 
 def _interrupt(signum: int, frame: object) -> None:

@@ -99,8 +99,8 @@ def _add_run(sub: Any) -> None:
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .pool import Pool
     from .records import Group, RunContext
-    from .startup import start_run
 
     cfg = load_config(
         workers=args.workers,
@@ -122,14 +122,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not groups:
         raise ConfigError("no INPUT given; name files or folders to OCR, or use --group")
     context = RunContext(tuple(groups), args.out, resume=args.resume, overwrite=args.overwrite)
-    # The pool's workers boot while the pipeline is imported (ocrlab.startup).
-    started = start_run(context, cfg)
-    try:
+    # The pool's workers boot while the pipeline is imported (ocrlab.pool).
+    with Pool.open(context, cfg) as pool:
         from .pipeline import run_groups
-    except BaseException:
-        started.close()
-        raise
-    summary = run_groups(context, started=started)
+
+        summary = run_groups(context, pool=pool)
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"

@@ -19,15 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .artifacts import OutputLayout, assemble_text
-from .atomic import atomic_write_bytes, deferred_interrupts
 from .errors import PipelineError
-from .journal import StreamingManifest
-from .ownership import run_wide_reason, stopped_error
+from .output import trace_schema as ts
+from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.journal import StreamingManifest
+from .output.layout import OutputLayout, assemble_text
+from .output.manifest import sha256_file
+from .output.stops import run_wide_reason, stopped_error
+from .output.trace import TraceRecorder
 from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
-from .resume import sha256_file
 from .sources import Document
-from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
 
@@ -99,12 +100,23 @@ class Collector:
         self.open: dict[str, _DocState] = {}
         self._free_lanes: list[int] = []
         self._next_lane = 0
+        self._announced = 0.0  # when live views last learnt the page total (monotonic s)
 
     def _lane(self) -> int:
         if self._free_lanes:
             return self._free_lanes.pop(0)
         self._next_lane += 1
         return self._next_lane - 1
+
+    def found(self, pages: int, *, final: bool = False) -> None:
+        """Discovery's running page total (discovery is lazy, so the total grows): the
+        bar's total at once, the live views' through the trace twice a second and at the end."""
+        self.progress.total = pages
+        now = time.monotonic()
+        if final or now - self._announced >= 0.5:
+            self._announced = now
+            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         if doc.doc_id not in self.open:
@@ -128,7 +140,7 @@ class Collector:
         )
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
-            "document_failed",
+            ts.DOCUMENT_FAILED,
             time.monotonic_ns(),
             {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
         )
@@ -152,7 +164,7 @@ class Collector:
 
         ``written`` is the artifact just written for ``record``: when the record cannot
         be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.artifacts.audit_output`) and ``--resume`` redoes it.
+        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)

@@ -9,83 +9,22 @@ this kernel (a watcher thread), a run in a background process
 (:mod:`ocrlab.background`) and a run on another machine's shared disk, and it
 adds no coupling, no lock and no cost to the pipeline's hot path.
 
-:class:`TraceFollower` reads only what was appended since the last poll and
-keeps a torn last line (a write in progress) until it is complete.
-:class:`RunState` folds the events into the figures the view shows. Neither
-imports ipywidgets, pandas or matplotlib.
+:class:`~ocrlab.output.trace_reader.TraceFollower` reads only what was appended
+since the last poll and keeps a torn last line (a write in progress) until it is
+complete. :class:`RunState` folds the events into the figures the view shows.
+Neither imports ipywidgets, pandas or matplotlib.
 """
 
 from __future__ import annotations
 
-import json
-import os
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
+from .output import trace_schema as ts
+from .output.trace_reader import TraceFollower, stat_key
 
-def stat_key(path: str | os.PathLike[str]) -> tuple[int, int, int] | None:
-    """(inode, mtime ns, size) of ``path``, or None: tells a stale trace from a fresh one."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
-class TraceFollower:
-    """Incremental reader of a trace being appended (torn last line tolerated).
-
-    ``stale`` is the :func:`stat_key` of a trace left by an earlier run in the same
-    folder: it is not read; the follower waits for the new run to replace it.
-    The file stays open between polls and each poll reads on from where the last
-    one stopped: the recorder only ever appends to the trace (event by event, then
-    the closing ``]``), never rewrites or sorts it, so nothing read is read again.
-    """
-
-    def __init__(
-        self, path: str | os.PathLike[str], stale: tuple[int, int, int] | None = None
-    ) -> None:
-        self.path = Path(path)
-        self.stale = stale
-        self._fh: IO[bytes] | None = None
-        self._buffer = b""
-        self.skipped = 0  # lines that were not JSON (should stay 0)
-
-    def poll(self) -> list[dict[str, Any]]:
-        """Events appended since the last call (complete lines only)."""
-        if self._fh is None:
-            key = stat_key(self.path)
-            if key is None or (self.stale is not None and key == self.stale):
-                return []
-            try:
-                self._fh = open(self.path, "rb")  # noqa: SIM115 - closed in close()
-            except OSError:
-                return []
-        chunk = self._fh.read()
-        if not chunk:
-            return []
-        self._buffer += chunk
-        *lines, self._buffer = self._buffer.split(b"\n")
-        events = []
-        for raw in lines:
-            line = raw.strip().rstrip(b",")
-            if line in {b"", b"[", b"]"}:
-                continue
-            try:
-                event = json.loads(line)
-            except ValueError:
-                self.skipped += 1
-                continue
-            if isinstance(event, dict):
-                events.append(event)
-        return events
-
-    def close(self) -> None:
-        if self._fh is not None:
-            self._fh.close()
-            self._fh = None
+__all__ = ["RunState", "TraceFollower", "stat_key"]
 
 
 @dataclass
@@ -137,10 +76,10 @@ class RunState:
 
     def _apply(self, e: dict[str, Any]) -> None:
         ph, name, args = e.get("ph"), e.get("name"), e.get("args") or {}
-        ts = float(e.get("ts") or 0) / 1e6
-        if ph == "X" and "page" in str(e.get("cat", "")):
+        at_s = float(e.get("ts") or 0) / 1e6
+        if ts.is_page(e):
             self.pages_done += 1
-            self.t_s = max(self.t_s, ts + float(e.get("dur") or 0) / 1e6)
+            self.t_s = max(self.t_s, at_s + float(e.get("dur") or 0) / 1e6)
             if not args.get("ok", True):
                 self.pages_failed += 1
                 self.failures.append(
@@ -152,38 +91,38 @@ class RunState:
                     }
                 )
         elif ph == "C":
-            self.t_s = max(self.t_s, ts)
-            if name == "memory (MB)":
-                self.rss_mb = args.get("tree RSS", self.rss_mb)
-                self.pss_mb = args.get("tree PSS", self.pss_mb)
+            self.t_s = max(self.t_s, at_s)
+            if name == ts.MEMORY:
+                self.rss_mb = args.get(ts.TREE_RSS, self.rss_mb)
+                self.pss_mb = args.get(ts.TREE_PSS, self.pss_mb)
                 self.rss_peak_mb = _max(self.rss_peak_mb, self.rss_mb)
                 self.pss_peak_mb = _max(self.pss_peak_mb, self.pss_mb)
-            elif name == "file descriptors":
-                self.fds = args.get("tree", self.fds)
-            elif name == "live tesseract processes":
-                self.tesseract = int(args.get("tesseract", 0))
+            elif name == ts.FDS:
+                self.fds = args.get(ts.FDS_TREE, self.fds)
+            elif name == ts.TESSERACTS:
+                self.tesseract = int(args.get(ts.TESSERACT_COUNT, 0))
                 self.tesseract_peak = max(self.tesseract_peak, self.tesseract)
         elif ph == "i":
-            if name == "run_metadata":
+            if name == ts.RUN_METADATA:
                 self.meta = dict(args)
                 self.status = "running"
-            elif name == "run_start":
+            elif name == ts.RUN_START:
                 self.status = "running"
                 if args.get("pages") is not None:
                     self.total = args.get("pages")
-            elif name == "pages_found":  # discovery is lazy: the total grows
+            elif name == ts.PAGES_FOUND:  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
-            elif name == "document_failed":
+            elif name == ts.DOCUMENT_FAILED:
                 self.failures.append({**args, "page": None})
-            elif name == "worker_died":
+            elif name == ts.WORKER_DIED:
                 self.worker_deaths += 1
-            elif name == "pool_restarted":
+            elif name == ts.POOL_RESTARTED:
                 self.restarts += 1
-            elif name == "run_end":
+            elif name == ts.RUN_END:
                 self.status = str(args.get("status", "complete"))
                 self.summary = dict(args)
                 self.restarts = int(args.get("restarts", self.restarts))
-                self.t_s = max(self.t_s, ts)
+                self.t_s = max(self.t_s, at_s)
 
 
 def _max(a: float | None, b: float | None) -> float | None:

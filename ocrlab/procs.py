@@ -5,7 +5,7 @@ was running loses its parent. Linux would hand it to init, where it runs on
 unseen, burning a core. During a run the main process declares itself a
 *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so such orphans are
 re-parented to it instead; :func:`reap_orphans` kills and reaps them once the
-run's pool is shut down (:meth:`ocrlab.plan.ExecutionPlan.after_run`): an orphan
+run's pool is shut down (:meth:`ocrlab.pool.Pool.close`): an orphan
 lives on until then, not past the run.
 
 The workers themselves never outlive the main process: a pool worker's first

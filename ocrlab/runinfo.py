@@ -69,7 +69,7 @@ def _version(dist: str, installed: dict[str, str] | None = None) -> str | None:
 def check_engine(cfg: OcrConfig) -> None:
     """Fail at start-up, before any page is submitted, when the default engine cannot run.
 
-    Asked while the pool's workers start (:mod:`ocrlab.startup`). The facts come from
+    Asked while the pool's workers start (:class:`ocrlab.pool.Pool`). The facts come from
     :mod:`ocrlab.engines.facts`: remembered between runs, asked (two ``tesseract``
     processes) only when the binary or its traineddata changed. A language the
     remembered facts lack is asked again before it is refused.

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .bundles import Unit, unit_pages
 from .errors import PageTimeoutError, WorkerDiedError
@@ -264,47 +264,29 @@ class BoundedScheduler:
             },
         )
         for item, _exc in broken:
-            if len(item.tasks) > 1:  # a bundle: which page was it? Each runs alone to tell
-                self._hung.difference_update(t.key for t in item.tasks)
+            action = recovery_action(
+                pages=len(item.tasks),
+                hung=item.task.key in self._hung,
+                watchdog=watchdog,
+                restartable=self.restart is not None,
+                alone_again=alone,
+            )
+            self._hung.difference_update(t.key for t in item.tasks)
+            if action == "split":  # a bundle: which page was it? Each runs alone to tell
                 suspects.extend(_InFlight((t,), 0, item.attempt + 1) for t in item.tasks)
-            elif item.task.key in self._hung:
-                self._hung.discard(item.task.key)
-                assert self.deadline_ns is not None
-                yield Completion(
-                    item.task,
-                    _error_result(
-                        item.task,
-                        PageTimeoutError(
-                            f"page {item.task.page} of {item.task.doc_id} was still running "
-                            f"after {self.deadline_ns / 1e9:g} s (hung outside Tesseract); its "
-                            "worker was killed. Raise page_timeout / OCR_PAGE_TIMEOUT if the "
-                            "page is legitimately slow."
-                        ),
-                    ),
-                    item.submit_ns,
-                    item.attempt,
-                )
-            elif watchdog and self.restart is not None:
-                todo.appendleft(_InFlight(item.tasks, 0, item.attempt))  # innocent bystander
-            elif alone or self.restart is None:
-                # Ran alone and killed its worker again: this page is the culprit.
-                note = self.memory_note()
-                yield Completion(
-                    item.task,
-                    _error_result(
-                        item.task,
-                        WorkerDiedError(
-                            f"{reason}; page {item.task.page} of {item.task.doc_id} killed its "
-                            f"worker {'twice' if alone else 'and the pool cannot be restarted'}"
-                            f"{'; ' + note if note else ''}"
-                            " (check max_megapixels and the memory available per worker)"
-                        ),
-                    ),
-                    item.submit_ns,
-                    item.attempt,
-                )
-            else:
+            elif action == "requeue":  # an innocent bystander of the watchdog
+                todo.appendleft(_InFlight(item.tasks, 0, item.attempt))
+            elif action == "suspect":
                 suspects.append(_InFlight(item.tasks, 0, item.attempt + 1))
+            else:
+                error = (
+                    self._timeout_error(item.task)
+                    if action == "timed_out"
+                    else self._culprit_error(item.task, reason, alone)
+                )
+                yield Completion(
+                    item.task, _error_result(item.task, error), item.submit_ns, item.attempt
+                )
         if self.restart is not None:
             try:
                 self.executor.shutdown(wait=False)
@@ -313,6 +295,58 @@ class BoundedScheduler:
             self.executor = self.restart()
             self.restarts += 1
             self.on_event("pool_restarted", {"restarts": self.restarts, "suspects": len(suspects)})
+
+    def _timeout_error(self, task: PageTask) -> PageTimeoutError:
+        assert self.deadline_ns is not None
+        return PageTimeoutError(
+            f"page {task.page} of {task.doc_id} was still running after "
+            f"{self.deadline_ns / 1e9:g} s (hung outside Tesseract); its worker was killed. "
+            "Raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow."
+        )
+
+    def _culprit_error(self, task: PageTask, reason: str, alone: bool) -> WorkerDiedError:
+        note = self.memory_note()
+        return WorkerDiedError(
+            f"{reason}; page {task.page} of {task.doc_id} killed its worker "
+            f"{'twice' if alone else 'and the pool cannot be restarted'}"
+            f"{'; ' + note if note else ''}"
+            " (check max_megapixels and the memory available per worker)"
+        )
+
+
+#: What becomes of a unit that was in flight when its pool broke (see :func:`recovery_action`).
+Recovery = Literal["split", "timed_out", "requeue", "culprit", "suspect"]
+
+
+def recovery_action(
+    *, pages: int, hung: bool, watchdog: bool, restartable: bool, alone_again: bool
+) -> Recovery:
+    """The decision for one unit of a broken pool, apart from the I/O that acts on it.
+
+    ``pages``: pages in the unit (more than one: a bundle); ``hung``: the watchdog found
+    this page past its deadline; ``watchdog``: the pool was killed by the watchdog, not
+    by a crash; ``restartable``: a fresh pool can be started; ``alone_again``: the unit
+    was the only one in flight and had already been re-run alone.
+
+    ============================================  ==========================================
+    the unit                                      becomes
+    ============================================  ==========================================
+    a bundle                                      ``split``: each page re-runs alone
+    a page past its deadline                      ``timed_out``: an error, no re-run
+    in flight when the watchdog killed the pool   ``requeue``: run again, same attempt
+    alone again, or the pool cannot restart       ``culprit``: an error naming the death
+    any other page                                ``suspect``: re-run alone, next attempt
+    ============================================  ==========================================
+    """
+    if pages > 1:
+        return "split"
+    if hung:
+        return "timed_out"
+    if watchdog and restartable:
+        return "requeue"
+    if alone_again or not restartable:
+        return "culprit"
+    return "suspect"
 
 
 def _error_result(task: PageTask, exc: BaseException) -> PageResult:

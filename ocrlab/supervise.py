@@ -19,10 +19,11 @@ from typing import Any
 
 from .config import OcrConfig
 from .guard import MemoryGuard
+from .output import trace_schema as ts
+from .output.trace import TraceRecorder
 from .plan import ExecutionPlan
 from .records import PageResult, RunSummary
 from .runinfo import memory_budget
-from .trace import TraceRecorder
 
 log = logging.getLogger("ocrlab")
 
@@ -30,12 +31,12 @@ log = logging.getLogger("ocrlab")
 class Supervisor:
     """The monitor, the memory guard and recycling notes of one run (see module doc)."""
 
-    def __init__(
-        self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder, summary: RunSummary
-    ) -> None:
+    def __init__(self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder) -> None:
         self.cfg = cfg
         self.trace = trace
-        self.summary = summary
+        #: times the guard held submission back, and workers retired (for the summary)
+        self.backpressure = 0
+        self.workers_recycled = 0
         self.guard = self._make_guard(plan)
         self.monitor = self._start_monitor()
 
@@ -49,7 +50,7 @@ class Supervisor:
         def on_event(kind: str, info: dict[str, Any]) -> None:
             self.trace.instant(kind, time.monotonic_ns(), info)
             if kind == "backpressure":
-                self.summary.backpressure += 1
+                self.backpressure += 1
             log.info("%s: %s", kind, info)
 
         return MemoryGuard(budget, margin, self.cfg.memory_per_worker_mb * 2**20, on_event)
@@ -66,19 +67,19 @@ class Supervisor:
             if guard is not None:
                 guard.observe(s)
             memory = {
-                "tree RSS": round(s.rss_total / 2**20, 2),
-                "main RSS": round(s.rss_main / 2**20, 2),
+                ts.TREE_RSS: round(s.rss_total / 2**20, 2),
+                ts.MAIN_RSS: round(s.rss_main / 2**20, 2),
             }
             if s.pss_total is not None and s.uss_total is not None:  # every few samples
                 memory.update(
                     {
-                        "tree PSS": round(s.pss_total / 2**20, 2),
-                        "tree USS": round(s.uss_total / 2**20, 2),
+                        ts.TREE_PSS: round(s.pss_total / 2**20, 2),
+                        ts.TREE_USS: round(s.uss_total / 2**20, 2),
                     }
                 )
-            trace.counter("memory (MB)", s.t_ns, memory)
-            trace.counter("file descriptors", s.t_ns, {"tree": s.fds_total, "main": s.fds_main})
-            trace.counter("live tesseract processes", s.t_ns, {"tesseract": s.n_tesseract})
+            trace.counter(ts.MEMORY, s.t_ns, memory)
+            trace.counter(ts.FDS, s.t_ns, {ts.FDS_TREE: s.fds_total, ts.FDS_MAIN: s.fds_main})
+            trace.counter(ts.TESSERACTS, s.t_ns, {ts.TESSERACT_COUNT: s.n_tesseract})
 
         # Samples go to the trace as they come; keeping them all would grow with the run.
         return ProcessTreeMonitor(
@@ -107,11 +108,11 @@ class Supervisor:
                     "after": f"{result.doc_id}#{result.page}",
                 }
                 if key == "recycled":
-                    self.summary.workers_recycled += 1
-                    self.trace.instant("worker_recycled", result.end_ns, info)
+                    self.workers_recycled += 1
+                    self.trace.instant(ts.WORKER_RECYCLED, result.end_ns, info)
                     log.info("worker %d recycled: %s", result.pid, result.extra[key])
                 else:
-                    self.trace.instant("worker_recycle_failed", time.monotonic_ns(), info)
+                    self.trace.instant(ts.WORKER_RECYCLE_FAILED, time.monotonic_ns(), info)
                     log.warning("worker_recycle_failed: %s", info)
 
     def memory_note(self) -> str:
@@ -124,9 +125,9 @@ class Supervisor:
             f"{peaks.pss_total / 2**20:.0f} MB PSS"
         )
 
-    def stop(self) -> dict[str, Any]:
-        """Stop the monitor; the run's peaks (``{}`` without a monitor)."""
-        if self.monitor is None:
-            return {}
-        peaks: dict[str, Any] = self.monitor.stop().as_dict()
-        return peaks
+    def stop(self, summary: RunSummary) -> None:
+        """Stop the monitor; put the run's peaks and this supervisor's counts in ``summary``."""
+        summary.backpressure = self.backpressure
+        summary.workers_recycled = self.workers_recycled
+        if self.monitor is not None:
+            summary.peaks = self.monitor.stop().as_dict()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ocrlab.atomic import atomic_write_bytes, deferred_interrupts
+from ocrlab.output.atomic import atomic_write_bytes, deferred_interrupts
 
 
 def test_an_interrupt_waits_for_the_end_of_the_block(tmp_path: Path) -> None:

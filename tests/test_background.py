@@ -17,10 +17,10 @@ import psutil
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import load_manifest
 from ocrlab.errors import ConfigError
-from ocrlab.ownership import TMP_PREFIX
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.scratch import TMP_PREFIX
+from ocrlab.output.trace_reader import load_trace
 from tests.helpers import write_pages
 
 COUNTS = (

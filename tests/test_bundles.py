@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import audit_output
 from ocrlab.bundles import MAX_PAGES, bundled, unit_pages
 from ocrlab.engines.tesseract import (
     lists_pages_independently,
@@ -22,9 +21,10 @@ from ocrlab.engines.tesseract import (
 )
 from ocrlab.executor import BoundedScheduler, InlineExecutor, ProcessPoolExecutor
 from ocrlab.ordering import estimate_cost
+from ocrlab.output.audit import audit_output
+from ocrlab.output.trace_reader import load_trace
 from ocrlab.records import EngineSettings, PageResult, PageTask
 from ocrlab.sources import discover
-from ocrlab.trace import load_trace
 from ocrlab.worker import ocr_bundle, ocr_page
 from tests.conftest import make_page
 

@@ -17,8 +17,8 @@ import psutil
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import load_manifest
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import DATA, make_page, own_tesseracts
 from tests.helpers import artifact_texts, run_cli
 
@@ -196,7 +196,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     assert load_trace(out / "trace.json")[-1]["name"] == "run_end"
     import tempfile
 
-    from ocrlab.ownership import TMP_PREFIX
+    from ocrlab.output.scratch import TMP_PREFIX
 
     assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{proc.pid}-*"))
 

@@ -16,7 +16,8 @@ from PIL import Image
 
 import ocrlab
 from ocrlab import PipelineError
-from ocrlab.artifacts import OutputLayout, load_manifest
+from ocrlab.output.layout import OutputLayout
+from ocrlab.output.manifest import load_manifest
 from ocrlab.records import EngineSettings
 from ocrlab.sources import discover
 from ocrlab.worker import ocr_page

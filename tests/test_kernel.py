@@ -18,8 +18,8 @@ from typing import Any
 import nbformat
 import pytest
 
-from ocrlab.artifacts import load_manifest
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import ROOT, make_page
 
 pytestmark = pytest.mark.slow

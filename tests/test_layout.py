@@ -143,3 +143,38 @@ def test_the_notebooks_exist_once() -> None:
     assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) != []
     assert sorted(p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.ipynb")) == []
     assert NOTEBOOKS_DIR == ROOT / "notebooks"  # what `ocrlab report` runs from a checkout
+
+
+#: The run's machinery: the pool, the scheduler, the workers, the pipeline that wires them.
+RUN_MACHINERY = {
+    "ocrlab.pipeline",
+    "ocrlab.plan",
+    "ocrlab.pool",
+    "ocrlab.warmup",
+    "ocrlab.executor",
+    "ocrlab.scheduler",
+    "ocrlab.worker",
+    "ocrlab.collector",
+    "ocrlab.supervise",
+}
+
+
+def _reach(graph: dict[str, set[str]], start: str) -> set[str]:
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
+        for nxt in graph.get(todo.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    return seen
+
+
+def test_output_package_needs_no_pool_and_no_pipeline() -> None:
+    """The output folder's files can be read, audited and tested without the run's machinery:
+    nothing in ``ocrlab.output`` imports it, directly or through another module."""
+    graph = _graph()
+    output = [name for name in graph if name.startswith("ocrlab.output")]
+    assert "ocrlab.output.trace" in output and "ocrlab.output.manifest" in output
+    reached = {name: _reach(graph, name) & RUN_MACHINERY for name in output}
+    assert {name: deps for name, deps in reached.items() if deps} == {}

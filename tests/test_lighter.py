@@ -14,8 +14,8 @@ import ocrlab
 from ocrlab.executor import ProcessPoolExecutor
 from ocrlab.measure.monitor import ProcessTreeMonitor
 from ocrlab.measure.pss import read_rollup, tree_rollup
+from ocrlab.output.trace_reader import load_trace
 from ocrlab.records import EngineSettings, PageTask
-from ocrlab.trace import load_trace
 from ocrlab.warmup import page_bound
 from ocrlab.worker import ocr_page
 from tests.conftest import make_page

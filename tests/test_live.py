@@ -20,8 +20,8 @@ import pytest
 import ocrlab
 from ocrlab import progress
 from ocrlab.config import load_config
-from ocrlab.follow import RunState, TraceFollower, stat_key
-from ocrlab.trace import load_trace
+from ocrlab.follow import RunState
+from ocrlab.output.trace_reader import TraceFollower, load_trace, stat_key
 from tests.conftest import DATA, make_page
 
 ECHO = {"engine": "ocrlab.engines.fakes:echo", "progress": False, "monitor_interval": 0.02}
@@ -294,7 +294,7 @@ def test_terminal_bar_on_a_tty_and_none_under_ci(tmp_path: Path) -> None:
 def test_a_trace_just_created_reads_as_no_events(tmp_path: Path) -> None:
     """A live run's trace exists before its first line: readers polling it see no event yet
     (found: a test polling a run's trace read the empty file and failed on JSON)."""
-    from ocrlab.trace import load_trace
+    from ocrlab.output.trace_reader import load_trace
 
     path = tmp_path / "trace.json"
     path.write_text("")

@@ -25,7 +25,6 @@ import pytest
 
 import ocrlab
 from ocrlab import ConfigError
-from ocrlab.artifacts import load_manifest
 from ocrlab.config import load_config
 from ocrlab.measure.host import (
     available_memory,
@@ -35,6 +34,7 @@ from ocrlab.measure.host import (
 )
 from ocrlab.measure.monitor import Peaks, ProcessTreeMonitor, Sample
 from ocrlab.measure.proctree import _walk_proc, _walk_psutil
+from ocrlab.output.manifest import load_manifest
 from ocrlab.runinfo import check_memory
 from tests.conftest import make_page
 
@@ -431,7 +431,7 @@ def test_live_tesseract_bounded_under_many_groups(tmp_path: Path) -> None:
     assert summary.documents_ok == 20
     assert 1 <= summary.peaks["n_tesseract"] <= 2
     # The counters in the trace say the same, sample by sample.
-    from ocrlab.trace import load_trace
+    from ocrlab.output.trace_reader import load_trace
 
     counts = [
         e["args"]["tesseract"]

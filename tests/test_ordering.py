@@ -15,8 +15,8 @@ import ocrlab
 from ocrlab import ConfigError, load_config
 from ocrlab.executor import BoundedScheduler
 from ocrlab.ordering import cost_order, estimate_cost, page_pixels
+from ocrlab.output.trace_reader import load_trace
 from ocrlab.records import PageTask
-from ocrlab.trace import load_trace
 from tests.conftest import make_page
 
 

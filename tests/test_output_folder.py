@@ -20,9 +20,10 @@ from pathlib import Path
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import audit_output, load_manifest
 from ocrlab.errors import OutputBusyError, OutputNotEmptyError
-from ocrlab.ownership import TMP_PREFIX
+from ocrlab.output.audit import audit_output
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.scratch import TMP_PREFIX
 from tests.helpers import artifact_texts, run_cli, write_pages
 
 ECHO = "ocrlab.engines.fakes:echo"
@@ -99,7 +100,7 @@ def test_kill9_leaves_no_lock_and_its_temporary_folder_is_cleaned(tmp_path: Path
 
 
 def test_a_live_runs_temporary_folder_is_never_removed(tmp_path: Path) -> None:
-    from ocrlab.ownership import RunTempDir
+    from ocrlab.output.scratch import RunTempDir
 
     live = RunTempDir()
     try:

@@ -13,8 +13,8 @@ import pytest
 
 import ocrlab
 from ocrlab import PipelineError
-from ocrlab.artifacts import load_manifest
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import make_page
 from tests.helpers import artifact_texts
 
@@ -166,7 +166,7 @@ def test_no_temporary_files_left(mixed_run: Path) -> None:
         p
         for p in mixed_run.rglob("*")
         if (p.name.startswith(".") or ".tmp" in p.name) and p.name != ".ocrlab.lock"
-    ]  # the lock file stays: see ocrlab.ownership
+    ]  # the lock file stays: see ocrlab.output.lock
     assert leftovers == []
 
 

@@ -22,14 +22,15 @@ from typing import Any
 import pytest
 
 import ocrlab
-from ocrlab import journal as journal_mod
-from ocrlab.artifacts import load_manifest
 from ocrlab.executor import BoundedScheduler, ProcessPoolExecutor
 from ocrlab.guard import MemoryGuard
-from ocrlab.journal import Journal, PreviousRun, StreamingManifest, iter_journal
 from ocrlab.measure.monitor import ProcessTreeMonitor
+from ocrlab.output import journal as journal_mod
+from ocrlab.output.journal import Journal, PreviousRun, StreamingManifest, iter_journal
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace import TraceRecorder
+from ocrlab.output.trace_reader import iter_trace, load_trace
 from ocrlab.records import DocumentRecord, EngineSettings, PageTask, RunSummary
-from ocrlab.trace import TraceRecorder, iter_trace, load_trace
 from ocrlab.worker import ocr_page
 from tests.conftest import make_page
 from tests.helpers import artifact_texts
@@ -332,7 +333,7 @@ def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     ocrlab.run(corpus, clean, workers=2, engine=ECHO, progress=False)
     assert artifact_texts(out) == artifact_texts(clean)
     assert _comparable(final) == _comparable(load_manifest(clean))
-    # only the lock file stays (deleting it would race a run that opened it: ownership.py)
+    # only the lock file stays (deleting it would race a run that opened it: ocrlab/output/lock.py)
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == [".ocrlab.lock"]
     assert sum(1 for _ in iter_journal(out / "journal.jsonl")) == 3001  # compacted: 1 section
     shutil.rmtree(clean)

@@ -13,8 +13,8 @@ import psutil
 import pytest
 
 import ocrlab
-from ocrlab.artifacts import load_manifest
-from ocrlab.trace import load_trace
+from ocrlab.output.manifest import load_manifest
+from ocrlab.output.trace_reader import load_trace
 from tests.conftest import make_page
 from tests.helpers import artifact_texts, copy_data
 

@@ -26,13 +26,13 @@ from ocrlab.engines.tesseract import tesseract_version
 from ocrlab.errors import ConfigError, OutputBusyError, PipelineError
 from ocrlab.executor import ProcessPoolExecutor
 from ocrlab.ordering import with_estimates
-from ocrlab.ownership import hold_output
+from ocrlab.output.lock import hold_output
 from ocrlab.pipeline import run_groups
+from ocrlab.pool import Pool
 from ocrlab.records import RunContext
 from ocrlab.runinfo import check_engine, run_metadata
 from ocrlab.sources import discover
-from ocrlab.startup import start_run
-from ocrlab.warmup import pages_coming, warm, warm_up_together
+from ocrlab.warmup import warm, warm_up_together
 from tests.conftest import ROOT
 from tests.helpers import write_pages
 
@@ -165,10 +165,12 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pool = ProcessPoolExecutor(max_workers=2)
     try:
-        futures = warm(pool, 2, "ocrlab.engines.fakes:echo")
-        [meeting] = tmp_path.glob("ocrlab-warm-*")
-        pages_coming(pool)
-        pids = [f.result(timeout=120) for f in futures]
+        meeting = warm(pool, 2, "ocrlab.engines.fakes:echo")
+        assert meeting is not None
+        [folder] = tmp_path.glob("ocrlab-warm-*")
+        assert folder == Path(meeting.folder)
+        meeting.go()
+        pids = [f.result(timeout=120) for f in meeting.futures]
     finally:
         pool.shutdown(wait=True)
     # Both workers took a call unless one started over WARM_UP_HOLD_S after the other
@@ -177,8 +179,8 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     deadline = time.monotonic() + 10
     while list(tmp_path.glob("ocrlab-warm-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not meeting.exists()
-    pages_coming(pool)  # the meeting is over: nothing to tell
+    assert not folder.exists()
+    meeting.go()  # the meeting is over: nothing to tell
 
 
 def test_meeting_folders_of_dead_runs_are_removed(
@@ -193,11 +195,11 @@ def test_meeting_folders_of_dead_runs_are_removed(
     ).stdout.strip()
     (tmp_path / f"ocrlab-warm-{dead}-abc").mkdir()
     (tmp_path / f"ocrlab-warm-{os.getpid()}-abc").mkdir()  # a live run's
-    started = start_run(
+    pool = Pool.open(
         RunContext.single(write_pages(tmp_path / "in", 3), tmp_path / "out"),
         load_config(workers=2, engine="ocrlab.engines.fakes:echo"),
     )
-    started.close()
+    pool.close()
     left = sorted(p.name for p in tmp_path.glob("ocrlab-warm-*"))
     assert left == [f"ocrlab-warm-{os.getpid()}-abc"]  # the dead one's and the run's own gone
 
@@ -215,7 +217,7 @@ def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
     warm_up_together(engine, str(met), 2, hold_s=60)
     coming = tmp_path / "coming"
     coming.mkdir()
-    (coming / "go").touch()  # pages_coming: no sibling is waited for
+    (coming / "go").touch()  # Meeting.go: no sibling is waited for
     warm_up_together(engine, str(coming), 2, hold_s=60)
     warm_up_together(engine, str(tmp_path / "gone"), 2, hold_s=60)  # the run ended
     assert time.monotonic() - t < 30  # generous: each waited 60 s if broken
@@ -332,13 +334,13 @@ def test_busy_output_folder_is_refused_before_any_page(tmp_path: Path) -> None:
 def test_a_run_refused_after_its_pool_started_closes_the_pool(tmp_path: Path) -> None:
     out = tmp_path / "out"
     context = RunContext.single(write_pages(tmp_path / "in", 3), out)
-    started = start_run(context, load_config(workers=2, progress=False))
-    assert started.plan.kind == "pool" and started.plan.workers == 2
+    pool = Pool.open(context, load_config(workers=2, progress=False))
+    assert pool.plan.kind == "pool" and pool.plan.workers == 2
     with hold_output(out), pytest.raises(OutputBusyError):
-        run_groups(context, started=started)
+        run_groups(context, pool=pool)
     with pytest.raises(RuntimeError):  # shut down: takes no more work
-        started.executor.submit(os.getpid)
-    started.close()  # idempotent
+        pool.executor.submit(os.getpid)
+    pool.close()  # idempotent
 
 
 def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
@@ -347,9 +349,9 @@ def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
     )
     before = {p.pid for p in psutil.Process().children()}
     with pytest.raises(ConfigError, match="exclude each other"):
-        start_run(context, load_config(workers=2))
+        Pool.open(context, load_config(workers=2))
     with pytest.raises(ConfigError, match="need about"):
-        start_run(
+        Pool.open(
             RunContext.single(tmp_path / "in", tmp_path / "out"),
             load_config(workers=2, memory_budget_mb=100),
         )

@@ -11,6 +11,7 @@ installed copy.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -24,6 +25,15 @@ from tests.conftest import ROOT, make_page
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what the sdist holds, not from the checkout: an in-tree build
+    # reuses the checkout's build/lib, where a module since moved or deleted would ship.
+    src = work / "src"
+    for folder in ("ocrlab", "notebooks"):
+        shutil.copytree(
+            ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", ".*")
+        )
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
     build = subprocess.run(
         [
             sys.executable,
@@ -34,7 +44,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(work / "dist"),
-            str(ROOT),
+            str(src),
         ],
         capture_output=True,
         text=True,
@@ -54,6 +64,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     }
     assert sources and sorted(shipped) == sorted(sources), "the wheel lacks notebooks"
     assert [n for n in sources if shipped[n] != sources[n]] == [], "packaged notebooks differ"
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "ocrlab").rglob("*.py"))
+    assert sorted(n for n in names if n.endswith(".py")) == modules  # no more, no fewer
     assert "ocrlab/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     site = work / "site"

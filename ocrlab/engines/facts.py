@@ -25,13 +25,13 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..output.atomic import atomic_write_text
 from . import tesseract
 from .tesseract import tesseract_cmd, tesseract_languages, tesseract_tessdata, tesseract_version
 
@@ -95,15 +95,7 @@ def _save(path: Path, entries: dict[str, Any]) -> None:
     """Write the cache atomically (a concurrent run reads the old file or the new one)."""
     newest = sorted(entries.items(), key=lambda kv: kv[1].get("asked_at", 0), reverse=True)
     with contextlib.suppress(OSError):
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".facts-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                json.dump(dict(newest[:MAX_ENTRIES]), fh)
-            os.replace(tmp, path)
-        except OSError:
-            os.unlink(tmp)
-            raise
+        atomic_write_text(path, json.dumps(dict(newest[:MAX_ENTRIES])))
 
 
 def _cached(entry: Any, key: list[Any]) -> TesseractFacts | None:

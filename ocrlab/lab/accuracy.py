@@ -15,7 +15,7 @@ from typing import Any
 
 from rapidfuzz.distance import Levenshtein
 
-from ..artifacts import load_manifest
+from ..output.manifest import load_manifest
 
 _WS = re.compile(r"\s+")
 

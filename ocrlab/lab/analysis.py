@@ -14,8 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..artifacts import load_manifest
-from ..trace import iter_trace
+from ..output import trace_schema as ts
+from ..output.manifest import load_manifest
+from ..output.trace_reader import iter_trace
 from .accuracy import score_run
 
 if TYPE_CHECKING:
@@ -50,11 +51,11 @@ def trace_frames(
 ) -> TraceFrames:
     """Load ``trace.json`` (complete or torn) into DataFrames; times in seconds from start.
 
-    The trace is read event by event (:func:`ocrlab.trace.iter_trace`), in file
+    The trace is read event by event (:func:`ocrlab.output.trace_reader.iter_trace`), in file
     order, which is not time order (the trace is streamed): the page table is
     sorted here. Past ``max_events`` events this raises :class:`TraceTooLargeError`
     rather than filling memory; pass ``max_events=None`` to load anyway, or read
-    the trace with :func:`~ocrlab.trace.iter_trace` and keep what you need.
+    the trace with :func:`~ocrlab.output.trace_reader.iter_trace` and keep what you need.
     """
     import pandas as pd
 
@@ -66,10 +67,10 @@ def trace_frames(
             raise TraceTooLargeError(
                 f"{path} holds more than max_events={max_events:,} trace events, too many "
                 "for DataFrames in memory; pass max_events=None to load it anyway, or stream "
-                "it with ocrlab.trace.iter_trace and keep only what you need."
+                "it with ocrlab.output.trace_reader.iter_trace and keep only what you need."
             )
         ph, args = e.get("ph"), e.get("args", {})
-        if ph == "X" and "page" in e.get("cat", ""):
+        if ts.is_page(e):
             pages.append(
                 {
                     "run": label,
@@ -97,7 +98,7 @@ def trace_frames(
                     "bundle": args.get("bundle"),
                 }
             )
-        elif ph == "X" and e.get("cat") == "document":
+        elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
             docs.append(
                 {
                     "run": label,
@@ -121,7 +122,7 @@ def trace_frames(
                     }
                 )
         elif ph == "i":
-            if e.get("name") == "run_metadata":
+            if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
                 instants.append(

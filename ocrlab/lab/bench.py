@@ -31,17 +31,18 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..artifacts import load_manifest
 from ..config import load_config
 from ..engines.registry import engine_version
 from ..engines.tesseract import tesseract_cmd
 from ..measure.monitor import ProcessTreeMonitor
+from ..output import trace_schema as ts
+from ..output.manifest import load_manifest
+from ..output.trace_reader import iter_trace
 from ..pages import page_source
 from ..pipeline import run
 from ..progress import progress_enabled, sweep_progress
 from ..runinfo import run_metadata
 from ..sources import discover
-from ..trace import iter_trace
 from .accuracy import score_run
 
 
@@ -154,7 +155,7 @@ def _ocrlab_row(
     page_s = [
         e["dur"] / 1e6
         for e in iter_trace(out / "trace.json")
-        if e.get("ph") == "X" and e.get("cat") == "page"
+        if e.get("ph") == "X" and e.get("cat") == ts.CAT_PAGE
     ]
     peaks = summary.peaks
     scores = score_run(out)

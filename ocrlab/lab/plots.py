@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ..output import trace_schema as ts
 from .analysis import PLAN_BUDGET_GB, TraceFrames
 
 if TYPE_CHECKING:
@@ -131,7 +132,7 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
             edgecolor="white",
         )
     for _, inst in frames.instants.iterrows():
-        if inst["name"] in {"worker_died", "pool_restarted"}:
+        if inst["name"] in {ts.WORKER_DIED, ts.POOL_RESTARTED}:
             ax.axvline(inst["t_s"], color="black", linestyle="--")
     ax.set_yticks(range(len(pids)), [f"pid {p}" for p in pids])
     ax.set(xlabel="seconds since run start", title=title)
@@ -142,9 +143,7 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
 def counters(frames: TraceFrames) -> Figure:
     """Tree memory, descriptors and live Tesseract processes over time."""
     fig, axes = _figure(3, width=4.2)
-    for ax, name in zip(
-        axes, ["memory (MB)", "file descriptors", "live tesseract processes"], strict=True
-    ):
+    for ax, name in zip(axes, ts.COUNTERS, strict=True):
         data = frames.counters[frames.counters["counter"] == name]
         for series, part in data.groupby("series"):
             ax.step(part["t_s"], part["value"], where="post", label=str(series))

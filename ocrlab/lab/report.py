@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..atomic import atomic_write_text
 from ..errors import PipelineError
+from ..output.atomic import atomic_write_text
 
 
 def _locate_notebooks() -> Path:

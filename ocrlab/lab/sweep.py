@@ -170,7 +170,7 @@ def _environment(**values: str | None) -> Iterator[None]:
 
 def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """CER / WER of every page that has ground truth, with the degradation its name records."""
-    from ocrlab.artifacts import load_manifest
+    from ocrlab.output.manifest import load_manifest
 
     texts = page_texts(out_dir)
     rows = []

@@ -14,7 +14,7 @@ from typing import IO, Any
 
 from PIL import ImageFont
 
-from ..atomic import atomic_writer
+from ..output.atomic import atomic_writer
 
 # Plain sentences written for this corpus; the generator samples and shuffles them.
 SENTENCES = (
@@ -88,7 +88,7 @@ def _lines(rng: random.Random, width_px: int, n_lines: int) -> list[str]:
 
 
 def _atomic(path: Path, write: Callable[[IO[bytes]], Any]) -> None:
-    """Write through :func:`ocrlab.atomic.atomic_writer`: a killed generator leaves no half file."""
+    """Write through :func:`~ocrlab.output.atomic.atomic_writer`: no half file if killed."""
     with atomic_writer(path) as fh:
         write(fh)
 

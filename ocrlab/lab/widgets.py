@@ -29,7 +29,8 @@ from typing import Any
 import ipywidgets as widgets
 from IPython.display import HTML, display
 
-from ..follow import RunState, TraceFollower
+from ..follow import RunState
+from ..output.trace_reader import TraceFollower
 from . import pageview as pages_mod
 
 

@@ -1,4 +1,8 @@
-"""``--resume``: which documents of a previous, interrupted run can be kept as they are.
+"""The manifest as readers see it, and ``--resume``'s question: which documents of a
+previous run can be kept as they are.
+
+:func:`load_manifest` reads ``results.json`` (a finished run) or the journal (a run
+still going, or killed). For ``--resume``:
 
 A document is kept when its previous record says ``ok``, its input file still
 has the same SHA-256, the settings that shape the text (engine, language,
@@ -14,14 +18,28 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from .artifacts import OutputLayout
-from .config import OcrConfig
-from .engines.registry import engine_version
-from .journal import PreviousRun
-from .records import DocumentRecord
+from ..config import OcrConfig
+from ..engines.registry import engine_version
+from ..records import DocumentRecord
+from .journal import PreviousRun, journal_documents
+from .layout import OutputLayout
+
+
+def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read ``results.json`` from an output folder.
+
+    While a run goes on (or after it was killed) results.json is a stub with status
+    ``running``; its documents are then read from the journal (:mod:`ocrlab.output.journal`).
+    """
+    root = Path(out_dir)
+    data: dict[str, Any] = json.loads((root / "results.json").read_text("utf-8"))
+    if data.get("status") == "running" and data.get("journal"):
+        data["documents"] = journal_documents(root)
+    return data
 
 
 class Previous(Protocol):
@@ -33,6 +51,7 @@ class Previous(Protocol):
 
 
 def sha256_file(path: str | Path) -> str | None:
+    """The SHA-256 of a file's content, or None when it cannot be read."""
     digest = hashlib.sha256()
     try:
         with open(path, "rb") as fh:

@@ -1,4 +1,4 @@
-"""The output folder's layout: where each file goes, what a previous run left, reading it back.
+"""Where a run's files go in its output folder, and which of them a run may find there.
 
 Layout of an output folder::
 
@@ -6,34 +6,32 @@ Layout of an output folder::
       text/<doc_id>.txt   one UTF-8 artifact per document (its relative path + ".txt"),
                           pages in page order, each ended by a form feed as Tesseract does
       results.json        the manifest: one record per document, run metadata, summary
-      journal.jsonl       one line per finished document as the run goes (ocrlab.journal)
+      journal.jsonl       one line per finished document as the run goes (output.journal)
       ocrlab.log          one line per event, each naming its document and page
-      trace.json          Chrome Trace Event Format (opens in Perfetto)
+      trace.json          Chrome Trace Event Format (opens in Perfetto; output.trace)
+      .ocrlab.lock        the run's lock (output.lock); .ocrlab-reserve its reserve
+                          (output.stops)
 
-Only the main process writes there, and none of it is written here: artifacts and
-``results.json`` go through :mod:`ocrlab.atomic` (a reader, or a run killed with
-``kill -9``, sees a complete file or none), the journal (:mod:`ocrlab.journal`)
-and the trace (:mod:`ocrlab.trace`) are appended line by line, their readers
-skipping a torn last line. This module names the paths (and refuses one that
-would leave the folder), clears and prepares the folder, reads a manifest back
-(:func:`load_manifest`, from the journal while a run goes on) and compares the
-artifacts on disk with it (:func:`audit_output`).
+This module only names the files and prepares the folder; each file has its
+writer elsewhere in :mod:`ocrlab.output`: the artifacts through
+:mod:`ocrlab.output.atomic` (the collector writes them), the manifest in
+:mod:`ocrlab.output.journal`, the trace in :mod:`ocrlab.output.trace`.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from .errors import PipelineError
-from .journal import JOURNAL_NAME, MANIFEST_SCHEMA, journal_documents
+from ..errors import OutputNotEmptyError, PipelineError
 
-__all__ = ["MANIFEST_SCHEMA", "OutputLayout", "assemble_text", "load_manifest"]
+__all__ = ["JOURNAL_NAME", "LOCK_NAME", "RESERVE_NAME", "OutputLayout", "assemble_text"]
+
+JOURNAL_NAME = "journal.jsonl"
+LOCK_NAME = ".ocrlab.lock"
+RESERVE_NAME = ".ocrlab-reserve"
 
 
 def assemble_text(pages: list[str]) -> str:
@@ -63,6 +61,17 @@ class OutputLayout:
             found.append("text/")
         return found
 
+    def claim(self, *, resume: bool, overwrite: bool) -> None:
+        """Refuse a folder a previous run used, unless resuming or overwriting; with
+        ``overwrite``, empty it of ocrlab's files. Call only while holding the lock."""
+        if resume:
+            return
+        found = self.previous_outputs()
+        if found and not overwrite:
+            raise not_empty_error(self.root, found)
+        if found:
+            self.clear()
+
     def clear(self) -> None:
         """Remove a previous run's files (``--overwrite``), and only those: a user's other
         files in the folder stay. Call only while holding the folder's lock."""
@@ -74,13 +83,12 @@ class OutputLayout:
         """Create the folder, prove it writable (or raise :class:`PipelineError`), and
         remove what a killed run may have left: its temporary folder and half-written
         temporary files (never a finished artifact). Call only while holding the
-        folder's lock (:func:`ocrlab.ownership.hold_output`): nothing here may belong
+        folder's lock (:func:`ocrlab.output.lock.hold_output`): nothing here may belong
         to a live run then."""
         try:
             self.root.mkdir(parents=True, exist_ok=True)
             self.text_dir.mkdir(exist_ok=True)
-            shutil.rmtree(self.root / ".ocrlab-tmp", ignore_errors=True)  # ocrlab < 0.2's
-            (self.root / ".ocrlab-reserve").unlink(missing_ok=True)  # a killed run's ballast
+            (self.root / RESERVE_NAME).unlink(missing_ok=True)  # a killed run's reserve
             for stale in self.text_dir.rglob(".*.tmp"):
                 stale.unlink(missing_ok=True)
             for stale in self.root.glob(".*.tmp*"):
@@ -109,55 +117,11 @@ class OutputLayout:
         return path.relative_to(self.root).as_posix()
 
 
-def load_manifest(out_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Read ``results.json`` from an output folder.
-
-    While a run goes on (or after it was killed) results.json is a stub with status
-    ``running``; its documents are then read from the journal (see :mod:`ocrlab.journal`).
-    """
-    root = Path(out_dir)
-    data: dict[str, Any] = json.loads((root / "results.json").read_text("utf-8"))
-    if data.get("status") == "running" and data.get("journal"):
-        data["documents"] = journal_documents(root)
-    return data
-
-
-@dataclass(frozen=True)
-class OutputAudit:
-    """How the artifacts on disk compare with what the manifest says was written."""
-
-    listed: frozenset[str]  #: artifacts the manifest lists (paths relative to the folder)
-    on_disk: frozenset[str]  #: ``*.txt`` files under ``text/``
-
-    @property
-    def unlisted(self) -> frozenset[str]:
-        """Artifacts on disk that no record of this run lists (a mixture)."""
-        return self.on_disk - self.listed
-
-    @property
-    def missing(self) -> frozenset[str]:
-        """Artifacts the manifest lists that are not on disk."""
-        return self.listed - self.on_disk
-
-    @property
-    def ok(self) -> bool:
-        return self.listed == self.on_disk
-
-
-def audit_output(out_dir: str | os.PathLike[str]) -> OutputAudit:
-    """Compare ``text/`` with the manifest: after every run the two sets must be equal.
-
-    Used by the tests and the notebooks alike, so "the folder holds what one run
-    produced" is checked the same way everywhere.
-    """
-    root = Path(out_dir)
-    listed = frozenset(
-        str(d["artifact"]) for d in load_manifest(root)["documents"] if d.get("artifact")
+def not_empty_error(root: Path, found: list[str]) -> OutputNotEmptyError:
+    """The refusal of a used folder, naming what is there and the two ways on."""
+    return OutputNotEmptyError(
+        f"output folder {str(root)!r} holds a previous run's {', '.join(found)}; run again "
+        "with --resume to keep its finished documents and do the rest, or with --overwrite "
+        "to start from an empty folder (ocrlab.run(..., resume=True) / overwrite=True), or "
+        "choose another --out."
     )
-    text = root / "text"
-    on_disk = (
-        frozenset(p.relative_to(root).as_posix() for p in text.rglob("*.txt") if p.is_file())
-        if text.is_dir()
-        else frozenset()
-    )
-    return OutputAudit(listed, on_disk)

@@ -20,7 +20,8 @@ does not ask for it and Perfetto sorts on load; events of one track (a worker's
 pages, a document lane) are in time order, since a track's spans are recorded
 as they end and never overlap. A run killed half way still leaves a loadable
 trace (the format allows the closing ``]`` to be missing, and
-:func:`iter_trace` skips a torn last line); :meth:`close` appends the ``]``.
+:func:`ocrlab.output.trace_reader.iter_trace` skips a torn last line); :meth:`close`
+appends the ``]``.
 Each event but the first starts with the comma that separates it from the
 previous one, so the file is valid JSON at every line boundary but the ``]``.
 """
@@ -31,11 +32,12 @@ import contextlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from .records import PageResult
+from ..records import PageResult
+from . import trace_schema as ts
 
 MAIN_TID_RUN = 0
 DOC_LANE_TID_BASE = 1
@@ -127,7 +129,7 @@ class TraceRecorder:
             {
                 "ph": "i",
                 "s": "g",
-                "name": "run_metadata",
+                "name": ts.RUN_METADATA,
                 "cat": "run",
                 "pid": self.main_pid,
                 "tid": MAIN_TID_RUN,
@@ -178,7 +180,7 @@ class TraceRecorder:
         self.emit(
             {
                 "ph": "X",
-                "cat": "page" if result.ok else "page,error",
+                "cat": ts.CAT_PAGE if result.ok else ts.CAT_PAGE_ERROR,
                 "name": f"{result.doc_id} p{result.page}",
                 "pid": pid,
                 "tid": pid,
@@ -197,7 +199,7 @@ class TraceRecorder:
         self.emit(
             {
                 "ph": "X",
-                "cat": "document",
+                "cat": ts.CAT_DOCUMENT,
                 "name": doc_id,
                 "pid": self.main_pid,
                 "tid": tid,
@@ -238,7 +240,7 @@ class TraceRecorder:
     def run_start(self, t_ns: int) -> None:
         """The start of OCR; live views (:mod:`ocrlab.follow`) learn the page total from the
         ``pages_found`` events that follow as documents are discovered."""
-        self.instant("run_start", t_ns, {"pages": None})
+        self.instant(ts.RUN_START, t_ns, {"pages": None})
 
     def close(self) -> None:
         """End the JSON array (events were written as they happened, in place)."""
@@ -254,53 +256,3 @@ class TraceRecorder:
             finally:
                 with contextlib.suppress(OSError):  # a failed flush is in `failed` already
                     self._fh.close()
-
-
-def iter_trace(path: str | os.PathLike[str]) -> Iterator[dict[str, Any]]:
-    """The events of a trace one by one, in file order, without loading the file whole.
-
-    Reads ocrlab's one-event-per-line form, complete, torn by a killed run
-    (missing ``]``, half a last line) or just created by a live run (empty). A
-    trace in another layout (the object form with ``traceEvents``, or a one-line
-    array) is parsed whole.
-    """
-    with open(path, encoding="utf-8") as fh:
-        head = fh.read(2)
-        fh.seek(0)
-        if not head.strip():  # a live run's trace just created: no event yet
-            return
-        if head.lstrip()[:1] == "{" or not fh.readline().rstrip().endswith("["):
-            fh.seek(0)
-            yield from _parse_whole(fh.read())
-            return
-        seen = False
-        for line in fh:
-            line = line.strip().strip(",")
-            if line in {"", "[", "]"}:
-                continue
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                if not seen:  # not one event per line (pretty-printed): parse it whole
-                    fh.seek(0)
-                    yield from _parse_whole(fh.read())
-                return  # else: the torn last line of a killed run
-            seen = True
-            if isinstance(event, dict):
-                yield event
-
-
-def _parse_whole(text: str) -> list[dict[str, Any]]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        data = json.loads(text.rstrip().rstrip(",") + "]")
-    if isinstance(data, dict):
-        events: list[dict[str, Any]] = data.get("traceEvents", [])
-        return events
-    return list(data)
-
-
-def load_trace(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every event of a trace as a list (see :func:`iter_trace` to stream a large one)."""
-    return list(iter_trace(path))

@@ -15,7 +15,7 @@ documents the main process held 841 MB and rewrote 57 MB every second). Now:
   sorted in memory, spilled to temporary files, merged with :func:`heapq.merge`).
   Its schema is unchanged (``ocrlab.results/1``); documents are one per line.
   While a run goes on, ``results.json`` is a stub with status ``running`` and no
-  documents; :func:`ocrlab.artifacts.load_manifest` fills them in from the journal.
+  documents; :func:`ocrlab.output.manifest.load_manifest` fills them in from the journal.
 * once ``results.json`` is written, the journal is compacted to the run's own
   section, so repeated ``--resume`` runs do not make it grow.
 """
@@ -30,11 +30,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
+from ..records import DocumentRecord
 from .atomic import atomic_writer
-from .records import DocumentRecord
+from .layout import JOURNAL_NAME
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
-JOURNAL_NAME = "journal.jsonl"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
 #: ~6 MB; a million documents make 100 temporary runs to merge)
 SORT_CHUNK = 10_000

@@ -1,0 +1,21 @@
+"""The output folder and every file in it, one owner per file.
+
+========================  ===========================================================
+module                    owns
+========================  ===========================================================
+``layout``                the folder's file names, preparing it, refusing a used one
+``lock``                  the run's exclusive lock on the folder
+``atomic``                the only atomic writer (whole files: artifacts, results.json,
+                          reports, cached facts)
+``journal``               ``journal.jsonl`` (streamed) and ``results.json`` (from it)
+``manifest``              reading the manifest; ``--resume``'s previous run, input hashes
+``audit``                 ``text/`` against the manifest
+``stops``                 run-wide stops (full, read-only, vanished filesystem), reserve
+``scratch``               the run's private temporary folder
+``trace`` / ``trace_reader`` / ``trace_schema``
+                          ``trace.json``: one writer, one reader, the shared names
+========================  ===========================================================
+
+Nothing here imports the pool, the scheduler or the pipeline: the output side of a
+run can be read, audited and tested without starting a process.
+"""

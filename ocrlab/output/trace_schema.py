@@ -1,0 +1,49 @@
+"""The names in ``trace.json`` that its writers and readers share: one place, one spelling.
+
+The writer (:mod:`ocrlab.output.trace`, fed by the pipeline, the collector, the
+scheduler and the supervisor) and every reader (the live views in
+:mod:`ocrlab.follow`, the analysis and plots in :mod:`ocrlab.lab`, the tests) take
+event and counter names from here, so a renamed counter is renamed everywhere
+instead of silently emptying a plot. The strings themselves are what Perfetto
+shows as track names, so they stay readable.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# -- instant events ("ph": "i") on the main process's run track ---------------------------
+RUN_METADATA: Final = "run_metadata"  #: at time 0: config, versions, host, CPUs
+RUN_START: Final = "run_start"  #: OCR begins
+PAGES_FOUND: Final = "pages_found"  #: discovery's running page total (args: pages, final)
+DOCUMENT_FAILED: Final = "document_failed"  #: a document that never reached a worker
+WORKER_DIED: Final = "worker_died"
+POOL_RESTARTED: Final = "pool_restarted"
+PAGE_HUNG: Final = "page_hung"
+WORKER_RECYCLED: Final = "worker_recycled"
+WORKER_RECYCLE_FAILED: Final = "worker_recycle_failed"
+RUN_END: Final = "run_end"  #: status and the summary
+
+# -- counter events ("ph": "C"): the monitor's samples, and their fields ----------------------
+MEMORY: Final = "memory (MB)"
+TREE_RSS: Final = "tree RSS"
+MAIN_RSS: Final = "main RSS"
+TREE_PSS: Final = "tree PSS"
+TREE_USS: Final = "tree USS"
+FDS: Final = "file descriptors"
+FDS_TREE: Final = "tree"
+FDS_MAIN: Final = "main"
+TESSERACTS: Final = "live tesseract processes"
+TESSERACT_COUNT: Final = "tesseract"
+#: the counter tracks in the order the plots draw them
+COUNTERS: Final = (MEMORY, FDS, TESSERACTS)
+
+# -- complete events ("ph": "X"): their categories ---------------------------------------------
+CAT_PAGE: Final = "page"
+CAT_PAGE_ERROR: Final = "page,error"
+CAT_DOCUMENT: Final = "document"
+
+
+def is_page(event: dict[str, object]) -> bool:
+    """A page span (ok or failed)."""
+    return event.get("ph") == "X" and CAT_PAGE in str(event.get("cat", "")).split(",")
