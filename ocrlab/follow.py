@@ -23,6 +23,7 @@ from typing import Any
 
 from .output import trace_schema as ts
 from .output.trace_reader import TraceFollower, stat_key
+from .records import Failure, WatchedStatus, ended_status
 
 __all__ = ["RunState", "TraceFollower", "stat_key"]
 
@@ -45,8 +46,8 @@ class RunState:
     tesseract_peak: int = 0
     worker_deaths: int = 0
     restarts: int = 0
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "waiting"  # waiting, running, complete, interrupted, failed
+    failures: list[Failure] = field(default_factory=list)
+    status: WatchedStatus = "waiting"
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -82,14 +83,7 @@ class RunState:
             self.t_s = max(self.t_s, at_s + float(e.get("dur") or 0) / 1e6)
             if not args.get("ok", True):
                 self.pages_failed += 1
-                self.failures.append(
-                    {
-                        "doc_id": args.get("doc_id"),
-                        "page": args.get("page"),
-                        "error_type": args.get("error_type"),
-                        "error": args.get("error"),
-                    }
-                )
+                self.failures.append(_failure(args, args.get("page")))
         elif ph == "C":
             self.t_s = max(self.t_s, at_s)
             if name == ts.MEMORY:
@@ -113,16 +107,26 @@ class RunState:
             elif name == ts.PAGES_FOUND:  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
             elif name == ts.DOCUMENT_FAILED:
-                self.failures.append({**args, "page": None})
+                self.failures.append(_failure(args, None))
             elif name == ts.WORKER_DIED:
                 self.worker_deaths += 1
             elif name == ts.POOL_RESTARTED:
                 self.restarts += 1
             elif name == ts.RUN_END:
-                self.status = str(args.get("status", "complete"))
+                self.status = ended_status(args.get("status"))
                 self.summary = dict(args)
                 self.restarts = int(args.get("restarts", self.restarts))
                 self.t_s = max(self.t_s, at_s)
+
+
+def _failure(args: dict[str, Any], page: object) -> Failure:
+    error_type, error = args.get("error_type"), args.get("error")
+    return Failure(
+        str(args.get("doc_id")),
+        None if page is None else int(str(page)),
+        None if error_type is None else str(error_type),
+        None if error is None else str(error),
+    )
 
 
 def _max(a: float | None, b: float | None) -> float | None:
