@@ -122,7 +122,7 @@ class Supervisor:
         peaks = self.monitor.peaks
         return (
             f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
-            f"{peaks.pss_total / 2**20:.0f} MB PSS"
+            f"{peaks.pss_at_peak / 2**20:.0f} MB PSS at that moment"
         )
 
     def stop(self, summary: RunSummary) -> None:

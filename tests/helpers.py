@@ -48,6 +48,20 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[s
     )
 
 
+def run_to_end(
+    *args: str, timeout: float = 300, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``ocrlab ARGS`` to its end in a process of its own (``prefix`` runs it under another
+    command, e.g. ``setpriv``), output captured; past ``timeout`` a hang fails the test."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "ocrlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
 def write_pages(root: Path, n: int, prefix: str = "p", size: tuple[int, int] | None = None) -> Path:
     """``n`` small readable PNG documents ``PREFIX000.png``... in ``root``; returns ``root``."""
     for i in range(n):

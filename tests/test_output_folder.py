@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -24,20 +23,10 @@ from ocrlab.errors import OutputBusyError, OutputNotEmptyError
 from ocrlab.output.audit import audit_output
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.scratch import TMP_PREFIX
-from tests.helpers import artifact_texts, run_cli, write_pages
+from tests.helpers import artifact_texts, run_cli, run_to_end, write_pages
 
 ECHO = "ocrlab.engines.fakes:echo"
 SLEEPY = "ocrlab.engines.fakes:sleepy"
-
-
-def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``ocrlab run ARGS`` to its end, in a process of its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "ocrlab", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 def _wait_for_lock_holder(out: Path, pid: int, timeout: float = 60.0) -> dict[str, object]:
@@ -63,7 +52,7 @@ def test_second_run_on_a_busy_folder_is_refused_at_once(tmp_path: Path) -> None:
     )
     info = _wait_for_lock_holder(out, first.pid)
     t0 = time.monotonic()
-    second = _run(str(inputs), "--out", str(out), "--quiet", timeout=60)
+    second = run_to_end("run", str(inputs), "--out", str(out), "--quiet", timeout=60)
     refused_in = time.monotonic() - t0
     assert second.returncode == 3, second.stderr
     assert str(out) in second.stderr and f"PID {first.pid}" in second.stderr
@@ -91,8 +80,16 @@ def test_kill9_leaves_no_lock_and_its_temporary_folder_is_cleaned(tmp_path: Path
     assert len(stale) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    nxt = _run(
-        str(inputs), "--out", str(out), "--engine", ECHO, "--overwrite", "--quiet", timeout=120
+    nxt = run_to_end(
+        "run",
+        str(inputs),
+        "--out",
+        str(out),
+        "--engine",
+        ECHO,
+        "--overwrite",
+        "--quiet",
+        timeout=120,
     )
     assert nxt.returncode == 0, nxt.stderr
     assert not stale[0].exists()  # the dead run's folder, removed by the next run
@@ -120,7 +117,7 @@ def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> 
     before = artifact_texts(out)
     with pytest.raises(OutputNotEmptyError, match=r"--resume.*--overwrite"):
         ocrlab.run(forms, out, engine=ECHO, progress=False)
-    cli = _run(str(forms), "--out", str(out), "--engine", ECHO, "--quiet", timeout=120)
+    cli = run_to_end("run", str(forms), "--out", str(out), "--engine", ECHO, "--quiet", timeout=120)
     assert cli.returncode == 3 and "--overwrite" in cli.stderr and "--resume" in cli.stderr
     assert artifact_texts(out) == before  # refused before touching anything
     (out / "notes.md").write_text("a user's own file")
@@ -159,8 +156,17 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
 ) -> None:
     inputs = write_pages(tmp_path / "in", 60)
     out = small_fs / "out"
-    full = _run(
-        str(inputs), "--out", str(out), "--engine", ECHO, "--workers", "2", "--quiet", timeout=300
+    full = run_to_end(
+        "run",
+        str(inputs),
+        "--out",
+        str(out),
+        "--engine",
+        ECHO,
+        "--workers",
+        "2",
+        "--quiet",
+        timeout=300,
     )
     assert full.returncode == 4, full.stdout + full.stderr
     line = full.stderr.strip().splitlines()[-1]
@@ -177,7 +183,8 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     for rel in audit_output(out).on_disk:
         assert (out / rel).read_text().endswith("\f")  # never half-written
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
-    resumed = _run(
+    resumed = run_to_end(
+        "run",
         str(inputs),
         "--out",
         str(out),

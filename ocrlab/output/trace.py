@@ -29,7 +29,6 @@ previous one, so the file is valid JSON at every line boundary but the ``]``.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import threading
 from collections.abc import Mapping
@@ -38,6 +37,7 @@ from typing import Any
 
 from ..records import PageResult
 from . import trace_schema as ts
+from .names import json_dumps
 
 MAIN_TID_RUN = 0
 DOC_LANE_TID_BASE = 1
@@ -70,7 +70,7 @@ class TraceRecorder:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Append one event (written at once, one line, so a crash tears at most one line)."""
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+        line = json_dumps(event, separators=(",", ":"), default=str)
         with self._lock:
             if self._closed:
                 return
