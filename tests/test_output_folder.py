@@ -156,18 +156,8 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
 ) -> None:
     inputs = write_pages(tmp_path / "in", 60)
     out = small_fs / "out"
-    full = run_to_end(
-        "run",
-        str(inputs),
-        "--out",
-        str(out),
-        "--engine",
-        ECHO,
-        "--workers",
-        "2",
-        "--quiet",
-        timeout=300,
-    )
+    args = ("run", str(inputs), "--out", str(out), "--engine", ECHO, "--workers", "2", "--quiet")
+    full = run_to_end(*args, timeout=300)
     assert full.returncode == 4, full.stdout + full.stderr
     line = full.stderr.strip().splitlines()[-1]
     assert "no space left on the output filesystem after" in line and "--resume" in line
@@ -183,19 +173,7 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     for rel in audit_output(out).on_disk:
         assert (out / rel).read_text().endswith("\f")  # never half-written
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
-    resumed = run_to_end(
-        "run",
-        str(inputs),
-        "--out",
-        str(out),
-        "--engine",
-        ECHO,
-        "--workers",
-        "2",
-        "--resume",
-        "--quiet",
-        timeout=300,
-    )
+    resumed = run_to_end(*args, "--resume", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({done} kept" in resumed.stdout
     clean = tmp_path / f"clean-{uuid.uuid4().hex[:6]}"
