@@ -69,5 +69,6 @@ report: $(STAMP) system-deps
 corpus: $(STAMP)
 	$(BIN)/ocrlab corpus data
 
+# build/ too: an in-tree wheel build reuses build/lib, where a moved or deleted module would ship.
 clean:
-	rm -rf $(OUT) bench-out bench-corpus sweep-out sweep-corpus reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(OUT) bench-out bench-corpus sweep-out sweep-corpus reports build dist .pytest_cache .mypy_cache .ruff_cache
