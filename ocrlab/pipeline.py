@@ -36,7 +36,8 @@ when the look-ahead pulls, which is at most one document plus the two bounded
 windows ahead of the pages actually submitted. A document's own clock starts when
 its first page is really submitted (the collector learns that from the scheduler).
 
-:func:`run_groups` is the entry of the executor contract: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from

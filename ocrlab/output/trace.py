@@ -10,7 +10,8 @@ event at time 0 carries the run metadata (config, versions, host).
 Timestamps are microseconds from the run start, converted here from the
 ``time.monotonic_ns()`` stamps workers return (CLOCK_MONOTONIC is system-wide on
 Linux, so worker and main-process stamps share one clock; remote Dask workers
-do not, see README).
+do not: their spans are placed at the moment their result arrived, see
+:mod:`ocrlab.scaleout`).
 
 Events are written one per line as they happen and nothing is kept in memory
 (but the names of the tracks already named), so a run of a million pages costs
@@ -43,7 +44,8 @@ DOC_LANE_TID_BASE = 1
 
 
 class TraceRecorder:
-    """Collects trace events in the main process (thread-safe: the monitor adds counters)."""
+    """Writes trace events as they happen, in the main process, and keeps none of them
+    (thread-safe: the monitor's thread adds counters)."""
 
     def __init__(self, path: str | os.PathLike[str], t0_ns: int, main_pid: int | None = None):
         self.path = Path(path)
