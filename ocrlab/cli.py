@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .config import settings_table
-from .errors import ConfigError, ExitCode, OutputStoppedError, PipelineError
+from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
 from .lab import commands
 
 log = logging.getLogger("ocrlab")
@@ -65,6 +65,12 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
     p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="OCR only share I of N (0-based; 'slurm' = the SLURM array task's share); "
+        "combine the outputs with 'ocrlab merge'",
+    )
     used = p.add_mutually_exclusive_group()
     used.add_argument(
         "--resume",
@@ -111,6 +117,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         page_timeout=args.page_timeout,
         max_megapixels=args.max_megapixels,
         executor=args.executor,
+        shard=args.shard,
         progress=args.progress,
     )
     groups = [Group("", tuple(args.inputs))] if args.inputs else []
@@ -143,6 +150,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
+def _add_merge(sub: Any) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="combine the output folders of a sharded run (--shard I/N) into one",
+        description="Merge the output folders of every shard of one run into --into: the "
+        "artifacts, results.json, journal and trace of one run over all the documents. "
+        "Overlapping or missing shards, shards of other settings, Tesseract versions or "
+        "inputs, and unfinished shards are refused (exit 2).",
+    )
+    p.add_argument("outputs", nargs="+", metavar="OUT", help="the shards' --out folders")
+    p.add_argument("--into", required=True, metavar="DIR", help="the merged output folder")
+    p.set_defaults(func=_cmd_merge)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .output.merge import merge_outputs
+
+    s = merge_outputs(args.outputs, args.into)
+    print(
+        f"{len(args.outputs)} shards merged: {s['documents']} documents: "
+        f"{s['documents_ok']} ok, {s['documents_partial']} partial, "
+        f"{s['documents_failed']} failed; {s['pages']} pages -> {args.into}"
+    )
+    return ExitCode.OK if s["documents_partial"] + s["documents_failed"] == 0 else 1
+
+
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
     raise KeyboardInterrupt(f"signal {signum}")
 
@@ -155,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_merge(sub)
     commands.add_corpus(sub)
     commands.add_bench(sub)
     commands.add_sweep(sub)
@@ -178,6 +212,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as exc:
         print(f"ocrlab: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except MergeRefusedError as exc:
+        print(f"ocrlab merge: refused: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except OutputStoppedError as exc:
         print(f"ocrlab: {exc.reason}", file=sys.stderr)

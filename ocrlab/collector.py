@@ -14,7 +14,7 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,8 @@ class Collector:
         settings_key: str = "",
     ):
         self.settings_key = settings_key
+        #: another host's clock offset for a result (ns to subtract; None: not known)
+        self.clock: Callable[[PageResult], int | None] | None = None
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -194,11 +196,7 @@ class Collector:
     ) -> None:
         self._check_run_wide(result)
         if result.host and result.host != _HOST:
-            # Another host's monotonic clock: place the span where its result arrived.
-            shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(
-                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
-            )
+            result = self._on_our_clock(result)
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:
@@ -214,6 +212,20 @@ class Collector:
         state.results[result.page] = result
         if len(state.results) == state.doc.n_pages:
             self._finish(state)
+
+    def _on_our_clock(self, result: PageResult) -> PageResult:
+        """Another host's stamps moved onto this process's clock: by the worker's measured
+        offset, or (none known) so that the page ends where its result arrived."""
+        offset = self.clock(result) if self.clock is not None else None
+        if offset is None:
+            shift = time.monotonic_ns() - result.end_ns
+            extra = {**result.extra, "clock": "arrival"}
+        else:
+            shift = -offset
+            extra = {**result.extra, "clock_offset_us": round(offset / 1000, 3)}
+        return dataclasses.replace(
+            result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift, extra=extra
+        )
 
     def _write_artifact(self, doc_id: str, data: bytes) -> Path:
         """Write a document's text to ``text/`` atomically; a full disk stops the run."""

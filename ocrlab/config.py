@@ -68,6 +68,7 @@ class OcrConfig:
     max_worker_rss_mb: float = 1024.0
     executor: str = "loky"
     ship_pages: bool | None = None
+    shard: str | None = None
     progress: bool | None = None
     live_view: bool | None = None
     omp_thread_limit: str | None = "1"

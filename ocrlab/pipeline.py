@@ -79,6 +79,7 @@ from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
 
@@ -149,6 +150,7 @@ class _Run:
         )
         self.previous: Previous | None = None
         self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share, if set
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
@@ -158,10 +160,11 @@ class _Run:
         records = self._open_records()
         status = "interrupted"
         with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
-            watch = Supervisor(self.cfg, self.plan, records.trace)
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
+            collector.clock = watch.clock_offset  # another host's stamps onto our clock
             try:
                 self._announce()
                 self.pool.pages_coming()
@@ -181,10 +184,11 @@ class _Run:
         exclude = [self.layout.root]
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
-        return itertools.chain.from_iterable(
+        docs = itertools.chain.from_iterable(
             iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
             for g in self.context.groups
         )
+        return docs if self.shard is None else self.shard(docs)
 
     def _open_records(self) -> _Records:
         """Prepare the folder, then open the reserve, the scratch folder, trace and manifest."""
@@ -201,6 +205,7 @@ class _Run:
             started_at=self.started_at,
             settings_key=self.key,
             t0_monotonic_ns=self.pool.t0,
+            t0_unix_ns=time.time_ns() - (time.monotonic_ns() - self.pool.t0),
             resume=self.context.resume,
             groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
         )
@@ -329,6 +334,8 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
+        if self.shard is not None:
+            manifest.run["shard"] = self.shard.as_dict()
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

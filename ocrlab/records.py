@@ -250,6 +250,10 @@ class RunSummary:
     workers_recycled: int = 0
     #: times the memory guard held submission back (tree near the memory budget)
     backpressure: int = 0
+    #: on a Dask cluster: each host's peaks (its workers' trees summed at one moment),
+    #: and the cluster's (the sum over hosts at one moment, not a sum of peaks)
+    hosts: dict[str, Any] = field(default_factory=dict)
+    cluster: dict[str, Any] = field(default_factory=dict)
 
     def add_failure(self, failure: dict[str, Any]) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
@@ -272,6 +276,11 @@ class RunSummary:
         line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
         if pss:
             line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+        if self.cluster.get("rss_peak"):
+            line += (
+                f"; cluster peak {self.cluster['rss_peak'] / 2**20:.0f} MB RSS over "
+                f"{self.cluster.get('hosts', 0)} host(s)"
+            )
         return line
 
     @property
@@ -311,6 +320,7 @@ class RunSummary:
             "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
             "peaks": self.peaks,
+            **({"hosts": self.hosts, "cluster": self.cluster} if self.hosts else {}),
         }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 from loky import cpu_count
 
 from .errors import ConfigError
+from .shards import parse_shard
 
 #: Absolute ceiling for the worker count, whatever the machine.
 HARD_MAX_WORKERS = 64
@@ -282,6 +283,14 @@ SETTINGS: tuple[Setting, ...] = (
         parse_auto_bool,
         "send each page's file bytes with its task (Dask workers on other hosts)",
         "auto / true / false; auto = when the scheduler is not on loopback",
+    ),
+    Setting(
+        "shard",
+        "OCR_SHARD",
+        parse_shard,
+        "OCR only this share of the documents, balanced by estimated cost: 'I/N' "
+        "(0-based), or 'slurm' for the SLURM array task's share; merge with 'ocrlab merge'",
+        "I/N with 0 <= I < N <= 10000, 'slurm', unset = every document",
     ),
     Setting(
         "progress",

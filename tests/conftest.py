@@ -34,6 +34,7 @@ OCR_ENV = (
     "OCR_MAX_WORKER_RSS_MB",
     "OCR_ORDER",
     "OCR_ORDER_WINDOW",
+    "OCR_SHARD",
 )
 
 

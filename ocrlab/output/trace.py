@@ -9,8 +9,14 @@ event at time 0 carries the run metadata (config, versions, host).
 
 Timestamps are microseconds from the run start, converted here from the
 ``time.monotonic_ns()`` stamps workers return (CLOCK_MONOTONIC is system-wide on
-Linux, so worker and main-process stamps share one clock; remote Dask workers
-do not, see README).
+Linux, so worker and main-process stamps share one clock; a Dask worker on
+another host has its own, and the collector moves its stamps onto ours with the
+measured offset, :class:`ocrlab.scaleout.ClockOffsets`).
+
+Other hosts: two hosts may have workers with the same pid, so a worker of another
+host gets a track of its own (a pid above any real one, :data:`REMOTE_PID_BASE`,
+its real pid in the span's ``worker_pid``), and each host a track for its counters
+(:meth:`TraceRecorder.host_counter`, named ``host NAME``).
 
 Events are written one per line as they happen and nothing is kept in memory
 (but the names of the tracks already named), so a run of a million pages costs
@@ -30,6 +36,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +47,9 @@ from . import trace_schema as ts
 
 MAIN_TID_RUN = 0
 DOC_LANE_TID_BASE = 1
+#: trace pids of other hosts' workers and of the hosts' counter tracks start above this
+#: (Linux's pid_max is at most 2**22, so no real pid of this host can be one of them)
+REMOTE_PID_BASE = 1 << 22
 
 
 class TraceRecorder:
@@ -51,6 +61,10 @@ class TraceRecorder:
         self.main_pid = main_pid or os.getpid()
         self._lock = threading.Lock()
         self._named: set[tuple[int, int]] = set()
+        #: this host's name: a span from any other host is on a track of its own
+        self.host = socket.gethostname()
+        self._tracks: dict[tuple[str, int], int] = {}
+        self._tracks_lock = threading.Lock()
         self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._fh.write("[")
         self._fh.flush()
@@ -120,6 +134,29 @@ class TraceRecorder:
             }
         )
 
+    def _track(self, host: str, pid: int) -> tuple[int, bool]:
+        """The trace pid of (host, pid), and whether it is new."""
+        with self._tracks_lock:
+            track = self._tracks.get((host, pid))
+            if track is not None:
+                return track, False
+            track = self._tracks[(host, pid)] = REMOTE_PID_BASE + len(self._tracks) + 1
+            return track, True
+
+    def track_pid(self, host: str, pid: int) -> int:
+        """The trace pid of worker ``pid`` on ``host``: its own pid on this host, else a
+        track of its own (the same pid may run on two hosts)."""
+        if not host or host == self.host:
+            return pid
+        return self._track(host, pid)[0]
+
+    def host_track(self, host: str) -> int:
+        """The pid of ``host``'s counter track, named ``host NAME`` when first asked."""
+        track, new = self._track(host, 0)  # pid 0 is never a worker's
+        if new:
+            self._process_name(track, ts.HOST_TRACK_PREFIX + host, sort_index=2)
+        return track
+
     # -- what the pipeline records ---------------------------------------------------------
     def metadata(self, meta: Mapping[str, Any]) -> None:
         """Run metadata (config, versions, host, CPUs) as an instant event at time 0."""
@@ -144,9 +181,9 @@ class TraceRecorder:
         ``cost`` is the estimate the page was ordered by (:mod:`ocrlab.ordering`), kept
         beside the measured ``ocr_us`` so the trace explorer can show how good it is.
         """
-        pid = result.pid or self.main_pid
+        pid = self.track_pid(result.host, result.pid) if result.pid else self.main_pid
         if (pid, pid) not in self._named:
-            label = "ocrlab (main process)" if pid == self.main_pid else f"worker {pid}"
+            label = "ocrlab (main process)" if pid == self.main_pid else f"worker {result.pid}"
             if result.host and pid != self.main_pid:
                 label += f" @ {result.host}"
             if pid != self.main_pid:
@@ -169,6 +206,8 @@ class TraceRecorder:
             "host": result.host,
             "attempt": attempt,
         }
+        if pid != result.pid and result.pid:
+            args["worker_pid"] = result.pid
         if cost is not None:
             args["cost_estimate"] = cost
         if not result.ok:
@@ -215,6 +254,19 @@ class TraceRecorder:
                 "name": name,
                 "pid": self.main_pid,
                 "tid": MAIN_TID_RUN,
+                "ts": self.us(t_ns),
+                "args": dict(values),
+            }
+        )
+
+    def host_counter(self, host: str, name: str, t_ns: int, values: Mapping[str, float]) -> None:
+        """A counter sample on ``host``'s own track (a Dask host's tree, summed)."""
+        self.emit(
+            {
+                "ph": "C",
+                "name": name,
+                "pid": self.host_track(host),
+                "tid": 0,
                 "ts": self.us(t_ns),
                 "args": dict(values),
             }
