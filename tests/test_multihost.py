@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 
 import ocrlab
+from ocrlab.follow import RunState
 from ocrlab.output import trace_schema as ts
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
@@ -125,6 +126,25 @@ def test_per_host_tracks_peaks_clock_and_identity(cluster: SimCluster, tmp_path:
     names = {e["pid"]: e["args"]["name"] for e in events if e["name"] == "process_name"}
     assert {names[t] for t in joined.values()} == {"host sim-a", "host sim-b"}
     assert any(e["name"] == ts.CLUSTER_MEMORY for e in events)
+
+    # The live view and the trace explorer show the hosts.
+    state = RunState()
+    state.apply(events)
+    assert set(state.hosts) == {"sim-a", "sim-b"}
+    for name, view in state.hosts.items():
+        assert view.rss_peak_mb is not None and view.tesseract_peak >= 1
+        assert abs(view.rss_peak_mb - hosts[name]["rss_peak"] / 2**20) < 0.01
+    assert state.cluster_rss_peak_mb is not None
+    assert abs(state.cluster_rss_peak_mb - cluster_peak["rss_peak"] / 2**20) < 0.01
+    from ocrlab.lab import plots
+    from ocrlab.lab.analysis import trace_frames
+    from ocrlab.lab.widgets import render_state
+
+    page = render_state(state)
+    assert "host sim-a" in page and "host sim-b" in page and "one moment" in page
+    frames = trace_frames(out / "trace.json")
+    assert {"sim-a", "sim-b"} <= set(frames.counters["host"])
+    assert len(plots.hosts(frames).axes[0].lines) == 3  # each host, and the cluster
 
     # Spans on our clock: the offset host's within 50 ms of where they really ran.
     pages = [e for e in events if ts.is_page(e)]

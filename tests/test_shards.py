@@ -158,6 +158,13 @@ def test_four_shards_merge_into_the_unsharded_run(tmp_path: Path) -> None:
     assert {e["pid"] for e in events if ts.is_page(e)} <= shard_groups
     assert sum(e["name"] == ts.RUN_END for e in events) == 1
     assert sum(e["name"] == ts.SHARD_END for e in events) == 4
+    from ocrlab.lab import plots
+    from ocrlab.lab.analysis import trace_frames
+
+    frames = trace_frames(out / "trace.json")
+    tracks = set(zip(frames.pages["pid"], frames.pages["tid"], strict=True))
+    assert len(frames.pages) == w["pages"] and len(tracks) >= 4  # a row per shard's worker
+    assert len(plots.timeline(frames).axes[0].get_yticks()) == len(tracks)
     # Refused: a shard with itself, a missing shard; nothing written.
     for args, why in ((["s0", "s0"], "given twice"), (["s0", "s1", "s2"], "missing shard")):
         refused = _ocrlab("merge", *args, "--into", "bad", cwd=tmp_path)

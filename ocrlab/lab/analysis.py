@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import iter_trace
 from .accuracy import score_run
@@ -60,6 +61,7 @@ def trace_frames(
     label = run or Path(path).parent.name
     pages, docs, counters, instants = [], [], [], []
     meta: dict[str, Any] = {}
+    host_of: dict[int, str] = {}  # a Dask host's counter track (HOST_JOINED) -> its name
     for n, e in enumerate(iter_trace(path), start=1):
         if max_events is not None and n > max_events:
             raise TraceTooLargeError(
@@ -75,6 +77,7 @@ def trace_frames(
                     "doc_id": args.get("doc_id"),
                     "page": args.get("page"),
                     "pid": e["pid"],
+                    "tid": e.get("tid", e["pid"]),
                     "host": args.get("host", ""),
                     "start_s": e["ts"] / 1e6,
                     "dur_s": e["dur"] / 1e6,
@@ -117,12 +120,15 @@ def trace_frames(
                         "counter": e["name"],
                         "series": series,
                         "value": value,
+                        "host": host_of.get(int(e.get("pid") or 0), ""),
                     }
                 )
         elif ph == "i":
-            if e.get("name") == "run_metadata":
+            if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
+                if e.get("name") == ts.HOST_JOINED:
+                    host_of[int(args.get("track") or 0)] = str(args.get("host"))
                 instants.append(
                     {"run": label, "t_s": e["ts"] / 1e6, "name": e["name"], "args": args}
                 )
@@ -131,6 +137,7 @@ def trace_frames(
         "doc_id",
         "page",
         "pid",
+        "tid",
         "host",
         "start_s",
         "dur_s",
@@ -157,7 +164,7 @@ def trace_frames(
             docs, columns=["run", "doc_id", "start_s", "dur_s", "status", "pages", "lane"]
         ).sort_values(["start_s"], kind="stable", ignore_index=True),
         counters=pd.DataFrame(
-            counters, columns=["run", "t_s", "counter", "series", "value"]
+            counters, columns=["run", "t_s", "counter", "series", "value", "host"]
         ).sort_values(["t_s"], kind="stable", ignore_index=True),
         instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]).sort_values(
             ["t_s"], kind="stable", ignore_index=True
