@@ -24,19 +24,53 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .config import settings_table
 from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
 from .lab import commands
+from .settings import SETTINGS
 
 log = logging.getLogger("ocrlab")
 
 
 def _config_epilog() -> str:
     rows = [
-        f"  {r['key']:<20} {r['env']:<24} default {r['default']:<14} {r['bounds']}"
-        for r in settings_table()
+        f"  {s.key:<20} {s.env or '(Python only)':<24} default {s.default_text}"
+        for s in SETTINGS
+        if not s.options
     ]
-    return "configuration (keyword / environment variable / default / bounds):\n" + "\n".join(rows)
+    return (
+        "Each flag's environment variable gives the value when the flag is absent; the\n"
+        "rollback switches OCR_PARALLEL_DISABLED and OCR_MAX_WORKERS win over flags.\n"
+        "settings without a flag (keyword / environment variable / default):\n" + "\n".join(rows)
+    )
+
+
+def _settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings' flags given, each checked by its setting's parser under the flag's
+    name; the text is kept for load_config to parse as it came (``auto`` stays chosen)."""
+    given: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = getattr(args, s.key) if s.options else None
+        if raw is not None:
+            s.parse(s.options[0], raw)  # a ConfigError names the flag: exit 2
+            given[s.key] = raw
+    return given
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """One option per setting that has flags, generated from the table (ocrlab.settings)."""
+    for s in SETTINGS:
+        if not s.options:
+            continue
+        if s.rule.switch:  # no value on the command line; the variable takes one
+            words = f"{s.help} (default {s.default_text}; env {s.env}: {s.bounds})"
+        else:
+            words = f"{s.help}; accepts {s.bounds} (default {s.default_text}, env {s.env})"
+        words = words.replace("%", "%%")  # argparse formats help with %
+        if s.rule.switch:
+            action = argparse.BooleanOptionalAction
+            p.add_argument(*s.options, dest=s.key, action=action, default=None, help=words)
+        else:
+            p.add_argument(*s.options, dest=s.key, metavar=s.key.upper(), help=words)
 
 
 def _add_run(sub: Any) -> None:
@@ -50,26 +84,14 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders to OCR")
     p.add_argument("--out", "-o", required=True, help="output folder")
+    _add_settings(p)
     p.add_argument(
-        "--workers", "-w", type=int, help="worker processes (default 2, env OCR_WORKERS)"
-    )
-    p.add_argument("--engine", help="'pytesseract' or 'module:function'")
-    p.add_argument("--lang", help="Tesseract language(s), default eng")
-    p.add_argument("--psm", type=int, help="Tesseract page segmentation mode")
-    p.add_argument("--dpi", type=int, help="PDF rasterization resolution (default 300)")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        dest="page_timeout",
-        help="seconds per page before Tesseract is killed (default 300)",
-    )
-    p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
-    p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
-    p.add_argument(
-        "--shard",
-        metavar="I/N",
-        help="OCR only share I of N (0-based; 'slurm' = the SLURM array task's share); "
-        "combine the outputs with 'ocrlab merge'",
+        "--quiet",
+        "-q",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bar (the same as --no-progress)",
     )
     used = p.add_mutually_exclusive_group()
     used.add_argument(
@@ -91,15 +113,6 @@ def _add_run(sub: Any) -> None:
         metavar="NAME=PATH",
         help="run several groups on one executor; repeatable",
     )
-    q = p.add_mutually_exclusive_group()
-    q.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar",
-    )
-    q.add_argument("--quiet", "-q", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
 
@@ -108,18 +121,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     from .pool import Pool
     from .records import Group, RunContext
 
-    cfg = load_config(
-        workers=args.workers,
-        engine=args.engine,
-        lang=args.lang,
-        psm=args.psm,
-        dpi=args.dpi,
-        page_timeout=args.page_timeout,
-        max_megapixels=args.max_megapixels,
-        executor=args.executor,
-        shard=args.shard,
-        progress=args.progress,
-    )
+    cfg = load_config(**_settings_given(args))
     groups = [Group("", tuple(args.inputs))] if args.inputs else []
     for spec in args.group:
         name, sep, path = spec.partition("=")
@@ -142,9 +144,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)"
         f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> {args.out}"
     )
+    for host, peak in summary.hosts.items():  # a Dask run: each host's tree, Tesseracts too
+        mb, tess = peak["rss_peak"] / 2**20, peak["tesseract_peak"]
+        print(f"  host {host}: peak {mb:.0f} MB RSS, at most {tess} Tesseract(s) at once")
+    if summary.cluster:
+        mb = summary.cluster["rss_peak"] / 2**20
+        print(f"  cluster: peak {mb:.0f} MB RSS, its hosts summed at one moment")
     for failure in summary.failures[:20]:
-        where = failure["doc_id"] + (f" page {failure['page']}" if failure["page"] else "")
-        print(f"  FAILED {where}: {failure['error_type']}: {failure['error']}", file=sys.stderr)
+        print(f"  FAILED {failure.where}: {failure.error_type}: {failure.error}", file=sys.stderr)
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code

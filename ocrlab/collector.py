@@ -27,7 +27,15 @@ from .output.layout import OutputLayout, assemble_text
 from .output.manifest import sha256_file
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .sources import Document
 
 log = logging.getLogger("ocrlab")
@@ -137,9 +145,7 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
             ts.DOCUMENT_FAILED,
@@ -245,7 +251,7 @@ class Collector:
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
@@ -284,7 +290,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -297,14 +303,7 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
         data = text.encode("utf-8")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None

@@ -23,6 +23,7 @@ from typing import Any
 
 from .output import trace_schema as ts
 from .output.trace_reader import TraceFollower, stat_key
+from .records import Failure, WatchedStatus, ended_status
 
 __all__ = ["HostState", "RunState", "TraceFollower", "stat_key"]
 
@@ -62,8 +63,8 @@ class RunState:
     cluster_rss_mb: float | None = None
     cluster_rss_peak_mb: float | None = None
     cluster_tesseract: int | None = None
-    failures: list[dict[str, Any]] = field(default_factory=list)
-    status: str = "waiting"  # waiting, running, complete, interrupted, failed
+    failures: list[Failure] = field(default_factory=list)
+    status: WatchedStatus = "waiting"
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
@@ -100,14 +101,7 @@ class RunState:
             self.t_s = max(self.t_s, at_s + float(e.get("dur") or 0) / 1e6)
             if not args.get("ok", True):
                 self.pages_failed += 1
-                self.failures.append(
-                    {
-                        "doc_id": args.get("doc_id"),
-                        "page": args.get("page"),
-                        "error_type": args.get("error_type"),
-                        "error": args.get("error"),
-                    }
-                )
+                self.failures.append(_failure(args, args.get("page")))
         elif ph == "C":
             self.t_s = max(self.t_s, at_s)
             if name in ts.HOST_COUNTERS or name in (ts.CLUSTER_MEMORY, ts.CLUSTER_TESSERACTS):
@@ -133,7 +127,7 @@ class RunState:
             elif name == ts.PAGES_FOUND:  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
             elif name == ts.DOCUMENT_FAILED:
-                self.failures.append({**args, "page": None})
+                self.failures.append(_failure(args, None))
             elif name == ts.WORKER_DIED:
                 self.worker_deaths += 1
             elif name == ts.HOST_JOINED:
@@ -144,7 +138,7 @@ class RunState:
             elif name == ts.POOL_RESTARTED:
                 self.restarts += 1
             elif name == ts.RUN_END:
-                self.status = str(args.get("status", "complete"))
+                self.status = ended_status(args.get("status"))
                 self.summary = dict(args)
                 self.restarts = int(args.get("restarts", self.restarts))
                 self.t_s = max(self.t_s, at_s)
@@ -169,6 +163,16 @@ class RunState:
         elif name == ts.HOST_TESSERACTS:
             state.tesseract = int(args.get(ts.TESSERACT_COUNT, 0))
             state.tesseract_peak = max(state.tesseract_peak, state.tesseract)
+
+
+def _failure(args: dict[str, Any], page: object) -> Failure:
+    error_type, error = args.get("error_type"), args.get("error")
+    return Failure(
+        str(args.get("doc_id")),
+        None if page is None else int(str(page)),
+        None if error_type is None else str(error_type),
+        None if error is None else str(error),
+    )
 
 
 def _max(a: float | None, b: float | None) -> float | None:

@@ -61,7 +61,6 @@ from .bundles import bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
-from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
@@ -75,7 +74,7 @@ from .output.trace import TraceRecorder
 from .pool import Pool
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
+from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, RunSummary
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
@@ -158,7 +157,7 @@ class _Run:
         if self.context.resume:
             self.previous = previous_records(self.layout)
         records = self._open_records()
-        status = "interrupted"
+        status: RunStatus = "interrupted"
         with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
             watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
@@ -320,7 +319,7 @@ class _Run:
             collector.submitted(doc, now)
             yield task
 
-    def _finish(self, status: str, records: _Records, watch: Supervisor) -> None:
+    def _finish(self, status: RunStatus, records: _Records, watch: Supervisor) -> None:
         """Summary, manifest status, ``run_end``, the trace closed, temporary files gone.
 
         After a run-wide stop the reserve is released first, so the manifest that
@@ -370,7 +369,7 @@ def _on_event(trace: TraceRecorder, kind: str, info: dict[str, Any]) -> None:
 
 def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
     """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
-    if list_engine(settings.engine) is None or not lists_pages_independently(settings):
+    if list_engine(settings.engine) is None:
         return 0.0
     return cfg.bundle_mp
 

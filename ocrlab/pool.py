@@ -19,8 +19,10 @@ before the first page (importing the rest of ocrlab, locking the output folder,
 checking the engine, walking the inputs, opening the trace) instead of following it.
 
 What comes before the pool, because it must not wait for (or cost) a process:
-settings that exclude each other and the memory check (a worker count that does
-not fit is refused, never started). A run refused after it (a busy folder, a
+settings that exclude each other, the engine (a name that is no engine, a package
+not installed, an import path that does not import is refused before any worker
+starts, not by every page) and the memory check (a worker count that does not fit
+is refused, never started). A run refused after it (a busy folder, a
 missing input) shuts the pool down again; its workers have run only their warm-up.
 
 Which executor, how many workers and what follows from the choice is the pure
@@ -35,7 +37,7 @@ import time
 from types import TracebackType
 
 from .config import OcrConfig
-from .engines.registry import release_engines
+from .engines.registry import check_engine, release_engines
 from .errors import ConfigError
 from .plan import ExecutionPlan
 from .procs import reap_orphans
@@ -63,8 +65,9 @@ class Pool:
     def open(cls, context: RunContext, cfg: OcrConfig, t0: int | None = None) -> Pool:
         """Check what needs no process, choose the plan, start the executor (workers boot now).
 
-        Raises :class:`~ocrlab.errors.ConfigError` (resume with overwrite, a worker
-        count the memory budget cannot hold) before any process is started. A local
+        Raises :class:`~ocrlab.errors.ConfigError` (resume with overwrite, an engine
+        that cannot be loaded, a worker count the memory budget cannot hold) before any
+        process is started. A local
         pool is no larger than the batch: a few header reads find out.
         """
         t0 = time.monotonic_ns() if t0 is None else t0
@@ -73,6 +76,9 @@ class Pool:
                 "resume and overwrite exclude each other: --resume keeps a previous "
                 "run's finished documents, --overwrite removes them; choose one."
             )
+        if not cfg.remote:  # a cluster's workers load the engine in their own environment
+            source = cfg.provenance.get("engine", "")
+            check_engine(cfg.engine, source[4:] if source.startswith("env ") else "engine")
         check_memory(cfg)
         plan = ExecutionPlan.from_config(cfg)
         if plan.kind == "pool":

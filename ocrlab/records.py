@@ -16,9 +16,40 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from .errors import ExitCode
+
+#: How a document ended: every page read (``ok``), some (``partial``) or none (``failed``).
+DocumentStatus = Literal["ok", "partial", "failed"]
+DOCUMENT_STATUSES: tuple[DocumentStatus, ...] = ("ok", "partial", "failed")
+#: How a run ended, as results.json and the trace's ``run_end`` say (``running`` while
+#: it goes on, in results.json's stub); ``interrupted`` also after a run-wide stop.
+RunStatus = Literal["running", "complete", "interrupted"]
+#: A run as a watcher sees it (the live view, a background run's handle): ``waiting``
+#: before its trace says anything, ``failed`` when the run raised instead of ending.
+WatchedStatus = Literal["waiting", "running", "complete", "interrupted", "failed"]
+
+
+def ended_status(raw: object) -> WatchedStatus:
+    """The status a ``run_end`` event states: ``interrupted`` or (any other) ``complete``."""
+    return "interrupted" if raw == "interrupted" else "complete"
+
+
+def document_status(pages: int, pages_ok: int) -> DocumentStatus:
+    """``ok`` when every page was read, ``partial`` when some were, else ``failed``."""
+    if pages_ok == pages:
+        return "ok"
+    return "partial" if pages_ok else "failed"
+
+
+def _known_status(raw: object) -> DocumentStatus:
+    """A status read back from a manifest; one this version does not know is ``failed``
+    (the document is redone by ``--resume``, which keeps ``ok`` documents only)."""
+    for status in DOCUMENT_STATUSES:
+        if raw == status:
+            return status
+    return "failed"
 
 
 @dataclass(frozen=True)
@@ -57,7 +88,6 @@ class EngineSettings:
     engine: str = "pytesseract"
     lang: str = "eng"
     psm: int | None = None
-    tesseract_config: str = ""
     dpi: int = 300
     timeout_s: float = 300.0
     max_megapixels: float = 200.0
@@ -148,7 +178,7 @@ class DocumentRecord:
     source: str
     format: str | None
     size_bytes: int
-    status: str
+    status: DocumentStatus
     pages: int
     pages_ok: int
     errors: tuple[ErrorEntry, ...] = ()
@@ -195,7 +225,7 @@ class DocumentRecord:
             source=str(data.get("source", "")),
             format=data.get("format"),
             size_bytes=int(data.get("size_bytes") or 0),
-            status=str(data.get("status", "")),
+            status=_known_status(data.get("status")),
             pages=int(data.get("pages") or 0),
             pages_ok=int(data.get("pages_ok") or 0),
             errors=tuple(
@@ -211,6 +241,22 @@ class DocumentRecord:
             workers=None if workers is None else tuple(int(w) for w in workers),
             kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
         )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failure as the run's summary keeps it: a page (``page`` set) or a whole
+    document (``page`` None: unreadable, corrupt header, empty) that was not read."""
+
+    doc_id: str
+    page: int | None
+    error_type: str | None
+    error: str | None
+
+    @property
+    def where(self) -> str:
+        """``doc`` or ``doc page N``, as the command's summary lists it."""
+        return self.doc_id if self.page is None else f"{self.doc_id} page {self.page}"
 
 
 #: failures a :class:`RunSummary` keeps in memory (all of them are in results.json)
@@ -244,18 +290,17 @@ class RunSummary:
     #: run start to the first page starting in a worker (start-up as a user feels it)
     first_page_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     failures_total: int = 0
     #: pool workers replaced after max_pages_per_worker pages or past max_worker_rss_mb
     workers_recycled: int = 0
     #: times the memory guard held submission back (tree near the memory budget)
     backpressure: int = 0
-    #: on a Dask cluster: each host's peaks (its workers' trees summed at one moment),
-    #: and the cluster's (the sum over hosts at one moment, not a sum of peaks)
+    #: Dask: per-host peaks, the cluster's (hosts summed at one moment); ocrlab.cluster_watch
     hosts: dict[str, Any] = field(default_factory=dict)
     cluster: dict[str, Any] = field(default_factory=dict)
 
-    def add_failure(self, failure: dict[str, Any]) -> None:
+    def add_failure(self, failure: Failure) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
         self.failures_total += 1
         if len(self.failures) < FAILURES_KEPT:
@@ -276,11 +321,6 @@ class RunSummary:
         line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
         if pss:
             line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
-        if self.cluster.get("rss_peak"):
-            line += (
-                f"; cluster peak {self.cluster['rss_peak'] / 2**20:.0f} MB RSS over "
-                f"{self.cluster.get('hosts', 0)} host(s)"
-            )
         return line
 
     @property
@@ -290,8 +330,8 @@ class RunSummary:
             return ExitCode.OK
         return ExitCode.SOME_FAILED
 
-    def count(self, status: str) -> None:
-        """Count one finished document of ``status`` (``ok``, ``partial``, ``failed``)."""
+    def count(self, status: DocumentStatus) -> None:
+        """Count one finished document of ``status``."""
         self.documents += 1
         if status == "ok":
             self.documents_ok += 1

@@ -11,31 +11,11 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
+from ocrlab.settings import ENV_VARS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 SHARED_CORPUS = Path(os.environ.get("OCRLAB_SHARED_CORPUS", ROOT.parent / "shared" / "corpus"))
-
-OCR_ENV = (
-    "OCR_WORKERS",
-    "OCR_MAX_WORKERS",
-    "OCR_PARALLEL_DISABLED",
-    "OCR_ENGINE",
-    "OCR_LANG",
-    "OCR_PSM",
-    "OCR_DPI",
-    "OCR_PAGE_TIMEOUT",
-    "OCR_MAX_MEGAPIXELS",
-    "OCR_INFLIGHT_PER_WORKER",
-    "OCR_MONITOR_INTERVAL",
-    "OCR_EXECUTOR",
-    "OCR_PROGRESS",
-    "OCR_LIVE_VIEW",
-    "OCR_MAX_PAGES_PER_WORKER",
-    "OCR_MAX_WORKER_RSS_MB",
-    "OCR_ORDER",
-    "OCR_ORDER_WINDOW",
-    "OCR_SHARD",
-)
 
 
 #: Every process this test session starts inherits this variable (pytest itself, loky
@@ -64,8 +44,9 @@ def own_tesseracts() -> list[psutil.Process]:
 
 @pytest.fixture(autouse=True)
 def clean_ocr_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start from the defaults, whatever the developer's shell exports."""
-    for name in OCR_ENV:
+    """Tests start from the defaults, whatever the developer's shell exports: every
+    variable of the settings table is cleared."""
+    for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
 
 

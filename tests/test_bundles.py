@@ -14,11 +14,7 @@ import pytest
 
 import ocrlab
 from ocrlab.bundles import MAX_PAGES, bundled, unit_pages
-from ocrlab.engines.tesseract import (
-    lists_pages_independently,
-    pytesseract_engine,
-    pytesseract_list,
-)
+from ocrlab.engines.tesseract import pytesseract_engine, pytesseract_list
 from ocrlab.executor import BoundedScheduler, InlineExecutor, ProcessPoolExecutor
 from ocrlab.ordering import estimate_cost
 from ocrlab.output.audit import audit_output
@@ -87,13 +83,6 @@ def test_bundling_looks_ahead_a_bounded_number_of_pages() -> None:
     first = next(units)
     assert len(unit_pages(first)) == MAX_PAGES  # a full bundle: the end is not in sight
     assert drawn <= 2 * MAX_PAGES + 1
-
-
-def test_an_explicit_legacy_engine_mode_is_never_bundled() -> None:
-    assert lists_pages_independently(EngineSettings())
-    assert lists_pages_independently(EngineSettings(tesseract_config="--oem 1"))
-    assert not lists_pages_independently(EngineSettings(tesseract_config="--oem 0"))
-    assert not lists_pages_independently(EngineSettings(tesseract_config="--psm 6 --oem 2"))
 
 
 def _real_pages(shared_corpus: Path, data_dir: Path) -> list[PageTask]:

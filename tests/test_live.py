@@ -22,6 +22,7 @@ from ocrlab import progress
 from ocrlab.config import load_config
 from ocrlab.follow import RunState
 from ocrlab.output.trace_reader import TraceFollower, load_trace, stat_key
+from ocrlab.records import Failure
 from tests.conftest import DATA, make_page
 
 ECHO = {"engine": "ocrlab.engines.fakes:echo", "progress": False, "monitor_interval": 0.02}
@@ -111,7 +112,7 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     assert state.status == "complete" and state.finished
     assert state.total == 5 == state.pages_done == summary.pages
     assert state.pages_failed == 1 == summary.pages_failed
-    assert {f["doc_id"] for f in state.failures} == {"p2.png", "bad.png"}
+    assert {f.doc_id for f in state.failures} == {"p2.png", "bad.png"}
     assert state.rss_peak_mb and state.rss_peak_mb > 10
     assert state.tesseract is not None  # the counter is there (0: the echo engine)
     assert state.summary["documents_failed"] == summary.documents_failed
@@ -167,9 +168,7 @@ def test_render_state_shows_what_exists() -> None:
         tesseract_peak=2,
         status="running",
     )
-    state.failures.append(
-        {"doc_id": "a.png", "page": 3, "error_type": "TesseractError", "error": "bad <page>"}
-    )
+    state.failures.append(Failure("a.png", 3, "TesseractError", "bad <page>"))
     page = render_state(state)
     assert "4 / 10" in page and "2.00" in page and "350 MB peak (RSS)" in page
     assert "PSS" not in page, "no PSS figure unless the monitor records one"

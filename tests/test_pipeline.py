@@ -326,6 +326,6 @@ def test_cli_run_exit_codes(small_pages: list[Path], tmp_path: Path) -> None:
         text=True,
         check=False,
     )
-    assert bad.returncode == 2 and "workers=0" in bad.stderr
+    assert bad.returncode == 2 and "--workers='0' is out of range" in bad.stderr
     manifest = json.loads((tmp_path / "some" / "results.json").read_text())
     assert [d["doc_id"] for d in manifest["documents"] if d["status"] == "failed"] == ["bad.png"]

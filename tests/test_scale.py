@@ -30,7 +30,14 @@ from ocrlab.output.journal import Journal, PreviousRun, StreamingManifest, iter_
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace import TraceRecorder
 from ocrlab.output.trace_reader import iter_trace, load_trace
-from ocrlab.records import DocumentRecord, EngineSettings, PageTask, RunSummary
+from ocrlab.records import (
+    DocumentRecord,
+    EngineSettings,
+    Failure,
+    PageTask,
+    RunSummary,
+    document_status,
+)
 from ocrlab.worker import ocr_page
 from tests.conftest import make_page
 
@@ -103,8 +110,22 @@ def test_results_json_sorted_from_journal_with_bounded_memory(
 def test_summary_failures_are_bounded() -> None:
     summary = RunSummary(out_dir=Path("."))
     for i in range(1000):
-        summary.add_failure({"doc_id": str(i)})
+        summary.add_failure(Failure(str(i), None, None, None))
     assert len(summary.failures) == 100 and summary.failures_total == 1000
+    assert summary.failures[0].where == "0" and Failure("d", 2, None, None).where == "d page 2"
+
+
+@pytest.mark.parametrize(
+    ("pages", "pages_ok", "status"), [(3, 3, "ok"), (3, 1, "partial"), (3, 0, "failed")]
+)
+def test_a_documents_status_and_its_way_back_from_the_manifest(
+    pages: int, pages_ok: int, status: str
+) -> None:
+    assert document_status(pages, pages_ok) == status
+    record = DocumentRecord("d", "d.png", "png", 1, document_status(pages, pages_ok), pages, 0)
+    assert DocumentRecord.from_dict(json.loads(json.dumps(record.as_dict()))) == record
+    # a status this version does not know is redone by --resume, never kept
+    assert DocumentRecord.from_dict({"doc_id": "d", "status": "skipped"}).status == "failed"
 
 
 def test_trace_is_streamed_and_loads_torn_or_closed(tmp_path: Path) -> None:

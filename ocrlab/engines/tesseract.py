@@ -177,27 +177,12 @@ def _image_to_string(source: str, settings: EngineSettings, config: str, what: s
 
 
 def _config(settings: EngineSettings) -> str:
-    """The command-line options every page gets (page segmentation mode, the user's own)."""
-    config = settings.tesseract_config
-    if settings.psm is not None:
-        config = f"--psm {settings.psm} {config}".strip()
-    return config
+    """The command-line options every page gets: the page segmentation mode, if chosen."""
+    return "" if settings.psm is None else f"--psm {settings.psm}"
 
 
 #: What Tesseract writes between the pages of a list (its ``page_separator`` default).
 PAGE_SEPARATOR = "\f"
-
-
-def lists_pages_independently(settings: EngineSettings) -> bool:
-    """Whether pages OCRed as one list come out as they would alone (see :func:`pytesseract_list`).
-
-    Only the LSTM engine guarantees it: the legacy engine (``--oem 0`` / ``2``) adapts
-    its classifier to the pages it has seen. An explicit ``--oem`` other than 1 in the
-    user's options therefore keeps every page in a process of its own.
-    """
-    words = _config(settings).split()
-    modes = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--oem"]
-    return all(mode == "1" for mode in modes)
 
 
 def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[str] | None:
@@ -208,17 +193,16 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     quarter of the time of an A6 scan. Handed a text file that names images, one per
     line, Tesseract loads the model once and writes each page's text, pages separated
     by a form feed. ``--oem 1`` (LSTM only, what the default mode picks for a model that
-    has LSTM) is added so pages stay independent of each other: with a model that has
-    no LSTM the call fails, and the caller runs the pages one by one instead.
+    has LSTM) is given so pages stay independent of each other (the legacy engine adapts
+    its classifier to the pages it has seen): with a model that has no LSTM the call
+    fails, and the caller runs the pages one by one instead.
 
     Returns one text per source, or ``None`` when the output does not split into
     exactly that many (the caller then runs the pages alone). Raises
     :class:`TesseractError` / :class:`PageTimeoutError` like :func:`pytesseract_engine`;
     ``settings.timeout_s`` bounds the whole call.
     """
-    config = _config(settings)
-    if "--oem" not in config.split():
-        config = f"--oem 1 {config}".strip()
+    config = f"--oem 1 {_config(settings)}".strip()
     fd, listing = tempfile.mkstemp(prefix="ocrlab-list-", suffix=".txt", dir=settings.tmp_dir)
     try:
         with os.fdopen(fd, "wb") as fh:

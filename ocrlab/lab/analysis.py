@@ -70,7 +70,7 @@ def trace_frames(
                 "it with ocrlab.output.trace_reader.iter_trace and keep only what you need."
             )
         ph, args = e.get("ph"), e.get("args", {})
-        if ph == "X" and "page" in e.get("cat", ""):
+        if ts.is_page(e):
             pages.append(
                 {
                     "run": label,
@@ -99,7 +99,7 @@ def trace_frames(
                     "bundle": args.get("bundle"),
                 }
             )
-        elif ph == "X" and e.get("cat") == "document":
+        elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
             docs.append(
                 {
                     "run": label,

@@ -35,6 +35,7 @@ from ..config import load_config
 from ..engines.registry import engine_version
 from ..engines.tesseract import tesseract_cmd
 from ..measure.monitor import ProcessTreeMonitor
+from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import iter_trace
 from ..pages import page_source
@@ -154,7 +155,7 @@ def _ocrlab_row(
     page_s = [
         e["dur"] / 1e6
         for e in iter_trace(out / "trace.json")
-        if e.get("ph") == "X" and e.get("cat") == "page"
+        if e.get("ph") == "X" and e.get("cat") == ts.CAT_PAGE
     ]
     peaks = summary.peaks
     scores = score_run(out)

@@ -135,7 +135,7 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
             edgecolor="white",
         )
     for _, inst in frames.instants.iterrows():
-        if inst["name"] in {"worker_died", "pool_restarted"}:
+        if inst["name"] in {ts.WORKER_DIED, ts.POOL_RESTARTED}:
             ax.axvline(inst["t_s"], color="black", linestyle="--")
     labels = [f"pid {p}" if p == t else f"group {p}, pid {t % WORKER_TID_BASE}" for p, t in tracks]
     ax.set_yticks(range(len(tracks)), labels)
@@ -147,9 +147,7 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
 def counters(frames: TraceFrames) -> Figure:
     """Tree memory, descriptors and live Tesseract processes over time."""
     fig, axes = _figure(3, width=4.2)
-    for ax, name in zip(
-        axes, ["memory (MB)", "file descriptors", "live tesseract processes"], strict=True
-    ):
+    for ax, name in zip(axes, ts.COUNTERS, strict=True):
         data = frames.counters[frames.counters["counter"] == name]
         for series, part in data.groupby("series"):
             ax.step(part["t_s"], part["value"], where="post", label=str(series))

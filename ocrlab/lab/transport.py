@@ -65,7 +65,7 @@ def _samples(dask_worker: Any) -> dict[str, int]:
 def _measure(
     address: str, how: str, seconds: float, interval: float, late: float
 ) -> dict[str, Any]:
-    client = Client(address, set_as_default=False)
+    client = Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
     name = f"transport-{how}"
     arrived: list[tuple[int, int]] = []  # (sampled at, delay to arrival) per row, ns
     lock = threading.Lock()
@@ -84,7 +84,7 @@ def _measure(
     if how == "push":
         client.register_plugin(PushPlugin(interval, name), name=name)
         time.sleep(late)
-        client.subscribe_topic(name, lambda event: take(event[1]))
+        client.subscribe_topic(name, lambda event: take(event[1]))  # type: ignore[no-untyped-call]
         time.sleep(seconds)
     else:
         client.register_plugin(HostSamplerPlugin(interval, lease_s=5.0), name=name)
@@ -101,9 +101,9 @@ def _measure(
         time.sleep(1.5)  # the pushes in flight
     cpu = time.thread_time() - cpu0
     rows = sum(1 for t, _ in arrived if t <= counted_ns)
-    client.close()  # leaves without removing the plugin
+    client.close()  # type: ignore[no-untyped-call]  # leaves without removing the plugin
     time.sleep(7.0)  # past the pull sampler's 5 s lease
-    with Client(address, set_as_default=False) as other:
+    with Client(address, set_as_default=False) as other:  # type: ignore[no-untyped-call]
         before = sum(c.get(name, 0) for c in other.run(_samples).values())
         time.sleep(2.0)
         after = sum(c.get(name, 0) for c in other.run(_samples).values())
@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--late", type=float, default=2.0)
     p.add_argument("--workers", type=int, default=2)
     args = p.parse_args(argv)
-    with LocalCluster(
+    with LocalCluster(  # type: ignore[no-untyped-call]
         n_workers=args.workers,
         threads_per_worker=1,
         host="127.0.0.1",

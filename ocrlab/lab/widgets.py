@@ -122,10 +122,10 @@ def render_state(state: RunState) -> str:
     fails = ""
     if state.failures:
         items = "".join(
-            f"<li>{html.escape(str(f.get('doc_id')))}"
-            + (f" p{f['page']}" if f.get("page") else "")
-            + f": {html.escape(str(f.get('error_type')))}: "
-            f"{html.escape(str(f.get('error'))[:160])}</li>"
+            f"<li>{html.escape(f.doc_id)}"
+            + (f" p{f.page}" if f.page else "")
+            + f": {html.escape(str(f.error_type))}: "
+            f"{html.escape(str(f.error)[:160])}</li>"
             for f in state.failures[:10]
         )
         more = f"<li>... {len(state.failures) - 10} more</li>" if len(state.failures) > 10 else ""

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..records import DocumentRecord
+from ..records import DocumentRecord, RunStatus
 from .atomic import atomic_writer
 from .layout import JOURNAL_NAME
 
@@ -206,7 +206,9 @@ class StreamingManifest:
     def add(self, record: DocumentRecord) -> None:
         self.journal.add(record)
 
-    def _write_body(self, status: str, summary: Mapping[str, Any], lines: Iterator[str]) -> None:
+    def _write_body(
+        self, status: RunStatus, summary: Mapping[str, Any], lines: Iterator[str]
+    ) -> None:
         head = {
             "schema": MANIFEST_SCHEMA,
             "status": status,
@@ -224,7 +226,7 @@ class StreamingManifest:
                 first = False
             fh.write(b"\n ]\n}\n")
 
-    def write(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
+    def write(self, status: RunStatus, summary: Mapping[str, Any] | None = None) -> None:
         """Write results.json from the journal, then compact the journal to this run."""
         self.journal.close()
         journal = self.journal.path
