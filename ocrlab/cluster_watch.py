@@ -81,6 +81,7 @@ class ClusterWatch:
         self.client.register_plugin(HostSamplerPlugin(self.interval_s), name=self.name)
         self.clocks.measure()
         self._cpu_ns += time.thread_time_ns() - t0
+        self.poll()  # every worker known (host, pid) before the first page, however short
         self._thread = threading.Thread(target=self._loop, name="ocrlab-cluster-watch", daemon=True)
         self._thread.start()
         return self

@@ -25,8 +25,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -266,12 +268,15 @@ print(json.dumps({"exit_code": int(summary.exit_code), **summary.as_dict()}))
 """
 
 
-def run_client(inputs: Path, out: Path, **options: object) -> dict[str, object]:
+def run_client(
+    inputs: Path | Sequence[str] | str, out: Path, **options: object
+) -> dict[str, object]:
     """``ocrlab.run`` in a process of its own, the cluster's client: on a real cluster the
     hosts are other machines, never in the client's process tree, and here they are the
     test's children, so a client in the test's own process would count their memory as
     its own. Returns the summary (``as_dict``, with ``exit_code``)."""
-    args = {"inputs": str(inputs), "out": str(out), "progress": False, **options}
+    given = [str(i) for i in inputs] if isinstance(inputs, (list, tuple)) else str(inputs)
+    args = {"inputs": given, "out": str(out), "progress": False, **options}
     done = subprocess.run(
         [sys.executable, "-c", _CLIENT, json.dumps(args)],
         capture_output=True,
@@ -283,3 +288,71 @@ def run_client(inputs: Path, out: Path, **options: object) -> dict[str, object]:
         raise AssertionError(f"the client failed ({done.returncode}): {done.stderr[-4000:]}")
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result
+
+
+def _dask_memory_peaks(address: str, stop: threading.Event, peaks: dict[str, int]) -> None:
+    """What Dask itself reports of each worker's memory (its SystemMonitor: the worker
+    process alone), polled from the scheduler until ``stop``; the largest per host."""
+    from distributed import Client
+
+    with Client(address, timeout=30, set_as_default=False) as client:
+        names = client.run(socket.gethostname)
+        while not stop.wait(0.1):
+            for addr, info in client.scheduler_info(n_workers=-1)["workers"].items():
+                host = names.get(addr, addr)
+                memory = int(info.get("metrics", {}).get("memory", 0))
+                peaks[host] = max(peaks.get(host, 0), memory)
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """One run over two simulated hosts (sim-b's clock an hour ahead); prints the per-host
+    figures, the clock offsets, and what Dask's own monitor reported of the same workers::
+
+        python -m tests.multihost OUT INPUT... [--option KEY=JSON ...]
+    """
+    import argparse
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0] if main.__doc__ else "")
+    p.add_argument("out", type=Path)
+    p.add_argument("inputs", nargs="+")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=JSON")
+    args = p.parse_args(argv)
+    options = {k: json.loads(v) for k, _, v in (o.partition("=") for o in args.option)}
+    shutil.rmtree(args.out, ignore_errors=True)
+    hosts = [("sim-a", "127.0.0.2", 0), ("sim-b", "127.0.0.3", 3600)]
+    gen = sim_cluster(args.out / "hosts", hosts)
+    cluster = next(gen)
+    stop, dask_peaks = threading.Event(), {}  # type: ignore[var-annotated]
+    watcher = threading.Thread(target=_dask_memory_peaks, args=(cluster.address, stop, dask_peaks))
+    watcher.start()
+    try:
+        inputs = args.inputs[0] if len(args.inputs) == 1 else args.inputs
+        summary = run_client(inputs, args.out / "run", executor=cluster.address, **options)
+    finally:
+        stop.set()
+        watcher.join()
+        gen.close()
+    figures = {
+        host: {
+            k: v[k]
+            for k in (
+                "rss_peak",
+                "pss_at_rss_peak",
+                "tesseract_rss_at_rss_peak",
+                "tesseract_peak",
+                "samples",
+                "dropped",
+                "sampler_cpu_s",
+                "sampler_cpu_pct",
+                "clock",
+            )
+        }
+        | {"dask_reported_peak": dask_peaks.get(host)}
+        for host, v in summary["hosts"].items()  # type: ignore[attr-defined]
+    }
+    keep = ("pages", "wall_s", "cluster")
+    print(json.dumps({**{k: summary[k] for k in keep}, "hosts": figures}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -179,13 +179,15 @@ def test_a_lost_host_loses_no_page(tmp_path: Path) -> None:
     cluster = next(gen)
     victim = cluster.host("sim-b")
     journal = tmp_path / "dask" / "journal.jsonl"
+    trace = tmp_path / "dask" / "trace.json"
 
     def kill_when_busy() -> None:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:  # some documents done: the run is under way
-            if journal.exists() and journal.read_text().count('"doc_id"') >= 3:
+        while time.monotonic() < deadline:  # sim-b has run a page: the run is under way
+            lines = trace.read_text().splitlines() if trace.exists() else []
+            if any('"ph":"X"' in x and '"host":"sim-b"' in x for x in lines):
                 break
-            time.sleep(0.05)
+            time.sleep(0.02)
         victim.kill()
 
     killer = threading.Thread(target=kill_when_busy)
