@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ from ocrlab.follow import RunState
 from ocrlab.output import trace_schema as ts
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
-from tests.conftest import DATA, make_page
+from tests.conftest import copy_data, make_page
 from tests.multihost import SimCluster, namespaces_unavailable, run_client, sim_cluster
 
 distributed = pytest.importorskip("distributed")
@@ -70,16 +69,14 @@ def test_simulated_hosts_have_their_own_name_pids_clock_and_address(
 
 
 def test_per_host_tracks_peaks_clock_and_identity(cluster: SimCluster, tmp_path: Path) -> None:
-    corpus = tmp_path / "in"
-    for rel in (
+    corpus = copy_data(
+        tmp_path / "in",
         "letters/note.png",
         "forms/note.png",
         "forms/flyer.gif",
         "reports/memo.png",
         "letters/letter-02.jpg",
-    ):
-        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, corpus / rel)
+    )
     local = ocrlab.run(corpus, tmp_path / "loky", workers=2, progress=False)
     remote = run_client(corpus, tmp_path / "dask", executor=cluster.address, bundle_mp=0)
     out = tmp_path / "dask"

@@ -23,7 +23,7 @@ from ocrlab.output.merge import merge_outputs
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.shards import Shard, ShardFilter, document_cost, slurm_shard
 from ocrlab.sources import iter_documents
-from tests.conftest import DATA, make_page
+from tests.conftest import DATA, copy_data, make_page
 
 ECHO = "ocrlab.engines.fakes:echo"
 
@@ -111,16 +111,9 @@ def _ocrlab(*args: str, cwd: Path | None = None, **env: str) -> subprocess.Compl
 def test_four_shards_merge_into_the_unsharded_run(tmp_path: Path) -> None:
     """The command line as a job array would use it, with Tesseract: the merged folder's
     text, manifest, journal and trace are the unsharded run's; bad merges are refused."""
-    data = tmp_path / "data"
-    for rel in (
-        "letters/note.png",
-        "forms/note.png",
-        "books/chapter.pdf",
-        "broken/empty.png",
-        *(f"scans/{p.name}" for p in sorted((DATA / "scans").glob("*-01.png"))[:5]),
-    ):
-        (data / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, data / rel)
+    scans = [f"scans/{p.name}" for p in sorted((DATA / "scans").glob("*-01.png"))[:5]]
+    copy_data(tmp_path / "data", "letters/note.png", "forms/note.png", "books/chapter.pdf")
+    copy_data(tmp_path / "data", "broken/empty.png", *scans)
     for i in range(4):
         done = _ocrlab("run", "data", "--out", f"s{i}", "--shard", f"{i}/4", "-q", cwd=tmp_path)
         assert done.returncode in (0, 1), done.stderr

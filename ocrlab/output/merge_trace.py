@@ -17,13 +17,13 @@ trace explorer read the merged trace as one run.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from . import trace_schema as ts
 from .atomic import atomic_writer
+from .trace import event_line, naming
 from .trace_reader import iter_trace
 
 #: thread ids of a shard's workers in its group: above every real pid (2**22) and every
@@ -45,43 +45,12 @@ class _Out:
         self.sep = b"[\n"
 
     def emit(self, event: Mapping[str, Any]) -> None:
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
-        self.fh.write(self.sep + line.encode("utf-8"))
+        self.fh.write(self.sep + event_line(event).encode("utf-8"))
         self.sep = b",\n"
 
     def name(self, pid: int, name: str, sort_index: int, tid: int | None = None) -> None:
-        if tid is None:
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "process_name",
-                    "pid": pid,
-                    "tid": 0,
-                    "ts": 0,
-                    "args": {"name": name},
-                }
-            )
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "process_sort_index",
-                    "pid": pid,
-                    "tid": 0,
-                    "ts": 0,
-                    "args": {"sort_index": sort_index},
-                }
-            )
-        else:
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "thread_name",
-                    "pid": pid,
-                    "tid": tid,
-                    "ts": 0,
-                    "args": {"name": name},
-                }
-            )
+        for event in naming(pid, name, tid=tid, sort_index=None if tid is not None else sort_index):
+            self.emit(event)
 
     def instant(self, name: str, ts_us: float, args: Mapping[str, Any]) -> None:
         self.emit(

@@ -52,6 +52,28 @@ DOC_LANE_TID_BASE = 1
 REMOTE_PID_BASE = 1 << 22
 
 
+def event_line(event: Mapping[str, Any]) -> str:
+    """One event as the trace's one line of JSON."""
+    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def naming(
+    pid: int, name: str, *, tid: int | None = None, sort_index: int | None = None
+) -> list[dict[str, Any]]:
+    """The ``M`` events that name process ``pid`` (and place it by ``sort_index``), or its
+    thread ``tid``: the names Perfetto shows on the tracks."""
+
+    def meta(kind: str, on: int, args: dict[str, Any]) -> dict[str, Any]:
+        return {"ph": "M", "name": kind, "pid": pid, "tid": on, "ts": 0, "args": args}
+
+    if tid is not None:
+        return [meta("thread_name", tid, {"name": name})]
+    events = [meta("process_name", 0, {"name": name})]
+    if sort_index is not None:
+        events.append(meta("process_sort_index", 0, {"sort_index": sort_index}))
+    return events
+
+
 class TraceRecorder:
     """Collects trace events in the main process (thread-safe: the monitor adds counters)."""
 
@@ -82,7 +104,7 @@ class TraceRecorder:
 
     def emit(self, event: dict[str, Any]) -> None:
         """Append one event (written at once, one line, so a crash tears at most one line)."""
-        line = json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+        line = event_line(event)
         with self._lock:
             if self._closed:
                 return
@@ -97,42 +119,15 @@ class TraceRecorder:
             self._sep = ",\n"
 
     def _process_name(self, pid: int, name: str, sort_index: int | None = None) -> None:
-        self.emit(
-            {
-                "ph": "M",
-                "name": "process_name",
-                "pid": pid,
-                "tid": 0,
-                "ts": 0,
-                "args": {"name": name},
-            }
-        )
-        if sort_index is not None:
-            self.emit(
-                {
-                    "ph": "M",
-                    "name": "process_sort_index",
-                    "pid": pid,
-                    "tid": 0,
-                    "ts": 0,
-                    "args": {"sort_index": sort_index},
-                }
-            )
+        for event in naming(pid, name, sort_index=sort_index):
+            self.emit(event)
 
     def _thread_name(self, pid: int, tid: int, name: str) -> None:
         if (pid, tid) in self._named:
             return
         self._named.add((pid, tid))
-        self.emit(
-            {
-                "ph": "M",
-                "name": "thread_name",
-                "pid": pid,
-                "tid": tid,
-                "ts": 0,
-                "args": {"name": name},
-            }
-        )
+        for event in naming(pid, name, tid=tid):
+            self.emit(event)
 
     def _track(self, host: str, pid: int) -> tuple[int, bool]:
         """The trace pid of (host, pid), and whether it is new."""
