@@ -26,6 +26,7 @@ from typing import Any, NoReturn
 
 from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
 from .lab import commands
+from .output.names import printable
 from .settings import SETTINGS
 
 log = logging.getLogger("ocrlab")
@@ -142,16 +143,21 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{f' ({summary.documents_kept} kept from the previous run)' if args.resume else ''}; "
         f"{summary.pages} pages in {summary.wall_s:.1f} s "
         f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)"
-        f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> {args.out}"
+        f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> "
+        f"{printable(args.out)}"
     )
-    for host, peak in summary.hosts.items():  # a Dask run: each host's tree, Tesseracts too
+    for host, peak in summary.peaks.get("hosts", {}).items():  # Dask: each host's tree
         mb, tess = peak["rss_peak"] / 2**20, peak["tesseract_peak"]
         print(f"  host {host}: peak {mb:.0f} MB RSS, at most {tess} Tesseract(s) at once")
-    if summary.cluster:
-        mb = summary.cluster["rss_peak"] / 2**20
+    if "cluster" in summary.peaks:
+        mb = summary.peaks["cluster"]["rss_peak"] / 2**20
         print(f"  cluster: peak {mb:.0f} MB RSS, its hosts summed at one moment")
+    if summary.skipped:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in summary.skipped.items())
+        print(f"  skipped (not documents, see ocrlab.log): {kinds}")
     for failure in summary.failures[:20]:
-        print(f"  FAILED {failure.where}: {failure.error_type}: {failure.error}", file=sys.stderr)
+        line = f"  FAILED {failure.where}: {failure.error_type}: {failure.error}"
+        print(printable(line), file=sys.stderr)
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code

@@ -49,9 +49,19 @@ class RunState:
     pages_done: int = 0
     pages_failed: int = 0
     t_s: float = 0.0  # latest moment the trace speaks of, seconds from the run start
+    #: the latest memory sample: its tree RSS, its own PSS (``None`` when that sample read
+    #: none: the monitor reads PSS every few samples), and when it was taken
     rss_mb: float | None = None
-    rss_peak_mb: float | None = None
     pss_mb: float | None = None
+    memory_at_s: float | None = None
+    #: the latest PSS read, and when (may be an earlier sample than ``rss_mb``'s)
+    pss_read_mb: float | None = None
+    pss_read_at_s: float | None = None
+    #: the largest tree RSS, and the PSS of that same sample (the monitor reads PSS at
+    #: every new RSS peak; ``None`` in traces written before it did)
+    rss_peak_mb: float | None = None
+    pss_at_peak_mb: float | None = None
+    #: the largest PSS read, at whatever moment
     pss_peak_mb: float | None = None
     fds: int | None = None
     tesseract: int | None = None
@@ -107,10 +117,7 @@ class RunState:
             if name in ts.HOST_COUNTERS or name in (ts.CLUSTER_MEMORY, ts.CLUSTER_TESSERACTS):
                 self._apply_host(e, str(name), args)
             elif name == ts.MEMORY:
-                self.rss_mb = args.get(ts.TREE_RSS, self.rss_mb)
-                self.pss_mb = args.get(ts.TREE_PSS, self.pss_mb)
-                self.rss_peak_mb = _max(self.rss_peak_mb, self.rss_mb)
-                self.pss_peak_mb = _max(self.pss_peak_mb, self.pss_mb)
+                self._memory(args, at_s)
             elif name == ts.FDS:
                 self.fds = args.get(ts.FDS_TREE, self.fds)
             elif name == ts.TESSERACTS:
@@ -163,6 +170,17 @@ class RunState:
         elif name == ts.HOST_TESSERACTS:
             state.tesseract = int(args.get(ts.TESSERACT_COUNT, 0))
             state.tesseract_peak = max(state.tesseract_peak, state.tesseract)
+
+    def _memory(self, args: dict[str, Any], at_s: float) -> None:
+        """One memory sample: "now" figures all from it, the peak's PSS from the peak's."""
+        rss, pss = args.get(ts.TREE_RSS), args.get(ts.TREE_PSS)
+        if rss is not None:
+            self.rss_mb, self.pss_mb, self.memory_at_s = rss, pss, at_s
+            if self.rss_peak_mb is None or rss > self.rss_peak_mb:
+                self.rss_peak_mb, self.pss_at_peak_mb = rss, pss
+        if pss is not None:
+            self.pss_read_mb, self.pss_read_at_s = pss, at_s
+            self.pss_peak_mb = _max(self.pss_peak_mb, pss)
 
 
 def _failure(args: dict[str, Any], page: object) -> Failure:

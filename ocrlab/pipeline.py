@@ -62,6 +62,7 @@ from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .errors import OutputStoppedError
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.journal import StreamingManifest
@@ -163,7 +164,6 @@ class _Run:
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
-            collector.clock = watch.clock_offset  # another host's stamps onto our clock
             try:
                 self._announce()
                 self.pool.pages_coming()
@@ -184,7 +184,7 @@ class _Run:
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         docs = itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
         return docs if self.shard is None else self.shard(docs)
@@ -204,7 +204,6 @@ class _Run:
             started_at=self.started_at,
             settings_key=self.key,
             t0_monotonic_ns=self.pool.t0,
-            t0_unix_ns=time.time_ns() - (time.monotonic_ns() - self.pool.t0),
             resume=self.context.resume,
             groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
         )
@@ -258,7 +257,9 @@ class _Run:
         units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
         try:
             for done in scheduler.run(units):
-                collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
+                collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
                 watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
@@ -275,6 +276,9 @@ class _Run:
         discovery."""
         found = 0
         for doc in docs:
+            if doc.skip is not None:
+                collector.skipped(doc)
+                continue
             if not doc.ok:
                 collector.failed_document(doc)
                 continue
@@ -283,6 +287,7 @@ class _Run:
                 if record is not None and reusable(record, doc.path, self.key, self.layout):
                     collector.kept(record)
                     continue
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
             found += doc.n_pages
             collector.found(found)
             yield doc
@@ -307,11 +312,11 @@ class _Run:
         self, pairs: Iterable[tuple[Document, PageTask]], collector: Collector
     ) -> Iterator[PageTask]:
         """The tasks, each announced to the collector as it leaves the look-aheads."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
         for doc, task in pairs:
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
+                    shipped = (doc.path, read_input(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
@@ -333,8 +338,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
-        if self.shard is not None:
-            manifest.run["shard"] = self.shard.as_dict()
+        manifest.run["shard"] = None if self.shard is None else self.shard.as_dict()
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

@@ -143,6 +143,11 @@ class ShardFilter:
         pdf = _OpenPdf()
         try:
             while window := list(itertools.islice(source, WINDOW)):
+                # What discovery passed over (not documents) is the first shard's to report,
+                # so that the merged summary counts it once.
+                if self.shard.index == 0:
+                    yield from (doc for doc in window if doc.skip is not None)
+                window = [doc for doc in window if doc.skip is None]
                 costs = [document_cost(doc, self.dpi, pdf) for doc in window]
                 mine: list[int] = []
                 for n in sorted(range(len(window)), key=lambda k: (-costs[k], k)):

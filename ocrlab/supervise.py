@@ -51,6 +51,8 @@ class Supervisor:
         self.monitor = self._start_monitor()
         #: a Dask cluster's clock offsets (:class:`ocrlab.scaleout.ClockOffsets`) and hosts
         self.clocks = getattr(executor, "clocks", None) if plan.kind == "cluster" else None
+        if self.clocks is not None:  # other hosts' pages placed by their measured offsets
+            trace.clock_offset = self.clock_offset
         self.cluster = self._start_cluster_watch(executor)
 
     def _start_cluster_watch(self, executor: cf.Executor | None) -> Any:
@@ -157,7 +159,7 @@ class Supervisor:
         peaks = self.monitor.peaks
         return (
             f"peak process-tree memory so far {peaks.rss_total / 2**20:.0f} MB RSS, "
-            f"{peaks.pss_total / 2**20:.0f} MB PSS"
+            f"{peaks.pss_at_peak / 2**20:.0f} MB PSS at that moment"
         )
 
     def stop(self, summary: RunSummary) -> None:
@@ -166,5 +168,6 @@ class Supervisor:
         summary.workers_recycled = self.workers_recycled
         if self.monitor is not None:
             summary.peaks = self.monitor.stop().as_dict()
-        if self.cluster is not None:
-            summary.hosts, summary.cluster = self.cluster.stop(summary.wall_s)
+        if self.cluster is not None:  # beside this tree's: each host's peaks, the cluster's
+            hosts, cluster = self.cluster.stop(summary.wall_s)
+            summary.peaks = {**summary.peaks, "hosts": hosts, "cluster": cluster}

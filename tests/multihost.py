@@ -348,10 +348,10 @@ def main(argv: Sequence[str] | None = None) -> None:
             )
         }
         | {"dask_reported_peak": dask_peaks.get(host)}
-        for host, v in summary["hosts"].items()  # type: ignore[attr-defined]
+        for host, v in summary["peaks"]["hosts"].items()  # type: ignore[index]
     }
-    keep = ("pages", "wall_s", "cluster")
-    print(json.dumps({**{k: summary[k] for k in keep}, "hosts": figures}, indent=1))
+    cluster = summary["peaks"]["cluster"]  # type: ignore[index]
+    print(json.dumps({"pages": summary["pages"], "cluster": cluster, "hosts": figures}, indent=1))
 
 
 if __name__ == "__main__":

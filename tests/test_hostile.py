@@ -96,8 +96,8 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Path:
     make_page(root / "b" / "same.png", "Second folder text", (700, 120))
     good = (root / "a" / "same.png").read_bytes()
     (root / "cut.png").write_bytes(good[: len(good) // 3])
-    os.symlink(root / "loop2", root / "loop1")
-    os.symlink(root / "loop1", root / "loop2")
+    os.symlink(root / "loop2.png", root / "loop1.png")
+    os.symlink(root / "loop1.png", root / "loop2.png")
     os.symlink(root, root / "a" / "back-to-root")
     return root
 
@@ -122,7 +122,7 @@ def hostile_run(
         ("zero.tif", "UnsupportedFormat", "empty (0 bytes)"),
         ("letter.jpg", "UnsupportedFormat", "not PNG, JPEG"),
         ("cut.png", "TesseractError", ""),
-        ("loop1", "UnreadableFile", "cannot read"),
+        ("loop1.png", "BrokenLink", "symbolic link to nothing"),
     ],
 )
 def test_hostile_inputs_become_error_entries(

@@ -21,6 +21,7 @@ import ocrlab
 from ocrlab import progress
 from ocrlab.config import load_config
 from ocrlab.follow import RunState
+from ocrlab.output import trace_schema as ts
 from ocrlab.output.trace_reader import TraceFollower, load_trace, stat_key
 from ocrlab.records import Failure
 from tests.conftest import DATA, make_page
@@ -170,11 +171,37 @@ def test_render_state_shows_what_exists() -> None:
     )
     state.failures.append(Failure("a.png", 3, "TesseractError", "bad <page>"))
     page = render_state(state)
-    assert "4 / 10" in page and "2.00" in page and "350 MB peak (RSS)" in page
+    assert "4 / 10" in page and "2.00" in page and "peak 350 MB RSS" in page
     assert "PSS" not in page, "no PSS figure unless the monitor records one"
     assert "bad &lt;page&gt;" in page and "time left" in page
-    state.pss_mb, state.pss_peak_mb = 200.0, 220.0
-    assert "220 MB peak (PSS)" in render_state(state)
+    state.pss_mb, state.pss_at_peak_mb = 200.0, 220.0
+    assert "300 MB RSS, 200 MB PSS now" in render_state(state)
+    assert "peak 350 MB RSS, 220 MB PSS at that moment" in render_state(state)
+
+
+def test_now_and_peak_figures_each_come_from_one_sample() -> None:
+    """PSS is read every few samples: a "now" PSS from an older sample beside this
+    sample's RSS once showed PSS above RSS; now each figure says its moment."""
+    pytest.importorskip("ipywidgets")
+    from ocrlab.lab.widgets import render_state
+
+    def memory(t_s: float, rss: float, pss: float | None = None) -> dict[str, object]:
+        args: dict[str, object] = {ts.TREE_RSS: rss}
+        if pss is not None:
+            args[ts.TREE_PSS] = pss
+        return {"ph": "C", "name": ts.MEMORY, "ts": t_s * 1e6, "args": args}
+
+    state = RunState(status="running")
+    state.apply([memory(1.0, 400.0, 300.0), memory(1.1, 800.0, 690.0), memory(1.2, 282.0)])
+    assert (state.rss_mb, state.pss_mb) == (282.0, None), "no PSS in the latest sample"
+    assert (state.pss_read_mb, state.pss_read_at_s) == (690.0, 1.1)
+    assert (state.rss_peak_mb, state.pss_at_peak_mb) == (800.0, 690.0)
+    page = render_state(state)
+    assert "282 MB RSS now (PSS 690 MB 0.1 s earlier)" in page
+    assert "peak 800 MB RSS, 690 MB PSS at that moment" in page
+    state.apply([memory(1.3, 900.0)])  # a peak whose sample read no PSS (an old trace)
+    assert (state.rss_peak_mb, state.pss_at_peak_mb) == (900.0, None)
+    assert "peak 900 MB RSS" in render_state(state) and "at that moment" not in render_state(state)
 
 
 def test_page_viewer_data_and_static_report(tmp_path: Path) -> None:

@@ -87,8 +87,8 @@ def test_per_host_tracks_peaks_clock_and_identity(cluster: SimCluster, tmp_path:
     peaks: dict[str, Any] = remote["peaks"]  # type: ignore[assignment]
     assert peaks["n_tesseract"] == 0, "no Tesseract in the client's own tree"
     summary = load_manifest(out)["summary"]
-    assert summary["hosts"] == remote["hosts"]
-    hosts, cluster_peak = summary["hosts"], summary["cluster"]
+    assert summary["peaks"] == peaks
+    hosts, cluster_peak = peaks["hosts"], peaks["cluster"]
     assert set(hosts) == {"sim-a", "sim-b"}
     for name, host in hosts.items():
         assert host["tesseract_peak"] >= 1, name
@@ -207,7 +207,7 @@ def test_a_lost_host_loses_no_page(tmp_path: Path) -> None:
     assert len({(e["args"]["doc_id"], e["args"]["page"]) for e in pages}) == len(pages) == 16
     lost = [e for e in events if e["name"] == ts.WORKER_LOST]
     assert lost and {e["args"]["host"] for e in lost} == {"sim-b"}
-    assert load_manifest(tmp_path / "dask")["summary"]["hosts"]["sim-b"]["lost"]
+    assert load_manifest(tmp_path / "dask")["summary"]["peaks"]["hosts"]["sim-b"]["lost"]
     on_b = [e for e in pages if e["args"]["host"] == "sim-b"]
     assert on_b, "the lost host had run pages before it died"
     after = [e for e in pages if e["ts"] > lost[0]["ts"]]

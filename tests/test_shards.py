@@ -185,12 +185,16 @@ def test_merge_refuses_shards_that_are_not_one_run(tmp_path: Path) -> None:
     inputs = tmp_path / "in"
     for i in range(6):
         make_page(inputs / f"p{i}.png", f"page {i}")
+    make_page(inputs / ".hidden.png", "not a document")  # a skip: the first shard reports it
     s0, s1 = _echo_shards(tmp_path, inputs, 2)
     merged = merge_outputs([s1, s0], tmp_path / "ok")  # any order
     assert merged["documents"] == 6 and _texts(tmp_path / "ok") == {
         **_texts(s0),
         **_texts(s1),
     }
+    whole = tmp_path / "whole"
+    ocrlab.run(inputs, whole, engine=ECHO, progress=False)
+    assert merged["skipped"] == load_manifest(whole)["summary"]["skipped"] == {"hidden": 1}
 
     def refused(sources: list[Path], match: str) -> None:
         target = tmp_path / f"refused-{len(list(tmp_path.iterdir()))}"
@@ -200,8 +204,6 @@ def test_merge_refuses_shards_that_are_not_one_run(tmp_path: Path) -> None:
 
     refused([s0, s0], "given twice")
     refused([s0], r"missing shard\(s\) 1/2")
-    whole = tmp_path / "whole"
-    ocrlab.run(inputs, whole, engine=ECHO, progress=False)
     refused([whole, s1], "not a shard's output")
     other_dpi = tmp_path / "dpi"
     ocrlab.run(inputs, other_dpi, engine=ECHO, shard="1/2", dpi=200, progress=False)

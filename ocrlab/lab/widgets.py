@@ -30,6 +30,7 @@ import ipywidgets as widgets
 from IPython.display import HTML, display
 
 from ..follow import RunState
+from ..output.names import printable
 from ..output.trace_reader import TraceFollower
 from . import pageview as pages_mod
 
@@ -48,7 +49,8 @@ def _duration(seconds: float | None) -> str:
 def _host_rows(state: RunState) -> list[tuple[str, str]]:
     """A Dask run's hosts (each its workers' trees summed) and the cluster's same-moment sum;
     once the run is over, the peaks from the summary."""
-    hosts = state.summary.get("hosts") if state.finished else None
+    peaks = state.summary.get("peaks", {}) if state.finished else {}
+    hosts = peaks.get("hosts")
     rows = []
     for name, host in sorted(state.hosts.items()):
         if hosts and name in hosts:
@@ -65,26 +67,46 @@ def _host_rows(state: RunState) -> list[tuple[str, str]]:
         lost = f"; {host.workers_lost} worker(s) lost" if host.workers_lost else ""
         rows.append((f"host {html.escape(name)}", text + lost))
     if state.hosts:
-        cluster = state.summary.get("cluster") if state.finished else None
+        cluster = peaks.get("cluster")
         peak = cluster["rss_peak"] / 2**20 if cluster else state.cluster_rss_peak_mb
         now = "" if cluster else f"{_mb(state.cluster_rss_mb)} now, "
         rows.append(("cluster (hosts summed at one moment)", f"{now}{_mb(peak)} peak (RSS)"))
     return rows
 
 
+def _memory(state: RunState) -> str:
+    """Tree memory in words, each group of figures from one moment, and said so.
+
+    "Now" is the latest sample: its RSS, and its PSS only when that same sample
+    read it (else the latest PSS read, with how much earlier). The peak is the
+    sample with the largest RSS, with that sample's own PSS.
+    """
+    peaks = state.summary.get("peaks", {}) if state.finished else {}
+    if peaks.get("rss_total"):
+        text = f"peak {_mb(peaks['rss_total'] / 2**20)} RSS"
+        if peaks.get("pss_at_peak"):
+            return text + f", {_mb(peaks['pss_at_peak'] / 2**20)} PSS at that moment"
+        if peaks.get("pss_total"):  # a run from before the peak carried its own PSS
+            return text + f"; largest PSS read {_mb(peaks['pss_total'] / 2**20)}, another moment"
+        return text
+    if state.pss_mb is not None:
+        now = f"{_mb(state.rss_mb)} RSS, {_mb(state.pss_mb)} PSS now"
+    else:
+        now = f"{_mb(state.rss_mb)} RSS now"
+        if state.pss_read_mb is not None and state.memory_at_s is not None:
+            ago = state.memory_at_s - (state.pss_read_at_s or 0.0)
+            now += f" (PSS {_mb(state.pss_read_mb)} {ago:.1f} s earlier)"
+    peak = f"peak {_mb(state.rss_peak_mb)} RSS"
+    if state.pss_at_peak_mb is not None:
+        peak += f", {_mb(state.pss_at_peak_mb)} PSS at that moment"
+    return f"{now}; {peak}"
+
+
 def render_state(state: RunState) -> str:
     """The view's HTML for ``state`` (a function, so it is tested without a kernel)."""
     total = "?" if state.total is None else str(state.total)
     rate = state.pages_per_s
-    memory = f"{_mb(state.rss_mb)} now, {_mb(state.rss_peak_mb)} peak (RSS)"
-    if state.pss_mb is not None:
-        memory += f"; {_mb(state.pss_mb)} now, {_mb(state.pss_peak_mb)} peak (PSS)"
-    if state.finished and state.summary.get("peaks", {}).get("rss_total"):
-        memory = f"{_mb(state.summary['peaks']['rss_total'] / 2**20)} peak (RSS)" + (
-            f", {_mb(state.summary['peaks']['pss_total'] / 2**20)} peak (PSS)"
-            if state.summary["peaks"].get("pss_total")
-            else ""
-        )
+    memory = _memory(state)
     tess = "-" if state.tesseract is None else f"{state.tesseract} (peak {state.tesseract_peak})"
     rows = [
         (
@@ -122,10 +144,10 @@ def render_state(state: RunState) -> str:
     fails = ""
     if state.failures:
         items = "".join(
-            f"<li>{html.escape(f.doc_id)}"
+            f"<li>{html.escape(printable(f.doc_id))}"
             + (f" p{f.page}" if f.page else "")
             + f": {html.escape(str(f.error_type))}: "
-            f"{html.escape(str(f.error)[:160])}</li>"
+            f"{html.escape(printable(str(f.error))[:160])}</li>"
             for f in state.failures[:10]
         )
         more = f"<li>... {len(state.failures) - 10} more</li>" if len(state.failures) > 10 else ""

@@ -35,7 +35,7 @@ from .atomic import atomic_writer
 from .journal import StreamingManifest, last_section, sorted_section
 from .layout import OutputLayout
 from .lock import hold_output
-from .merge_trace import merge_traces
+from .merge_trace import merge_traces, t0_unix_ns
 
 #: summary counts that add up over the shards (the rest is recomputed or per shard)
 SUMMED = (
@@ -251,12 +251,13 @@ def merged_run(shards: Sequence[ShardOutput]) -> dict[str, Any]:
     config = run.setdefault("config", {})
     config["shard"] = None
     config.setdefault("provenance", {})["shard"] = "merge"
-    starts = [int(s.run.get("t0_unix_ns") or 0) for s in shards]
+    starts = [t0_unix_ns(s.run) for s in shards]
     ends = [
         t + int(float(s.run.get("wall_s") or 0) * 1e9) for t, s in zip(starts, shards, strict=True)
     ]
-    run["t0_unix_ns"] = min(starts)
     run["wall_s"] = round((max(ends) - min(starts)) / 1e9, 4)
+    # the merged run begins where its earliest shard did (no monotonic clock spans machines)
+    run["clocks"], run["t0_monotonic_ns"] = {"unix_ns": min(starts), "monotonic_ns": 0}, 0
     run["started_at"] = min(str(s.run.get("started_at", "")) for s in shards)
     run["finished_at"] = max(str(s.run.get("finished_at", "")) for s in shards)
     run["merged_from"] = [
@@ -275,7 +276,12 @@ def merged_summary(shards: Sequence[ShardOutput], wall_s: float) -> dict[str, An
     out: dict[str, Any] = {
         k: sum(int(s.head["summary"].get(k) or 0) for s in shards) for k in SUMMED
     }
+    skipped: dict[str, int] = {}
+    for s in shards:
+        for kind, n in (s.head["summary"].get("skipped") or {}).items():
+            skipped[kind] = skipped.get(kind, 0) + int(n)
     out.update(
+        skipped=dict(sorted(skipped.items())),
         wall_s=wall_s,
         pages_per_s=round(out["pages"] / wall_s, 4) if wall_s > 0 else 0.0,
         sequential=all(s.head["summary"].get("sequential") for s in shards),

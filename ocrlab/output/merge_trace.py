@@ -1,7 +1,7 @@
 """The shards' traces as one ``trace.json``: one process group per shard, one timeline.
 
 Each shard's trace counts from its own start; here every shard's events move by
-its start's distance from the earliest shard's (``t0_unix_ns``, the wall clock at
+its start's distance from the earliest shard's (:func:`t0_unix_ns`, the wall clock at
 each shard's zero), so shards that ran side by side under a job array overlap
 and shards run one after another follow each other. Within its group, a shard's
 run and document lanes keep their thread ids and each of its workers becomes a
@@ -35,6 +35,16 @@ _RENAMED = {
     ts.RUN_START: ts.SHARD_START,
     ts.RUN_END: ts.SHARD_END,
 }
+
+
+def t0_unix_ns(run: Mapping[str, Any]) -> int:
+    """Where a run began on the wall clock (ns), from its metadata: the two clocks read
+    together, and the monotonic stamp of its start."""
+    clocks = run.get("clocks") or {}
+    if not clocks or run.get("t0_monotonic_ns") is None:
+        return 0
+    elapsed = int(clocks["monotonic_ns"]) - int(run["t0_monotonic_ns"])
+    return int(clocks["unix_ns"]) - elapsed
 
 
 class _Out:
@@ -140,7 +150,7 @@ def merge_traces(
     summary: Mapping[str, Any],
 ) -> None:
     """Write ``target`` from the shards' ``(trace path, run metadata, share)``, in order."""
-    t0 = min(int(meta.get("t0_unix_ns") or 0) for _, meta, _ in shards)
+    t0 = min(t0_unix_ns(meta) for _, meta, _ in shards)
     with atomic_writer(target) as fh:
         out = _Out(fh)
         out.name(MERGED_PID, f"ocrlab (merged run: {len(shards)} shards)", 0)
@@ -154,7 +164,7 @@ def merge_traces(
             group = MERGED_PID + 1 + n
             label = f"shard {share.get('shard')}"
             out.name(group, f"{label} @ {meta.get('host', '?')}", 1 + n)
-            shift = (int(meta.get("t0_unix_ns") or 0) - t0) / 1000.0
+            shift = (t0_unix_ns(meta) - t0) / 1000.0
             shard = _Shard(out, group, label, int(meta.get("pid") or 0), shift, next_pid)
             if path.is_file():
                 for event in iter_trace(path):

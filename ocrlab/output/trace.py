@@ -34,16 +34,18 @@ previous one, so the file is valid JSON at every line boundary but the ``]``.
 from __future__ import annotations
 
 import contextlib
-import json
+import dataclasses
 import os
 import socket
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..records import PageResult
 from . import trace_schema as ts
+from .names import json_dumps
 
 MAIN_TID_RUN = 0
 DOC_LANE_TID_BASE = 1
@@ -54,7 +56,7 @@ REMOTE_PID_BASE = 1 << 22
 
 def event_line(event: Mapping[str, Any]) -> str:
     """One event as the trace's one line of JSON."""
-    return json.dumps(event, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json_dumps(event, separators=(",", ":"), default=str)
 
 
 def naming(
@@ -87,6 +89,9 @@ class TraceRecorder:
         self.host = socket.gethostname()
         self._tracks: dict[tuple[str, int], int] = {}
         self._tracks_lock = threading.Lock()
+        #: another host's clock offset for a page result, ns (None: not known); set by what
+        #: measures it, the supervisor of a Dask run (:class:`ocrlab.scaleout.ClockOffsets`)
+        self.clock_offset: Callable[[PageResult], int | None] | None = None
         self._fh = open(self.path, "w", encoding="utf-8")  # noqa: SIM115 - closed in close()
         self._fh.write("[")
         self._fh.flush()
@@ -137,6 +142,22 @@ class TraceRecorder:
                 return track, False
             track = self._tracks[(host, pid)] = REMOTE_PID_BASE + len(self._tracks) + 1
             return track, True
+
+    def on_our_clock(self, result: PageResult) -> PageResult:
+        """``result`` with another host's stamps moved onto this process's clock: by its
+        worker's measured offset, or (none known) so that it ends where it arrived."""
+        if not result.host or result.host == self.host:
+            return result
+        offset = self.clock_offset(result) if self.clock_offset is not None else None
+        if offset is None:
+            shift = time.monotonic_ns() - result.end_ns
+            extra = {**result.extra, "clock": "arrival"}
+        else:
+            shift = -offset
+            extra = {**result.extra, "clock_offset_us": round(offset / 1000, 3)}
+        return dataclasses.replace(
+            result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift, extra=extra
+        )
 
     def track_pid(self, host: str, pid: int) -> int:
         """The trace pid of worker ``pid`` on ``host``: its own pid on this host, else a
