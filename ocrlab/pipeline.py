@@ -36,7 +36,8 @@ when the look-ahead pulls, which is at most one document plus the two bounded
 windows ahead of the pages actually submitted. A document's own clock starts when
 its first page is really submitted (the collector learns that from the scheduler).
 
-:func:`run_groups` is the entry of the executor contract: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from
@@ -150,11 +151,11 @@ class _Run:
         )
         self.previous: Previous | None = None
         self.stop_reason: str | None = None
-        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share, if set
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
         if self.context.resume:
             self.previous = previous_records(self.layout)
         records = self._open_records()
@@ -183,11 +184,10 @@ class _Run:
         exclude = [self.layout.root]
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
-        docs = itertools.chain.from_iterable(
+        return itertools.chain.from_iterable(
             iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
-        return docs if self.shard is None else self.shard(docs)
 
     def _open_records(self) -> _Records:
         """Prepare the folder, then open the reserve, the scratch folder, trace and manifest."""
@@ -338,7 +338,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
-        manifest.run["shard"] = None if self.shard is None else self.shard.as_dict()
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

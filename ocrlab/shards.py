@@ -24,7 +24,7 @@ document arriving late land on a shard that is already full. Measured on
 1.52x greedy, 1.18x with the window (its largest document alone is 1.18x the
 mean); on 10,000 documents hashing is 3.5% off, the others exact. A contiguous
 split by cumulative cost needs the total first, a second pass over every header.
-docs/multihost.md has the figures and the commands.
+docs/scale.md ("Sharded runs") has the figures and the commands.
 
 Every shard also counts what it saw of the whole (documents, pages, cost), so the
 merge can tell shards that walked different inputs and a document that no shard took.
@@ -121,6 +121,16 @@ def document_cost(doc: Document, dpi: int, pdf: _OpenPdf | None = None) -> int:
     return sum(max(1, round(estimate_cost(task, dpi, pdf) * _UNITS_PER_MP)) for task in doc.tasks)
 
 
+class WholeRun:
+    """The share of a run that is not sharded: every document, nothing to record."""
+
+    def __call__(self, docs: Iterable[Document]) -> Iterator[Document]:
+        return iter(docs)
+
+    def as_dict(self) -> None:
+        return None
+
+
 class ShardFilter:
     """The documents of one shard, chosen from the stream of all (see the module doc)."""
 
@@ -132,9 +142,9 @@ class ShardFilter:
         self.loads = [0] * shard.count
 
     @classmethod
-    def of(cls, shard: str | None, dpi: int) -> ShardFilter | None:
-        """The filter for the ``shard`` setting ("I/N"), or None when the run is whole."""
-        return None if shard is None else cls(Shard.parse(shard), dpi)
+    def of(cls, shard: str | None, dpi: int) -> ShardFilter | WholeRun:
+        """The filter for the ``shard`` setting ("I/N"); every document when it is unset."""
+        return WholeRun() if shard is None else cls(Shard.parse(shard), dpi)
 
     def __call__(self, docs: Iterable[Document]) -> Iterator[Document]:
         """This shard's documents, in discovery order within each window."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,14 +62,6 @@ def data_dir() -> Path:
     if not any(DATA.rglob("*.gt.txt")):
         pytest.skip("data/ is empty; run 'ocrlab corpus data' first")
     return DATA
-
-
-def copy_data(root: Path, *rels: str) -> Path:
-    """A corpus under ``root``: the files ``rels`` of ``data/`` at the same relative paths."""
-    for rel in rels:
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, root / rel)
-    return root
 
 
 def make_page(path: Path, text: str, size: tuple[int, int] = (400, 120)) -> Path:

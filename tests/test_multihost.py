@@ -23,7 +23,8 @@ from ocrlab.follow import RunState
 from ocrlab.output import trace_schema as ts
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
-from tests.conftest import copy_data, make_page
+from tests.conftest import make_page
+from tests.helpers import artifact_texts, copy_data
 from tests.multihost import SimCluster, namespaces_unavailable, run_client, sim_cluster
 
 distributed = pytest.importorskip("distributed")
@@ -39,13 +40,6 @@ OFFSET_NS = {"sim-a": 0, "sim-b": 3600 * 10**9}
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimCluster]:
     yield from sim_cluster(tmp_path_factory.mktemp("hosts"), HOSTS)
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 def test_simulated_hosts_have_their_own_name_pids_clock_and_address(
@@ -71,17 +65,16 @@ def test_simulated_hosts_have_their_own_name_pids_clock_and_address(
 def test_per_host_tracks_peaks_clock_and_identity(cluster: SimCluster, tmp_path: Path) -> None:
     corpus = copy_data(
         tmp_path / "in",
-        "letters/note.png",
-        "forms/note.png",
-        "forms/flyer.gif",
-        "reports/memo.png",
-        "letters/letter-02.jpg",
+        ["letters/note.png", "forms/note.png", "forms/flyer.gif", "reports/memo.png"],
     )
+    copy_data(corpus, ["letters/letter-02.jpg"])
     local = ocrlab.run(corpus, tmp_path / "loky", workers=2, progress=False)
     remote = run_client(corpus, tmp_path / "dask", executor=cluster.address, bundle_mp=0)
     out = tmp_path / "dask"
     assert remote["exit_code"] == local.exit_code == 0
-    assert _texts(out) == _texts(tmp_path / "loky") and len(_texts(out)) == 5
+    assert (
+        artifact_texts(out) == artifact_texts(tmp_path / "loky") and len(artifact_texts(out)) == 5
+    )
 
     # Per-host peaks, in the summary and in results.json; Tesseracts ran there, not here.
     peaks: dict[str, Any] = remote["peaks"]  # type: ignore[assignment]
@@ -197,7 +190,7 @@ def test_a_lost_host_loses_no_page(tmp_path: Path) -> None:
         killer.join()
         gen.close()  # tears the cluster down and checks no process is left
     assert summary["documents_ok"] == summary["pages"] == 16 and summary["pages_failed"] == 0
-    assert _texts(tmp_path / "dask") == _texts(tmp_path / "loky")
+    assert artifact_texts(tmp_path / "dask") == artifact_texts(tmp_path / "loky")
     assert local.documents_ok == 16
     lines = [json.loads(line) for line in journal.read_text().splitlines()]
     ids = [line["doc_id"] for line in lines if "doc_id" in line]

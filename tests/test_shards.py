@@ -23,16 +23,10 @@ from ocrlab.output.merge import merge_outputs
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.shards import Shard, ShardFilter, document_cost, slurm_shard
 from ocrlab.sources import iter_documents
-from tests.conftest import DATA, copy_data, make_page
+from tests.conftest import DATA, make_page
+from tests.helpers import artifact_texts, copy_data
 
 ECHO = "ocrlab.engines.fakes:echo"
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 def _records(out: Path) -> list[dict[str, Any]]:
@@ -112,8 +106,8 @@ def test_four_shards_merge_into_the_unsharded_run(tmp_path: Path) -> None:
     """The command line as a job array would use it, with Tesseract: the merged folder's
     text, manifest, journal and trace are the unsharded run's; bad merges are refused."""
     scans = [f"scans/{p.name}" for p in sorted((DATA / "scans").glob("*-01.png"))[:5]]
-    copy_data(tmp_path / "data", "letters/note.png", "forms/note.png", "books/chapter.pdf")
-    copy_data(tmp_path / "data", "broken/empty.png", *scans)
+    rels = ["letters/note.png", "forms/note.png", "books/chapter.pdf", "broken/empty.png"]
+    copy_data(tmp_path / "data", [*rels, *scans], ground_truth=False)
     for i in range(4):
         done = _ocrlab("run", "data", "--out", f"s{i}", "--shard", f"{i}/4", "-q", cwd=tmp_path)
         assert done.returncode in (0, 1), done.stderr
@@ -122,7 +116,9 @@ def test_four_shards_merge_into_the_unsharded_run(tmp_path: Path) -> None:
     merged = _ocrlab("merge", "s0", "s1", "s2", "s3", "--into", "all", cwd=tmp_path)
     assert merged.returncode == 1, merged.stderr  # the same exit code as the run
     out = tmp_path / "all"
-    assert _texts(out) == _texts(tmp_path / "whole") and len(_texts(out)) == 8
+    assert (
+        artifact_texts(out) == artifact_texts(tmp_path / "whole") and len(artifact_texts(out)) == 8
+    )
     assert _records(out) == _records(tmp_path / "whole")
     a, w = load_manifest(out)["summary"], load_manifest(tmp_path / "whole")["summary"]
     assert {k: a[k] for k in COUNTS} == {k: w[k] for k in COUNTS}
@@ -188,9 +184,9 @@ def test_merge_refuses_shards_that_are_not_one_run(tmp_path: Path) -> None:
     make_page(inputs / ".hidden.png", "not a document")  # a skip: the first shard reports it
     s0, s1 = _echo_shards(tmp_path, inputs, 2)
     merged = merge_outputs([s1, s0], tmp_path / "ok")  # any order
-    assert merged["documents"] == 6 and _texts(tmp_path / "ok") == {
-        **_texts(s0),
-        **_texts(s1),
+    assert merged["documents"] == 6 and artifact_texts(tmp_path / "ok") == {
+        **artifact_texts(s0),
+        **artifact_texts(s1),
     }
     whole = tmp_path / "whole"
     ocrlab.run(inputs, whole, engine=ECHO, progress=False)
@@ -232,7 +228,7 @@ def test_merge_refuses_shards_that_are_not_one_run(tmp_path: Path) -> None:
 
 
 def _texts_or_none(out: Path) -> dict[str, bytes]:
-    return _texts(out) if (out / "text").is_dir() else {}
+    return artifact_texts(out) if (out / "text").is_dir() else {}
 
 
 def test_slurm_array_task_takes_its_share(tmp_path: Path) -> None:

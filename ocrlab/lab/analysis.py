@@ -22,7 +22,8 @@ from .accuracy import score_run
 if TYPE_CHECKING:
     import pandas as pd
 
-#: The verification plan's memory budget per worker count in an 8 GB container (GB).
+#: The memory budget per worker count (GB) that a deployment in an 8 GB container was
+#: sized with: the reference the worker sweep's memory plot compares its peaks against.
 PLAN_BUDGET_GB = {1: 2.0, 2: 4.0, 3: 5.5}
 
 

@@ -56,7 +56,8 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
 def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> Figure:
     """Peak process-tree memory against workers, in MB at the scale of the measurements.
 
-    The container limit and the plan's budget are written on the plot as labelled
+    The container limit and the deployment's budget
+    (:data:`ocrlab.lab.analysis.PLAN_BUDGET_GB`) are written on the plot as labelled
     references (and the share of the budget each peak uses), not drawn as lines: at a
     few hundred MB against 8 GB, an axis that reached them would flatten the bars to a
     few pixels. RSS and PSS (shared pages counted once) side by side where measured.

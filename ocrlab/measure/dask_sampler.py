@@ -16,7 +16,8 @@ when the buffer overflows and every loss is counted (``dropped``); each drain is
 round trip that also measures the worker's clock against the client's; and a
 lease: a worker not drained for ``lease_s`` (its client gone without unregistering
 the plugin) stops sampling until it is drained again, so a forgotten plugin costs
-the cluster nothing. docs/multihost.md has the measurements behind this choice.
+the cluster nothing. docs/scale.md has the measurements behind
+this choice.
 
 PSS at the RSS peak: the tree's PSS is read every ``pss_every`` samples (it costs
 ~10x an RSS walk), and also at once whenever the tree's RSS reaches a new high,

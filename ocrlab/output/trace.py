@@ -10,8 +10,8 @@ event at time 0 carries the run metadata (config, versions, host).
 Timestamps are microseconds from the run start, converted here from the
 ``time.monotonic_ns()`` stamps workers return (CLOCK_MONOTONIC is system-wide on
 Linux, so worker and main-process stamps share one clock; a Dask worker on
-another host has its own, and the collector moves its stamps onto ours with the
-measured offset, :class:`ocrlab.scaleout.ClockOffsets`).
+another host has its own, and :meth:`TraceRecorder.on_our_clock` moves its stamps
+onto ours with the measured offset, :class:`ocrlab.scaleout.ClockOffsets`).
 
 Other hosts: two hosts may have workers with the same pid, so a worker of another
 host gets a track of its own (a pid above any real one, :data:`REMOTE_PID_BASE`,
@@ -77,7 +77,8 @@ def naming(
 
 
 class TraceRecorder:
-    """Collects trace events in the main process (thread-safe: the monitor adds counters)."""
+    """Writes trace events as they happen, in the main process, and keeps none of them
+    (thread-safe: the monitor's thread adds counters)."""
 
     def __init__(self, path: str | os.PathLike[str], t0_ns: int, main_pid: int | None = None):
         self.path = Path(path)
