@@ -80,6 +80,7 @@ from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, Run
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
 
@@ -150,16 +151,17 @@ class _Run:
         )
         self.previous: Previous | None = None
         self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
         if self.context.resume:
             self.previous = previous_records(self.layout)
         records = self._open_records()
         status: RunStatus = "interrupted"
         with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
-            watch = Supervisor(self.cfg, self.plan, records.trace)
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
@@ -336,6 +338,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

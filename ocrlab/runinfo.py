@@ -18,6 +18,7 @@ import re
 import resource
 import socket
 import sys
+import time
 from typing import Any
 
 from loky import cpu_count
@@ -137,6 +138,9 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     installed = _installed_versions()
     return {
+        # the wall clock and the monotonic clock read together: with t0_monotonic_ns, where
+        # the run began on the wall clock (ocrlab merge lays shards out by it)
+        "clocks": {"unix_ns": time.time_ns(), "monotonic_ns": time.monotonic_ns()},
         "config": cfg.as_dict(),
         "versions": {
             "ocrlab": _version("ocrlab", installed),

@@ -74,6 +74,14 @@ def test_dask_run_matches_local_run(
     assert all(e["pid"] != os.getpid() for e in pages)
     meta = load_manifest(tmp_path / "dask")["run"]
     assert meta["config"]["executor"] == cluster.scheduler_address
+    # Each worker's sampler: one host here, its two workers' trees summed at one moment.
+    [figures] = remote.peaks["hosts"].values()
+    assert sorted(figures["workers"]) == sorted(cluster.scheduler_info["workers"])
+    assert (
+        figures["tesseract_peak"] >= 1
+        and figures["rss_peak"] == remote.peaks["cluster"]["rss_peak"]
+    )
+    assert all(abs(c["offset_ms"]) <= c["rtt_ms"] / 2 + 1 for c in figures["clock"].values())
 
 
 @pytest.mark.slow

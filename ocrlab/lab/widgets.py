@@ -46,6 +46,34 @@ def _duration(seconds: float | None) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
 
 
+def _host_rows(state: RunState) -> list[tuple[str, str]]:
+    """A Dask run's hosts (each its workers' trees summed) and the cluster's same-moment sum;
+    once the run is over, the peaks from the summary."""
+    peaks = state.summary.get("peaks", {}) if state.finished else {}
+    hosts = peaks.get("hosts")
+    rows = []
+    for name, host in sorted(state.hosts.items()):
+        if hosts and name in hosts:
+            peak = hosts[name]
+            text = (
+                f"{_mb(peak['rss_peak'] / 2**20)} peak (RSS), Tesseracts peak "
+                f"{peak['tesseract_peak']}, sampler {peak.get('sampler_cpu_pct') or 0:.2f}% CPU"
+            )
+        else:
+            text = (
+                f"{_mb(host.rss_mb)} now, {_mb(host.rss_peak_mb)} peak (RSS); Tesseracts "
+                f"{'-' if host.tesseract is None else host.tesseract} (peak {host.tesseract_peak})"
+            )
+        lost = f"; {host.workers_lost} worker(s) lost" if host.workers_lost else ""
+        rows.append((f"host {html.escape(name)}", text + lost))
+    if state.hosts:
+        cluster = peaks.get("cluster")
+        peak = cluster["rss_peak"] / 2**20 if cluster else state.cluster_rss_peak_mb
+        now = "" if cluster else f"{_mb(state.cluster_rss_mb)} now, "
+        rows.append(("cluster (hosts summed at one moment)", f"{now}{_mb(peak)} peak (RSS)"))
+    return rows
+
+
 def _memory(state: RunState) -> str:
     """Tree memory in words, each group of figures from one moment, and said so.
 
@@ -96,6 +124,7 @@ def render_state(state: RunState) -> str:
         ("live Tesseracts", tess),
         ("open descriptors (tree)", "-" if state.fds is None else str(state.fds)),
         ("worker deaths / pool restarts", f"{state.worker_deaths} / {state.restarts}"),
+        *_host_rows(state),
     ]
     if state.finished and state.summary:
         s = state.summary
