@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from typing import Any, NoReturn
 
 from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
-from .lab import commands
+from .lab import commands, compare_commands
 from .output.names import printable
 from .settings import SETTINGS
 
@@ -206,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_bench(sub)
     commands.add_sweep(sub)
     commands.add_report(sub)
+    compare_commands.add_diff(sub)
+    compare_commands.add_plan(sub)
     return parser
 
 

@@ -187,7 +187,7 @@ def build_reports(
     *,
     corpus: str = "data",
     workers: Sequence[int] = (1, 2),
-    repeats: int = 1,
+    repeats: int = 3,
     only: Sequence[str] | None = None,
     notebooks_dir: Path | None = None,
 ) -> list[NotebookReport]:
