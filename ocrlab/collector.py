@@ -37,6 +37,7 @@ from .records import (
     document_status,
 )
 from .sources import Document
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -134,15 +135,15 @@ class Collector:
         self._next_lane += 1
         return self._next_lane - 1
 
-    def found(self, pages: int, *, final: bool = False) -> None:
-        """Discovery's running page total (discovery is lazy, so the total grows): the
-        bar's total at once, the live views' through the trace twice a second and at the end."""
-        self.progress.total = pages
+    def found(self, sizes: SizeCount, *, final: bool = False) -> None:
+        """Discovery's running total (discovery is lazy, so it grows): pages and their
+        estimated work by size class. The bar's at once, the live views' through the trace
+        twice a second and at the end."""
+        self.progress.found(sizes, final)
         now = time.monotonic()
         if final or now - self._announced >= 0.5:
             self._announced = now
-            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
-            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), sizes.event(final))
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         """``doc``'s pages are on their way (pulled for submission; its clock starts at
@@ -239,9 +240,7 @@ class Collector:
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:
             self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        self.progress.page_done(result, cost, self.trace.t0_ns)
         state = self.open[result.doc_id]
         first = first_submit_ns or submit_ns
         if not state.first_submit_ns or first < state.first_submit_ns:

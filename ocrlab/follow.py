@@ -24,6 +24,7 @@ from typing import Any
 from .output import trace_schema as ts
 from .output.trace_reader import TraceFollower, stat_key
 from .records import Failure, WatchedStatus, ended_status
+from .timeleft import Estimate, SizeCount, WorkClock
 
 __all__ = ["HostState", "RunState", "TraceFollower", "stat_key"]
 
@@ -80,6 +81,8 @@ class RunState:
     error: str | None = None
     updated: float = field(default_factory=time.monotonic)
     _host_tracks: dict[int, str] = field(default_factory=dict, repr=False)
+    #: progress in estimated work and the time left (:mod:`ocrlab.timeleft`)
+    clock: WorkClock = field(default_factory=WorkClock)
 
     @property
     def finished(self) -> bool:
@@ -91,12 +94,24 @@ class RunState:
             return float(self.summary["pages_per_s"])
         return self.pages_done / self.t_s if self.t_s > 0 and self.pages_done else None
 
+    def now_s(self) -> float:
+        """Seconds since the run started, now: by this machine's monotonic clock when the
+        run recorded its start on it (a run on this host), else the latest the trace says."""
+        t0 = self.meta.get("t0_monotonic_ns")
+        if isinstance(t0, int) and not self.finished:
+            now = (time.monotonic_ns() - t0) / 1e9
+            if self.t_s - 1.0 <= now <= self.t_s + 120.0:  # another host's clock is not
+                return max(now, self.t_s)
+        return self.t_s
+
     @property
-    def eta_s(self) -> float | None:
-        rate = self.pages_per_s
-        if self.finished or self.total is None or not rate:
-            return None
-        return max(0, self.total - self.pages_done) / rate
+    def fraction(self) -> float | None:
+        """The share of the estimated work done (of pages, without estimates), 0..1."""
+        return 1.0 if self.status == "complete" else self.clock.fraction()
+
+    def time_left(self) -> Estimate | None:
+        """Time left with its range, or None (finished, or no page finished yet)."""
+        return None if self.finished else self.clock.time_left(self.now_s())
 
     def apply(self, events: list[dict[str, Any]]) -> None:
         for e in events:
@@ -108,7 +123,11 @@ class RunState:
         at_s = float(e.get("ts") or 0) / 1e6
         if ts.is_page(e):
             self.pages_done += 1
-            self.t_s = max(self.t_s, at_s + float(e.get("dur") or 0) / 1e6)
+            dur = float(e.get("dur") or 0) / 1e6
+            self.t_s = max(self.t_s, at_s + dur)
+            self.clock.page_done(
+                args.get("cost_estimate"), at_s, dur, e.get("pid"), args.get("bundle")
+            )
             if not args.get("ok", True):
                 self.pages_failed += 1
                 self.failures.append(_failure(args, args.get("page")))
@@ -127,12 +146,25 @@ class RunState:
             if name == ts.RUN_METADATA:
                 self.meta = dict(args)
                 self.status = "running"
+                config = args.get("config") or {}
+                workers = config.get("effective_workers")
+                self.clock.workers = workers if isinstance(workers, int) else None
+                self.clock.largest_first = config.get("order") == "cost" and not config.get(
+                    "sequential"
+                )
             elif name == ts.RUN_START:
                 self.status = "running"
                 if args.get("pages") is not None:
                     self.total = args.get("pages")
             elif name == ts.PAGES_FOUND:  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
+                sizes = args.get("sizes")
+                self.clock.found(
+                    self.total,
+                    args.get("work"),
+                    bool(args.get("final")),
+                    SizeCount.from_json(sizes) if isinstance(sizes, dict) else None,
+                )
             elif name == ts.DOCUMENT_FAILED:
                 self.failures.append(_failure(args, None))
             elif name == ts.WORKER_DIED:

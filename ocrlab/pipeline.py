@@ -83,6 +83,7 @@ from .scheduler import BoundedScheduler
 from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -103,13 +104,11 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
 
-    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
-    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
-    touching anything. A folder holding a previous run's files raises
-    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
-    ``context.overwrite``. A full, read-only or vanished output filesystem stops
-    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
-    are kept, the manifest says ``interrupted`` and why).
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a second
+    run on it raises :class:`~ocrlab.errors.OutputBusyError`; a folder holding a previous
+    run's files raises :class:`~ocrlab.errors.OutputNotEmptyError` unless resuming or
+    overwriting; a full, read-only or vanished output filesystem stops the run with
+    :class:`~ocrlab.errors.OutputStoppedError` (finished documents kept, manifest says why).
 
     ``pool`` is the run's pool opened ahead by :meth:`ocrlab.pool.Pool.open` (the
     ``ocrlab`` command does, before importing this module, so the workers boot
@@ -160,7 +159,8 @@ class _Run:
             self.previous = previous_records(self.layout)
         records = self._open_records()
         status: RunStatus = "interrupted"
-        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
+        bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
+        with run_log(self.layout.log), bar_of_run as bar:
             watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
@@ -253,7 +253,7 @@ class _Run:
             memory_note=watch.memory_note,
             admit=watch.admit,
         )
-        pages = self._pages(self._runnable(docs, collector), bundle_mp > 0)
+        pages = self._pages(self._runnable(docs, collector))
         units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
         try:
             for done in scheduler.run(units):
@@ -270,11 +270,15 @@ class _Run:
             self.summary.restarts = scheduler.restarts
 
     # -- the generator chain (pulled by the scheduler; see the look-aheads in the drawing) --
-    def _runnable(self, docs: Iterable[Document], collector: Collector) -> Iterator[Document]:
-        """The documents to OCR, as discovery finds them; the others are recorded here:
-        documents kept from a previous run (``--resume``) and documents that failed
-        discovery."""
-        found = 0
+    def _runnable(
+        self, docs: Iterable[Document], collector: Collector
+    ) -> Iterator[tuple[Document, PageTask]]:
+        """The pages to OCR with their cost estimates, as discovery finds their documents;
+        the other documents are recorded here: skipped, kept from a previous run
+        (``--resume``) or failed discovery. Every page's cost is estimated (a header read)
+        whatever the order: the pages and the estimated work found so far, by size, are
+        what progress and the time left count in (:mod:`ocrlab.timeleft`)."""
+        found = SizeCount()
         for doc in docs:
             if doc.skip is not None:
                 collector.skipped(doc)
@@ -288,23 +292,19 @@ class _Run:
                     collector.kept(record)
                     continue
                 self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
-            found += doc.n_pages
+            pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
+            for _, task in pairs:
+                found.add(task.cost)
             collector.found(found)
-            yield doc
+            yield from pairs
         collector.found(found, final=True)
 
     def _pages(
-        self, docs: Iterable[Document], estimate: bool
+        self, pairs: Iterator[tuple[Document, PageTask]]
     ) -> Iterator[tuple[Document, PageTask]]:
-        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
-        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered. ``estimate``: the
-        costs are wanted anyway (bundles are formed from them)."""
-        pairs: Iterator[tuple[Document, PageTask]]
-        pairs = ((doc, task) for doc in docs for task in doc.tasks)
-        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
-        if by_cost or estimate:
-            pairs = with_estimates(pairs, self.cfg.dpi)
-        if not by_cost:
+        """The pages in submission order: most expensive first (``order='cost'``, a bounded
+        look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        if self.cfg.order != "cost" or self.plan.sequential:  # in-process: no tail
             return pairs
         return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
 

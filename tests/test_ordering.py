@@ -125,10 +125,8 @@ def test_pipeline_submits_largest_first_and_records_the_estimate(
         assert _Recording.submitted == found
     pages = [e for e in load_trace(tmp_path / "out" / "trace.json") if e.get("cat") == "page"]
     estimates = {e["args"]["doc_id"]: e["args"].get("cost_estimate") for e in pages}
-    if order == "cost":
-        assert estimates["z/l0.png"] == pytest.approx(0.36) and estimates["a/s0.png"] == 0.027
-    else:
-        assert set(estimates.values()) == {None}
+    # estimated in either order: progress and time left count in estimated work
+    assert estimates["z/l0.png"] == pytest.approx(0.36) and estimates["a/s0.png"] == 0.027
 
 
 @pytest.mark.slow

@@ -31,9 +31,19 @@ def _matches(task: PageTask, settings: EngineSettings, option: str) -> bool:
 
 
 def sleepy(source: str, task: PageTask, settings: EngineSettings) -> str:
-    """Sleep ``sleep`` seconds (default 0.2); return JSON with the pid and monotonic stamps."""
+    """Sleep ``sleep`` seconds (default 0.2) plus ``sleep_per_mp`` seconds (default 0) per
+    megapixel of the page as prepared (a PDF page as rendered); return JSON with the pid
+    and monotonic stamps. With ``sleep_per_mp`` a page costs what its pixels say, as the
+    ordering estimates, without Tesseract's CPU load: a run of known, load-free timing."""
     start = time.monotonic_ns()
-    time.sleep(float(settings.option("sleep", 0.2)))
+    seconds = float(settings.option("sleep", 0.2))
+    per_mp = float(settings.option("sleep_per_mp", 0.0))
+    if per_mp:
+        from PIL import Image
+
+        with Image.open(source) as im:  # the header only
+            seconds += per_mp * im.width * im.height / 1e6
+    time.sleep(seconds)
     end = time.monotonic_ns()
     return json.dumps(
         {

@@ -15,7 +15,7 @@ from typing import Final
 # -- instant events ("ph": "i") on the main process's run track ---------------------------
 RUN_METADATA: Final = "run_metadata"  #: at time 0: config, versions, host, CPUs
 RUN_START: Final = "run_start"  #: OCR begins
-PAGES_FOUND: Final = "pages_found"  #: discovery's running page total (args: pages, final)
+PAGES_FOUND: Final = "pages_found"  #: discovery so far (args: pages, work, sizes, final)
 DOCUMENT_FAILED: Final = "document_failed"  #: a document that never reached a worker
 WORKER_DIED: Final = "worker_died"
 POOL_RESTARTED: Final = "pool_restarted"
