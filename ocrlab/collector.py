@@ -13,7 +13,6 @@ import dataclasses
 import errno
 import hashlib
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -41,8 +40,6 @@ from .sources import Document
 from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
-
-_HOST = socket.gethostname()
 
 
 class _RunLogFilter(logging.Filter):
@@ -234,12 +231,7 @@ class Collector:
         first_submit_ns: int = 0,
     ) -> None:
         self._check_run_wide(result)
-        if result.host and result.host != _HOST:
-            # Another host's monotonic clock: place the span where its result arrived.
-            shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(
-                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
-            )
+        result = self.trace.on_our_clock(result)  # another host's stamps: onto our clock
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:

@@ -36,7 +36,8 @@ when the look-ahead pulls, which is at most one document plus the two bounded
 windows ahead of the pages actually submitted. A document's own clock starts when
 its first page is really submitted (the collector learns that from the scheduler).
 
-:func:`run_groups` is the entry of the executor contract: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from
@@ -79,6 +80,7 @@ from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, Run
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
 from .timeleft import SizeCount
@@ -102,13 +104,11 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
 
-    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
-    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
-    touching anything. A folder holding a previous run's files raises
-    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
-    ``context.overwrite``. A full, read-only or vanished output filesystem stops
-    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
-    are kept, the manifest says ``interrupted`` and why).
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a second
+    run on it raises :class:`~ocrlab.errors.OutputBusyError`; a folder holding a previous
+    run's files raises :class:`~ocrlab.errors.OutputNotEmptyError` unless resuming or
+    overwriting; a full, read-only or vanished output filesystem stops the run with
+    :class:`~ocrlab.errors.OutputStoppedError` (finished documents kept, manifest says why).
 
     ``pool`` is the run's pool opened ahead by :meth:`ocrlab.pool.Pool.open` (the
     ``ocrlab`` command does, before importing this module, so the workers boot
@@ -150,17 +150,18 @@ class _Run:
         )
         self.previous: Previous | None = None
         self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
         if self.context.resume:
             self.previous = previous_records(self.layout)
         records = self._open_records()
         status: RunStatus = "interrupted"
         bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
         with run_log(self.layout.log), bar_of_run as bar:
-            watch = Supervisor(self.cfg, self.plan, records.trace)
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
@@ -337,6 +338,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

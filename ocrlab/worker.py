@@ -1,10 +1,12 @@
 """The worker side: everything that runs in a worker process, and nothing else.
 
-:func:`ocr_page` is the only function executors call. It runs in a loky worker,
-a Dask worker, or (sequential mode) the main process, and behaves the same in
-all three: it prepares the page (:mod:`ocrlab.pages`), runs the engine
-(:mod:`ocrlab.engines.registry`), and returns a small
-:class:`~ocrlab.records.PageResult`. It never logs to shared files, never
+Executors call three functions of it: :func:`ocr_page` for a page,
+:func:`ocr_bundle` for several small pages in one engine call
+(:mod:`ocrlab.bundles`), and :func:`warm_up` once per pool worker at start.
+:func:`ocr_page` runs in a loky worker, a Dask worker, or (sequential mode) the
+main process, and behaves the same in all three: it prepares the page
+(:mod:`ocrlab.pages`), runs the engine (:mod:`ocrlab.engines.registry`), and
+returns a small :class:`~ocrlab.records.PageResult`. It never logs to shared files, never
 touches contextvars, and never returns pixels. Every failure is caught and
 returned as a record with ``error_type`` set, so one bad page cannot take its
 neighbours down.
@@ -112,21 +114,19 @@ def _errno(exc: BaseException | None) -> int | None:
     return None
 
 
-def warm_up(engine: str, hold_s: float = 0.15) -> int:
+def warm_up(engine: str) -> int:
     """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
 
-    Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
-    so worker start-up overlaps the main process's discovery and start-up checks
-    instead of delaying the first page. The call lasts at least ``hold_s``: a
-    worker that finished its warm-up at once would otherwise take its siblings'
-    calls too (measured: both of 2 warm-ups ran in the first worker), leaving
-    them cold.
+    Called once per worker right after the pool is created, through
+    :func:`ocrlab.warmup.warm_up_together`, so worker start-up overlaps the main
+    process's discovery and start-up checks instead of delaying the first page.
+    That caller, not this function, makes each worker wait at a rendezvous until
+    every sibling has taken its own call (a worker that finished at once would
+    otherwise take its siblings' calls too, leaving them cold).
     """
-    start = time.monotonic()
     from PIL import Image  # noqa: F401 - the import is the point
 
     warm_engine(engine)
-    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
     return os.getpid()
 
 

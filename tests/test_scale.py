@@ -41,6 +41,7 @@ from ocrlab.records import (
 )
 from ocrlab.worker import ocr_page
 from tests.conftest import make_page
+from tests.helpers import artifact_texts
 
 ECHO = "ocrlab.engines.fakes:echo"
 
@@ -335,13 +336,6 @@ def _comparable(manifest: dict[str, Any]) -> list[dict[str, Any]]:
     return [{k: v for k, v in d.items() if k not in drop} for d in manifest["documents"]]
 
 
-def _texts(out: Path) -> dict[str, str]:
-    return {
-        p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
-
-
 @pytest.mark.slow
 def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     """3,000 echo documents: kill -9 the main process mid-run, --resume, compare."""
@@ -387,7 +381,7 @@ def test_kill9_mid_run_then_resume_equals_uninterrupted(tmp_path: Path) -> None:
     assert final["summary"]["pages"] == 3000 - final["summary"]["documents_kept"]
     clean = tmp_path / "clean"
     ocrlab.run(corpus, clean, workers=2, engine=ECHO, progress=False)
-    assert _texts(out) == _texts(clean)
+    assert artifact_texts(out) == artifact_texts(clean)
     assert _comparable(final) == _comparable(load_manifest(clean))
     # only the lock file stays (deleting it would race a run that opened it: ocrlab/output/lock.py)
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == [".ocrlab.lock"]

@@ -123,14 +123,23 @@ def _resolve(name: str, given_as: str) -> Engine:
 def list_engine(name: str) -> ListEngine | None:
     """The engine's way to OCR several small pages in one call, if it has one.
 
-    Only the default engine has one (Tesseract's list mode, which saves a process
-    start and a model load per page); tesserocr keeps its model loaded anyway.
+    The default engine has one (Tesseract's list mode, which saves a process start and
+    a model load per page); tesserocr keeps its model loaded anyway. An engine given by
+    import path offers one as its ``list_engine`` attribute (a wrapper of the default
+    engine, e.g. :func:`ocrlab.engines.fakes.slowed`, keeps the default's bundles, so
+    its timings differ from the default's only by what it changes).
     """
-    if name != "pytesseract":
-        return None
-    from .tesseract import pytesseract_list
+    if name == "pytesseract":
+        from .tesseract import pytesseract_list
 
-    return pytesseract_list
+        return pytesseract_list
+    if ":" not in name:
+        return None
+    try:
+        found: ListEngine | None = getattr(resolve_engine(name), "list_engine", None)
+    except (ImportError, AttributeError, ValueError):
+        return None  # the page engine's own error is reported by the first page
+    return found
 
 
 def warm_engine(name: str) -> None:
