@@ -13,8 +13,8 @@ a kernel (HTML reports) :func:`show_comparison` shows the same as static HTML
 and figures. The runs are read with the package's trace reader
 (:func:`ocrlab.output.trace_reader.iter_trace`) and manifest reader, like every other view.
 
-The page comparison is one function, :func:`page_changes`, so that one
-definition of "the output changed" serves here and elsewhere.
+The page comparison is the command line's (``ocrlab diff``,
+:func:`ocrlab.lab.rundiff.compare_runs`): one definition of "the output changed".
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from ..output import trace_schema as ts
 from ..output.trace_reader import iter_trace
 from ..timeleft import duration
-from . import pageview
+from .rundiff import compare_runs
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -52,24 +52,15 @@ class PageChange:
         return None if self.cer_a is None or self.cer_b is None else self.cer_b - self.cer_a
 
 
-def _pages(out: Path) -> dict[tuple[str, int], pageview.PageInfo]:
-    return {
-        (d["doc_id"], p): pageview.page_info(out, d, p, {})
-        for d in pageview.documents(out)
-        for p in range(1, int(d["pages"]) + 1)
-    }
-
-
 def page_changes(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> list[PageChange]:
     """Page by page, in (document, page) order: whether run ``b``'s text is run ``a``'s, and
-    each page's CER against the ground truth beside the inputs."""
-    pa, pb = _pages(Path(a)), _pages(Path(b))
-    changes = []
-    for key in sorted(set(pa) | set(pb)):
-        x, y = pa.get(key), pb.get(key)
-        same = x is not None and y is not None and x.text is not None and x.text == y.text
-        changes.append(PageChange(key[0], key[1], same, x.cer if x else None, y.cer if y else None))
-    return changes
+    each page's CER against the ground truth beside the inputs. The comparison is the one
+    ``ocrlab diff`` makes (:func:`ocrlab.lab.rundiff.compare_runs`); this is what of it the
+    side-by-side view shows."""
+    return [
+        PageChange(p.doc_id, p.page, p.identical, p.cer_a, p.cer_b)
+        for p in compare_runs(a, b).pages
+    ]
 
 
 @dataclass
