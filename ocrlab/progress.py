@@ -99,6 +99,7 @@ class WorkBar:
         self.t0_ns = t0_ns
         self.failed = 0
         self._shown = 0
+        self._said = 0.0  # when the text was last made (s): at most four times a second
         self._text("starting")
 
     def _text(self, text: str) -> None:
@@ -127,10 +128,12 @@ class WorkBar:
             result.extra.get("bundle"),
         )
         now = self._elapsed()
-        left = self.clock.time_left(now)
-        rate = self.clock.pages_done / now if now > 0 else 0.0
-        when = "" if left is None else f", {left.text()} left"
-        self._text(f"{self._pages()} [{duration(now)}{when}, {rate:.2f} pages/s]")
+        if now - self._said >= 0.25:  # a million echo pages must not pay for it a million times
+            self._said = now
+            left = self.clock.time_left(now)
+            rate = self.clock.pages_done / now if now > 0 else 0.0
+            when = "" if left is None else f", {left.text()} left"
+            self._text(f"{self._pages()} [{duration(now)}{when}, {rate:.2f} pages/s]")
         target = round((self.clock.fraction() or 0.0) * self.SCALE)
         if target > self._shown:
             self.bar.update(target - self._shown)

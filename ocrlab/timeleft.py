@@ -21,7 +21,7 @@ when it ends):
   estimate is not proportional to the time: with Tesseract a small page costs
   more per megapixel than a large one. A class with nothing finished yet takes
   the speed of the nearest class that has (with most expensive first, the next
-  smaller one: the best guess there is). The latest few units against their
+  larger one: the best guess there is). The latest few units against their
   class's speed tell whether the machine is slowing down (its load rising): the
   whole estimate is scaled by that (between half and twice).
 * **work left** of each class x its speed = worker-seconds left, less what the
