@@ -10,21 +10,21 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import logging
-import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError
 from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
-from .output.manifest import sha256_file
+from .output.manifest import input_digest
+from .output.names import printable
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
 from .records import (
@@ -37,10 +37,9 @@ from .records import (
     document_status,
 )
 from .sources import Document
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
-
-_HOST = socket.gethostname()
 
 
 class _RunLogFilter(logging.Filter):
@@ -54,11 +53,20 @@ class _RunLogFilter(logging.Filter):
         return True
 
 
+class _OneLineFormatter(logging.Formatter):
+    """One line per event whatever the names hold: a newline in a file name (legal on
+    Linux) would otherwise split a line, a byte that is not UTF-8 fail the write
+    (see :func:`ocrlab.output.names.printable`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 @contextlib.contextmanager
 def run_log(path: Path) -> Iterator[logging.Handler]:
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
+        _OneLineFormatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
     )
     handler.addFilter(_RunLogFilter())
     handler.setLevel(logging.INFO)
@@ -78,8 +86,19 @@ def run_log(path: Path) -> Iterator[logging.Handler]:
 class _DocState:
     doc: Document
     lane: int
+    #: the earliest real submission of the document's pages (0 until a page is back)
     first_submit_ns: int = 0
     results: dict[int, PageResult] = field(default_factory=dict)
+
+
+class _ArtifactError(Exception):
+    """A document's artifact could not be written under any of its names (an error entry)."""
+
+
+#: errno values that say a name cannot be used here, so the next candidate is tried
+_NAME_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+)
 
 
 class Collector:
@@ -116,19 +135,27 @@ class Collector:
         self._next_lane += 1
         return self._next_lane - 1
 
-    def found(self, pages: int, *, final: bool = False) -> None:
-        """Discovery's running page total (discovery is lazy, so the total grows): the
-        bar's total at once, the live views' through the trace twice a second and at the end."""
-        self.progress.total = pages
+    def found(self, sizes: SizeCount, *, final: bool = False) -> None:
+        """Discovery's running total (discovery is lazy, so it grows): pages and their
+        estimated work by size class. The bar's at once, the live views' through the trace
+        twice a second and at the end."""
+        self.progress.found(sizes, final)
         now = time.monotonic()
         if final or now - self._announced >= 0.5:
             self._announced = now
-            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
-            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), sizes.event(final))
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
+        """``doc``'s pages are on their way (pulled for submission; its clock starts at
+        its pages' first real submission, which :meth:`page_done` learns)."""
         if doc.doc_id not in self.open:
-            self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
+            self.open[doc.doc_id] = _DocState(doc, self._lane())
+
+    def skipped(self, doc: Document) -> None:
+        """An entry that is not a document (:data:`ocrlab.sources.SKIP_KINDS`): counted, logged."""
+        kind = doc.skip or "not_a_document"
+        self.summary.skipped[kind] = self.summary.skipped.get(kind, 0) + 1
+        log.info("skipped: %s", doc.skip_reason or doc.skip, extra={"doc": doc.doc_id, "page": "-"})
 
     def kept(self, record: DocumentRecord) -> None:
         """A document a previous run finished with the same input and settings (resume)."""
@@ -160,7 +187,7 @@ class Collector:
                 pages=doc.n_pages,
                 pages_ok=0,
                 errors=(ErrorEntry(None, doc.error_type, doc.error),),
-                input_sha256=sha256_file(doc.path),
+                input_sha256=None,  # a failed document is redone anyway: not read again
                 settings_key=self.settings_key,
             )
         )
@@ -196,15 +223,15 @@ class Collector:
                 raise stopped_error(reason, self.summary.documents)
 
     def page_done(
-        self, result: PageResult, submit_ns: int, attempt: int, cost: float | None = None
+        self,
+        result: PageResult,
+        submit_ns: int,
+        attempt: int,
+        cost: float | None = None,
+        first_submit_ns: int = 0,
     ) -> None:
         self._check_run_wide(result)
-        if result.host and result.host != _HOST:
-            # Another host's monotonic clock: place the span where its result arrived.
-            shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(
-                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
-            )
+        result = self.trace.on_our_clock(result)  # another host's stamps: onto our clock
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:
@@ -213,28 +240,37 @@ class Collector:
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:
             self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        self.progress.page_done(result, cost, self.trace.t0_ns)
         state = self.open[result.doc_id]
+        first = first_submit_ns or submit_ns
+        if not state.first_submit_ns or first < state.first_submit_ns:
+            state.first_submit_ns = first
         state.results[result.page] = result
         if len(state.results) == state.doc.n_pages:
             self._finish(state)
 
     def _write_artifact(self, doc_id: str, data: bytes) -> Path:
-        """Write a document's text to ``text/`` atomically; a full disk stops the run."""
-        target = self.layout.artifact_path(doc_id)
-        try:
-            atomic_write_bytes(target, data)
-        except OSError as exc:
-            reason = run_wide_reason(exc)
-            if reason is not None:
-                raise stopped_error(reason, self.summary.documents) from exc
-            raise PipelineError(
-                f"cannot write the artifact of {doc_id!r} to {target} "
-                f"({exc.strerror or exc}); check the output folder and free space."
-            ) from exc
-        return target
+        """Write a document's text to ``text/`` atomically, under the first of its names
+        (:meth:`~ocrlab.output.layout.OutputLayout.artifact_candidates`) the filesystem
+        takes without replacing another file; a full disk stops the run, any other
+        failure is this document's (:class:`_ArtifactError`)."""
+        tried: list[str] = []
+        for target in self.layout.artifact_candidates(doc_id):
+            try:
+                atomic_write_bytes(target, data, replace=False)
+            except OSError as exc:
+                reason = run_wide_reason(exc)
+                if reason is not None:
+                    raise stopped_error(reason, self.summary.documents) from exc
+                tried.append(f"{self.layout.relative(target)!r}: {exc.strerror or exc}")
+                if exc.errno in _NAME_ERRNOS:
+                    continue
+                break
+            return target
+        raise _ArtifactError(
+            f"cannot write the artifact of {doc_id!r} ({'; '.join(tried)}); check the "
+            "output folder's filesystem"
+        )
 
     def _document_record(
         self,
@@ -245,6 +281,7 @@ class Collector:
         digest: str | None,
         written: Path | None,
         input_sha256: str | None,
+        pages_ok: int,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
@@ -255,7 +292,7 @@ class Collector:
             size_bytes=doc.size,
             status=status,
             pages=doc.n_pages,
-            pages_ok=doc.n_pages - len(errors),
+            pages_ok=pages_ok,
             errors=errors,
             chars=len(text),
             sha256=digest,
@@ -269,6 +306,10 @@ class Collector:
             },
             workers=tuple(sorted({r.pid for r in pages})),
         )
+
+    def _artifact_failed(self, doc_id: str, message: str) -> None:
+        log.error("ArtifactNotWritten: %s", message, extra={"doc": doc_id, "page": "-"})
+        self.summary.add_failure(Failure(doc_id, None, "ArtifactNotWritten", message))
 
     def _finish(self, state: _DocState) -> None:
         doc = state.doc
@@ -293,16 +334,27 @@ class Collector:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
                 self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
-        data = text.encode("utf-8")
+        # UTF-8 always; an engine's text that holds a lone surrogate (a fake engine echoing a
+        # file name that is not UTF-8) is written with the surrogate escaped, not lost.
+        data = text.encode("utf-8", "backslashreplace")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None
-        input_sha256 = sha256_file(doc.path)
+        input_sha256 = input_digest(doc.path) if status == "ok" else None
         end_ns = max(r.end_ns for r in pages)
         # The artifact and its record land together: a Ctrl-C / SIGTERM waits for both
         # (found: a cancel between the two left an artifact the manifest did not list).
         with deferred_interrupts():
-            written = self._write_artifact(doc.doc_id, data) if n_ok else None
+            written = None
+            if n_ok:
+                try:
+                    written = self._write_artifact(doc.doc_id, data)
+                except _ArtifactError as exc:
+                    status, text, digest, input_sha256 = "failed", "", None, None
+                    errors += (ErrorEntry(None, "ArtifactNotWritten", str(exc)),)
+                    self._artifact_failed(doc.doc_id, str(exc))
             self._record(
-                self._document_record(state, status, errors, text, digest, written, input_sha256),
+                self._document_record(
+                    state, status, errors, text, digest, written, input_sha256, n_ok
+                ),
                 written=written,
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk

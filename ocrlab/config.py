@@ -70,6 +70,7 @@ class OcrConfig:
     max_worker_rss_mb: float = settings.MAX_WORKER_RSS_MB.default
     executor: str = settings.EXECUTOR.default
     ship_pages: bool | None = settings.SHIP_PAGES.default
+    shard: str | None = settings.SHARD.default
     progress: bool | None = settings.PROGRESS.default
     live_view: bool | None = settings.LIVE_VIEW.default
     omp_thread_limit: str | None = settings.OMP_THREAD_LIMIT.default

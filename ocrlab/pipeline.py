@@ -36,7 +36,8 @@ when the look-ahead pulls, which is at most one document plus the two bounded
 windows ahead of the pages actually submitted. A document's own clock starts when
 its first page is really submitted (the collector learns that from the scheduler).
 
-:func:`run_groups` is the entry of the executor contract: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from
@@ -62,6 +63,7 @@ from .collector import Collector, run_log
 from .config import OcrConfig, load_config
 from .engines.registry import list_engine
 from .errors import OutputStoppedError
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.journal import StreamingManifest
@@ -78,8 +80,10 @@ from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, Run
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -100,13 +104,11 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
 
-    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
-    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
-    touching anything. A folder holding a previous run's files raises
-    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
-    ``context.overwrite``. A full, read-only or vanished output filesystem stops
-    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
-    are kept, the manifest says ``interrupted`` and why).
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a second
+    run on it raises :class:`~ocrlab.errors.OutputBusyError`; a folder holding a previous
+    run's files raises :class:`~ocrlab.errors.OutputNotEmptyError` unless resuming or
+    overwriting; a full, read-only or vanished output filesystem stops the run with
+    :class:`~ocrlab.errors.OutputStoppedError` (finished documents kept, manifest says why).
 
     ``pool`` is the run's pool opened ahead by :meth:`ocrlab.pool.Pool.open` (the
     ``ocrlab`` command does, before importing this module, so the workers boot
@@ -148,16 +150,18 @@ class _Run:
         )
         self.previous: Previous | None = None
         self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
         if self.context.resume:
             self.previous = previous_records(self.layout)
         records = self._open_records()
         status: RunStatus = "interrupted"
-        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
-            watch = Supervisor(self.cfg, self.plan, records.trace)
+        bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
+        with run_log(self.layout.log), bar_of_run as bar:
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
             collector = Collector(
                 self.layout, records.trace, records.manifest, self.summary, bar, self.key
             )
@@ -181,7 +185,7 @@ class _Run:
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
 
@@ -249,11 +253,13 @@ class _Run:
             memory_note=watch.memory_note,
             admit=watch.admit,
         )
-        pages = self._pages(self._runnable(docs, collector), bundle_mp > 0)
+        pages = self._pages(self._runnable(docs, collector))
         units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
         try:
             for done in scheduler.run(units):
-                collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
+                collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
                 watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
@@ -264,12 +270,19 @@ class _Run:
             self.summary.restarts = scheduler.restarts
 
     # -- the generator chain (pulled by the scheduler; see the look-aheads in the drawing) --
-    def _runnable(self, docs: Iterable[Document], collector: Collector) -> Iterator[Document]:
-        """The documents to OCR, as discovery finds them; the others are recorded here:
-        documents kept from a previous run (``--resume``) and documents that failed
-        discovery."""
-        found = 0
+    def _runnable(
+        self, docs: Iterable[Document], collector: Collector
+    ) -> Iterator[tuple[Document, PageTask]]:
+        """The pages to OCR with their cost estimates, as discovery finds their documents;
+        the other documents are recorded here: skipped, kept from a previous run
+        (``--resume``) or failed discovery. Every page's cost is estimated (a header read)
+        whatever the order: the pages and the estimated work found so far, by size, are
+        what progress and the time left count in (:mod:`ocrlab.timeleft`)."""
+        found = SizeCount()
         for doc in docs:
+            if doc.skip is not None:
+                collector.skipped(doc)
+                continue
             if not doc.ok:
                 collector.failed_document(doc)
                 continue
@@ -278,23 +291,20 @@ class _Run:
                 if record is not None and reusable(record, doc.path, self.key, self.layout):
                     collector.kept(record)
                     continue
-            found += doc.n_pages
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
+            pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
+            for _, task in pairs:
+                found.add(task.cost)
             collector.found(found)
-            yield doc
+            yield from pairs
         collector.found(found, final=True)
 
     def _pages(
-        self, docs: Iterable[Document], estimate: bool
+        self, pairs: Iterator[tuple[Document, PageTask]]
     ) -> Iterator[tuple[Document, PageTask]]:
-        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
-        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered. ``estimate``: the
-        costs are wanted anyway (bundles are formed from them)."""
-        pairs: Iterator[tuple[Document, PageTask]]
-        pairs = ((doc, task) for doc in docs for task in doc.tasks)
-        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
-        if by_cost or estimate:
-            pairs = with_estimates(pairs, self.cfg.dpi)
-        if not by_cost:
+        """The pages in submission order: most expensive first (``order='cost'``, a bounded
+        look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        if self.cfg.order != "cost" or self.plan.sequential:  # in-process: no tail
             return pairs
         return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
 
@@ -302,11 +312,11 @@ class _Run:
         self, pairs: Iterable[tuple[Document, PageTask]], collector: Collector
     ) -> Iterator[PageTask]:
         """The tasks, each announced to the collector as it leaves the look-aheads."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
         for doc, task in pairs:
             if self.plan.ship_pages:
                 if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
+                    shipped = (doc.path, read_input(doc.path))
                 task = dataclasses.replace(task, payload=shipped[1])
             now = time.monotonic_ns()
             if self.summary.startup_s is None:  # configuration to first submission
@@ -328,6 +338,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason

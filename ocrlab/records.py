@@ -117,7 +117,7 @@ class PageResult:
     Times are ``time.monotonic_ns()`` stamps (CLOCK_MONOTONIC, system-wide on
     Linux) so the main process can place them on one timeline. Memory figures
     are bytes; ``worker_hwm`` is the worker's own peak RSS (``VmHWM``) and
-    ``child_maxrss`` the largest reaped child's (the Tesseract process).
+    ``child_maxrss`` the page's own Tesseract's peak (its ``wait4``; a bundle's, shared).
     """
 
     doc_id: str
@@ -296,6 +296,8 @@ class RunSummary:
     workers_recycled: int = 0
     #: times the memory guard held submission back (tree near the memory budget)
     backpressure: int = 0
+    #: entries discovery passed over, by kind (``ocrlab.sources.SKIP_KINDS``), each logged
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def add_failure(self, failure: Failure) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
@@ -313,11 +315,11 @@ class RunSummary:
         rss = int(self.peaks.get("rss_total") or 0)
         if not rss:
             return ""
-        pss = int(self.peaks.get("pss_total") or 0)
-        uss = int(self.peaks.get("uss_total") or 0)
+        pss = int(self.peaks.get("pss_at_peak") or 0)  # read in the sample of the RSS peak
+        uss = int(self.peaks.get("uss_at_peak") or 0)
         line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
         if pss:
-            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS) at that moment"
         return line
 
     @property
@@ -356,6 +358,7 @@ class RunSummary:
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
+            "skipped": dict(sorted(self.skipped.items())),
             "peaks": self.peaks,
         }
 

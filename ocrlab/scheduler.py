@@ -43,8 +43,11 @@ class Completion:
 
     task: PageTask
     result: PageResult
-    submit_ns: int
+    submit_ns: int  #: when the attempt that gave ``result`` was submitted
     attempt: int
+    #: when the page was first submitted (its first attempt, or its bundle's): where the
+    #: document's clock starts, not when the look-ahead pulled it from discovery
+    first_submit_ns: int = 0
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _InFlight:
     tasks: tuple[PageTask, ...]
     submit_ns: int
     attempt: int
+    first_ns: int = 0  #: the first submission of these pages, kept across retries
 
     @property
     def task(self) -> PageTask:
@@ -61,7 +65,14 @@ class _InFlight:
 
     def alone(self) -> list[_InFlight]:
         """Each page of this unit as a unit of its own (same attempt)."""
-        return [_InFlight((t,), 0, self.attempt) for t in self.tasks]
+        return [_InFlight((t,), 0, self.attempt, self.first_ns) for t in self.tasks]
+
+    def again(self, tasks: tuple[PageTask, ...], attempt: int) -> _InFlight:
+        """``tasks`` of this unit queued again, as attempt ``attempt``."""
+        return _InFlight(tasks, 0, attempt, self.first_ns)
+
+    def completion(self, task: PageTask, result: PageResult) -> Completion:
+        return Completion(task, result, self.submit_ns, self.attempt, self.first_ns)
 
 
 def _death_reason(exc: BaseException) -> str:
@@ -129,6 +140,7 @@ class BoundedScheduler:
 
     def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
         item.submit_ns = time.monotonic_ns()
+        item.first_ns = item.first_ns or item.submit_ns
         fut: cf.Future[Any]
         try:
             if len(item.tasks) == 1:
@@ -191,9 +203,7 @@ class BoundedScheduler:
                 elif len(item.tasks) > 1:
                     todo.extendleft(reversed(item.alone()))
                 else:
-                    yield Completion(
-                        item.task, _error_result(item.task, exc), item.submit_ns, item.attempt
-                    )
+                    yield item.completion(item.task, _error_result(item.task, exc))
             if broken:
                 yield from self._recover(broken, inflight, suspects, todo)
 
@@ -207,7 +217,7 @@ class BoundedScheduler:
             todo.extendleft(reversed(item.alone()))
             return
         for task, page in zip(item.tasks, results, strict=True):
-            yield Completion(task, page, item.submit_ns, item.attempt)
+            yield item.completion(task, page)
 
     def _wait_timeout(self, inflight: dict[cf.Future[Any], _InFlight]) -> float | None:
         if self.deadline_ns is None or self._killed_by_watchdog:
@@ -273,20 +283,18 @@ class BoundedScheduler:
             )
             self._hung.difference_update(t.key for t in item.tasks)
             if action == "split":  # a bundle: which page was it? Each runs alone to tell
-                suspects.extend(_InFlight((t,), 0, item.attempt + 1) for t in item.tasks)
+                suspects.extend(item.again((t,), item.attempt + 1) for t in item.tasks)
             elif action == "requeue":  # an innocent bystander of the watchdog
-                todo.appendleft(_InFlight(item.tasks, 0, item.attempt))
+                todo.appendleft(item.again(item.tasks, item.attempt))
             elif action == "suspect":
-                suspects.append(_InFlight(item.tasks, 0, item.attempt + 1))
+                suspects.append(item.again(item.tasks, item.attempt + 1))
             else:
                 error = (
                     self._timeout_error(item.task)
                     if action == "timed_out"
                     else self._culprit_error(item.task, reason, alone)
                 )
-                yield Completion(
-                    item.task, _error_result(item.task, error), item.submit_ns, item.attempt
-                )
+                yield item.completion(item.task, _error_result(item.task, error))
         if self.restart is not None:
             try:
                 self.executor.shutdown(wait=False)

@@ -36,6 +36,7 @@ from .rules import (
     whole,
     zero_or,
 )
+from .shards import parse_shard
 
 T = TypeVar("T")
 
@@ -277,6 +278,16 @@ SHIP_PAGES = Setting(
     "the scheduler is not on loopback",
     shown="auto",
 )
+SHARD: Setting[str | None] = Setting(
+    "shard",
+    "OCR_SHARD",
+    Rule(parse_shard, "I/N with 0 <= I < N <= 10000 / slurm / unset"),
+    None,
+    "OCR only share I of N of the documents (0-based), balanced by estimated cost and the "
+    "same on every machine; 'slurm' = the SLURM array task's share; combine the outputs "
+    "with 'ocrlab merge'",
+    shown="unset (every document)",
+)
 PROGRESS = Setting(
     "progress",
     "OCR_PROGRESS",
@@ -339,6 +350,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     MAX_WORKER_RSS_MB,
     EXECUTOR,
     SHIP_PAGES,
+    SHARD,
     PROGRESS,
     LIVE_VIEW,
     OMP_THREAD_LIMIT,

@@ -74,14 +74,13 @@ def page_bound(inputs: Iterable[str], limit: int, exclude: Sequence[str] = ()) -
         root = Path(raw)
         paths: Iterator[Path]
         if root.is_dir():
-            paths = (path for path, error in _walk_files(root, skip) if error is None)
+            paths = (f.path for f in _walk_files(root, skip) if f.error is None and f.skip is None)
         elif root.exists():
             paths = iter([root])
         else:
             continue
         for path in paths:
-            doc = inspect_file(path, path.name)
-            found += doc.n_pages if doc is not None else 0
+            found += inspect_file(path, path.name).n_pages
             if found >= limit:
                 return limit
     return found
@@ -153,7 +152,7 @@ def warm_up_together(
     initializer, runs before any call.)
     """
     start = time.monotonic()
-    pid = warm_up(engine, hold_s=0.0)
+    pid = warm_up(engine)
     mark = os.path.join(meeting, str(pid))
     if os.path.exists(mark):
         return pid

@@ -1,10 +1,12 @@
 """The worker side: everything that runs in a worker process, and nothing else.
 
-:func:`ocr_page` is the only function executors call. It runs in a loky worker,
-a Dask worker, or (sequential mode) the main process, and behaves the same in
-all three: it prepares the page (:mod:`ocrlab.pages`), runs the engine
-(:mod:`ocrlab.engines.registry`), and returns a small
-:class:`~ocrlab.records.PageResult`. It never logs to shared files, never
+Executors call three functions of it: :func:`ocr_page` for a page,
+:func:`ocr_bundle` for several small pages in one engine call
+(:mod:`ocrlab.bundles`), and :func:`warm_up` once per pool worker at start.
+:func:`ocr_page` runs in a loky worker, a Dask worker, or (sequential mode) the
+main process, and behaves the same in all three: it prepares the page
+(:mod:`ocrlab.pages`), runs the engine (:mod:`ocrlab.engines.registry`), and
+returns a small :class:`~ocrlab.records.PageResult`. It never logs to shared files, never
 touches contextvars, and never returns pixels. Every failure is caught and
 returned as a record with ``error_type`` set, so one bad page cannot take its
 neighbours down.
@@ -24,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .engines.registry import list_engine, resolve_engine, warm_engine
+from .engines.tesseract import take_child_peak
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
 from .recycle import after_page
@@ -66,8 +69,26 @@ def _scoped_environment(settings: EngineSettings) -> Iterator[None]:
         tempfile.tempdir = saved_tmp
 
 
+def _children_maxrss() -> int:
+    """The largest peak RSS of any child this process reaped, ever (bytes)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def _child_peak(children_before: int) -> int:
+    """The peak RSS of the page's own engine process (bytes): the Tesseract that
+    pytesseract ran, from its own ``wait4`` (:func:`~ocrlab.engines.tesseract.take_child_peak`);
+    for another engine's children, how far the worker's all-time maximum rose during
+    the page (their peak when it rose, else not knowable: 0); 0 for an engine that runs
+    no process (tesserocr, the fakes)."""
+    own = take_child_peak()
+    if own is not None:
+        return own
+    after = _children_maxrss()
+    return after if after > children_before else 0
+
+
 def _memory_figures() -> dict[str, int]:
-    """This process's RSS and high-water mark, and the largest reaped child's peak."""
+    """This process's RSS and high-water mark (the page's engine process is apart)."""
     figures = {"worker_rss": 0, "worker_hwm": 0}
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -78,7 +99,6 @@ def _memory_figures() -> dict[str, int]:
                     figures["worker_hwm"] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    figures["child_maxrss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return figures
 
 
@@ -88,25 +108,25 @@ def _errno(exc: BaseException | None) -> int | None:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno is not None:
             return exc.errno
-        exc = exc.__cause__ or exc.__context__
+        # ``raise ... from None`` means the context is not the cause (an input that vanished
+        # is reported so, and must not pass for the temporary folder's ENOENT)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 
-def warm_up(engine: str, hold_s: float = 0.15) -> int:
+def warm_up(engine: str) -> int:
     """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
 
-    Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
-    so worker start-up overlaps the main process's discovery and start-up checks
-    instead of delaying the first page. The call lasts at least ``hold_s``: a
-    worker that finished its warm-up at once would otherwise take its siblings'
-    calls too (measured: both of 2 warm-ups ran in the first worker), leaving
-    them cold.
+    Called once per worker right after the pool is created, through
+    :func:`ocrlab.warmup.warm_up_together`, so worker start-up overlaps the main
+    process's discovery and start-up checks instead of delaying the first page.
+    That caller, not this function, makes each worker wait at a rendezvous until
+    every sibling has taken its own call (a worker that finished at once would
+    otherwise take its siblings' calls too, leaving them cold).
     """
-    start = time.monotonic()
     from PIL import Image  # noqa: F401 - the import is the point
 
     warm_engine(engine)
-    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
     return os.getpid()
 
 
@@ -119,7 +139,7 @@ def _children_cpu_ns() -> int:
 def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     """OCR one page; never raises for a page-level problem (errors are values)."""
     start = time.monotonic_ns()
-    prepare_ns = ocr_ns = engine_cpu_ns = 0
+    prepare_ns = ocr_ns = engine_cpu_ns = child_maxrss = 0
     width = height = 0
     text: str | None = None
     error_type: str | None = None
@@ -135,16 +155,19 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         with _scoped_environment(settings), page_source(task, settings) as (src, width, height):
             t_ready = time.monotonic_ns()
             prepare_ns = t_ready - start
-            cpu_before = _children_cpu_ns()
+            cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
+            take_child_peak()  # a peak left by an earlier call is not this page's
             raw = engine(src, task, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
+            child_maxrss = _child_peak(children_before)
         # Tesseract ends every page with a form feed; the artifact writer adds them back.
         text = raw[:-1] if raw.endswith("\f") else raw
     except Exception as exc:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
         os_errno = _errno(exc)
+        child_maxrss = child_maxrss or take_child_peak() or 0  # a Tesseract that failed
     memory = _memory_figures()
     if settings.pool_worker:
         extra.update(after_page(settings, memory["worker_rss"]))
@@ -165,6 +188,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         height=height,
         os_errno=os_errno,
         extra=extra,
+        child_maxrss=child_maxrss,
         **memory,
     )
 
@@ -196,10 +220,12 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
         with _scoped_environment(settings), contextlib.ExitStack() as stack:
             prepared = [stack.enter_context(page_source(task, settings)) for task in tasks]
             t_ready = time.monotonic_ns()
-            cpu_before = _children_cpu_ns()
+            cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
+            take_child_peak()
             texts = engine([src for src, _, _ in prepared], settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
+            child_maxrss = _child_peak(children_before)  # the bundle's one process
     except Exception:
         return []
     if texts is None:
@@ -239,7 +265,7 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
                 extra={**extra, **(last_extra if i == len(tasks) - 1 else {})},
                 worker_rss=memory["worker_rss"],
                 worker_hwm=memory["worker_hwm"],
-                child_maxrss=memory["child_maxrss"],
+                child_maxrss=child_maxrss,
             )
         )
     return results

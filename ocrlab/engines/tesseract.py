@@ -70,6 +70,54 @@ def import_pytesseract(block: tuple[str, ...] = ("pandas",)) -> ModuleType:
     return module
 
 
+#: the peak RSS (bytes) of each Tesseract process this process reaped since the last
+#: :func:`take_child_peak`
+_CHILD_PEAKS: list[int] = []
+
+
+class _MeasuredPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` that reaps its child with ``wait4``, keeping the child's own
+    peak RSS (``ru_maxrss``).
+
+    Why: a worker's ``getrusage(RUSAGE_CHILDREN)`` is the maximum over every child it
+    has reaped, so after one 793 MB page every later page of that worker showed
+    793 MB. ``wait4`` returns the rusage of the one child it reaps. It replaces the
+    ``waitpid`` of ``Popen._try_wait`` (same arguments and result, Python 3.10-3.13),
+    the one place Popen reaps a child it waits for; nothing else changes.
+    """
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        try:
+            pid, status, usage = os.wait4(self.pid, wait_flags)
+        except ChildProcessError:
+            return self.pid, 0
+        if pid == self.pid:
+            _CHILD_PEAKS.append(usage.ru_maxrss * 1024)
+        return pid, status
+
+
+def _measured(module: ModuleType) -> ModuleType:
+    """pytesseract with its Tesseract processes started by :class:`_MeasuredPopen`: its
+    module-global ``subprocess`` is swapped for a copy whose ``Popen`` is ours."""
+    inner = module.pytesseract
+    if getattr(inner.subprocess, "Popen", None) is not _MeasuredPopen:
+        proxy = ModuleType("subprocess")
+        proxy.__dict__.update(subprocess.__dict__)
+        proxy.Popen = _MeasuredPopen  # type: ignore[attr-defined]
+        inner.subprocess = proxy
+    return module
+
+
+def take_child_peak() -> int | None:
+    """The largest peak RSS (bytes) of the Tesseract processes reaped since the last call
+    (``None``: none), and forget them: a page's own figure when called around it."""
+    if not _CHILD_PEAKS:
+        return None
+    peak = max(_CHILD_PEAKS)
+    _CHILD_PEAKS.clear()
+    return peak
+
+
 def tesseract_cmd() -> str:
     """The Tesseract binary pytesseract will run (users may point it elsewhere).
 
@@ -155,7 +203,7 @@ def _image_to_string(source: str, settings: EngineSettings, config: str, what: s
     # NumPy is kept out of workers only: in the run's own process (a sequential run in a
     # notebook) pytesseract keeps its ndarray support for the user's own calls.
     in_worker = os.getpid() != settings.main_pid
-    pytesseract = import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
+    pytesseract = _measured(import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",)))
     try:
         text: str = pytesseract.image_to_string(
             source, lang=settings.lang, config=config, timeout=settings.timeout_s
@@ -202,6 +250,8 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     :class:`TesseractError` / :class:`PageTimeoutError` like :func:`pytesseract_engine`;
     ``settings.timeout_s`` bounds the whole call.
     """
+    if any("\n" in path or "\r" in path for path in sources):
+        return None  # the list is one path a line: such a name would read as two pages
     config = f"--oem 1 {_config(settings)}".strip()
     fd, listing = tempfile.mkstemp(prefix="ocrlab-list-", suffix=".txt", dir=settings.tmp_dir)
     try:

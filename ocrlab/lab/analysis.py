@@ -23,7 +23,8 @@ from .accuracy import score_run
 if TYPE_CHECKING:
     import pandas as pd
 
-#: The verification plan's memory budget per worker count in an 8 GB container (GB).
+#: The memory budget per worker count (GB) that a deployment in an 8 GB container was
+#: sized with: the reference the worker sweep's memory plot compares its peaks against.
 PLAN_BUDGET_GB = {1: 2.0, 2: 4.0, 3: 5.5}
 
 
@@ -62,6 +63,7 @@ def trace_frames(
     label = run or Path(path).parent.name
     pages, docs, counters, instants = [], [], [], []
     meta: dict[str, Any] = {}
+    host_of: dict[int, str] = {}  # a Dask host's counter track (HOST_JOINED) -> its name
     for n, e in enumerate(iter_trace(path), start=1):
         if max_events is not None and n > max_events:
             raise TraceTooLargeError(
@@ -77,6 +79,7 @@ def trace_frames(
                     "doc_id": args.get("doc_id"),
                     "page": args.get("page"),
                     "pid": e["pid"],
+                    "tid": e.get("tid", e["pid"]),
                     "host": args.get("host", ""),
                     "start_s": e["ts"] / 1e6,
                     "dur_s": e["dur"] / 1e6,
@@ -119,12 +122,15 @@ def trace_frames(
                         "counter": e["name"],
                         "series": series,
                         "value": value,
+                        "host": host_of.get(int(e.get("pid") or 0), ""),
                     }
                 )
         elif ph == "i":
             if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
+                if e.get("name") == ts.HOST_JOINED:
+                    host_of[int(args.get("track") or 0)] = str(args.get("host"))
                 instants.append(
                     {"run": label, "t_s": e["ts"] / 1e6, "name": e["name"], "args": args}
                 )
@@ -133,6 +139,7 @@ def trace_frames(
         "doc_id",
         "page",
         "pid",
+        "tid",
         "host",
         "start_s",
         "dur_s",
@@ -159,7 +166,7 @@ def trace_frames(
             docs, columns=["run", "doc_id", "start_s", "dur_s", "status", "pages", "lane"]
         ).sort_values(["start_s"], kind="stable", ignore_index=True),
         counters=pd.DataFrame(
-            counters, columns=["run", "t_s", "counter", "series", "value"]
+            counters, columns=["run", "t_s", "counter", "series", "value", "host"]
         ).sort_values(["t_s"], kind="stable", ignore_index=True),
         instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]).sort_values(
             ["t_s"], kind="stable", ignore_index=True

@@ -168,6 +168,23 @@ def _ocrlab_row(
     )
 
 
+def run_folder(out_dir: str | os.PathLike[str], engine: str, workers: int, repeat: int) -> Path:
+    """Where :func:`bench` keeps the output folder of one of its runs."""
+    return Path(out_dir) / "runs" / f"{engine}-w{workers}-r{repeat}"
+
+
+def run_folders(
+    out_dir: str | os.PathLike[str], result: Mapping[str, Any], repeat: int = 0
+) -> list[Path]:
+    """The output folders of a sweep's runs of one repeat, in the table's order (engine,
+    then workers): what :func:`ocrlab.lab.widgets.show_comparison` compares."""
+    return [
+        run_folder(out_dir, row["engine"], row["workers"], repeat)
+        for row in result["table"]
+        if run_folder(out_dir, row["engine"], row["workers"], repeat).is_dir()
+    ]
+
+
 def _digests(out: Path) -> dict[str, str | None]:
     return {d["doc_id"]: d["sha256"] for d in load_manifest(out)["documents"]}
 
@@ -214,7 +231,7 @@ def bench(
                 msg = f"repeat {r + 1}/{repeats}, {n} worker(s):"
                 for engine in engines:
                     step(f"{engine}, {n} worker(s), repeat {r + 1}/{repeats}")
-                    run_dir = out / "runs" / f"{engine}-w{n}-r{r}"
+                    run_dir = run_folder(out, engine, n, r)
                     shutil.rmtree(run_dir, ignore_errors=True)
                     row = _ocrlab_row(run_dir, n, r, engine, opts)
                     if n == 1 and engine not in reference:
@@ -235,7 +252,7 @@ def bench(
         for row in rows:
             if row.kind == "ocrlab" and row.engine in reference:
                 row.identical = (
-                    _digests(out / "runs" / f"{row.engine}-w{row.workers}-r{row.repeat}")
+                    _digests(run_folder(out, row.engine, row.workers, row.repeat))
                     == reference[row.engine]
                 )
     table = aggregate(rows)

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..output import trace_schema as ts
+from ..output.merge_trace import WORKER_TID_BASE
 from .analysis import PLAN_BUDGET_GB, TraceFrames
 
 if TYPE_CHECKING:
@@ -100,7 +101,8 @@ def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
 def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> Figure:
     """Peak process-tree memory against workers, in MB at the scale of the measurements.
 
-    The container limit and the plan's budget are written on the plot as labelled
+    The container limit and the deployment's budget
+    (:data:`ocrlab.lab.analysis.PLAN_BUDGET_GB`) are written on the plot as labelled
     references (and the share of the budget each peak uses), not drawn as lines: at a
     few hundred MB against 8 GB, an axis that reached them would flatten the bars to a
     few pixels. RSS and PSS (shared pages counted once) side by side where measured.
@@ -163,11 +165,14 @@ def per_page_times(runs: pd.DataFrame) -> Figure:
 
 
 def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
-    """A Gantt chart: one row per worker process, one bar per page (red: failed)."""
-    fig, ax = _figure(width=10, height=max(2.0, 0.5 + 0.6 * frames.pages["pid"].nunique()))
-    pids = sorted(frames.pages["pid"].unique())
-    for row, pid in enumerate(pids):
-        mine = frames.pages[frames.pages["pid"] == pid]
+    """A Gantt chart: one row per worker, one bar per page (red: failed).
+
+    A worker is a track (pid, tid): a worker process of a run, or a worker thread of a
+    shard's group in a merged run (:mod:`ocrlab.output.merge_trace`)."""
+    tracks = sorted(set(zip(frames.pages["pid"], frames.pages["tid"], strict=True)))
+    fig, ax = _figure(width=10, height=max(2.0, 0.5 + 0.6 * len(tracks)))
+    for row, (pid, tid) in enumerate(tracks):
+        mine = frames.pages[(frames.pages["pid"] == pid) & (frames.pages["tid"] == tid)]
         colors = ["tab:blue" if ok else "tab:red" for ok in mine["ok"]]
         ax.broken_barh(
             list(zip(mine["start_s"], mine["dur_s"], strict=True)),
@@ -178,7 +183,8 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
     for _, inst in frames.instants.iterrows():
         if inst["name"] in {ts.WORKER_DIED, ts.POOL_RESTARTED}:
             ax.axvline(inst["t_s"], color="black", linestyle="--")
-    ax.set_yticks(range(len(pids)), [f"pid {p}" for p in pids])
+    labels = [f"pid {p}" if p == t else f"group {p}, pid {t % WORKER_TID_BASE}" for p, t in tracks]
+    ax.set_yticks(range(len(tracks)), labels)
     ax.set(xlabel="seconds since run start", title=title)
     ax.grid(alpha=0.3, axis="x")
     return fig
@@ -194,6 +200,29 @@ def counters(frames: TraceFrames) -> Figure:
         ax.set(title=name, xlabel="seconds")
         if len(data):
             ax.legend()
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def hosts(frames: TraceFrames) -> Figure:
+    """A Dask run's hosts: each host's tree RSS (its workers and their Tesseracts summed),
+    the cluster's sum at one moment, and each host's live Tesseracts."""
+    fig, (ax1, ax2) = _figure(2)
+    c = frames.counters
+    for host, part in c[(c["counter"] == ts.HOST_MEMORY) & (c["series"] == ts.TREE_RSS)].groupby(
+        "host"
+    ):
+        ax1.step(part["t_s"], part["value"], where="post", label=str(host))
+    total = c[(c["counter"] == ts.CLUSTER_MEMORY) & (c["series"] == ts.TREE_RSS)]
+    if len(total):
+        ax1.step(total["t_s"], total["value"], where="post", color="black", label="cluster")
+    for host, part in c[c["counter"] == ts.HOST_TESSERACTS].groupby("host"):
+        ax2.step(part["t_s"], part["value"], where="post", label=str(host))
+    ax1.set(title="tree RSS per host (MB)", xlabel="seconds")
+    ax2.set(title="live Tesseracts per host", xlabel="seconds")
+    for ax in (ax1, ax2):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return fig
 
