@@ -256,6 +256,7 @@ class Collector:
         failure is this document's (:class:`_ArtifactError`)."""
         tried: list[str] = []
         for target in self.layout.artifact_candidates(doc_id):
+            self._journal_writing(doc_id, target)
             try:
                 atomic_write_bytes(target, data, replace=False)
             except OSError as exc:
@@ -271,6 +272,17 @@ class Collector:
             f"cannot write the artifact of {doc_id!r} ({'; '.join(tried)}); check the "
             "output folder's filesystem"
         )
+
+    def _journal_writing(self, doc_id: str, target: Path) -> None:
+        """Say in the journal which file is about to land (a resumed run removes it if
+        this one is killed before the record: :data:`ocrlab.output.journal.WRITING`)."""
+        try:
+            self.manifest.writing(doc_id, self.layout.relative(target))
+        except OSError as exc:
+            reason = run_wide_reason(exc)
+            if reason is None:
+                raise
+            raise stopped_error(reason, self.summary.documents) from exc
 
     def _document_record(
         self,

@@ -74,6 +74,11 @@ class InlineExecutor(cf.Executor):
         if future.set_running_or_notify_cancel():
             try:
                 future.set_result(fn(*args, **kwargs))
+            except (KeyboardInterrupt, SystemExit):
+                # Ctrl-C / SIGTERM (the CLI turns it into KeyboardInterrupt) stops the run,
+                # as it does with a pool, where it reaches the main thread and not a worker:
+                # carried by the future it became that page's failure and the run went on.
+                raise
             except BaseException as exc:  # the future carries it, as a pool would
                 future.set_exception(exc)
         return future

@@ -10,6 +10,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from ocrlab.lab.noise import (
@@ -25,18 +26,38 @@ from tests.conftest import make_page, ocrlab_command
 BUSY_LOOP = "import os, sys\nos.sched_setaffinity(0, {int(sys.argv[1])})\nwhile True:\n    pass\n"
 
 
+#: starts the busy loop in a session of its own and exits at once: the loop is re-parented
+#: (to init or a subreaper), so it is no descendant of the test, only another process
+LAUNCH = (
+    "import subprocess, sys\n"
+    "p = subprocess.Popen([sys.executable, '-c', sys.argv[1], sys.argv[2]], "
+    "start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, "
+    "stderr=subprocess.DEVNULL)\n"
+    "print(p.pid)\n"
+)
+
+
 @pytest.fixture
-def hog() -> Iterator[subprocess.Popen[bytes]]:
-    """A busy loop pinned to the last CPU, started in its own session (not the test's
-    process tree: to the probe it is another process), killed at the end."""
+def hog() -> Iterator[psutil.Process]:
+    """A busy loop pinned to the last CPU, outside the test's process tree (a child, even
+    in a session of its own, would count as the probe's own: CI found the reading's
+    "other" at 0 on a quiet machine, where only load from elsewhere had made it pass),
+    killed at the end."""
     cpu = max(os.sched_getaffinity(0))
-    proc = subprocess.Popen([sys.executable, "-c", BUSY_LOOP, str(cpu)], start_new_session=True)
+    launched = subprocess.run(
+        [sys.executable, "-c", LAUNCH, BUSY_LOOP, str(cpu)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    proc = psutil.Process(int(launched.stdout))
     try:
+        assert proc.pid not in {c.pid for c in psutil.Process().children(recursive=True)}
         time.sleep(0.5)  # let it start spinning
         yield proc
     finally:
         proc.kill()
-        proc.wait()
+        proc.wait(timeout=10)
 
 
 def test_reading_arithmetic_and_summary() -> None:
@@ -58,7 +79,7 @@ def test_reading_arithmetic_and_summary() -> None:
     assert summarize([]) is None
 
 
-def test_own_tree_counts_as_own(hog: subprocess.Popen[bytes]) -> None:
+def test_own_tree_counts_as_own(hog: psutil.Process) -> None:
     """CPU burnt by a child of this process is the run's own; the hog's is other."""
     with NoiseProbe() as probe:
         subprocess.run(
@@ -88,7 +109,7 @@ def tiny_corpus(tmp_path: Path) -> Path:
 
 @pytest.mark.slow
 def test_bench_under_a_cpu_hog_warns(
-    hog: subprocess.Popen[bytes], tiny_corpus: Path, tmp_path: Path
+    hog: psutil.Process, tiny_corpus: Path, tmp_path: Path
 ) -> None:
     proc = _bench(tiny_corpus, tmp_path / "b")
     assert proc.returncode == 0, proc.stderr
@@ -96,7 +117,7 @@ def test_bench_under_a_cpu_hog_warns(
         "WARNING: the machine was busy while this was measured: other processes used" in proc.stdout
     )
     assert "WARNING" in proc.stdout.split("engine")[0]  # above the table
-    assert hog.poll() is None  # the hog was running all along
+    assert hog.is_running() and hog.status() != psutil.STATUS_ZOMBIE  # running all along
 
 
 @pytest.mark.slow

@@ -16,8 +16,15 @@ documents the main process held 841 MB and rewrote 57 MB every second). Now:
   Its schema is unchanged (``ocrlab.results/1``); documents are one per line.
   While a run goes on, ``results.json`` is a stub with status ``running`` and no
   documents; :func:`ocrlab.output.manifest.load_manifest` fills them in from the journal.
-* once ``results.json`` is written, the journal is compacted to the run's own
-  section, so repeated ``--resume`` runs do not make it grow.
+* before an artifact is renamed into ``text/``, a ``{"writing": <artifact>, "for":
+  <doc_id>}`` line says so (:data:`WRITING`): a run killed between the rename and
+  the document's record leaves an artifact no record lists, and ``--resume`` learns
+  from the line which file to remove before it redoes the document (found: the redo
+  saw the name taken and wrote a second, hashed artifact beside the first).
+* once ``results.json`` is written, the journal of a resumed run is compacted to
+  the run's own section, its ``writing`` lines dropped, so repeated ``--resume``
+  runs do not make it grow (a first run's journal is left as written: readers
+  skip the ``writing`` lines, and rewriting it would copy the whole journal).
 """
 
 from __future__ import annotations
@@ -39,6 +46,10 @@ MANIFEST_SCHEMA = "ocrlab.results/1"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
 #: ~6 MB; a million documents make 100 temporary runs to merge)
 SORT_CHUNK = 10_000
+#: key of the line written before an artifact is renamed into place (its value the
+#: artifact's path relative to the folder; ``"for"`` the document's id)
+WRITING = "writing"
+_WRITING_PREFIX = b'{"' + WRITING.encode() + b'":'
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:
@@ -120,6 +131,11 @@ class Journal:
 
     def add(self, record: DocumentRecord) -> None:
         self._write(record.as_dict())
+
+    def writing(self, doc_id: str, artifact: str) -> None:
+        """``artifact`` of ``doc_id`` is about to land: until the document's record
+        follows, a resumed run treats the file as a leftover to remove."""
+        self._write({WRITING: artifact, "for": doc_id})
 
     def close(self) -> None:
         self._fh.close()
@@ -207,6 +223,10 @@ class StreamingManifest:
     def add(self, record: DocumentRecord) -> None:
         self.journal.add(record)
 
+    def writing(self, doc_id: str, artifact: str) -> None:
+        """See :meth:`Journal.writing`."""
+        self.journal.writing(doc_id, artifact)
+
     def _write_body(
         self, status: RunStatus, summary: Mapping[str, Any], lines: Iterator[str]
     ) -> None:
@@ -236,8 +256,7 @@ class StreamingManifest:
         if self.journal.section > 0:
             with atomic_writer(journal) as out, open(journal, "rb") as src:
                 src.seek(self.journal.section)
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    out.write(block)
+                out.writelines(line for line in src if not line.startswith(_WRITING_PREFIX))
             self.journal.section = 0
 
 
@@ -255,7 +274,8 @@ class PreviousRun:
     Only an index ``doc_id -> offset`` of ``ok`` records is held (the others are
     redone anyway): about 100 bytes per document instead of the whole record;
     besides, the artifact of each newest record that is not ``ok`` but has one (a
-    partial document), which a redo must replace.
+    partial document), and of each :data:`WRITING` line no record followed (a run
+    killed between an artifact's rename and its record), which a redo must remove.
     """
 
     def __init__(self, path: Path) -> None:
@@ -265,6 +285,8 @@ class PreviousRun:
         for offset, obj in iter_journal(path):
             doc_id = obj.get("doc_id")
             if doc_id is None:
+                if WRITING in obj and "for" in obj:
+                    self.stale[str(obj["for"])] = str(obj[WRITING])
                 continue
             key = str(doc_id)
             if obj.get("status") == "ok":
