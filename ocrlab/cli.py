@@ -65,6 +65,11 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
     p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
+    p.add_argument(
+        "--formats",
+        help="files per document, from one Tesseract call per page: a comma list of "
+        "txt,tsv,hocr,alto,pdf (default txt; txt is always written)",
+    )
     used = p.add_mutually_exclusive_group()
     used.add_argument(
         "--resume",
@@ -111,6 +116,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         page_timeout=args.page_timeout,
         max_megapixels=args.max_megapixels,
         executor=args.executor,
+        formats=args.formats,
         progress=args.progress,
     )
     groups = [Group("", tuple(args.inputs))] if args.inputs else []

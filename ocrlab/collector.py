@@ -14,13 +14,16 @@ import hashlib
 import logging
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .errors import PipelineError
 from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.confidence import document_confidence, span_confidence
+from .output.documents import OutputsPlan, Written, drop_parts, write_formats
+from .output.formats import structured
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import sha256_file
@@ -89,8 +92,10 @@ class Collector:
         summary: RunSummary,
         progress: Any,
         settings_key: str = "",
+        outputs: OutputsPlan | None = None,
     ):
         self.settings_key = settings_key
+        self.outputs = outputs or OutputsPlan()
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -147,19 +152,19 @@ class Collector:
             )
         )
 
-    def _record(self, record: DocumentRecord, written: Path | None = None) -> None:
+    def _record(self, record: DocumentRecord, written: Sequence[Path] = ()) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
-        ``written`` is the artifact just written for ``record``: when the record cannot
-        be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
+        ``written`` are the files just written for ``record``: when the record cannot
+        be kept, they go too, so every folder still holds exactly what the manifest
+        lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)
         except OSError as exc:
             reason = run_wide_reason(exc)
-            if written is not None:
-                written.unlink(missing_ok=True)
+            for path in written:
+                path.unlink(missing_ok=True)
             if reason is None:
                 raise
             raise stopped_error(reason, self.summary.documents) from exc
@@ -203,20 +208,33 @@ class Collector:
         if len(state.results) == state.doc.n_pages:
             self._finish(state)
 
-    def _write_artifact(self, doc_id: str, data: bytes) -> Path:
-        """Write a document's text to ``text/`` atomically; a full disk stops the run."""
-        target = self.layout.artifact_path(doc_id)
+    def _write_files(self, state: _DocState, ok: list[PageResult], data: bytes) -> Written:
+        """Write a document's text to ``text/`` and its other formats beside it, atomically;
+        a full disk stops the run."""
+        doc = state.doc
+        target = self.layout.artifact_path(doc.doc_id)
         try:
+            more = write_formats(
+                self.layout,
+                doc.doc_id,
+                ok,
+                self.outputs.formats,
+                self.outputs.version,
+                source_pdf=doc.path if doc.fmt == "pdf" else None,
+            )
             atomic_write_bytes(target, data)
         except OSError as exc:
             reason = run_wide_reason(exc)
             if reason is not None:
                 raise stopped_error(reason, self.summary.documents) from exc
             raise PipelineError(
-                f"cannot write the artifact of {doc_id!r} to {target} "
+                f"cannot write the artifact of {doc.doc_id!r} to {target} "
                 f"({exc.strerror or exc}); check the output folder and free space."
             ) from exc
-        return target
+        finally:
+            if self.outputs.tmp_dir is not None:
+                drop_parts(self.outputs.tmp_dir, doc.doc_id)
+        return Written(target, more)
 
     def _document_record(
         self,
@@ -225,11 +243,18 @@ class Collector:
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
-        written: Path | None,
+        written: Written | None,
         input_sha256: str | None,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
+        formats = written.manifest_formats(self.layout, digest) if written else None
+        if formats is None and structured(self.outputs.formats):
+            formats = {}  # asked, but no page was read: none exists
+        confidence = document_confidence(
+            ((r.page, r.confidence) for r in pages if r.ok and r.confidence is not None),
+            self.outputs.conf_low,
+        )
         return DocumentRecord(
             doc_id=doc.doc_id,
             source=doc.path,
@@ -237,11 +262,11 @@ class Collector:
             size_bytes=doc.size,
             status=status,
             pages=doc.n_pages,
-            pages_ok=doc.n_pages - len(errors),
+            pages_ok=doc.n_pages - sum(1 for e in errors if e.page is not None),
             errors=errors,
             chars=len(text),
             sha256=digest,
-            artifact=self.layout.relative(written) if written is not None else None,
+            artifact=self.layout.relative(written.text) if written is not None else None,
             input_sha256=input_sha256,
             settings_key=self.settings_key,
             seconds={
@@ -250,6 +275,8 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
+            formats=formats,
+            confidence=confidence,
         )
 
     def _finish(self, state: _DocState) -> None:
@@ -289,10 +316,14 @@ class Collector:
         # The artifact and its record land together: a Ctrl-C / SIGTERM waits for both
         # (found: a cancel between the two left an artifact the manifest did not list).
         with deferred_interrupts():
-            written = self._write_artifact(doc.doc_id, data) if n_ok else None
+            ok = [r for r in pages if r.ok]
+            written = self._write_files(state, ok, data) if n_ok else None
+            if written is not None and written.more.errors:
+                errors = (*errors, *written.more.errors)
+                status = "partial"
             self._record(
                 self._document_record(state, status, errors, text, digest, written, input_sha256),
-                written=written,
+                written=written.paths if written is not None else (),
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(
@@ -300,7 +331,7 @@ class Collector:
             state.lane,
             state.first_submit_ns,
             end_ns,
-            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok},
+            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok, **span_confidence(pages)},
         )
         log.log(
             logging.INFO if status == "ok" else logging.WARNING,

@@ -61,6 +61,8 @@ class OcrConfig:
     order: str = "cost"
     order_window: int = 2000
     bundle_mp: float = 10.0
+    formats: tuple[str, ...] = ("txt",)
+    conf_low: float = 60.0
     monitor_interval: float = 0.1
     memory_per_worker_mb: float = 250.0
     memory_budget_mb: float | None = None
@@ -117,6 +119,8 @@ class OcrConfig:
             timeout_s=self.page_timeout,
             max_megapixels=self.max_megapixels,
             omp_thread_limit=self.omp_thread_limit,
+            formats=self.formats,
+            conf_low=self.conf_low,
             options=tuple(sorted(self.engine_options.items())),
             max_pages_per_worker=self.max_pages_per_worker,
             max_worker_rss_mb=self.max_worker_rss_mb,

@@ -51,10 +51,11 @@ from typing import Any
 from .bundles import bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .engines.registry import list_engine
+from .engines.registry import engine_version, list_engine
 from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
 from .ordering import cost_order, with_estimates
+from .output.documents import OutputsPlan
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
@@ -189,8 +190,14 @@ class _Run:
                     else "",
                 )
                 self.watch = Supervisor(self.cfg, self.plan, self.trace, self.summary)
+                outputs = OutputsPlan(
+                    self.cfg.formats,
+                    engine_version(self.cfg.engine),
+                    self.cfg.conf_low,
+                    str(self.tmp.path),
+                )
                 self.collector = Collector(
-                    self.layout, self.trace, self.manifest, self.summary, bar, self.key
+                    self.layout, self.trace, self.manifest, self.summary, bar, self.key, outputs
                 )
                 pages_coming(self.executor)  # warm-ups stop waiting for slower siblings
                 self._schedule(docs)
@@ -228,7 +235,9 @@ class _Run:
                 continue
             if self.previous is not None:
                 record = self.previous.get(doc.doc_id)
-                if record is not None and reusable(record, doc.path, self.key, self.layout):
+                if record is not None and reusable(
+                    record, doc.path, self.key, self.layout, self.cfg.formats
+                ):
                     self.collector.kept(record)
                     continue
             found += doc.n_pages

@@ -62,6 +62,10 @@ class EngineSettings:
     timeout_s: float = 300.0
     max_megapixels: float = 200.0
     omp_thread_limit: str | None = "1"
+    #: the files written per document (``formats``; txt first), and the confidence below
+    #: which a word counts as low
+    formats: tuple[str, ...] = ("txt",)
+    conf_low: float = 60.0
     #: engine-specific options (``engine_options``; the fault-injection fakes read them)
     options: tuple[tuple[str, Any], ...] = ()
     #: the run's private temporary folder: Tesseract's and PDFium's page files go there
@@ -78,6 +82,35 @@ class EngineSettings:
     def option(self, name: str, default: Any = None) -> Any:
         """Look up an engine-specific option (used by fault-injection engines)."""
         return dict(self.options).get(name, default)
+
+
+@dataclass(frozen=True)
+class PageConfidence:
+    """A page's word confidences (0-100, :mod:`ocrlab.output.confidence`); ``values``
+    serve the document's aggregate."""
+
+    conf_mean: float | None
+    conf_p10: float | None
+    words: int
+    words_low: int
+    values: tuple[float, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("conf_mean", "conf_p10", "words", "words_low")}
+
+
+@dataclass(frozen=True)
+class PagePart:
+    """One page's output in one format, for the main process to assemble: a file in the
+    run's temporary folder (``path``: the result stays small whatever a PDF page weighs),
+    or the bytes where that folder is not shared (``data``: a Dask worker elsewhere)."""
+
+    fmt: str
+    path: str | None = None
+    data: bytes | None = None
+
+    def read(self) -> bytes:
+        return self.data if self.data is not None else Path(str(self.path)).read_bytes()
 
 
 @dataclass(frozen=True)
@@ -112,6 +145,9 @@ class PageResult:
     #: unlike ``ocr_ns`` it does not grow when the machine is busy with other work
     engine_cpu_ns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the page's structured outputs (``formats`` beyond txt) and its word confidences
+    parts: tuple[PagePart, ...] = ()
+    confidence: PageConfidence | None = None
 
     @property
     def ok(self) -> bool:
@@ -160,6 +196,10 @@ class DocumentRecord:
     seconds: dict[str, float] | None = None
     workers: tuple[int, ...] | None = None
     kept_from_previous_run: bool = False
+    #: every file written for the document, by format: ``{"tsv": {"path", "sha256"}, ...}``
+    formats: dict[str, dict[str, Any]] | None = None
+    #: its words' confidence figures and each read page's (:mod:`ocrlab.output.confidence`)
+    confidence: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written to the manifest (keys as README documents them)."""
@@ -184,6 +224,7 @@ class DocumentRecord:
             out["workers"] = list(self.workers)
         if self.kept_from_previous_run:
             out["kept_from_previous_run"] = True
+        out.update({k: v for k in ("formats", "confidence") if (v := getattr(self, k)) is not None})
         return out
 
     @classmethod
@@ -210,6 +251,8 @@ class DocumentRecord:
             seconds=data.get("seconds"),
             workers=None if workers is None else tuple(int(w) for w in workers),
             kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
+            formats=data.get("formats"),
+            confidence=data.get("confidence"),
         )
 
 

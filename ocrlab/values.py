@@ -16,6 +16,7 @@ from typing import Any
 from loky import cpu_count
 
 from .errors import ConfigError
+from .output.formats import FORMATS
 
 #: Absolute ceiling for the worker count, whatever the machine.
 HARD_MAX_WORKERS = 64
@@ -141,6 +142,22 @@ def parse_order(name: str, raw: object) -> str:
     return text
 
 
+def parse_formats(name: str, raw: object) -> tuple[str, ...]:
+    """A list of output formats (``"txt,tsv,hocr"``, or a list) in the canonical order,
+    ``txt`` always first: the text artifact is what the manifest, ``--resume`` and the
+    identity checks stand on, so it is written whatever else is asked."""
+    items = raw if isinstance(raw, (list, tuple, set, frozenset)) else str(raw).split(",")
+    asked = {str(item).strip().lower() for item in items} - {""}
+    unknown = sorted(asked - set(FORMATS))
+    if unknown or not asked:
+        what = f"has unknown format(s) {', '.join(unknown)}" if unknown else "is empty"
+        raise ConfigError(
+            f"{name}={raw!r} {what}; use a comma-separated list of {', '.join(FORMATS)} "
+            "(e.g. 'txt,tsv,hocr,alto,pdf')."
+        )
+    return tuple(f for f in FORMATS if f in asked or f == "txt")
+
+
 #: Every setting: key, environment variable, parser, help and bounds (README's table).
 SETTINGS: tuple[Setting, ...] = (
     Setting(
@@ -233,6 +250,21 @@ SETTINGS: tuple[Setting, ...] = (
         lambda n, r: parse_float(n, r, 0.0, 1000.0),
         "small pages share one Tesseract process up to this many megapixels (0 = never)",
         "0 .. 1000",
+    ),
+    Setting(
+        "formats",
+        "OCR_FORMATS",
+        parse_formats,
+        "files written per document, each in its folder (text/ tsv/ hocr/ alto/ pdf/); "
+        "all from the one Tesseract call per page; txt is always written",
+        ", ".join(FORMATS) + " (page: Tesseract 5.4+; pdf: the pdf extra)",
+    ),
+    Setting(
+        "conf_low",
+        "OCR_CONF_LOW",
+        lambda n, r: parse_float(n, r, 0.0, 100.0),
+        "a word below this Tesseract confidence counts as low (words_low in the manifest)",
+        "0 .. 100",
     ),
     Setting(
         "monitor_interval",

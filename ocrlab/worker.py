@@ -20,10 +20,11 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from .engines.registry import list_engine, resolve_engine, warm_engine
+from .output.formats import PageOutputs, page_outputs, structured
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
 from .recycle import after_page
@@ -126,6 +127,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     error: str | None = None
     os_errno: int | None = None
     extra: dict[str, Any] = {}
+    outputs: PageOutputs = ((), None)
     if "distributed" in sys.modules:
         from .scaleout import worker_identity
 
@@ -139,8 +141,11 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
             raw = engine(src, task, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
+            raw_text, rendered = _split_rendered(raw, settings)
+            if rendered:
+                outputs = _page_outputs((task,), rendered, settings)[0]
         # Tesseract ends every page with a form feed; the artifact writer adds them back.
-        text = raw[:-1] if raw.endswith("\f") else raw
+        text = raw_text[:-1] if raw_text.endswith("\f") else raw_text
     except Exception as exc:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
@@ -165,8 +170,38 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         height=height,
         os_errno=os_errno,
         extra=extra,
+        parts=outputs[0],
+        confidence=outputs[1],
         **memory,
     )
+
+
+def _split_rendered(
+    raw: str | Mapping[str, str | bytes], settings: EngineSettings
+) -> tuple[str, Mapping[str, str | bytes]]:
+    """An engine's answer as (text, the other formats' outputs); an engine that returns
+    only text when more was asked is an error of the page, said as such."""
+    if isinstance(raw, str):
+        if structured(settings.formats):
+            raise TypeError(
+                f"engine {settings.engine!r} returned only text, but formats "
+                f"{','.join(settings.formats)!r} were asked; use engine 'pytesseract' or "
+                "return a mapping of format to output"
+            )
+        return raw, {}
+    return str(raw["txt"]), raw
+
+
+def _page_outputs(
+    tasks: Sequence[PageTask], rendered: Mapping[str, str | bytes], settings: EngineSettings
+) -> list[PageOutputs]:
+    found = page_outputs(tasks, rendered, settings)
+    if found is None:
+        raise ValueError(
+            f"Tesseract's {', '.join(sorted(rendered))} output for page {tasks[0].page} of "
+            f"{tasks[0].doc_id} does not hold exactly one page"
+        )
+    return found
 
 
 _bundle_ids = itertools.count(1)
@@ -197,12 +232,16 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
             prepared = [stack.enter_context(page_source(task, settings)) for task in tasks]
             t_ready = time.monotonic_ns()
             cpu_before = _children_cpu_ns()
-            texts = engine([src for src, _, _ in prepared], settings)
+            found = engine([src for src, _, _ in prepared], settings, _textonly(tasks, settings))
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
+            if found is None:
+                return []
+            texts, rendered = found
+            outputs = page_outputs(tasks, rendered, settings) if rendered else None
+            if rendered and outputs is None:
+                return []
     except Exception:
-        return []
-    if texts is None:
         return []
     end = time.monotonic_ns()
     memory = _memory_figures()
@@ -240,6 +279,17 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
                 worker_rss=memory["worker_rss"],
                 worker_hwm=memory["worker_hwm"],
                 child_maxrss=memory["child_maxrss"],
+                parts=outputs[i][0] if outputs else (),
+                confidence=outputs[i][1] if outputs else None,
             )
         )
     return results
+
+
+def _textonly(tasks: Sequence[PageTask], settings: EngineSettings) -> bool:
+    """Whether a list's PDF pages are text layers only (pages of PDF inputs, which keep
+    their own page under the layer); a list mixing both kinds cannot be one call."""
+    kinds = {task.fmt == "pdf" for task in tasks}
+    if "pdf" in settings.formats and len(kinds) > 1:
+        raise ValueError("a list mixes PDF pages and images; its PDF pages differ in kind")
+    return kinds == {True}

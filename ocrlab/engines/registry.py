@@ -17,14 +17,19 @@ from collections.abc import Callable, Sequence
 
 from ..records import EngineSettings, PageTask
 
-#: An engine turns a page file into text. ``source`` is a path Tesseract can read.
-Engine = Callable[[str, PageTask, EngineSettings], str]
+#: An engine turns a page file into text. ``source`` is a path Tesseract can read. Asked
+#: for more formats than the text (``settings.formats``), it returns each format's output
+#: from its one recognition instead: ``{"txt": text, "tsv": ..., "pdf": bytes...}``.
+Engine = Callable[[str, PageTask, EngineSettings], "str | dict[str, str | bytes]"]
 
 _ENGINES: dict[str, Engine] = {}
 
-#: A list engine OCRs several page files in one call: one text per file, or ``None``
-#: when it cannot tell the pages apart (the pages then run one by one).
-ListEngine = Callable[[Sequence[str], EngineSettings], list[str] | None]
+#: A list engine OCRs several page files in one call: one text per file and every other
+#: asked format's output for the whole list, or ``None`` when it cannot tell the pages
+#: apart (the pages then run one by one). The flag: the pages' PDF is text only.
+ListEngine = Callable[
+    [Sequence[str], EngineSettings, bool], "tuple[list[str], dict[str, str | bytes]] | None"
+]
 
 
 def resolve_engine(name: str) -> Engine:
@@ -59,9 +64,9 @@ def list_engine(name: str) -> ListEngine | None:
     """
     if name != "pytesseract":
         return None
-    from .tesseract import pytesseract_list
+    from .tesseract import pytesseract_list_outputs
 
-    return pytesseract_list
+    return pytesseract_list_outputs
 
 
 def warm_engine(name: str) -> None:

@@ -5,6 +5,8 @@ Layout of an output folder::
     OUT/
       text/<doc_id>.txt   one UTF-8 artifact per document (its relative path + ".txt"),
                           pages in page order, each ended by a form feed as Tesseract does
+      tsv/ hocr/ alto/ pdf/   the other asked ``formats``, a file per document named like
+                          its artifact (<doc_id>.tsv, .hocr, .xml, .pdf; output.formats)
       results.json        the manifest: one record per document, run metadata, summary
       journal.jsonl       one line per finished document as the run goes (output.journal)
       ocrlab.log          one line per event, each naming its document and page
@@ -26,6 +28,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import OutputNotEmptyError, PipelineError
+from .formats import FOLDERS, SUFFIXES
 
 __all__ = ["JOURNAL_NAME", "LOCK_NAME", "RESERVE_NAME", "OutputLayout", "assemble_text"]
 
@@ -57,9 +60,14 @@ class OutputLayout:
         """What an earlier run left here (manifest, trace, log, artifacts), for the refusal
         message; empty for a new or empty folder, or one with only a user's own files."""
         found = [name for name in self.RUN_FILES if (self.root / name).exists()]
-        if self.text_dir.is_dir() and any(p.is_file() for p in self.text_dir.rglob("*")):
-            found.append("text/")
+        for folder in self.format_dirs():
+            if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+                found.append(f"{folder.name}/")
         return found
+
+    def format_dirs(self) -> list[Path]:
+        """``text/`` and the folder of every other format a run may write."""
+        return [self.root / name for name in dict.fromkeys(FOLDERS.values())]
 
     def claim(self, *, resume: bool, overwrite: bool) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting; with
@@ -75,7 +83,8 @@ class OutputLayout:
     def clear(self) -> None:
         """Remove a previous run's files (``--overwrite``), and only those: a user's other
         files in the folder stay. Call only while holding the folder's lock."""
-        shutil.rmtree(self.text_dir, ignore_errors=True)
+        for folder in self.format_dirs():
+            shutil.rmtree(folder, ignore_errors=True)
         for name in self.RUN_FILES:
             (self.root / name).unlink(missing_ok=True)
 
@@ -89,8 +98,9 @@ class OutputLayout:
             self.root.mkdir(parents=True, exist_ok=True)
             self.text_dir.mkdir(exist_ok=True)
             (self.root / RESERVE_NAME).unlink(missing_ok=True)  # a killed run's reserve
-            for stale in self.text_dir.rglob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+            for folder in self.format_dirs():
+                for stale in folder.rglob(".*.tmp") if folder.is_dir() else ():
+                    stale.unlink(missing_ok=True)
             for stale in self.root.glob(".*.tmp*"):
                 stale.unlink(missing_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".ocrlab-write-test-", dir=self.root)
@@ -104,13 +114,19 @@ class OutputLayout:
 
     def artifact_path(self, doc_id: str) -> Path:
         """``text/<doc_id>.txt``, guaranteed to stay inside the output folder."""
+        return self.format_path(doc_id, "txt")
+
+    def format_path(self, doc_id: str, fmt: str) -> Path:
+        """The file of format ``fmt`` for ``doc_id`` (``text/<doc_id>.txt``,
+        ``hocr/<doc_id>.hocr``...), guaranteed to stay inside its folder."""
         parts = [p for p in doc_id.split("/") if p not in {"", "."}]
         if not parts or any(p == ".." for p in parts):
             raise PipelineError(f"document id {doc_id!r} cannot be mapped to an artifact path")
-        target = self.text_dir.joinpath(*parts[:-1], parts[-1] + ".txt")
-        root = os.path.realpath(self.text_dir)
+        folder = self.root / FOLDERS[fmt]
+        target = folder.joinpath(*parts[:-1], parts[-1] + SUFFIXES[fmt])
+        root = os.path.realpath(folder)
         if os.path.commonpath([root, os.path.realpath(target)]) != root:
-            raise PipelineError(f"artifact of {doc_id!r} would escape {self.text_dir}")
+            raise PipelineError(f"artifact of {doc_id!r} would escape {folder}")
         return target
 
     def relative(self, path: Path) -> str:
