@@ -143,7 +143,9 @@ def assemble_pdf(
                     if index + 1 not in read:
                         del pdf.pages[index]
             buffer = io.BytesIO()
-            pdf.save(buffer, deterministic_id=True)
+            # A PDF input's streams are written as they were (qpdf would compress the
+            # uncompressed ones); Tesseract's pages come compressed already.
+            pdf.save(buffer, deterministic_id=True, compress_streams=source_pdf is None)
     except (pikepdf.PdfError, OSError, IndexError, ValueError) as exc:
         raise PdfLayerError(f"the searchable PDF of {doc_id!r} could not be made: {exc}") from exc
     return buffer.getvalue()
