@@ -49,13 +49,17 @@ def is_small(task: PageTask, bundle_mp: float) -> bool:
     return 0.0 < cost <= bundle_mp / 2 and "\n" not in task.path and "\r" not in task.path
 
 
-def bundled(tasks: Iterable[PageTask], bundle_mp: float, workers: int) -> Iterator[Unit]:
+def bundled(
+    tasks: Iterable[PageTask], bundle_mp: float, workers: int, pdf_apart: bool = False
+) -> Iterator[Unit]:
     """``tasks`` in the same order, consecutive small pages grouped into bundles.
 
     Lazy with a bounded look-ahead (``workers`` x :data:`MAX_PAGES` pages), so a
     generator of a million pages is consumed as it is submitted; the look-ahead
     is how the end of the stream is seen coming (see the module doc).
-    ``bundle_mp <= 0`` yields every page alone.
+    ``bundle_mp <= 0`` yields every page alone. ``pdf_apart``: pages of PDF inputs and
+    of images never share a bundle (with ``formats`` ``pdf``, a PDF input's pages get a
+    text-only layer and an image's the image too: two kinds of Tesseract call).
     """
     if bundle_mp <= 0:
         yield from tasks
@@ -88,6 +92,7 @@ def bundled(tasks: Iterable[PageTask], bundle_mp: float, workers: int) -> Iterat
             and len(group) < cap
             and is_small(ahead[0], bundle_mp)
             and total + (ahead[0].cost or 0.0) <= bundle_mp
+            and (not pdf_apart or (ahead[0].fmt == "pdf") == (first.fmt == "pdf"))
         ):
             task = ahead.popleft()
             group.append(task)

@@ -300,7 +300,9 @@ class _Run:
             admit=self.watch.admit if self.watch else None,
         )
         try:
-            units = bundled(self._tasks(docs), self.bundle_mp, self.plan.workers)
+            units = bundled(
+                self._tasks(docs), self.bundle_mp, self.plan.workers, "pdf" in self.cfg.formats
+            )
             for done in scheduler.run(units):
                 self.collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
                 if self.watch is not None:
