@@ -323,9 +323,13 @@ def test_the_searchable_pdf_keeps_pages_and_sizes_and_reads_back(
             else:  # a new document: fixed metadata, no date without SOURCE_DATE_EPOCH
                 assert str(pdf.docinfo["/Title"]) == doc_id
                 assert "/CreationDate" not in pdf.docinfo
-    # image inputs: sized by their resolution, as Tesseract sizes them
+    # image inputs: sized by the resolution they state, also a multi-page TIFF's pages
+    # (Tesseract gets those as PNM, which states none: it sized them at 70 dpi)
     with pikepdf.open(full_run / "pdf" / "phototest.tif.pdf") as pdf:
         assert [float(v) for v in pdf.pages[0].mediabox] == [0, 0, 640 * 72 / 200, 480 * 72 / 200]
+    with pikepdf.open(full_run / "pdf" / "three.tiff.pdf") as pdf:
+        for page in pdf.pages:
+            assert [float(v) for v in page.mediabox] == [0, 0, 900 * 72 / 200, 200 * 72 / 200]
     # a PDF input: its own pages, boxes and content streams untouched, the layer in front
     with (
         pikepdf.open(corpus / "chapter.pdf") as original,

@@ -23,6 +23,7 @@ restart on every page, as Tesseract 5.3 numbers them), named by the document id.
 from __future__ import annotations
 
 import html
+import io
 import os
 import re
 from collections.abc import Mapping, Sequence
@@ -259,14 +260,40 @@ _ALTO_SOFTWARE = re.compile(r"<softwareName>tesseract ([^<]*)</softwareName>")
 PageOutputs = tuple[tuple[PagePart, ...], PageConfidence | None]
 
 
-def _pieces(fmt: str, output: str | bytes, n_pages: int) -> Sequence[str | bytes] | None:
+def _pieces(
+    fmt: str, output: str | bytes, tasks: Sequence[PageTask]
+) -> Sequence[str | bytes] | None:
     if fmt == "pdf":
         if not isinstance(output, bytes):
             return None
         from .pdf import split_pdf  # a page alone goes through it too: the same bytes either way
 
-        return split_pdf(output, n_pages)
-    return split_markup(fmt, output, n_pages) if isinstance(output, str) else None
+        return split_pdf(output, len(tasks), [_pdf_size(task) for task in tasks])
+    return split_markup(fmt, output, len(tasks)) if isinstance(output, str) else None
+
+
+def _pdf_size(task: PageTask) -> tuple[float, float] | None:
+    """The size in points of an image page Tesseract got as a PNM (a page of a multi-page
+    file, an unusual mode; see :mod:`ocrlab.pages`), from the resolution its file states;
+    ``None`` where Tesseract read the file itself (and its resolution with it)."""
+    if task.fmt == "pdf":
+        return None
+    from PIL import Image
+
+    from ..pages import reads_directly
+    from .pdf import CREDIBLE_DPI
+
+    source = task.payload if task.payload is not None else task.path
+    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
+        if task.page > 1:
+            im.seek(task.page - 1)
+        if reads_directly(task, im.mode):
+            return None
+        dpi = float((im.info.get("dpi") or (0, 0))[1])
+        width, height = im.size
+    if not CREDIBLE_DPI[0] <= dpi <= CREDIBLE_DPI[1]:
+        return None  # Tesseract's 70 dpi then, as for a file it reads itself
+    return (width * 72 / dpi, height * 72 / dpi)
 
 
 def _store(task: PageTask, fmt: str, data: bytes, tmp_dir: str | None) -> PagePart:
@@ -291,7 +318,7 @@ def page_outputs(
     for fmt, output in outputs.items():
         if fmt == "txt":
             continue
-        pieces = _pieces(fmt, output, len(tasks))
+        pieces = _pieces(fmt, output, tasks)
         if pieces is None:
             return None
         for piece, page in zip(pieces, per_page, strict=True):

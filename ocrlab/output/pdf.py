@@ -41,22 +41,47 @@ class PdfLayerError(RuntimeError):
     """The searchable PDF could not be made, or its text layer does not read back."""
 
 
-def split_pdf(data: bytes, n_pages: int) -> list[bytes] | None:
+#: Resolutions Tesseract believes (its kMinCredibleResolution .. kMaxCredibleResolution);
+#: outside them, or with none, it takes 70 dpi.
+CREDIBLE_DPI = (70.0, 2400.0)
+
+
+def split_pdf(
+    data: bytes, n_pages: int, sizes: Sequence[tuple[float, float] | None] | None = None
+) -> list[bytes] | None:
     """A list's PDF (one page per listed image) as one PDF per page; ``None`` when it does
-    not hold exactly ``n_pages`` pages."""
+    not hold exactly ``n_pages`` pages. ``sizes``: each page's size in points where it is
+    known and Tesseract could not know it (a page handed over as a PNM, which states no
+    resolution: Tesseract sized it at 70 dpi); the page is scaled to it, drawing and all."""
     import pikepdf
 
     with pikepdf.open(io.BytesIO(data)) as whole:
         if len(whole.pages) != n_pages:
             return None
         out = []
-        for page in whole.pages:
+        for page, size in zip(whole.pages, sizes or [None] * n_pages, strict=True):
             single = pikepdf.new()
             single.pages.append(page)
+            if size is not None:
+                _scale_to(single, single.pages[0], size)
             buffer = io.BytesIO()
             single.save(buffer, deterministic_id=True)
             out.append(buffer.getvalue())
     return out
+
+
+def _scale_to(pdf: Any, page: Any, size: tuple[float, float]) -> None:
+    import pikepdf
+
+    box = [float(v) for v in page.mediabox]
+    sx, sy = size[0] / (box[2] - box[0]), size[1] / (box[3] - box[1])
+    if abs(sx - 1) < 1e-6 and abs(sy - 1) < 1e-6:
+        return
+    page.mediabox = pikepdf.Array([0, 0, round(size[0], 4), round(size[1], 4)])
+    page.contents_add(
+        pikepdf.Stream(pdf, f"q {sx:.6f} 0 0 {sy:.6f} 0 0 cm\n".encode()), prepend=True
+    )
+    page.contents_add(pikepdf.Stream(pdf, b"Q\n"))
 
 
 def _docinfo(pdf: Any, doc_id: str, producer: str) -> None:
