@@ -59,7 +59,9 @@ def bundled(
     is how the end of the stream is seen coming (see the module doc).
     ``bundle_mp <= 0`` yields every page alone. ``pdf_apart``: pages of PDF inputs and
     of images never share a bundle (with ``formats`` ``pdf``, a PDF input's pages get a
-    text-only layer and an image's the image too: two kinds of Tesseract call).
+    text-only layer and an image's the image too: two kinds of Tesseract call); a bundle
+    then steps over the small pages of the other kind in the look-ahead, which start the
+    next bundle, so splitting the kinds costs few extra Tesseract processes.
     """
     if bundle_mp <= 0:
         yield from tasks
@@ -87,14 +89,15 @@ def bundled(
             cap = min(cap, math.ceil(left / workers))
         group = [first]
         total = first.cost or 0.0
-        while (
-            ahead
-            and len(group) < cap
-            and is_small(ahead[0], bundle_mp)
-            and total + (ahead[0].cost or 0.0) <= bundle_mp
-            and (not pdf_apart or (ahead[0].fmt == "pdf") == (first.fmt == "pdf"))
-        ):
-            task = ahead.popleft()
+        i = 0  # with pdf_apart, small pages of the other kind are stepped over, not ended at
+        while i < len(ahead) and len(group) < cap and is_small(ahead[i], bundle_mp):
+            task = ahead[i]
+            if pdf_apart and (task.fmt == "pdf") != (first.fmt == "pdf"):
+                i += 1
+                continue
+            if total + (task.cost or 0.0) > bundle_mp:
+                break
+            del ahead[i]
             group.append(task)
             total += task.cost or 0.0
         yield group[0] if len(group) == 1 else tuple(group)

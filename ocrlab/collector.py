@@ -22,7 +22,7 @@ from typing import Any
 from .errors import PipelineError
 from .output.atomic import atomic_write_bytes, deferred_interrupts
 from .output.confidence import document_confidence, span_confidence
-from .output.documents import OutputsPlan, Written, drop_parts, write_formats
+from .output.documents import OutputsPlan, Written, drop_parts, remove_files, write_formats
 from .output.formats import structured
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
@@ -318,6 +318,8 @@ class Collector:
         with deferred_interrupts():
             ok = [r for r in pages if r.ok]
             written = self._write_files(state, ok, data) if n_ok else None
+            if written is None:  # nothing read: a previous run's files of it are not listed
+                remove_files(self.layout, doc.doc_id, keep=())
             if written is not None and written.more.errors:
                 errors = (*errors, *written.more.errors)
                 status = "partial"

@@ -153,11 +153,17 @@ def write_formats(
         entry["sha256"] = fh.digest.hexdigest()
         done.formats[fmt] = entry
         done.paths.append(target)
-    for fmt in FORMATS:  # a previous run's file in a format not written now: not listed
-        if fmt != "txt" and fmt not in done.formats:
+    remove_files(layout, doc_id, keep=("txt", *done.formats))
+    return done
+
+
+def remove_files(layout: OutputLayout, doc_id: str, keep: Sequence[str]) -> None:
+    """Remove ``doc_id``'s files in the formats not in ``keep``: what a previous run wrote of
+    it that this run's record will not list."""
+    for fmt in FORMATS:
+        if fmt not in keep:
             with contextlib.suppress(OSError):
                 layout.format_path(doc_id, fmt).unlink(missing_ok=True)
-    return done
 
 
 def drop_parts(tmp_dir: str | Path, doc_id: str) -> None:
