@@ -16,7 +16,7 @@ Why a separate process per background run, and not a thread:
 * **The kernel stays free.** Not even the collector's work (hashing, writing
   artifacts) competes with the notebook for the GIL.
 
-The process is ``python -c 'ocrlab.background.main' SPEC RESULT`` in a new session
+The process is ``python -c`` running :func:`main` with ``SPEC RESULT`` in a new session
 (``start_new_session``): interrupting the *kernel* (a cell) must not cancel
 background runs, and jupyter_client interrupts a kernel by signalling its whole
 process group. The child asks to die with its parent (``PR_SET_PDEATHSIG``),
@@ -53,7 +53,7 @@ from .output.atomic import atomic_write_bytes
 from .output.lock import check_output
 from .output.trace_reader import TraceFollower, stat_key
 from .progress import live_view_enabled
-from .records import RunSummary
+from .records import RunSummary, WatchedStatus
 
 
 class RunHandle:
@@ -102,12 +102,14 @@ class RunHandle:
         return state
 
     @property
-    def status(self) -> str:
+    def status(self) -> WatchedStatus:
         """``running``, ``complete``, ``interrupted`` or ``failed``."""
         if not self.done():
             return "running"
         kind, _ = self._load()
-        return {"ok": "complete"}.get(kind, kind)
+        if kind == "ok":
+            return "complete"
+        return "interrupted" if kind == "interrupted" else "failed"
 
     def _load(self) -> tuple[str, Any]:
         with self._lock:  # the live view's thread asks too; the first reader cleans up

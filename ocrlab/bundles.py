@@ -34,6 +34,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 
+from .engines.registry import list_engine
 from .records import PageTask
 
 #: At most this many pages in one bundle (one Tesseract list).
@@ -101,6 +102,11 @@ def bundled(
             group.append(task)
             total += task.cost or 0.0
         yield group[0] if len(group) == 1 else tuple(group)
+
+
+def bundle_budget(bundle_mp: float, engine: str) -> float:
+    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
+    return bundle_mp if list_engine(engine) is not None else 0.0
 
 
 def unit_pages(unit: Unit) -> tuple[PageTask, ...]:

@@ -24,19 +24,54 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .config import settings_table
-from .errors import ConfigError, ExitCode, OutputStoppedError, PipelineError
-from .lab import commands
+from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
+from .lab import commands, compare_commands
+from .output.names import printable
+from .settings import SETTINGS
 
 log = logging.getLogger("ocrlab")
 
 
 def _config_epilog() -> str:
     rows = [
-        f"  {r['key']:<20} {r['env']:<24} default {r['default']:<14} {r['bounds']}"
-        for r in settings_table()
+        f"  {s.key:<20} {s.env or '(Python only)':<24} default {s.default_text}"
+        for s in SETTINGS
+        if not s.options
     ]
-    return "configuration (keyword / environment variable / default / bounds):\n" + "\n".join(rows)
+    return (
+        "Each flag's environment variable gives the value when the flag is absent; the\n"
+        "rollback switches OCR_PARALLEL_DISABLED and OCR_MAX_WORKERS win over flags.\n"
+        "settings without a flag (keyword / environment variable / default):\n" + "\n".join(rows)
+    )
+
+
+def _settings_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings' flags given, each checked by its setting's parser under the flag's
+    name; the text is kept for load_config to parse as it came (``auto`` stays chosen)."""
+    given: dict[str, Any] = {}
+    for s in SETTINGS:
+        raw = getattr(args, s.key) if s.options else None
+        if raw is not None:
+            s.parse(s.options[0], raw)  # a ConfigError names the flag: exit 2
+            given[s.key] = raw
+    return given
+
+
+def _add_settings(p: argparse.ArgumentParser) -> None:
+    """One option per setting that has flags, generated from the table (ocrlab.settings)."""
+    for s in SETTINGS:
+        if not s.options:
+            continue
+        if s.rule.switch:  # no value on the command line; the variable takes one
+            words = f"{s.help} (default {s.default_text}; env {s.env}: {s.bounds})"
+        else:
+            words = f"{s.help}; accepts {s.bounds} (default {s.default_text}, env {s.env})"
+        words = words.replace("%", "%%")  # argparse formats help with %
+        if s.rule.switch:
+            action = argparse.BooleanOptionalAction
+            p.add_argument(*s.options, dest=s.key, action=action, default=None, help=words)
+        else:
+            p.add_argument(*s.options, dest=s.key, metavar=s.key.upper(), help=words)
 
 
 def _add_run(sub: Any) -> None:
@@ -50,25 +85,14 @@ def _add_run(sub: Any) -> None:
     )
     p.add_argument("inputs", nargs="*", metavar="INPUT", help="files or folders to OCR")
     p.add_argument("--out", "-o", required=True, help="output folder")
+    _add_settings(p)
     p.add_argument(
-        "--workers", "-w", type=int, help="worker processes (default 2, env OCR_WORKERS)"
-    )
-    p.add_argument("--engine", help="'pytesseract' or 'module:function'")
-    p.add_argument("--lang", help="Tesseract language(s), default eng")
-    p.add_argument("--psm", type=int, help="Tesseract page segmentation mode")
-    p.add_argument("--dpi", type=int, help="PDF rasterization resolution (default 300)")
-    p.add_argument(
-        "--timeout",
-        type=float,
-        dest="page_timeout",
-        help="seconds per page before Tesseract is killed (default 300)",
-    )
-    p.add_argument("--max-megapixels", type=float, help="largest page accepted (default 200)")
-    p.add_argument("--executor", help="'loky' (default), 'inline' or 'dask://HOST:PORT'")
-    p.add_argument(
-        "--formats",
-        help="files per document, from one Tesseract call per page: a comma list of "
-        "txt,tsv,hocr,alto,pdf (default txt; txt is always written)",
+        "--quiet",
+        "-q",
+        dest="progress",
+        action="store_false",
+        default=None,
+        help="no progress bar (the same as --no-progress)",
     )
     used = p.add_mutually_exclusive_group()
     used.add_argument(
@@ -90,35 +114,15 @@ def _add_run(sub: Any) -> None:
         metavar="NAME=PATH",
         help="run several groups on one executor; repeatable",
     )
-    q = p.add_mutually_exclusive_group()
-    q.add_argument(
-        "--progress",
-        dest="progress",
-        action="store_true",
-        default=None,
-        help="always show the progress bar",
-    )
-    q.add_argument("--quiet", "-q", dest="progress", action="store_false", help="no progress bar")
     p.set_defaults(func=_cmd_run)
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from .config import load_config
+    from .pool import Pool
     from .records import Group, RunContext
-    from .startup import start_run
 
-    cfg = load_config(
-        workers=args.workers,
-        engine=args.engine,
-        lang=args.lang,
-        psm=args.psm,
-        dpi=args.dpi,
-        page_timeout=args.page_timeout,
-        max_megapixels=args.max_megapixels,
-        executor=args.executor,
-        formats=args.formats,
-        progress=args.progress,
-    )
+    cfg = load_config(**_settings_given(args))
     groups = [Group("", tuple(args.inputs))] if args.inputs else []
     for spec in args.group:
         name, sep, path = spec.partition("=")
@@ -128,28 +132,61 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if not groups:
         raise ConfigError("no INPUT given; name files or folders to OCR, or use --group")
     context = RunContext(tuple(groups), args.out, resume=args.resume, overwrite=args.overwrite)
-    # The pool's workers boot while the pipeline is imported (ocrlab.startup).
-    started = start_run(context, cfg)
-    try:
+    # The pool's workers boot while the pipeline is imported (ocrlab.pool).
+    with Pool.open(context, cfg) as pool:
         from .pipeline import run_groups
-    except BaseException:
-        started.close()
-        raise
-    summary = run_groups(context, started=started)
+
+        summary = run_groups(context, pool=pool)
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"
         f"{f' ({summary.documents_kept} kept from the previous run)' if args.resume else ''}; "
         f"{summary.pages} pages in {summary.wall_s:.1f} s "
         f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)"
-        f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> {args.out}"
+        f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> "
+        f"{printable(args.out)}"
     )
+    for host, peak in summary.peaks.get("hosts", {}).items():  # Dask: each host's tree
+        mb, tess = peak["rss_peak"] / 2**20, peak["tesseract_peak"]
+        print(f"  host {host}: peak {mb:.0f} MB RSS, at most {tess} Tesseract(s) at once")
+    if "cluster" in summary.peaks:
+        mb = summary.peaks["cluster"]["rss_peak"] / 2**20
+        print(f"  cluster: peak {mb:.0f} MB RSS, its hosts summed at one moment")
+    if summary.skipped:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in summary.skipped.items())
+        print(f"  skipped (not documents, see ocrlab.log): {kinds}")
     for failure in summary.failures[:20]:
-        where = failure["doc_id"] + (f" page {failure['page']}" if failure["page"] else "")
-        print(f"  FAILED {where}: {failure['error_type']}: {failure['error']}", file=sys.stderr)
+        line = f"  FAILED {failure.where}: {failure.error_type}: {failure.error}"
+        print(printable(line), file=sys.stderr)
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code
+
+
+def _add_merge(sub: Any) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="combine the output folders of a sharded run (--shard I/N) into one",
+        description="Merge the output folders of every shard of one run into --into: the "
+        "artifacts, results.json, journal and trace of one run over all the documents. "
+        "Overlapping or missing shards, shards of other settings, Tesseract versions or "
+        "inputs, and unfinished shards are refused (exit 2).",
+    )
+    p.add_argument("outputs", nargs="+", metavar="OUT", help="the shards' --out folders")
+    p.add_argument("--into", required=True, metavar="DIR", help="the merged output folder")
+    p.set_defaults(func=_cmd_merge)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .output.merge import merge_outputs
+
+    s = merge_outputs(args.outputs, args.into)
+    print(
+        f"{len(args.outputs)} shards merged: {s['documents']} documents: "
+        f"{s['documents_ok']} ok, {s['documents_partial']} partial, "
+        f"{s['documents_failed']} failed; {s['pages']} pages -> {args.into}"
+    )
+    return ExitCode.OK if s["documents_partial"] + s["documents_failed"] == 0 else 1
 
 
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
@@ -164,10 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_merge(sub)
     commands.add_corpus(sub)
     commands.add_bench(sub)
     commands.add_sweep(sub)
     commands.add_report(sub)
+    compare_commands.add_diff(sub)
+    compare_commands.add_plan(sub)
     return parser
 
 
@@ -187,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as exc:
         print(f"ocrlab: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except MergeRefusedError as exc:
+        print(f"ocrlab merge: refused: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except OutputStoppedError as exc:
         print(f"ocrlab: {exc.reason}", file=sys.stderr)

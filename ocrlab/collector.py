@@ -10,31 +10,38 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import logging
-import socket
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import PipelineError
+from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
-from .output.confidence import document_confidence, span_confidence
-from .output.documents import OutputsPlan, Written, drop_parts, remove_files, write_formats
-from .output.formats import structured
+from .output.confidence import span_confidence
+from .output.documents import OutputsPlan, WrittenFormats, document_formats
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
-from .output.manifest import sha256_file
+from .output.manifest import input_digest
+from .output.names import printable
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .records import DocumentRecord, ErrorEntry, PageResult, RunSummary
+from .records import (
+    DocumentRecord,
+    DocumentStatus,
+    ErrorEntry,
+    Failure,
+    PageResult,
+    RunSummary,
+    document_status,
+)
 from .sources import Document
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
-
-_HOST = socket.gethostname()
 
 
 class _RunLogFilter(logging.Filter):
@@ -48,11 +55,20 @@ class _RunLogFilter(logging.Filter):
         return True
 
 
+class _OneLineFormatter(logging.Formatter):
+    """One line per event whatever the names hold: a newline in a file name (legal on
+    Linux) would otherwise split a line, a byte that is not UTF-8 fail the write
+    (see :func:`ocrlab.output.names.printable`)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 @contextlib.contextmanager
 def run_log(path: Path) -> Iterator[logging.Handler]:
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8")
+    handler = logging.FileHandler(path, mode="w", encoding="utf-8", errors="backslashreplace")
     handler.setFormatter(
-        logging.Formatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
+        _OneLineFormatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
     )
     handler.addFilter(_RunLogFilter())
     handler.setLevel(logging.INFO)
@@ -72,8 +88,19 @@ def run_log(path: Path) -> Iterator[logging.Handler]:
 class _DocState:
     doc: Document
     lane: int
+    #: the earliest real submission of the document's pages (0 until a page is back)
     first_submit_ns: int = 0
     results: dict[int, PageResult] = field(default_factory=dict)
+
+
+class _ArtifactError(Exception):
+    """A document's artifact could not be written under any of its names (an error entry)."""
+
+
+#: errno values that say a name cannot be used here, so the next candidate is tried
+_NAME_ERRNOS = frozenset(
+    {errno.ENAMETOOLONG, errno.EILSEQ, errno.EINVAL, errno.EEXIST, errno.ENOTDIR, errno.EISDIR}
+)
 
 
 class Collector:
@@ -95,7 +122,7 @@ class Collector:
         outputs: OutputsPlan | None = None,
     ):
         self.settings_key = settings_key
-        self.outputs = outputs or OutputsPlan()
+        self.outputs = outputs or OutputsPlan()  # the formats beyond the text
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -104,6 +131,7 @@ class Collector:
         self.open: dict[str, _DocState] = {}
         self._free_lanes: list[int] = []
         self._next_lane = 0
+        self._announced = 0.0  # when live views last learnt the page total (monotonic s)
 
     def _lane(self) -> int:
         if self._free_lanes:
@@ -111,9 +139,27 @@ class Collector:
         self._next_lane += 1
         return self._next_lane - 1
 
+    def found(self, sizes: SizeCount, *, final: bool = False) -> None:
+        """Discovery's running total (discovery is lazy, so it grows): pages and their
+        estimated work by size class. The bar's at once, the live views' through the trace
+        twice a second and at the end."""
+        self.progress.found(sizes, final)
+        now = time.monotonic()
+        if final or now - self._announced >= 0.5:
+            self._announced = now
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), sizes.event(final))
+
     def submitted(self, doc: Document, submit_ns: int) -> None:
+        """``doc``'s pages are on their way (pulled for submission; its clock starts at
+        its pages' first real submission, which :meth:`page_done` learns)."""
         if doc.doc_id not in self.open:
-            self.open[doc.doc_id] = _DocState(doc, self._lane(), submit_ns)
+            self.open[doc.doc_id] = _DocState(doc, self._lane())
+
+    def skipped(self, doc: Document) -> None:
+        """An entry that is not a document (:data:`ocrlab.sources.SKIP_KINDS`): counted, logged."""
+        kind = doc.skip or "not_a_document"
+        self.summary.skipped[kind] = self.summary.skipped.get(kind, 0) + 1
+        log.info("skipped: %s", doc.skip_reason or doc.skip, extra={"doc": doc.doc_id, "page": "-"})
 
     def kept(self, record: DocumentRecord) -> None:
         """A document a previous run finished with the same input and settings (resume)."""
@@ -128,12 +174,10 @@ class Collector:
     def failed_document(self, doc: Document) -> None:
         """A document that never reached a worker (unreadable, corrupt header, empty)."""
         self.summary.count("failed")
-        self.summary.add_failure(
-            {"doc_id": doc.doc_id, "page": None, "error_type": doc.error_type, "error": doc.error}
-        )
+        self.summary.add_failure(Failure(doc.doc_id, None, doc.error_type, doc.error))
         log.error("%s: %s", doc.error_type, doc.error, extra={"doc": doc.doc_id, "page": "-"})
         self.trace.instant(
-            "document_failed",
+            ts.DOCUMENT_FAILED,
             time.monotonic_ns(),
             {"doc_id": doc.doc_id, "error_type": doc.error_type, "error": doc.error},
         )
@@ -147,7 +191,7 @@ class Collector:
                 pages=doc.n_pages,
                 pages_ok=0,
                 errors=(ErrorEntry(None, doc.error_type, doc.error),),
-                input_sha256=sha256_file(doc.path),
+                input_sha256=None,  # a failed document is redone anyway: not read again
                 settings_key=self.settings_key,
             )
         )
@@ -155,9 +199,10 @@ class Collector:
     def _record(self, record: DocumentRecord, written: Sequence[Path] = ()) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
-        ``written`` are the files just written for ``record``: when the record cannot
-        be kept, they go too, so every folder still holds exactly what the manifest
-        lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
+        ``written`` are the files just written for ``record`` (its artifact, its other
+        formats): when the record cannot be kept, they go too, so every folder still holds
+        exactly what the manifest lists (:func:`ocrlab.output.audit.audit_output`) and
+        ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)
@@ -183,15 +228,15 @@ class Collector:
                 raise stopped_error(reason, self.summary.documents)
 
     def page_done(
-        self, result: PageResult, submit_ns: int, attempt: int, cost: float | None = None
+        self,
+        result: PageResult,
+        submit_ns: int,
+        attempt: int,
+        cost: float | None = None,
+        first_submit_ns: int = 0,
     ) -> None:
         self._check_run_wide(result)
-        if result.host and result.host != _HOST:
-            # Another host's monotonic clock: place the span where its result arrived.
-            shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(
-                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
-            )
+        result = self.trace.on_our_clock(result)  # another host's stamps: onto our clock
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:
@@ -200,61 +245,52 @@ class Collector:
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:
             self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        self.progress.page_done(result, cost, self.trace.t0_ns)
         state = self.open[result.doc_id]
+        first = first_submit_ns or submit_ns
+        if not state.first_submit_ns or first < state.first_submit_ns:
+            state.first_submit_ns = first
         state.results[result.page] = result
         if len(state.results) == state.doc.n_pages:
             self._finish(state)
 
-    def _write_files(self, state: _DocState, ok: list[PageResult], data: bytes) -> Written:
-        """Write a document's text to ``text/`` and its other formats beside it, atomically;
-        a full disk stops the run."""
-        doc = state.doc
-        target = self.layout.artifact_path(doc.doc_id)
-        try:
-            more = write_formats(
-                self.layout,
-                doc.doc_id,
-                ok,
-                self.outputs.formats,
-                self.outputs.version,
-                source_pdf=doc.path if doc.fmt == "pdf" else None,
-            )
-            atomic_write_bytes(target, data)
-        except OSError as exc:
-            reason = run_wide_reason(exc)
-            if reason is not None:
-                raise stopped_error(reason, self.summary.documents) from exc
-            raise PipelineError(
-                f"cannot write the artifact of {doc.doc_id!r} to {target} "
-                f"({exc.strerror or exc}); check the output folder and free space."
-            ) from exc
-        finally:
-            if self.outputs.tmp_dir is not None:
-                drop_parts(self.outputs.tmp_dir, doc.doc_id)
-        return Written(target, more)
+    def _write_artifact(self, doc_id: str, data: bytes) -> Path:
+        """Write a document's text to ``text/`` atomically, under the first of its names
+        (:meth:`~ocrlab.output.layout.OutputLayout.artifact_candidates`) the filesystem
+        takes without replacing another file; a full disk stops the run, any other
+        failure is this document's (:class:`_ArtifactError`)."""
+        tried: list[str] = []
+        for target in self.layout.artifact_candidates(doc_id):
+            try:
+                atomic_write_bytes(target, data, replace=False)
+            except OSError as exc:
+                reason = run_wide_reason(exc)
+                if reason is not None:
+                    raise stopped_error(reason, self.summary.documents) from exc
+                tried.append(f"{self.layout.relative(target)!r}: {exc.strerror or exc}")
+                if exc.errno in _NAME_ERRNOS:
+                    continue
+                break
+            return target
+        raise _ArtifactError(
+            f"cannot write the artifact of {doc_id!r} ({'; '.join(tried)}); check the "
+            "output folder's filesystem"
+        )
 
     def _document_record(
         self,
         state: _DocState,
-        status: str,
+        status: DocumentStatus,
         errors: tuple[ErrorEntry, ...],
         text: str,
         digest: str | None,
-        written: Written | None,
+        written: Path | None,
         input_sha256: str | None,
+        pages_ok: int,
+        more: WrittenFormats,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
-        formats = written.manifest_formats(self.layout, digest) if written else None
-        if formats is None and structured(self.outputs.formats):
-            formats = {}  # asked, but no page was read: none exists
-        confidence = document_confidence(
-            ((r.page, r.confidence) for r in pages if r.ok and r.confidence is not None),
-            self.outputs.conf_low,
-        )
         return DocumentRecord(
             doc_id=doc.doc_id,
             source=doc.path,
@@ -262,11 +298,11 @@ class Collector:
             size_bytes=doc.size,
             status=status,
             pages=doc.n_pages,
-            pages_ok=doc.n_pages - sum(1 for e in errors if e.page is not None),
+            pages_ok=pages_ok,
             errors=errors,
             chars=len(text),
             sha256=digest,
-            artifact=self.layout.relative(written.text) if written is not None else None,
+            artifact=self.layout.relative(written) if written is not None else None,
             input_sha256=input_sha256,
             settings_key=self.settings_key,
             seconds={
@@ -275,9 +311,23 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
-            formats=formats,
-            confidence=confidence,
+            formats=more.record,
+            confidence=more.confidence,
         )
+
+    def _more(
+        self, state: _DocState, pages: list[PageResult], written: Path | None, digest: str | None
+    ) -> WrittenFormats:
+        """The document's other formats beside its text; a full disk stops the run."""
+        try:
+            return document_formats(self.outputs, self.layout, state.doc, pages, written, digest)
+        except OSError as exc:
+            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
+            raise stopped_error(reason, self.summary.documents) from exc
+
+    def _artifact_failed(self, doc_id: str, message: str) -> None:
+        log.error("ArtifactNotWritten: %s", message, extra={"doc": doc_id, "page": "-"})
+        self.summary.add_failure(Failure(doc_id, None, "ArtifactNotWritten", message))
 
     def _finish(self, state: _DocState) -> None:
         doc = state.doc
@@ -287,7 +337,7 @@ class Collector:
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
         errors = tuple(ErrorEntry(r.page, r.error_type, r.error) for r in pages if not r.ok)
         n_ok = len(pages) - len(errors)
-        status = "ok" if not errors else ("partial" if n_ok else "failed")
+        status = document_status(len(pages), n_ok)
         for r in pages:
             extra = {"doc": doc.doc_id, "page": r.page}
             if r.ok:
@@ -300,32 +350,33 @@ class Collector:
                 )
             else:
                 log.error("%s: %s", r.error_type, r.error, extra=extra)
-                self.summary.add_failure(
-                    {
-                        "doc_id": doc.doc_id,
-                        "page": r.page,
-                        "error_type": r.error_type,
-                        "error": r.error,
-                    }
-                )
+                self.summary.add_failure(Failure(doc.doc_id, r.page, r.error_type, r.error))
         text = assemble_text([r.text or "" for r in pages]) if n_ok else ""
-        data = text.encode("utf-8")
+        # UTF-8 always; an engine's text that holds a lone surrogate (a fake engine echoing a
+        # file name that is not UTF-8) is written with the surrogate escaped, not lost.
+        data = text.encode("utf-8", "backslashreplace")
         digest = hashlib.sha256(data).hexdigest() if n_ok else None
-        input_sha256 = sha256_file(doc.path)
+        input_sha256 = input_digest(doc.path) if status == "ok" else None
         end_ns = max(r.end_ns for r in pages)
         # The artifact and its record land together: a Ctrl-C / SIGTERM waits for both
         # (found: a cancel between the two left an artifact the manifest did not list).
         with deferred_interrupts():
-            ok = [r for r in pages if r.ok]
-            written = self._write_files(state, ok, data) if n_ok else None
-            if written is None:  # nothing read: a previous run's files of it are not listed
-                remove_files(self.layout, doc.doc_id, keep=())
-            if written is not None and written.more.errors:
-                errors = (*errors, *written.more.errors)
-                status = "partial"
+            written = None
+            if n_ok:
+                try:
+                    written = self._write_artifact(doc.doc_id, data)
+                except _ArtifactError as exc:
+                    status, text, digest, input_sha256 = "failed", "", None, None
+                    errors += (ErrorEntry(None, "ArtifactNotWritten", str(exc)),)
+                    self._artifact_failed(doc.doc_id, str(exc))
+            more = self._more(state, pages, written, digest)
+            if more.errors:  # e.g. a searchable PDF whose layer does not read back
+                status, input_sha256, errors = "partial", None, errors + tuple(more.errors)
             self._record(
-                self._document_record(state, status, errors, text, digest, written, input_sha256),
-                written=written.paths if written is not None else (),
+                self._document_record(
+                    state, status, errors, text, digest, written, input_sha256, n_ok, more
+                ),
+                written=[*more.paths, *([written] if written is not None else [])],
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(

@@ -1,14 +1,16 @@
-"""The frozen run configuration: where every setting comes from and its bounds.
+"""The frozen run configuration, and which source each of its values comes from.
 
-Precedence, highest first:
+The settings themselves (defaults, parsers, bounds, help) are the table in
+:mod:`ocrlab.settings`. Precedence, highest first:
 
 1. operator overrides from the environment that always win, because they are
-   the rollback switches of the verification plan and must work without a code
-   change: ``OCR_PARALLEL_DISABLED=true`` (sequential, no pool) and
-   ``OCR_MAX_WORKERS`` (an upper bound; ``1`` means sequential);
-2. explicit values: keyword arguments, then the ``config`` mapping / object;
+   the rollback switches and must work without a code change:
+   ``OCR_PARALLEL_DISABLED=true`` (sequential, no pool) and ``OCR_MAX_WORKERS``
+   (an upper bound; ``1`` means sequential);
+2. explicit values: keyword arguments (the command's flags), then the ``config``
+   mapping / object;
 3. the environment variables of the individual settings (``OCR_WORKERS``...);
-4. the defaults below.
+4. the table's defaults.
 
 Everything is validated in :func:`load_config`, before any input is read or
 any worker started; a bad value raises :class:`~ocrlab.errors.ConfigError`
@@ -27,53 +29,56 @@ from typing import Any
 
 from loky import cpu_count
 
+from . import settings
 from .errors import ConfigError
 from .records import EngineSettings
-from .values import SETTINGS
+from .settings import BY_KEY, SETTINGS
 
 log = logging.getLogger(__name__)
 
-
-_BY_KEY = {s.key: s for s in SETTINGS}
-#: Accepted spellings from the verification plan and the environment-variable names.
-ALIASES = {
-    "ocr_workers": "workers",
-    "ocr_max_workers": "max_workers",
-    "ocr_parallel_disabled": "parallel_disabled",
-    "ocr_engine": "engine",
-}
+#: Spellings accepted beside the keywords: the environment variables' names in lower
+#: case (``config={"ocr_workers": 3}``, as the first callers of run_groups spell it).
+ALIASES = {s.env.lower(): s.key for s in SETTINGS if s.env and s.env.lower() != s.key}
 
 
 @dataclass(frozen=True)
 class OcrConfig:
-    """A validated, immutable run configuration. Build it with :func:`load_config`."""
+    """A validated, immutable run configuration. Build it with :func:`load_config`.
 
-    workers: int = 2
-    max_workers: int | None = None
-    parallel_disabled: bool = False
-    engine: str = "pytesseract"
-    lang: str = "eng"
-    psm: int | None = None
-    dpi: int = 300
-    page_timeout: float = 300.0
-    max_megapixels: float = 200.0
-    inflight_per_worker: int = 2
-    order: str = "cost"
-    order_window: int = 2000
-    bundle_mp: float = 10.0
-    formats: tuple[str, ...] = ("txt",)
-    conf_low: float = 60.0
-    monitor_interval: float = 0.1
-    memory_per_worker_mb: float = 250.0
-    memory_budget_mb: float | None = None
-    max_pages_per_worker: int = 10_000
-    max_worker_rss_mb: float = 1024.0
-    executor: str = "loky"
-    ship_pages: bool | None = None
-    progress: bool | None = None
-    live_view: bool | None = None
-    omp_thread_limit: str | None = "1"
-    engine_options: Mapping[str, Any] = field(default_factory=dict)
+    One typed field per row of :data:`ocrlab.settings.SETTINGS`, in its order, its
+    default the row's (the fields are written out so that type checkers see them; a
+    test holds them to the table).
+    """
+
+    workers: int = settings.WORKERS.default
+    max_workers: int | None = settings.MAX_WORKERS.default
+    parallel_disabled: bool = settings.PARALLEL_DISABLED.default
+    engine: str = settings.ENGINE.default
+    lang: str = settings.LANG.default
+    psm: int | None = settings.PSM.default
+    dpi: int = settings.DPI.default
+    page_timeout: float = settings.PAGE_TIMEOUT.default
+    max_megapixels: float = settings.MAX_MEGAPIXELS.default
+    inflight_per_worker: int = settings.INFLIGHT_PER_WORKER.default
+    order: str = settings.ORDER.default
+    order_window: int = settings.ORDER_WINDOW.default
+    bundle_mp: float = settings.BUNDLE_MP.default
+    formats: tuple[str, ...] = settings.FORMATS.default
+    conf_low: float = settings.CONF_LOW.default
+    monitor_interval: float = settings.MONITOR_INTERVAL.default
+    memory_per_worker_mb: float = settings.MEMORY_PER_WORKER_MB.default
+    memory_budget_mb: float | None = settings.MEMORY_BUDGET_MB.default
+    max_pages_per_worker: int = settings.MAX_PAGES_PER_WORKER.default
+    max_worker_rss_mb: float = settings.MAX_WORKER_RSS_MB.default
+    executor: str = settings.EXECUTOR.default
+    ship_pages: bool | None = settings.SHIP_PAGES.default
+    shard: str | None = settings.SHARD.default
+    progress: bool | None = settings.PROGRESS.default
+    live_view: bool | None = settings.LIVE_VIEW.default
+    omp_thread_limit: str | None = settings.OMP_THREAD_LIMIT.default
+    engine_options: Mapping[str, Any] = field(
+        default_factory=lambda: dict(settings.ENGINE_OPTIONS.default)
+    )
     #: where each value came from ("default", "env OCR_WORKERS", "config"...), for the trace
     provenance: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -138,9 +143,9 @@ class OcrConfig:
 
 def _canonical(key: str) -> str:
     key = ALIASES.get(key, key)
-    if key in _BY_KEY or key in {"omp_thread_limit", "engine_options"}:
+    if key in BY_KEY:
         return key
-    known = sorted([*_BY_KEY, *ALIASES, "omp_thread_limit", "engine_options"])
+    known = sorted([*BY_KEY, *ALIASES])
     hint = difflib.get_close_matches(key, known, n=1)
     extra = f" Did you mean {hint[0]!r}?" if hint else ""
     raise ConfigError(f"unknown configuration key {key!r}.{extra} Known keys: {', '.join(known)}.")
@@ -154,10 +159,10 @@ def load_config(
 ) -> OcrConfig:
     """Build and validate the run configuration (see the module docstring for precedence).
 
-    ``config`` may be a mapping (keys as in :class:`OcrConfig` or the plan's
-    ``ocr_workers``), an :class:`OcrConfig`, or ``None``. ``env`` defaults to
-    ``os.environ``. Keyword ``overrides`` whose value is ``None`` are ignored, so a
-    CLI can pass its optional flags straight through.
+    ``config`` may be a mapping (keys as in :class:`OcrConfig`, or an environment
+    variable's name in lower case: ``ocr_workers``), an :class:`OcrConfig`, or
+    ``None``. ``env`` defaults to ``os.environ``. Keyword ``overrides`` whose value
+    is ``None`` are ignored, so a CLI can pass its optional flags straight through.
     """
     environ = os.environ if env is None else env
     explicit: dict[str, Any] = {}
@@ -185,23 +190,11 @@ def load_config(
             provenance[name] = f"env {setting.env}"
     # The rollback switches win over explicit values (see module docstring).
     for name in ("parallel_disabled", "max_workers"):
-        var = _BY_KEY[name].env
+        var = BY_KEY[name].env
         if var and environ.get(var) is not None:
-            values[name] = _BY_KEY[name].parse(var, environ[var])
+            values[name] = BY_KEY[name].parse(var, environ[var])
             provenance[name] = f"env {var}"
-    if "omp_thread_limit" in explicit:
-        raw = explicit["omp_thread_limit"]
-        values["omp_thread_limit"] = None if raw is None else str(raw)
-    elif "OMP_THREAD_LIMIT" in environ:
-        # The user chose Tesseract's thread count; respect it and record it.
-        values["omp_thread_limit"] = environ["OMP_THREAD_LIMIT"]
-        provenance["omp_thread_limit"] = "env OMP_THREAD_LIMIT"
-    if "engine_options" in explicit:
-        opts = explicit["engine_options"]
-        if not isinstance(opts, Mapping):
-            raise ConfigError(f"engine_options={opts!r} must be a mapping of option to value.")
-        values["engine_options"] = dict(opts)
-    for name in _BY_KEY:
+    for name in BY_KEY:
         provenance.setdefault(name, "default")
     values["provenance"] = provenance
     cfg = dataclasses.replace(base, **values)
@@ -219,18 +212,3 @@ def load_config(
             cpu_count(),
         )
     return cfg
-
-
-def settings_table() -> list[dict[str, str]]:
-    """The configuration table as rows (key, env, default, bounds, help): README and --help."""
-    defaults = OcrConfig()
-    return [
-        {
-            "key": s.key,
-            "env": s.env or "",
-            "default": repr(getattr(defaults, s.key)),
-            "bounds": s.bounds,
-            "help": s.help,
-        }
-        for s in SETTINGS
-    ]

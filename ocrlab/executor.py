@@ -5,7 +5,7 @@ protocol (``submit``, futures, ``shutdown``), so loky's process pool, the
 in-process :class:`InlineExecutor` and a ``dask.distributed`` executor are
 interchangeable. How pages are fed to one, bounded and recovered after a
 worker's death, is :mod:`ocrlab.scheduler` (:class:`BoundedScheduler` is
-re-exported here, where the verification plan looks for it).
+re-exported here, beside the executors it drives).
 """
 
 from __future__ import annotations

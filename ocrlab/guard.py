@@ -7,8 +7,14 @@ lets the scheduler submit a page only when the projected memory fits:
 
     tree memory now + (pages in flight + 1) x estimated page cost <= budget - margin
 
-* tree memory: :func:`tree_memory` of the monitor's latest sample, PSS where
-  the monitor has it (shared pages counted once), RSS otherwise;
+* tree memory: :func:`tree_memory` of the monitor's latest sample: its PSS when
+  that sample read it (shared pages counted once); between PSS reads, the last
+  PSS read plus what RSS grew since, counted whole. Growth is what a new
+  Tesseract or a page's image adds, private memory that PSS counts whole too;
+  scaling it by the last PSS / RSS share (as the guard once did) counted a 700 MB
+  spike as 280 MB when the tree's idle share was 0.4. When RSS shrinks, PSS is
+  scaled by it (a process that exits takes its shared pages' share with it);
+  without any PSS read, RSS itself;
 * estimated page cost: ``prior`` until the first page is back, then the largest
   cost a page has shown: its Tesseract's peak (``child_maxrss``) or its worker's
   growth during the page (``worker_hwm - worker_rss``);
@@ -31,14 +37,20 @@ from typing import Any
 from .records import PageResult
 
 
-def tree_memory(sample: Any, pss_share: float | None = None) -> int:
-    """The tree's memory in a monitor sample: PSS when this sample measured it; else RSS
-    scaled by ``pss_share`` (PSS / RSS of the last sample that measured both), since
-    the monitor reads PSS only every few samples and RSS overstates shared pages."""
+def tree_memory(sample: Any, last: tuple[int, int] | None = None) -> int:
+    """The tree's memory in a monitor sample: its PSS when it read PSS; else estimated
+    from ``last`` = (PSS, RSS) of the latest sample that read both (see the module
+    doc); else its RSS."""
     pss = getattr(sample, "pss_total", None)
     if pss:
         return int(pss)
-    return int(sample.rss_total * (pss_share or 1.0))
+    rss = int(sample.rss_total)
+    if last is None or last[1] <= 0:
+        return rss
+    last_pss, last_rss = last
+    if rss >= last_rss:
+        return min(rss, last_pss + (rss - last_rss))
+    return int(last_pss * rss / last_rss)
 
 
 class MemoryGuard:
@@ -63,7 +75,7 @@ class MemoryGuard:
         self._learned = False
         self.on_event = on_event or (lambda kind, info: None)
         self._lock = threading.Lock()
-        self._pss_share: float | None = None  # PSS / RSS at the last sample with both
+        self._last_pss: tuple[int, int] | None = None  # (PSS, RSS) of the last sample with both
         self._memory: int | None = None
         self._held_since: int | None = None
         self.holds = 0
@@ -72,9 +84,9 @@ class MemoryGuard:
         """The monitor's latest sample (called on its thread)."""
         pss = getattr(sample, "pss_total", None)
         with self._lock:
+            self._memory = tree_memory(sample, self._last_pss)
             if pss and sample.rss_total:
-                self._pss_share = min(1.0, pss / sample.rss_total)
-            self._memory = tree_memory(sample, self._pss_share)
+                self._last_pss = (int(pss), int(sample.rss_total))
 
     def learn(self, result: PageResult) -> None:
         """What a finished page cost; the estimate is the largest seen."""

@@ -8,7 +8,7 @@ ocrlab can do this and the command line cannot because it knows a page's size
 before OCR: from the image header, or a PDF page's box times the dpi.
 
 Why a bounded window rather than a sort: discovery may be a generator over a
-million files (issue 11). :func:`cost_order` holds at most ``window`` pages in
+million files, whose pages cannot all be held. :func:`cost_order` holds at most ``window`` pages in
 a heap and releases the most expensive one each time the scheduler asks, so
 memory stays bounded and the first page is submitted after ``window`` header
 reads at most. With fewer pages than ``window`` the order is exact LPT.
@@ -24,8 +24,9 @@ import dataclasses
 import heapq
 import itertools
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any, TypeVar
+from typing import Any, BinaryIO, TypeVar
 
+from .inputfiles import open_input
 from .records import PageTask
 
 #: Pages held back to choose the most expensive from (default of ``order_window``).
@@ -49,20 +50,24 @@ class _OpenPdf:
     def __init__(self) -> None:
         self.path: str | None = None
         self.doc: Any = None
+        self.fh: BinaryIO | None = None
 
     def page_size(self, path: str, index: int) -> tuple[float, float]:
         if path != self.path:
             self.close()
             import pypdfium2
 
-            self.doc, self.path = pypdfium2.PdfDocument(path), path
+            self.fh = open_input(path)  # never a wait on a FIFO put there since discovery
+            self.doc, self.path = pypdfium2.PdfDocument(self.fh), path
         w_pt, h_pt = self.doc.get_page_size(index)
         return float(w_pt), float(h_pt)
 
     def close(self) -> None:
         if self.doc is not None:
             self.doc.close()
-        self.doc = self.path = None
+        if self.fh is not None:
+            self.fh.close()
+        self.doc = self.path = self.fh = None
 
 
 def page_pixels(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> int | None:
@@ -89,7 +94,7 @@ def page_pixels(task: PageTask, dpi: int, pdf: _OpenPdf | None = None) -> int | 
             return int(w_pt * scale + 0.5) * int(h_pt * scale + 0.5)
         from PIL import Image
 
-        with Image.open(task.path) as im:
+        with open_input(task.path) as fh, Image.open(fh) as im:
             if task.page > 1:
                 im.seek(task.page - 1)
             width, height = im.size

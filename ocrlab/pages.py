@@ -22,8 +22,10 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from .errors import PageTooLargeError, UnsupportedFormatError
+from .inputfiles import open_input
 from .records import EngineSettings, PageTask
 
 #: Pillow modes Leptonica reads directly from the original file.
@@ -69,12 +71,15 @@ def page_source(task: PageTask, settings: EngineSettings) -> Iterator[tuple[str,
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrlab-page-"))
             path = os.path.join(tmp, "input." + task.fmt)
             Path(path).write_bytes(task.payload)
-        if task.fmt == "pdf":
-            yield _render_pdf_page(path, task, settings, stack)
-            return
-        if task.fmt not in _DIRECT_FORMATS:
+        if task.fmt not in _DIRECT_FORMATS and task.fmt != "pdf":
             raise UnsupportedFormatError(f"format {task.fmt!r} is not supported")
-        im = stack.enter_context(Image.open(path))
+        # Checked and read through one descriptor: a file replaced since discovery (by a
+        # FIFO, whose open would wait forever) or removed is this page's error.
+        fh = stack.enter_context(open_input(path))
+        if task.fmt == "pdf":
+            yield _render_pdf_page(fh, task, settings, stack)
+            return
+        im = stack.enter_context(Image.open(fh))
         if task.page > 1 or getattr(im, "n_frames", 1) > 1:
             im.seek(task.page - 1)
         width, height = im.size
@@ -94,11 +99,11 @@ def page_source(task: PageTask, settings: EngineSettings) -> Iterator[tuple[str,
 
 
 def _render_pdf_page(
-    path: str, task: PageTask, settings: EngineSettings, stack: contextlib.ExitStack
+    fh: BinaryIO, task: PageTask, settings: EngineSettings, stack: contextlib.ExitStack
 ) -> tuple[str, int, int]:
     import pypdfium2
 
-    pdf = pypdfium2.PdfDocument(path)
+    pdf = pypdfium2.PdfDocument(fh)
     stack.callback(pdf.close)
     page = pdf[task.page - 1]
     stack.callback(page.close)

@@ -4,76 +4,86 @@
 
     inputs (files, folders)          main process                          worker processes
       |
-      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen),
-      |           lazily: one document ahead of the scheduler (iter_documents)
-      |- startup: in-process / loky pool / Dask, decided once (plan.ExecutionPlan) and
-      |        started first: a pool sized by the pages (warmup.page_bound), its workers
-      |        booting while the rest starts (the command starts it before it even
-      |        imports this module); then the output lock, engine check, inputs check
-      |- ordering: cost from headers, most expensive first (bounded look-ahead)
-      |- bundles: consecutive small pages grouped (one Tesseract process for several)
+      |- pool.Pool: in-process / loky pool / Dask, chosen once (plan.ExecutionPlan) and
+      |     started first, sized by the pages (warmup.page_bound), its workers booting
+      |     while the rest starts (the command opens it before it imports this module);
+      |     then the output lock, the engine check, the inputs check
+      |- sources: walk, sort, sniff, count pages --> Document, PageTask (small, frozen)
+      |     lazily, ONE DOCUMENT AHEAD of submission: kept (--resume) and failed documents
+      |     are recorded as discovery meets them, and the page total grows (_runnable)
+      |- ordering: cost from headers, most expensive first; holds up to ``order_window``
+      |     pages AHEAD of submission (a bounded look-ahead)
+      |- bundles: consecutive small pages grouped (one Tesseract process for several);
+      |     looks a bounded number of pages AHEAD to spread the tail over the workers
       |- scheduler.BoundedScheduler: <= limit units in flight --------> worker.ocr_page(task)
-      |     on executor.* (loky pool, in-process, Dask)                   or ocr_bundle(tasks)
+      |     on pool.executor (restarted after a crash by the pool)       or ocr_bundle(tasks)
       |                                                                 pages: page -> file
       |                                                                 engines: file(s) -> text
       |   <------------------------------------------------- PageResult per page (text |
       |                                                       error, pid, times, memory)
       |- collector: per-document assembly in page order, log, progress
-      |     |- artifacts: text/<doc_id>.txt (atomic)
-      |     |- journal: journal.jsonl (a line per document, live) -> results.json at the end
-      |     '- trace: trace.json (Chrome Trace Event Format, streamed, never held)
+      |     |- output.layout: text/<doc_id>.txt (atomic, output.atomic)
+      |     |- output.journal: journal.jsonl (a line per document, live) -> results.json
+      |     '- output.trace: trace.json (Chrome Trace Event Format, streamed, never held)
       |- supervise: measure.monitor (tree memory, fds, live Tesseracts -> trace counters,
       |     peaks), guard (holds submission while the tree nears the memory budget),
       |     recycle (a worker retires after N pages / past an RSS bound; counted here)
-      '- finish: manifest status, run_end, executor.shutdown(wait=True) in `finally`
+      '- finish: summary, manifest status, run_end; the pool shut down (wait=True) on leaving
 
-:func:`run_groups` is the entry of the verification plan: several groups of
+The three look-aheads are why the generator chain has side effects at all: what
+discovery records (kept and failed documents, the growing page total) happens
+when the look-ahead pulls, which is at most one document plus the two bounded
+windows ahead of the pages actually submitted. A document's own clock starts when
+its first page is really submitted (the collector learns that from the scheduler).
+
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from
 :data:`ocrlab.executor.ProcessPoolExecutor` (loky's) with ``max_workers=<workers>``
-and shut down with ``wait=True`` in a ``finally``, also when the run raises
-:class:`~ocrlab.errors.PipelineError`.
+and shut down with ``wait=True`` when the pool's ``with`` block is left, also when
+the run raises :class:`~ocrlab.errors.PipelineError`.
 """
 
 from __future__ import annotations
 
-import concurrent.futures as cf
 import dataclasses
 import itertools
 import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundles import bundled
+from .bundles import bundle_budget, bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .engines.registry import engine_version, list_engine
-from .engines.tesseract import lists_pages_independently
 from .errors import OutputStoppedError
+from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
+from .output import trace_schema as ts
 from .output.documents import OutputsPlan
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
-from .output.manifest import previous_records, reusable, settings_key
+from .output.manifest import Previous, previous_records, reusable, settings_key
 from .output.scratch import RunTempDir
 from .output.stops import Ballast, run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
-from .plan import ExecutionPlan
+from .pool import Pool
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import EngineSettings, Group, PageTask, RunContext, RunSummary
+from .records import Group, PageTask, RunContext, RunStatus, RunSummary
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
-from .startup import Started, start_run
 from .supervise import Supervisor
-from .warmup import pages_coming
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -85,7 +95,7 @@ def run_groups(
     context: RunContext,
     config: Mapping[str, Any] | OcrConfig | None = None,
     *,
-    started: Started | None = None,
+    pool: Pool | None = None,
 ) -> RunSummary:
     """OCR every group of ``context`` on one shared executor; return the summary.
 
@@ -94,258 +104,256 @@ def run_groups(
     output, before any page is OCRed. Page and document failures do not raise:
     they are in the manifest and the summary (``exit_code`` 1).
 
-    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
-    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
-    touching anything. A folder holding a previous run's files raises
-    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
-    ``context.overwrite``. A full, read-only or vanished output filesystem stops
-    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
-    are kept, the manifest says ``interrupted`` and why).
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a second
+    run on it raises :class:`~ocrlab.errors.OutputBusyError`; a folder holding a previous
+    run's files raises :class:`~ocrlab.errors.OutputNotEmptyError` unless resuming or
+    overwriting; a full, read-only or vanished output filesystem stops the run with
+    :class:`~ocrlab.errors.OutputStoppedError` (finished documents kept, manifest says why).
 
-    ``started`` is the run's executor started ahead by :func:`ocrlab.startup.start_run`
-    (the ``ocrlab`` command does, before importing this module, so the workers boot
-    meanwhile); its configuration is the run's, ``config`` is then ignored, and the
-    run closes it. Without it the executor is started here.
+    ``pool`` is the run's pool opened ahead by :meth:`ocrlab.pool.Pool.open` (the
+    ``ocrlab`` command does, before importing this module, so the workers boot
+    meanwhile); its configuration is the run's, ``config`` is then ignored, and
+    the run closes it. Without it the pool is opened here.
     """
-    if started is None:
-        started = start_run(context, load_config(config))
-    cfg = started.plan.cfg
-    try:
-        with hold_output(Path(context.out_dir)):
-            try:
-                check_engine(cfg)  # while the pool's workers start
-                plan = started.plan.sized(started.executor)
-                with child_subreaper():
-                    return _Run(context, plan, started.executor, started.t0).execute()
-            finally:
-                started.close()  # within the lock, as the run's last act
-    finally:
-        started.close()  # refused before the lock was taken (a busy folder)
+    if pool is None:
+        pool = Pool.open(context, load_config(config))
+    with pool, hold_output(Path(context.out_dir)):
+        check_engine(pool.plan.cfg)  # while the pool's workers start
+        pool.sized()
+        with child_subreaper():
+            return _Run(context, pool).execute()
+
+
+@dataclass
+class _Records:
+    """What a run writes to besides ``text/``, opened together once the folder is claimed."""
+
+    ballast: Ballast
+    scratch: RunTempDir
+    trace: TraceRecorder
+    manifest: StreamingManifest
 
 
 class _Run:
-    """One run's state: what was found, where it goes, and the recorders it feeds."""
+    """One run: its state is built here; :meth:`execute` is the run's steps in order."""
 
-    def __init__(
-        self, context: RunContext, plan: ExecutionPlan, executor: cf.Executor, t0: int
-    ) -> None:
+    def __init__(self, context: RunContext, pool: Pool) -> None:
         self.context = context
-        self.plan = plan
-        self.cfg = plan.cfg
-        self.executor = executor
-        self.t0 = t0
+        self.pool = pool
+        self.plan = pool.plan
+        self.cfg = pool.plan.cfg
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.layout = OutputLayout(context.out_dir)
+        self.layout = OutputLayout(context.out_dir, self.cfg.formats)
         self.key = settings_key(self.cfg)
         self.summary = RunSummary(
-            out_dir=self.layout.root, workers=plan.workers, sequential=plan.sequential
+            out_dir=self.layout.root, workers=self.plan.workers, sequential=self.plan.sequential
         )
-        self.watch: Supervisor | None = None
-        self.bundle_mp = 0.0  # set by _schedule (0: every page alone)
+        self.previous: Previous | None = None
+        self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
-        docs = self._documents()  # lazy: checks the inputs now, walks them as pages go out
-        previous = previous_records(self.layout) if self.context.resume else None
-        self.layout.prepare()
-        try:
-            self.ballast = Ballast(self.layout.root)
-        except OSError as exc:
-            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
-            raise stopped_error(reason, 0) from exc
-        RunTempDir.remove_stale()
-        self.tmp = RunTempDir()
-        meta = run_metadata(self.cfg)
-        meta.update(
-            started_at=self.started_at,
-            settings_key=self.key,
-            t0_monotonic_ns=self.t0,
-            resume=self.context.resume,
-            groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
-        )
-        self.trace = TraceRecorder(self.layout.trace, self.t0)
-        self.trace.metadata(meta)
-        self.manifest = StreamingManifest(
-            self.layout.manifest,
-            meta,
-            self.started_at,
-            fresh=previous is None,
-            tmp_dir=self.tmp.path,
-        )
-        self.previous = previous
-        status = "interrupted"
-        self.stop_reason: str | None = None
-        self.trace.run_start(time.monotonic_ns())
-        # The bar's total grows as discovery finds documents (see _tasks).
-        with run_log(self.layout.log), run_progress(0, self.cfg, self.layout.trace) as bar:
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
+        if self.context.resume:
+            self.previous = previous_records(self.layout)
+        records = self._open_records()
+        status: RunStatus = "interrupted"
+        bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
+        with run_log(self.layout.log), bar_of_run as bar:
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
+            outputs = OutputsPlan.of(self.cfg, records.scratch.path)  # the formats beyond txt
+            collector = Collector(
+                self.layout, records.trace, records.manifest, self.summary, bar, self.key, outputs
+            )
             try:
-                log.info(
-                    "run: %d worker(s)%s, engine %s%s; documents are discovered as "
-                    "pages are submitted",
-                    self.cfg.effective_workers,
-                    " (sequential, in-process)" if self.plan.sequential else "",
-                    self.cfg.engine,
-                    f"; resuming, {len(previous)} document(s) finished before"
-                    if previous is not None
-                    else "",
-                )
-                self.watch = Supervisor(self.cfg, self.plan, self.trace, self.summary)
-                outputs = OutputsPlan(
-                    self.cfg.formats,
-                    engine_version(self.cfg.engine),
-                    self.cfg.conf_low,
-                    str(self.tmp.path),
-                )
-                self.collector = Collector(
-                    self.layout, self.trace, self.manifest, self.summary, bar, self.key, outputs
-                )
-                pages_coming(self.executor)  # warm-ups stop waiting for slower siblings
-                self._schedule(docs)
+                self._announce()
+                self.pool.pages_coming()
+                self._ocr(docs, records, collector, watch)
                 status = "complete"
             except OutputStoppedError as exc:
                 self.stop_reason = exc.reason
                 log.info("run stopped: %s", exc.reason)  # the command prints it once
                 raise
             finally:
-                self._finish(status)
+                self._finish(status, records, watch)
         return self.summary
 
+    # -- the steps ------------------------------------------------------------------------
     def _documents(self) -> Iterator[Document]:
         """Every group's documents, lazily; missing inputs raise here, before any work."""
         exclude = [self.layout.root]
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
-            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False)
+            iter_documents(g.inputs, group=g.name, exclude=exclude, check=False, skips=True)
             for g in self.context.groups
         )
 
-    def _runnable(self, docs: Iterable[Document]) -> Iterator[Document]:
-        """The documents to OCR, as discovery finds them; the others are recorded here.
+    def _open_records(self) -> _Records:
+        """Prepare the folder, then open the reserve, the scratch folder, trace and manifest."""
+        self.layout.prepare()
+        try:
+            ballast = Ballast(self.layout.root)
+        except OSError as exc:
+            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
+            raise stopped_error(reason, 0) from exc
+        RunTempDir.remove_stale()
+        scratch = RunTempDir()
+        meta = run_metadata(self.cfg)
+        meta.update(
+            started_at=self.started_at,
+            settings_key=self.key,
+            t0_monotonic_ns=self.pool.t0,
+            resume=self.context.resume,
+            groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
+        )
+        trace = TraceRecorder(self.layout.trace, self.pool.t0)
+        trace.metadata(meta)
+        manifest = StreamingManifest(
+            self.layout.manifest,
+            meta,
+            self.started_at,
+            fresh=self.previous is None,
+            tmp_dir=scratch.path,
+        )
+        trace.run_start(time.monotonic_ns())
+        return _Records(ballast, scratch, trace, manifest)
 
-        Discovery happens here, one document ahead of the scheduler: documents kept
-        from a previous run (``--resume``) and documents that failed discovery are
-        recorded as they are found, the others are yielded for OCR.
-        """
-        found = 0
-        announced = time.monotonic()
-        for doc in docs:
-            if not doc.ok:
-                self.collector.failed_document(doc)
-                continue
-            if self.previous is not None:
-                record = self.previous.get(doc.doc_id)
-                if record is not None and reusable(
-                    record, doc.path, self.key, self.layout, self.cfg.formats
-                ):
-                    self.collector.kept(record)
-                    continue
-            found += doc.n_pages
-            self.collector.progress.total = found
-            if time.monotonic() - announced >= 0.5:  # live views learn the growing total
-                announced = time.monotonic()
-                self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found})
-            yield doc
-        self.trace.instant("pages_found", time.monotonic_ns(), {"pages": found, "final": True})
+    def _announce(self) -> None:
+        log.info(
+            "run: %d worker(s)%s, engine %s%s; documents are discovered as pages are submitted",
+            self.cfg.effective_workers,
+            " (sequential, in-process)" if self.plan.sequential else "",
+            self.cfg.engine,
+            f"; resuming, {len(self.previous)} document(s) finished before"
+            if self.previous is not None
+            else "",
+        )
 
-    def _pages(self, docs: Iterable[Document]) -> Iterator[tuple[Document, PageTask]]:
-        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
-        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
-        pairs: Iterator[tuple[Document, PageTask]]
-        pairs = ((doc, task) for doc in self._runnable(docs) for task in doc.tasks)
-        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
-        if by_cost or self.bundle_mp > 0:  # bundles need the estimates too
-            pairs = with_estimates(pairs, self.cfg.dpi)
-        if not by_cost:
-            return pairs
-        return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
-
-    def _tasks(self, docs: Iterable[Document]) -> Iterator[PageTask]:
-        """The pages of ``docs``, each announced to the collector as it is submitted."""
-        shipped: tuple[str, bytes] | None = None  # pages of one document may be apart
-        for doc, task in self._pages(docs):
-            if self.plan.ship_pages:
-                if shipped is None or shipped[0] != doc.path:
-                    shipped = (doc.path, Path(doc.path).read_bytes())
-                task = dataclasses.replace(task, payload=shipped[1])
-            now = time.monotonic_ns()
-            if self.summary.startup_s is None:  # configuration to first submission
-                self.summary.startup_s = (now - self.t0) / 1e9
-            self.collector.submitted(doc, now)
-            yield task
-
-    def _on_event(self, kind: str, info: dict[str, Any]) -> None:
-        self.trace.instant(kind, time.monotonic_ns(), info)
-        log.warning("%s: %s", kind, info)
-
-    def _schedule(self, docs: Iterable[Document]) -> None:
+    def _ocr(
+        self, docs: Iterable[Document], records: _Records, collector: Collector, watch: Supervisor
+    ) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
             self.cfg.engine_settings(),
-            tmp_dir=str(self.tmp.path),
+            tmp_dir=str(records.scratch.path),
             main_pid=os.getpid(),
             pool_worker=self.plan.pool_worker,
         )
         if self.plan.pool_worker:
             quiet_recycling_warning()
-        self.bundle_mp = _bundle_mp(self.cfg, settings)
+        bundle_mp = bundle_budget(self.cfg.bundle_mp, settings.engine)
         scheduler = BoundedScheduler(
-            self.executor,
+            self.pool.executor,
             settings,
             self.plan.limit,
-            restart=self.plan.start if self.plan.restartable else None,
-            on_event=self._on_event,
+            restart=self.pool.restart if self.plan.restartable else None,
+            on_event=lambda kind, info: _on_event(records.trace, kind, info),
             deadline_s=self.plan.deadline_s,
-            memory_note=self.watch.memory_note if self.watch else None,
-            admit=self.watch.admit if self.watch else None,
+            memory_note=watch.memory_note,
+            admit=watch.admit,
         )
+        pages = self._pages(self._runnable(docs, collector))
+        pdf_apart = "pdf" in self.cfg.formats  # a PDF input's layer is a call of its own kind
+        units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers, pdf_apart)
         try:
-            units = bundled(
-                self._tasks(docs), self.bundle_mp, self.plan.workers, "pdf" in self.cfg.formats
-            )
             for done in scheduler.run(units):
-                self.collector.page_done(done.result, done.submit_ns, done.attempt, done.task.cost)
-                if self.watch is not None:
-                    self.watch.page_done(done.result)
+                collector.page_done(
+                    done.result, done.submit_ns, done.attempt, done.task.cost, done.first_submit_ns
+                )
+                watch.page_done(done.result)
         except BaseException:
             # Ctrl-C, SIGTERM or a failure of the main process: stop the workers now rather
-            # than wait for the pages in flight; shutdown(wait=True) then returns promptly.
+            # than wait for the pages in flight; the pool's shutdown then returns promptly.
             kill_workers(scheduler.executor)
             raise
         finally:
-            if scheduler.executor is not self.executor:  # a restarted pool is ours to close
-                scheduler.executor.shutdown(wait=True)
             self.summary.restarts = scheduler.restarts
 
-    def _finish(self, status: str) -> None:
-        """Peaks, manifest status, ``run_end``, the trace closed, temporary files gone.
+    # -- the generator chain (pulled by the scheduler; see the look-aheads in the drawing) --
+    def _runnable(
+        self, docs: Iterable[Document], collector: Collector
+    ) -> Iterator[tuple[Document, PageTask]]:
+        """The pages to OCR with their cost estimates, as discovery finds their documents;
+        the other documents are recorded here: skipped, kept from a previous run
+        (``--resume``) or failed discovery. Every page's cost is estimated (a header read)
+        whatever the order: the pages and the estimated work found so far, by size, are
+        what progress and the time left count in (:mod:`ocrlab.timeleft`)."""
+        found = SizeCount()
+        for doc in docs:
+            if doc.skip is not None:
+                collector.skipped(doc)
+                continue
+            if not doc.ok:
+                collector.failed_document(doc)
+                continue
+            if self.previous is not None:
+                record = self.previous.get(doc.doc_id)
+                if record is not None and reusable(record, doc.path, self.key, self.layout):
+                    collector.kept(record)
+                    continue
+                self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
+            pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
+            for _, task in pairs:
+                found.add(task.cost)
+            collector.found(found)
+            yield from pairs
+        collector.found(found, final=True)
 
-        After a run-wide stop the ballast is released first, so the manifest that
+    def _pages(
+        self, pairs: Iterator[tuple[Document, PageTask]]
+    ) -> Iterator[tuple[Document, PageTask]]:
+        """The pages in submission order: most expensive first (``order='cost'``, a bounded
+        look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        if self.cfg.order != "cost" or self.plan.sequential:  # in-process: no tail
+            return pairs
+        return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
+
+    def _submitted(
+        self, pairs: Iterable[tuple[Document, PageTask]], collector: Collector
+    ) -> Iterator[PageTask]:
+        """The tasks, each announced to the collector as it leaves the look-aheads."""
+        shipped: tuple[str, bytes | None] | None = None  # pages of one document may be apart
+        for doc, task in pairs:
+            if self.plan.ship_pages:
+                if shipped is None or shipped[0] != doc.path:
+                    shipped = (doc.path, read_input(doc.path))
+                task = dataclasses.replace(task, payload=shipped[1])
+            now = time.monotonic_ns()
+            if self.summary.startup_s is None:  # configuration to first submission
+                self.summary.startup_s = (now - self.pool.t0) / 1e9
+            collector.submitted(doc, now)
+            yield task
+
+    def _finish(self, status: RunStatus, records: _Records, watch: Supervisor) -> None:
+        """Summary, manifest status, ``run_end``, the trace closed, temporary files gone.
+
+        After a run-wide stop the reserve is released first, so the manifest that
         says ``interrupted`` and why still finds room; a write that fails anyway is
         logged, never allowed to hide the reason the run stopped.
         """
         summary = self.summary
-        summary.wall_s = (time.monotonic_ns() - self.t0) / 1e9
-        if self.watch is not None:
-            summary.peaks = self.watch.stop()
-        self.ballast.release()
-        self.manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.manifest.run["wall_s"] = round(summary.wall_s, 4)
-        if self.stop_reason is not None:
-            self.manifest.run["stop_reason"] = self.stop_reason
+        summary.wall_s = (time.monotonic_ns() - self.pool.t0) / 1e9
+        watch.stop(summary)
+        records.ballast.release()
+        manifest = records.manifest
+        manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        manifest.run["wall_s"] = round(summary.wall_s, 4)
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
-            end["stop_reason"] = self.stop_reason
+            manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason
         try:
-            self.manifest.write(status, summary.as_dict())
+            manifest.write(status, summary.as_dict())
         except OSError as exc:
             log.error("could not write the manifest %s: %s", self.layout.manifest, exc)
-        self.trace.instant("run_end", time.monotonic_ns(), end)
+        records.trace.instant(ts.RUN_END, time.monotonic_ns(), end)
         try:
-            self.trace.close()
+            records.trace.close()
         except OSError as exc:
             log.error("could not finish the trace %s: %s", self.layout.trace, exc)
-        self.tmp.close()
+        records.scratch.close()
         log.info(
             "run %s: %d documents (%d ok, %d partial, %d failed), %d pages in %.2f s%s",
             status,
@@ -359,11 +367,10 @@ class _Run:
         )
 
 
-def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
-    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
-    if list_engine(settings.engine) is None or not lists_pages_independently(settings):
-        return 0.0
-    return cfg.bundle_mp
+def _on_event(trace: TraceRecorder, kind: str, info: dict[str, Any]) -> None:
+    """A scheduler event (worker died, pool restarted, page hung): traced and logged."""
+    trace.instant(kind, time.monotonic_ns(), info)
+    log.warning("%s: %s", kind, info)
 
 
 def run(

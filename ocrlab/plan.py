@@ -1,5 +1,7 @@
 """Where pages run, decided once: in-process, a local loky pool, or a Dask cluster.
 
+A pure decision (no process is started here): :class:`ocrlab.pool.Pool` acts on it.
+
 Every difference between the three lives in one :class:`ExecutionPlan`, and
 the rest of the pipeline asks it instead of testing the executor's type:
 
@@ -15,7 +17,8 @@ hang watchdog      no              yes                 no (cannot kill its worke
 ship page bytes    no              no                  when not on loopback
 workers reported   1               workers             cluster threads (or workers)
 after the run      free in-process reap orphaned       -
-                   engines         Tesseracts
+(the pool's        engines         Tesseracts
+handle does it)
 =================  ==============  ==================  ============================
 
 A local pool never has more workers than the batch has pages (:meth:`ExecutionPlan.fitted`),
@@ -31,10 +34,7 @@ from typing import Literal
 
 from . import executor as executor_mod
 from .config import OcrConfig
-from .engines.registry import release_engines
-from .procs import reap_orphans
 from .scaleout import dask_executor, is_loopback
-from .warmup import warm
 
 Kind = Literal["inline", "pool", "cluster"]
 
@@ -80,15 +80,14 @@ class ExecutionPlan:
         """Pages run in loky workers of this run, which live as long as the run."""
         return self.kind == "pool"
 
-    def start(self) -> cf.Executor:
-        """A new executor for this plan (also used to replace a crashed pool)."""
+    def new_executor(self) -> cf.Executor:
+        """A new executor for this plan (the pool's handle warms a local pool's workers)."""
         if self.kind == "cluster":
             return dask_executor(self.cfg.executor)
         if self.kind == "inline":
             return executor_mod.InlineExecutor()
-        # Looked up on the module at call time, so tests can patch it (the plan's mock tests).
+        # Looked up on the module at call time, so the executor lifecycle tests can patch it.
         pool: cf.Executor = executor_mod.ProcessPoolExecutor(max_workers=self.workers)
-        warm(pool, self.workers, self.cfg.engine)  # workers start now, not at the first page
         return pool
 
     def fitted(self, pages: int) -> ExecutionPlan:
@@ -114,13 +113,6 @@ class ExecutionPlan:
         return dataclasses.replace(
             self, workers=capacity, limit=capacity * self.cfg.inflight_per_worker
         )
-
-    def after_run(self) -> None:
-        """Clean-up once the executor is shut down (see the table in the module doc)."""
-        if self.kind == "inline":
-            release_engines()  # the user's own process: the model must not outlive the run
-        elif self.kind == "pool":
-            reap_orphans()  # a dead worker's Tesseract, re-parented to us
 
 
 def _deadline_s(cfg: OcrConfig) -> float:

@@ -12,13 +12,45 @@ per document in ``results.json``, and the :class:`RunSummary` a run returns.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+from .context import Group as Group  # what to OCR (ocrlab.context), re-exported
+from .context import RunContext as RunContext
 from .errors import ExitCode
+from .parts import PageConfidence, PagePart
+
+#: How a document ended: every page read (``ok``), some (``partial``) or none (``failed``).
+DocumentStatus = Literal["ok", "partial", "failed"]
+DOCUMENT_STATUSES: tuple[DocumentStatus, ...] = ("ok", "partial", "failed")
+#: How a run ended, as results.json and the trace's ``run_end`` say (``running`` while
+#: it goes on, in results.json's stub); ``interrupted`` also after a run-wide stop.
+RunStatus = Literal["running", "complete", "interrupted"]
+#: A run as a watcher sees it (the live view, a background run's handle): ``waiting``
+#: before its trace says anything, ``failed`` when the run raised instead of ending.
+WatchedStatus = Literal["waiting", "running", "complete", "interrupted", "failed"]
+
+
+def ended_status(raw: object) -> WatchedStatus:
+    """The status a ``run_end`` event states: ``interrupted`` or (any other) ``complete``."""
+    return "interrupted" if raw == "interrupted" else "complete"
+
+
+def document_status(pages: int, pages_ok: int) -> DocumentStatus:
+    """``ok`` when every page was read, ``partial`` when some were, else ``failed``."""
+    if pages_ok == pages:
+        return "ok"
+    return "partial" if pages_ok else "failed"
+
+
+def _known_status(raw: object) -> DocumentStatus:
+    """A status read back from a manifest; one this version does not know is ``failed``
+    (the document is redone by ``--resume``, which keeps ``ok`` documents only)."""
+    for status in DOCUMENT_STATUSES:
+        if raw == status:
+            return status
+    return "failed"
 
 
 @dataclass(frozen=True)
@@ -57,7 +89,6 @@ class EngineSettings:
     engine: str = "pytesseract"
     lang: str = "eng"
     psm: int | None = None
-    tesseract_config: str = ""
     dpi: int = 300
     timeout_s: float = 300.0
     max_megapixels: float = 200.0
@@ -85,42 +116,13 @@ class EngineSettings:
 
 
 @dataclass(frozen=True)
-class PageConfidence:
-    """A page's word confidences (0-100, :mod:`ocrlab.output.confidence`); ``values``
-    serve the document's aggregate."""
-
-    conf_mean: float | None
-    conf_p10: float | None
-    words: int
-    words_low: int
-    values: tuple[float, ...] = ()
-
-    def as_dict(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in ("conf_mean", "conf_p10", "words", "words_low")}
-
-
-@dataclass(frozen=True)
-class PagePart:
-    """One page's output in one format, for the main process to assemble: a file in the
-    run's temporary folder (``path``: the result stays small whatever a PDF page weighs),
-    or the bytes where that folder is not shared (``data``: a Dask worker elsewhere)."""
-
-    fmt: str
-    path: str | None = None
-    data: bytes | None = None
-
-    def read(self) -> bytes:
-        return self.data if self.data is not None else Path(str(self.path)).read_bytes()
-
-
-@dataclass(frozen=True)
 class PageResult:
     """What a worker returns for one page: text or an error, and its metrics.
 
     Times are ``time.monotonic_ns()`` stamps (CLOCK_MONOTONIC, system-wide on
     Linux) so the main process can place them on one timeline. Memory figures
     are bytes; ``worker_hwm`` is the worker's own peak RSS (``VmHWM``) and
-    ``child_maxrss`` the largest reaped child's (the Tesseract process).
+    ``child_maxrss`` the page's own Tesseract's peak (its ``wait4``; a bundle's, shared).
     """
 
     doc_id: str
@@ -184,7 +186,7 @@ class DocumentRecord:
     source: str
     format: str | None
     size_bytes: int
-    status: str
+    status: DocumentStatus
     pages: int
     pages_ok: int
     errors: tuple[ErrorEntry, ...] = ()
@@ -236,7 +238,7 @@ class DocumentRecord:
             source=str(data.get("source", "")),
             format=data.get("format"),
             size_bytes=int(data.get("size_bytes") or 0),
-            status=str(data.get("status", "")),
+            status=_known_status(data.get("status")),
             pages=int(data.get("pages") or 0),
             pages_ok=int(data.get("pages_ok") or 0),
             errors=tuple(
@@ -254,6 +256,22 @@ class DocumentRecord:
             formats=data.get("formats"),
             confidence=data.get("confidence"),
         )
+
+
+@dataclass(frozen=True)
+class Failure:
+    """One failure as the run's summary keeps it: a page (``page`` set) or a whole
+    document (``page`` None: unreadable, corrupt header, empty) that was not read."""
+
+    doc_id: str
+    page: int | None
+    error_type: str | None
+    error: str | None
+
+    @property
+    def where(self) -> str:
+        """``doc`` or ``doc page N``, as the command's summary lists it."""
+        return self.doc_id if self.page is None else f"{self.doc_id} page {self.page}"
 
 
 #: failures a :class:`RunSummary` keeps in memory (all of them are in results.json)
@@ -287,14 +305,16 @@ class RunSummary:
     #: run start to the first page starting in a worker (start-up as a user feels it)
     first_page_s: float | None = None
     peaks: dict[str, Any] = field(default_factory=dict)
-    failures: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[Failure] = field(default_factory=list)
     failures_total: int = 0
     #: pool workers replaced after max_pages_per_worker pages or past max_worker_rss_mb
     workers_recycled: int = 0
     #: times the memory guard held submission back (tree near the memory budget)
     backpressure: int = 0
+    #: entries discovery passed over, by kind (``ocrlab.sources.SKIP_KINDS``), each logged
+    skipped: dict[str, int] = field(default_factory=dict)
 
-    def add_failure(self, failure: dict[str, Any]) -> None:
+    def add_failure(self, failure: Failure) -> None:
         """Count a failure; keep it if fewer than :data:`FAILURES_KEPT` are kept."""
         self.failures_total += 1
         if len(self.failures) < FAILURES_KEPT:
@@ -310,11 +330,11 @@ class RunSummary:
         rss = int(self.peaks.get("rss_total") or 0)
         if not rss:
             return ""
-        pss = int(self.peaks.get("pss_total") or 0)
-        uss = int(self.peaks.get("uss_total") or 0)
+        pss = int(self.peaks.get("pss_at_peak") or 0)  # read in the sample of the RSS peak
+        uss = int(self.peaks.get("uss_at_peak") or 0)
         line = f"peak tree memory {rss / 2**20:.0f} MB RSS"
         if pss:
-            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS)"
+            line += f", {pss / 2**20:.0f} MB PSS ({uss / 2**20:.0f} MB USS) at that moment"
         return line
 
     @property
@@ -324,8 +344,8 @@ class RunSummary:
             return ExitCode.OK
         return ExitCode.SOME_FAILED
 
-    def count(self, status: str) -> None:
-        """Count one finished document of ``status`` (``ok``, ``partial``, ``failed``)."""
+    def count(self, status: DocumentStatus) -> None:
+        """Count one finished document of ``status``."""
         self.documents += 1
         if status == "ok":
             self.documents_ok += 1
@@ -353,41 +373,6 @@ class RunSummary:
             "startup_s": None if self.startup_s is None else round(self.startup_s, 4),
             "first_page_s": None if self.first_page_s is None else round(self.first_page_s, 4),
             "engine_maxrss": self.engine_maxrss,
+            "skipped": dict(sorted(self.skipped.items())),
             "peaks": self.peaks,
         }
-
-
-@dataclass(frozen=True)
-class Group:
-    """A named set of inputs; the name prefixes its document ids (``""``: no prefix)."""
-
-    name: str
-    inputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What to OCR and where to write it."""
-
-    groups: tuple[Group, ...]
-    out_dir: str
-    #: keep what a previous run in ``out_dir`` finished with the same input and settings
-    resume: bool = False
-    #: start from an empty folder: remove a previous run's artifacts, manifest, trace, log
-    overwrite: bool = False
-
-    @classmethod
-    def single(
-        cls,
-        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-        out_dir: str | os.PathLike[str],
-        resume: bool = False,
-        overwrite: bool = False,
-    ) -> RunContext:
-        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return cls(
-            (Group("", tuple(os.fspath(p) for p in items)),),
-            os.fspath(out_dir),
-            resume,
-            overwrite,
-        )

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from .bundles import Unit, unit_pages
 from .errors import PageTimeoutError, WorkerDiedError
@@ -43,8 +43,11 @@ class Completion:
 
     task: PageTask
     result: PageResult
-    submit_ns: int
+    submit_ns: int  #: when the attempt that gave ``result`` was submitted
     attempt: int
+    #: when the page was first submitted (its first attempt, or its bundle's): where the
+    #: document's clock starts, not when the look-ahead pulled it from discovery
+    first_submit_ns: int = 0
 
 
 @dataclass
@@ -54,6 +57,7 @@ class _InFlight:
     tasks: tuple[PageTask, ...]
     submit_ns: int
     attempt: int
+    first_ns: int = 0  #: the first submission of these pages, kept across retries
 
     @property
     def task(self) -> PageTask:
@@ -61,7 +65,14 @@ class _InFlight:
 
     def alone(self) -> list[_InFlight]:
         """Each page of this unit as a unit of its own (same attempt)."""
-        return [_InFlight((t,), 0, self.attempt) for t in self.tasks]
+        return [_InFlight((t,), 0, self.attempt, self.first_ns) for t in self.tasks]
+
+    def again(self, tasks: tuple[PageTask, ...], attempt: int) -> _InFlight:
+        """``tasks`` of this unit queued again, as attempt ``attempt``."""
+        return _InFlight(tasks, 0, attempt, self.first_ns)
+
+    def completion(self, task: PageTask, result: PageResult) -> Completion:
+        return Completion(task, result, self.submit_ns, self.attempt, self.first_ns)
 
 
 def _death_reason(exc: BaseException) -> str:
@@ -129,6 +140,7 @@ class BoundedScheduler:
 
     def _submit(self, item: _InFlight, inflight: dict[cf.Future[Any], _InFlight]) -> None:
         item.submit_ns = time.monotonic_ns()
+        item.first_ns = item.first_ns or item.submit_ns
         fut: cf.Future[Any]
         try:
             if len(item.tasks) == 1:
@@ -191,9 +203,7 @@ class BoundedScheduler:
                 elif len(item.tasks) > 1:
                     todo.extendleft(reversed(item.alone()))
                 else:
-                    yield Completion(
-                        item.task, _error_result(item.task, exc), item.submit_ns, item.attempt
-                    )
+                    yield item.completion(item.task, _error_result(item.task, exc))
             if broken:
                 yield from self._recover(broken, inflight, suspects, todo)
 
@@ -207,7 +217,7 @@ class BoundedScheduler:
             todo.extendleft(reversed(item.alone()))
             return
         for task, page in zip(item.tasks, results, strict=True):
-            yield Completion(task, page, item.submit_ns, item.attempt)
+            yield item.completion(task, page)
 
     def _wait_timeout(self, inflight: dict[cf.Future[Any], _InFlight]) -> float | None:
         if self.deadline_ns is None or self._killed_by_watchdog:
@@ -264,47 +274,27 @@ class BoundedScheduler:
             },
         )
         for item, _exc in broken:
-            if len(item.tasks) > 1:  # a bundle: which page was it? Each runs alone to tell
-                self._hung.difference_update(t.key for t in item.tasks)
-                suspects.extend(_InFlight((t,), 0, item.attempt + 1) for t in item.tasks)
-            elif item.task.key in self._hung:
-                self._hung.discard(item.task.key)
-                assert self.deadline_ns is not None
-                yield Completion(
-                    item.task,
-                    _error_result(
-                        item.task,
-                        PageTimeoutError(
-                            f"page {item.task.page} of {item.task.doc_id} was still running "
-                            f"after {self.deadline_ns / 1e9:g} s (hung outside Tesseract); its "
-                            "worker was killed. Raise page_timeout / OCR_PAGE_TIMEOUT if the "
-                            "page is legitimately slow."
-                        ),
-                    ),
-                    item.submit_ns,
-                    item.attempt,
-                )
-            elif watchdog and self.restart is not None:
-                todo.appendleft(_InFlight(item.tasks, 0, item.attempt))  # innocent bystander
-            elif alone or self.restart is None:
-                # Ran alone and killed its worker again: this page is the culprit.
-                note = self.memory_note()
-                yield Completion(
-                    item.task,
-                    _error_result(
-                        item.task,
-                        WorkerDiedError(
-                            f"{reason}; page {item.task.page} of {item.task.doc_id} killed its "
-                            f"worker {'twice' if alone else 'and the pool cannot be restarted'}"
-                            f"{'; ' + note if note else ''}"
-                            " (check max_megapixels and the memory available per worker)"
-                        ),
-                    ),
-                    item.submit_ns,
-                    item.attempt,
-                )
+            action = recovery_action(
+                pages=len(item.tasks),
+                hung=item.task.key in self._hung,
+                watchdog=watchdog,
+                restartable=self.restart is not None,
+                alone_again=alone,
+            )
+            self._hung.difference_update(t.key for t in item.tasks)
+            if action == "split":  # a bundle: which page was it? Each runs alone to tell
+                suspects.extend(item.again((t,), item.attempt + 1) for t in item.tasks)
+            elif action == "requeue":  # an innocent bystander of the watchdog
+                todo.appendleft(item.again(item.tasks, item.attempt))
+            elif action == "suspect":
+                suspects.append(item.again(item.tasks, item.attempt + 1))
             else:
-                suspects.append(_InFlight(item.tasks, 0, item.attempt + 1))
+                error = (
+                    self._timeout_error(item.task)
+                    if action == "timed_out"
+                    else self._culprit_error(item.task, reason, alone)
+                )
+                yield item.completion(item.task, _error_result(item.task, error))
         if self.restart is not None:
             try:
                 self.executor.shutdown(wait=False)
@@ -313,6 +303,58 @@ class BoundedScheduler:
             self.executor = self.restart()
             self.restarts += 1
             self.on_event("pool_restarted", {"restarts": self.restarts, "suspects": len(suspects)})
+
+    def _timeout_error(self, task: PageTask) -> PageTimeoutError:
+        assert self.deadline_ns is not None
+        return PageTimeoutError(
+            f"page {task.page} of {task.doc_id} was still running after "
+            f"{self.deadline_ns / 1e9:g} s (hung outside Tesseract); its worker was killed. "
+            "Raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow."
+        )
+
+    def _culprit_error(self, task: PageTask, reason: str, alone: bool) -> WorkerDiedError:
+        note = self.memory_note()
+        return WorkerDiedError(
+            f"{reason}; page {task.page} of {task.doc_id} killed its worker "
+            f"{'twice' if alone else 'and the pool cannot be restarted'}"
+            f"{'; ' + note if note else ''}"
+            " (check max_megapixels and the memory available per worker)"
+        )
+
+
+#: What becomes of a unit that was in flight when its pool broke (see :func:`recovery_action`).
+Recovery = Literal["split", "timed_out", "requeue", "culprit", "suspect"]
+
+
+def recovery_action(
+    *, pages: int, hung: bool, watchdog: bool, restartable: bool, alone_again: bool
+) -> Recovery:
+    """The decision for one unit of a broken pool, apart from the I/O that acts on it.
+
+    ``pages``: pages in the unit (more than one: a bundle); ``hung``: the watchdog found
+    this page past its deadline; ``watchdog``: the pool was killed by the watchdog, not
+    by a crash; ``restartable``: a fresh pool can be started; ``alone_again``: the unit
+    was the only one in flight and had already been re-run alone.
+
+    ============================================  ==========================================
+    the unit                                      becomes
+    ============================================  ==========================================
+    a bundle                                      ``split``: each page re-runs alone
+    a page past its deadline                      ``timed_out``: an error, no re-run
+    in flight when the watchdog killed the pool   ``requeue``: run again, same attempt
+    alone again, or the pool cannot restart       ``culprit``: an error naming the death
+    any other page                                ``suspect``: re-run alone, next attempt
+    ============================================  ==========================================
+    """
+    if pages > 1:
+        return "split"
+    if hung:
+        return "timed_out"
+    if watchdog and restartable:
+        return "requeue"
+    if alone_again or not restartable:
+        return "culprit"
+    return "suspect"
 
 
 def _error_result(task: PageTask, exc: BaseException) -> PageResult:

@@ -4,70 +4,37 @@ This runs in the main process and reads only headers: a page count costs an
 image header or a PDF cross-reference table, never a decode. Anything that goes
 wrong with one file (unreadable, corrupt, empty, not an image) becomes a
 :class:`Document` with an ``error``; it never stops discovery of the others.
+What is not a document (hidden names, other files, FIFOs, sockets, devices, links
+to folders or to nothing) is a skip of a kind (:data:`SKIP_KINDS`) that a run
+counts and logs. Names are whatever bytes the filesystem holds (see
+:mod:`ocrlab.output.names` for how they are written out).
 """
 
 from __future__ import annotations
 
 import os
 import re
-import struct
+import stat
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from .errors import PipelineError
+from .inputfiles import InputFileError, file_kind, open_input
 from .records import PageTask
+from .sniff import DOCUMENT_EXTENSIONS, count_pages, header_size, sniff_format
 
-#: Magic numbers, checked in order; the format name is what the rest of ocrlab uses.
-_MAGIC: tuple[tuple[bytes, str], ...] = (
-    (b"\x89PNG\r\n\x1a\n", "png"),
-    (b"\xff\xd8\xff", "jpeg"),
-    (b"II*\x00", "tiff"),
-    (b"MM\x00*", "tiff"),
-    (b"BM", "bmp"),
-    (b"GIF87a", "gif"),
-    (b"GIF89a", "gif"),
-)
-
-#: File name extensions that announce a document; a file with one of these whose
-#: content is not a supported format is reported as an error rather than skipped.
-DOCUMENT_EXTENSIONS = frozenset(
-    {
-        ".png",
-        ".jpg",
-        ".jpeg",
-        ".jpe",
-        ".tif",
-        ".tiff",
-        ".bmp",
-        ".dib",
-        ".gif",
-        ".webp",
-        ".pdf",
-        ".pbm",
-        ".pgm",
-        ".ppm",
-        ".pnm",
-        ".jp2",
-    }
-)
-
-
-def sniff_format(head: bytes) -> str | None:
-    """Name the format of a file from its first bytes, or ``None`` if unsupported.
-
-    Content, not the extension, decides: scanners and mail gateways rename files,
-    and a ``.tif`` that is really a PNG should still be read.
-    """
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
-        return "webp"
-    # The PDF header may be preceded by junk within the first 1024 bytes.
-    if b"%PDF-" in head[:1024]:
-        return "pdf"
-    return None
+__all__ = [
+    "DOCUMENT_EXTENSIONS",
+    "SKIP_KINDS",
+    "Document",
+    "check_inputs",
+    "discover",
+    "inspect_file",
+    "iter_documents",
+    "sniff_format",
+]
 
 
 @dataclass(frozen=True)
@@ -82,10 +49,14 @@ class Document:
     error_type: str | None = None
     error: str | None = None
     tasks: tuple[PageTask, ...] = field(default=(), repr=False)
+    #: not a document, and why (``skip`` is the kind counted in the summary, one of
+    #: :data:`SKIP_KINDS`); such an entry is counted and logged, never read nor an error
+    skip: str | None = None
+    skip_reason: str | None = None
 
     @property
     def ok(self) -> bool:
-        return self.error is None
+        return self.error is None and self.skip is None
 
 
 _GROUP_RE = re.compile(r"^[A-Za-z0-9._-]+$")
@@ -101,103 +72,117 @@ def validate_group_name(name: str) -> str:
     return name
 
 
-def _walk_files(root: Path, skip: Sequence[Path]) -> Iterator[tuple[Path, str | None]]:
-    """Yield (path, walk error) for every file under ``root``, sorted, not following links.
+#: What discovery passes over, counted by kind in the summary (``skipped``):
+SKIP_KINDS = {
+    "hidden": "a hidden file or folder (its name starts with '.'), as ls and glob do",
+    "not_a_document": "a file whose content is not an image or PDF and whose name does "
+    "not announce one (ground truth, notes, manifests)",
+    "special_file": "a FIFO, socket or device: not a file to read (opening a FIFO waits "
+    "for a writer forever)",
+    "folder_link": "a symbolic link to a folder, not followed (links can loop or lead "
+    "out of the tree); give the folder itself to read it",
+    "broken_link": "a symbolic link to nothing (dangling or looping) whose name does "
+    "not announce a document",
+}
 
-    Directory symlinks are not followed, so a symlink loop cannot trap the walk;
-    a directory that cannot be listed is yielded with the error so it is reported.
+
+@dataclass(frozen=True)
+class Found:
+    """One entry of a walk: a file to inspect, a folder that could not be listed
+    (``error``), or something passed over (``skip``, a kind of :data:`SKIP_KINDS`)."""
+
+    path: Path
+    error: str | None = None
+    skip: str | None = None
+    reason: str | None = None
+
+
+def _walk_files(root: Path, skip: Sequence[Path]) -> Iterator[Found]:
+    """Every entry under ``root``, sorted, not following links to folders.
+
+    Folder symlinks are not followed, so a symlink loop cannot trap the walk (each is
+    reported as a ``folder_link`` skip); a folder that cannot be listed (unreadable,
+    removed during the walk, a path past ``PATH_MAX``) is reported with the error;
+    hidden names are reported as ``hidden`` skips, a hidden folder once.
     """
     errors: list[OSError] = []
     skip_resolved = {p.resolve() for p in skip}
     for dirpath, dirnames, filenames in os.walk(root, onerror=errors.append):
         while errors:
             err = errors.pop()
-            yield Path(err.filename or dirpath), f"cannot list directory: {err.strerror}"
+            yield Found(Path(err.filename or dirpath), f"cannot list folder: {err.strerror}")
         here = Path(dirpath)
-        dirnames[:] = sorted(
-            d
-            for d in dirnames
-            if not d.startswith(".") and (here / d).resolve() not in skip_resolved
-        )
+        walk_into = []
+        for d in sorted(dirnames):
+            path = here / d
+            if d.startswith("."):
+                yield Found(path, skip="hidden", reason="hidden folder, not searched")
+            elif os.path.islink(path):
+                yield Found(path, skip="folder_link", reason="symbolic link to a folder")
+            elif path.resolve() not in skip_resolved:
+                walk_into.append(d)
+        dirnames[:] = walk_into
         for name in sorted(filenames):
-            if not name.startswith("."):
-                yield here / name, None
+            if name.startswith("."):
+                yield Found(here / name, skip="hidden", reason="hidden file")
+            else:
+                yield Found(here / name)
     while errors:
         err = errors.pop()
-        yield Path(err.filename or root), f"cannot list directory: {err.strerror}"
+        yield Found(Path(err.filename or root), f"cannot list folder: {err.strerror}")
 
 
-def header_size(head: bytes, fmt: str) -> tuple[int, int] | None:
-    """(width, height) from a file's first bytes, for the formats that keep it there.
-
-    PNG (IHDR), GIF (logical screen), BMP (info header) and JPEG (a start-of-frame
-    marker within ``head``) give the size Pillow reports; anything else, or a
-    header that does not parse, gives ``None`` and the estimate opens the file.
-    """
+def _unopened(path: Path, doc_id: str, announced: bool) -> Document:
+    """An entry that is not a regular file, or that ``stat`` cannot reach: a skip or an error."""
     try:
-        if fmt == "png" and head[12:16] == b"IHDR":
-            width, height = struct.unpack(">II", head[16:24])
-        elif fmt == "gif":
-            width, height = struct.unpack("<HH", head[6:10])
-        elif fmt == "bmp":
-            if struct.unpack("<I", head[14:18])[0] == 12:  # OS/2 BITMAPCOREHEADER
-                width, height = struct.unpack("<HH", head[18:22])
-            else:
-                width, height = struct.unpack("<ii", head[18:26])
-        elif fmt == "jpeg":
-            return _jpeg_size(head)
-        else:
-            return None
-    except struct.error:  # a header shorter than its format says
-        return None
-    return (abs(width), abs(height)) if width and height else None
+        st = os.stat(path)
+    except OSError as exc:
+        if os.path.islink(path):  # the link is there, its target is not (or loops)
+            why = f"symbolic link to nothing ({exc.strerror})"
+            if not announced:
+                return Document(doc_id, str(path), skip="broken_link", skip_reason=why)
+            return Document(doc_id, str(path), error_type="BrokenLink", error=f"{path}: {why}")
+        return Document(
+            doc_id,
+            str(path),
+            error_type="UnreadableFile",
+            error=f"cannot read {path}: {exc.strerror or exc} (removed during the run, or "
+            "a path longer than the system allows)",
+        )
+    kind = file_kind(st.st_mode)
+    return Document(doc_id, str(path), skip="special_file", skip_reason=f"{kind}, not read")
 
 
-def _jpeg_size(head: bytes) -> tuple[int, int] | None:
-    """Walk the JPEG markers in ``head`` to the first start-of-frame (SOF0-SOF15 but
-    DHT, JPG and DAC, which share the range); ``None`` if it lies beyond ``head``."""
-    pos = 2
-    while pos + 9 <= len(head):
-        if head[pos] != 0xFF:
-            return None
-        marker = head[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
-            height, width = struct.unpack(">HH", head[pos + 5 : pos + 9])
-            return (width, height) if width and height else None
-        pos += 2 + struct.unpack(">H", head[pos + 2 : pos + 4])[0]
-    return None
+def inspect_file(path: Path, doc_id: str) -> Document:
+    """Sniff one file and count its pages; a skip (:attr:`Document.skip`) when it is not a
+    document, an error entry when it should be and cannot be read.
 
-
-def _count_pages(path: str, fmt: str) -> tuple[int, tuple[int, int] | None]:
-    """Pages in a document, and the first page's size when the count opened it (a TIFF),
-    from headers only."""
-    if fmt == "pdf":
-        import pypdfium2
-
-        pdf = pypdfium2.PdfDocument(path)
-        try:
-            return len(pdf), None
-        finally:
-            pdf.close()
-    if fmt == "tiff":
-        from PIL import Image
-
-        with Image.open(path) as im:
-            size = (int(im.size[0]), int(im.size[1]))
-            return int(getattr(im, "n_frames", 1)), size
-    return 1, None
-
-
-def inspect_file(path: Path, doc_id: str) -> Document | None:
-    """Sniff one file and count its pages; ``None`` means "not a document, skip it"."""
+    Only a regular file (or a link to one) is opened, and never so that the open
+    could wait (:func:`ocrlab.inputfiles.open_input`): a FIFO, socket or device is
+    skipped by kind, also when it replaced a file after the walk listed it.
+    """
     announced = path.suffix.lower() in DOCUMENT_EXTENSIONS
     try:
-        size = path.stat().st_size
-        with open(path, "rb") as fh:
-            head = fh.read(1024)
+        regular = stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        regular = False
+    if not regular:
+        return _unopened(path, doc_id, announced)
+    try:
+        fh = open_input(path)
+    except InputFileError as exc:
+        if "not a regular file" in str(exc):  # replaced since the stat just above
+            return _unopened(path, doc_id, announced)
+        return Document(doc_id, str(path), error_type="UnreadableFile", error=str(exc))
+    with fh:
+        return _sniffed(fh, path, doc_id, announced)
+
+
+def _sniffed(fh: BinaryIO, path: Path, doc_id: str, announced: bool) -> Document:
+    """The document in the open regular file ``fh``: format by content, pages by header."""
+    try:
+        size = os.fstat(fh.fileno()).st_size
+        head = fh.read(1024)
     except OSError as exc:
         return Document(
             doc_id,
@@ -208,7 +193,8 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
     fmt = sniff_format(head)
     if fmt is None:
         if not announced:
-            return None  # ground truth, notes, manifests: not ours to OCR
+            why = "an empty file" if size == 0 else "content is not an image or PDF"
+            return Document(doc_id, str(path), size=size, skip="not_a_document", skip_reason=why)
         why = (
             "the file is empty (0 bytes)"
             if size == 0
@@ -225,7 +211,7 @@ def inspect_file(path: Path, doc_id: str) -> Document | None:
             error=f"{path.name}: {why}",
         )
     try:
-        n_pages, first_size = _count_pages(str(path), fmt)
+        n_pages, first_size = count_pages(fh, fmt)
     except Exception as exc:  # corrupt headers: PIL and pdfium raise many types
         return Document(
             doc_id,
@@ -268,22 +254,23 @@ def _candidates(
     roots: Sequence[Path],
     group: str,
     skip: Sequence[Path],
-) -> Iterator[tuple[str, Path, str | None]]:
-    """``(doc_id, path, walk error)`` of every file under ``roots``, root by root, sorted."""
+) -> Iterator[tuple[str, Found]]:
+    """``(doc_id, entry)`` of every entry under ``roots``, root by root, sorted."""
     for root in roots:
         if root.is_dir():
-            found: Iterable[tuple[Path, str | None]] = _walk_files(root, skip)
+            found: Iterable[Found] = _walk_files(root, skip)
             base = root
         else:
-            found = [(root, None)]
+            found = [Found(root)]
             base = root.parent
-        for path, walk_error in found:
+        for entry in found:
+            path = entry.path
             rel = (
                 PurePosixPath(*path.relative_to(base).parts)
                 if path != base
                 else PurePosixPath(path.name)
             )
-            yield (str(PurePosixPath(group) / rel) if group else str(rel)), path, walk_error
+            yield (str(PurePosixPath(group) / rel) if group else str(rel)), entry
 
 
 def _collision(doc_id: str, first: str, second: str) -> PipelineError:
@@ -309,10 +296,12 @@ def check_inputs(
     roots = _check_roots(inputs)
     if len(roots) > 1:
         seen: dict[str, str] = {}
-        for doc_id, path, _ in _candidates(roots, group, [Path(p) for p in exclude]):
+        for doc_id, entry in _candidates(roots, group, [Path(p) for p in exclude]):
+            if entry.skip is not None:  # hidden names, links to folders: never documents
+                continue
             if doc_id in seen:
-                raise _collision(doc_id, seen[doc_id], str(path))
-            seen[doc_id] = str(path)
+                raise _collision(doc_id, seen[doc_id], str(entry.path))
+            seen[doc_id] = str(entry.path)
     return roots
 
 
@@ -322,6 +311,7 @@ def iter_documents(
     group: str = "",
     exclude: Sequence[str | os.PathLike[str]] = (),
     check: bool = True,
+    skips: bool = False,
 ) -> Iterator[Document]:
     """Documents one by one, as the walk finds them: the lazy form of :func:`discover`.
 
@@ -330,19 +320,25 @@ def iter_documents(
     each walked sorted (a folder's files, then its sub-folders, as :func:`os.walk`
     goes); ids and errors are those of :func:`discover`. :func:`check_inputs` runs
     at the first ``next()`` unless ``check=False`` (the caller ran it already).
+    ``skips=True`` yields what is passed over too (:attr:`Document.skip` set), so a
+    run can count and log it.
     """
     roots = (
         check_inputs(inputs, group=group, exclude=exclude) if check else [Path(p) for p in inputs]
     )
-    skip = [Path(p) for p in exclude]
-    for doc_id, path, walk_error in _candidates(roots, group, skip):
-        if walk_error is not None:
-            yield Document(
-                doc_id, str(path), error_type="UnreadableDirectory", error=f"{path}: {walk_error}"
+    for doc_id, entry in _candidates(roots, group, [Path(p) for p in exclude]):
+        if entry.error is not None:
+            doc = Document(
+                doc_id,
+                str(entry.path),
+                error_type="UnreadableDirectory",
+                error=f"{entry.path}: {entry.error}",
             )
-            continue
-        doc = inspect_file(path, doc_id)
-        if doc is not None:
+        elif entry.skip is not None:
+            doc = Document(doc_id, str(entry.path), skip=entry.skip, skip_reason=entry.reason)
+        else:
+            doc = inspect_file(entry.path, doc_id)
+        if skips or doc.skip is None:
             yield doc
 
 

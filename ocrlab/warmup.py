@@ -3,7 +3,7 @@
 Why: a loky worker takes 0.3-0.8 s to start (a fresh interpreter, imports).
 Started after discovery and the start-up checks, that delay is added to every
 run; started first, it overlaps them, and a one-page run costs little more than
-the ``tesseract`` command itself (:mod:`ocrlab.startup` starts it). Each worker
+the ``tesseract`` command itself (:class:`ocrlab.pool.Pool` starts it). Each worker
 takes one warm-up call, and the calls end as soon as every worker has taken its
 own (:func:`warm_up_together`), not after a fixed delay. And a batch of one page
 gains nothing from a second worker but its start-up (CPU taken from the first
@@ -19,8 +19,8 @@ import os
 import shutil
 import tempfile
 import time
-import weakref
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .sources import _walk_files, inspect_file
@@ -32,8 +32,34 @@ WARM_UP_HOLD_S = 0.15
 _PREFIX = "ocrlab-warm-"
 #: The file in a meeting folder that says pages are coming (not a pid: never counted as one).
 _GO = "go"
-#: Each warmed pool's meeting folder, for :func:`pages_coming`.
-_MEETINGS: weakref.WeakKeyDictionary[cf.Executor, str] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Meeting:
+    """One pool's warm-up rendezvous: its folder and the warm-up calls that meet there.
+
+    Owned by the pool's handle (:class:`ocrlab.pool.Pool`), which says when pages
+    are coming (:meth:`go`) and removes the folder when the pool is shut down
+    (:meth:`end`; usually the last warm-up to finish has removed it already).
+    """
+
+    folder: str
+    #: one warm-up call per worker; each resolves to the pid of the worker that took it
+    futures: list[cf.Future[int]]
+
+    def go(self) -> None:
+        """Pages are about to be submitted: the warm-ups stop waiting for slower siblings.
+
+        From then on a worker that waits for a slower sibling holds a page back
+        (measured: 60 ms at 2 workers, the skew between their starts), while the
+        sibling's own imports cost its first page ~20 ms; before then the wait
+        costs nothing and keeps every worker warm.
+        """
+        with contextlib.suppress(OSError):  # the meeting is over already
+            open(os.path.join(self.folder, _GO), "x").close()
+
+    def end(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def page_bound(inputs: Iterable[str], limit: int, exclude: Sequence[str] = ()) -> int:
@@ -48,53 +74,45 @@ def page_bound(inputs: Iterable[str], limit: int, exclude: Sequence[str] = ()) -
         root = Path(raw)
         paths: Iterator[Path]
         if root.is_dir():
-            paths = (path for path, error in _walk_files(root, skip) if error is None)
+            paths = (f.path for f in _walk_files(root, skip) if f.error is None and f.skip is None)
         elif root.exists():
             paths = iter([root])
         else:
             continue
         for path in paths:
-            doc = inspect_file(path, path.name)
-            found += doc.n_pages if doc is not None else 0
+            found += inspect_file(path, path.name).n_pages
             if found >= limit:
                 return limit
     return found
 
 
-def warm(executor: cf.Executor, workers: int, engine: str) -> list[cf.Future[int]]:
+def warm(executor: cf.Executor, workers: int, engine: str) -> Meeting | None:
     """Start the pool's workers now: one warm-up call each (imports Pillow and the engine).
 
     loky starts every worker on the first submit; each idle worker takes one call.
     The calls meet at a rendezvous (:func:`warm_up_together`): a worker that
     finished its warm-up at once would otherwise take its siblings' calls too
     (measured: both of 2 warm-ups ran in the first worker), leaving them cold.
-    The futures are returned for tests and ignored by the run: a warm-up that fails
-    costs nothing, the first page reports the real problem.
+    The run ignores the calls' outcomes: a warm-up that fails costs nothing, the
+    first page reports the real problem.
     """
     if workers < 1:
-        return []
+        return None
     _remove_stale_meetings()
-    meeting = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
-    _MEETINGS[executor] = meeting
+    folder = tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-")
     futures = [
-        executor.submit(warm_up_together, engine, meeting, workers, WARM_UP_HOLD_S)
+        executor.submit(warm_up_together, engine, folder, workers, WARM_UP_HOLD_S)
         for _ in range(workers)
     ]
+    meeting = Meeting(folder, futures)
 
     def _tidy(_: cf.Future[int]) -> None:  # the last warm-up to end removes the folder
         if all(f.done() for f in futures):
-            shutil.rmtree(meeting, ignore_errors=True)
+            meeting.end()
 
     for future in futures:
         future.add_done_callback(_tidy)
-    return futures
-
-
-def end_meeting(executor: cf.Executor) -> None:
-    """Remove ``executor``'s meeting folder (it is shut down; usually the warm-ups did)."""
-    meeting = _MEETINGS.pop(executor, None)
-    if meeting is not None:
-        shutil.rmtree(meeting, ignore_errors=True)
+    return meeting
 
 
 def _remove_stale_meetings() -> None:
@@ -116,20 +134,6 @@ def _remove_stale_meetings() -> None:
                 continue
 
 
-def pages_coming(executor: cf.Executor) -> None:
-    """Tell ``executor``'s warm-ups that pages are about to be submitted: stop waiting.
-
-    Called by the run just before its first page. From then on a worker that waits
-    for a slower sibling holds a page back (measured: 60 ms at 2 workers, the skew
-    between their starts), while the sibling's own imports cost its first page
-    ~20 ms; before then the wait costs nothing and keeps every worker warm.
-    """
-    meeting = _MEETINGS.get(executor)
-    if meeting is not None:
-        with contextlib.suppress(OSError):  # the meeting is over already
-            open(os.path.join(meeting, _GO), "x").close()
-
-
 def warm_up_together(
     engine: str, meeting: str, workers: int, hold_s: float = WARM_UP_HOLD_S
 ) -> int:
@@ -140,7 +144,7 @@ def warm_up_together(
     so every worker takes exactly one call, with no fixed delay: the wait ends
     as soon as the last worker has started (measured: 10-60 ms after the first at
     2 workers), where a fixed hold kept every worker from its first page for
-    0.15 s; or as soon as pages are coming (:func:`pages_coming`). It gives up
+    0.15 s; or as soon as pages are coming (:meth:`Meeting.go`). It gives up
     ``hold_s`` after the call began (a worker that is slow to start then warms up
     with its first page), and a second call in the same process returns at once:
     it means the others gave up, or the meeting is over. (A worker whose run died
@@ -148,7 +152,7 @@ def warm_up_together(
     initializer, runs before any call.)
     """
     start = time.monotonic()
-    pid = warm_up(engine, hold_s=0.0)
+    pid = warm_up(engine)
     mark = os.path.join(meeting, str(pid))
     if os.path.exists(mark):
         return pid

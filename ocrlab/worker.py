@@ -1,10 +1,12 @@
 """The worker side: everything that runs in a worker process, and nothing else.
 
-:func:`ocr_page` is the only function executors call. It runs in a loky worker,
-a Dask worker, or (sequential mode) the main process, and behaves the same in
-all three: it prepares the page (:mod:`ocrlab.pages`), runs the engine
-(:mod:`ocrlab.engines.registry`), and returns a small
-:class:`~ocrlab.records.PageResult`. It never logs to shared files, never
+Executors call three functions of it: :func:`ocr_page` for a page,
+:func:`ocr_bundle` for several small pages in one engine call
+(:mod:`ocrlab.bundles`), and :func:`warm_up` once per pool worker at start.
+:func:`ocr_page` runs in a loky worker, a Dask worker, or (sequential mode) the
+main process, and behaves the same in all three: it prepares the page
+(:mod:`ocrlab.pages`), runs the engine (:mod:`ocrlab.engines.registry`), and
+returns a small :class:`~ocrlab.records.PageResult`. It never logs to shared files, never
 touches contextvars, and never returns pixels. Every failure is caught and
 returned as a record with ``error_type`` set, so one bad page cannot take its
 neighbours down.
@@ -23,7 +25,8 @@ import time
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .engines.registry import list_engine, resolve_engine, warm_engine
+from .engines.registry import list_engine, list_outputs_engine, resolve_engine, warm_engine
+from .engines.tesseract import take_child_peak
 from .output.formats import PageOutputs, page_outputs, structured
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
@@ -67,8 +70,26 @@ def _scoped_environment(settings: EngineSettings) -> Iterator[None]:
         tempfile.tempdir = saved_tmp
 
 
+def _children_maxrss() -> int:
+    """The largest peak RSS of any child this process reaped, ever (bytes)."""
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+
+
+def _child_peak(children_before: int) -> int:
+    """The peak RSS of the page's own engine process (bytes): the Tesseract that
+    pytesseract ran, from its own ``wait4`` (:func:`~ocrlab.engines.tesseract.take_child_peak`);
+    for another engine's children, how far the worker's all-time maximum rose during
+    the page (their peak when it rose, else not knowable: 0); 0 for an engine that runs
+    no process (tesserocr, the fakes)."""
+    own = take_child_peak()
+    if own is not None:
+        return own
+    after = _children_maxrss()
+    return after if after > children_before else 0
+
+
 def _memory_figures() -> dict[str, int]:
-    """This process's RSS and high-water mark, and the largest reaped child's peak."""
+    """This process's RSS and high-water mark (the page's engine process is apart)."""
     figures = {"worker_rss": 0, "worker_hwm": 0}
     try:
         with open("/proc/self/status", encoding="ascii") as fh:
@@ -79,7 +100,6 @@ def _memory_figures() -> dict[str, int]:
                     figures["worker_hwm"] = int(line.split()[1]) * 1024
     except OSError:
         pass
-    figures["child_maxrss"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
     return figures
 
 
@@ -89,25 +109,25 @@ def _errno(exc: BaseException | None) -> int | None:
     while exc is not None:
         if isinstance(exc, OSError) and exc.errno is not None:
             return exc.errno
-        exc = exc.__cause__ or exc.__context__
+        # ``raise ... from None`` means the context is not the cause (an input that vanished
+        # is reported so, and must not pass for the temporary folder's ENOENT)
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
     return None
 
 
-def warm_up(engine: str, hold_s: float = 0.15) -> int:
+def warm_up(engine: str) -> int:
     """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
 
-    Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
-    so worker start-up overlaps the main process's discovery and start-up checks
-    instead of delaying the first page. The call lasts at least ``hold_s``: a
-    worker that finished its warm-up at once would otherwise take its siblings'
-    calls too (measured: both of 2 warm-ups ran in the first worker), leaving
-    them cold.
+    Called once per worker right after the pool is created, through
+    :func:`ocrlab.warmup.warm_up_together`, so worker start-up overlaps the main
+    process's discovery and start-up checks instead of delaying the first page.
+    That caller, not this function, makes each worker wait at a rendezvous until
+    every sibling has taken its own call (a worker that finished at once would
+    otherwise take its siblings' calls too, leaving them cold).
     """
-    start = time.monotonic()
     from PIL import Image  # noqa: F401 - the import is the point
 
     warm_engine(engine)
-    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
     return os.getpid()
 
 
@@ -120,7 +140,7 @@ def _children_cpu_ns() -> int:
 def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     """OCR one page; never raises for a page-level problem (errors are values)."""
     start = time.monotonic_ns()
-    prepare_ns = ocr_ns = engine_cpu_ns = 0
+    prepare_ns = ocr_ns = engine_cpu_ns = child_maxrss = 0
     width = height = 0
     text: str | None = None
     error_type: str | None = None
@@ -137,10 +157,12 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         with _scoped_environment(settings), page_source(task, settings) as (src, width, height):
             t_ready = time.monotonic_ns()
             prepare_ns = t_ready - start
-            cpu_before = _children_cpu_ns()
+            cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
+            take_child_peak()  # a peak left by an earlier call is not this page's
             raw = engine(src, task, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
+            child_maxrss = _child_peak(children_before)
             raw_text, rendered = _split_rendered(raw, settings)
             if rendered:
                 outputs = _page_outputs((task,), rendered, settings)[0]
@@ -150,6 +172,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
         os_errno = _errno(exc)
+        child_maxrss = child_maxrss or take_child_peak() or 0  # a Tesseract that failed
     memory = _memory_figures()
     if settings.pool_worker:
         extra.update(after_page(settings, memory["worker_rss"]))
@@ -170,6 +193,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         height=height,
         os_errno=os_errno,
         extra=extra,
+        child_maxrss=child_maxrss,
         parts=outputs[0],
         confidence=outputs[1],
         **memory,
@@ -223,25 +247,33 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
     """
     if len(tasks) == 1:
         return [ocr_page(tasks[0], settings)]
-    engine = list_engine(settings.engine)
-    if engine is None or not tasks:
+    rich = structured(settings.formats)  # then the list's other formats come back too
+    with_outputs = list_outputs_engine(settings.engine) if rich else None
+    engine = None if rich else list_engine(settings.engine)
+    if (engine is None and with_outputs is None) or not tasks:
         return []
     start = time.monotonic_ns()
     try:
         with _scoped_environment(settings), contextlib.ExitStack() as stack:
             prepared = [stack.enter_context(page_source(task, settings)) for task in tasks]
             t_ready = time.monotonic_ns()
-            cpu_before = _children_cpu_ns()
-            found = engine([src for src, _, _ in prepared], settings, _textonly(tasks, settings))
+            cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
+            take_child_peak()
+            sources = [src for src, _, _ in prepared]
+            texts: list[str] | None = None
+            rendered: dict[str, str | bytes] | None = None
+            if with_outputs is not None:
+                found = with_outputs(sources, settings, _textonly(tasks, settings))
+                texts, rendered = found if found is not None else (None, None)
+            elif engine is not None:
+                texts = engine(sources, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
-            if found is None:
-                return []
-            texts, rendered = found
-            outputs = page_outputs(tasks, rendered, settings) if rendered else None
-            if rendered and outputs is None:
-                return []
+            child_maxrss = _child_peak(children_before)  # the bundle's one process
+            outputs = page_outputs(tasks, rendered, settings) if rendered is not None else None
     except Exception:
+        return []
+    if texts is None or (rich and outputs is None):
         return []
     end = time.monotonic_ns()
     memory = _memory_figures()
@@ -278,7 +310,7 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
                 extra={**extra, **(last_extra if i == len(tasks) - 1 else {})},
                 worker_rss=memory["worker_rss"],
                 worker_hwm=memory["worker_hwm"],
-                child_maxrss=memory["child_maxrss"],
+                child_maxrss=child_maxrss,
                 parts=outputs[i][0] if outputs else (),
                 confidence=outputs[i][1] if outputs else None,
             )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,30 +13,11 @@ import psutil
 import pytest
 from PIL import Image, ImageDraw
 
+from ocrlab.settings import ENV_VARS
+
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data"
 SHARED_CORPUS = Path(os.environ.get("OCRLAB_SHARED_CORPUS", ROOT.parent / "shared" / "corpus"))
-
-OCR_ENV = (
-    "OCR_WORKERS",
-    "OCR_MAX_WORKERS",
-    "OCR_PARALLEL_DISABLED",
-    "OCR_ENGINE",
-    "OCR_LANG",
-    "OCR_PSM",
-    "OCR_DPI",
-    "OCR_PAGE_TIMEOUT",
-    "OCR_MAX_MEGAPIXELS",
-    "OCR_INFLIGHT_PER_WORKER",
-    "OCR_MONITOR_INTERVAL",
-    "OCR_EXECUTOR",
-    "OCR_PROGRESS",
-    "OCR_LIVE_VIEW",
-    "OCR_MAX_PAGES_PER_WORKER",
-    "OCR_MAX_WORKER_RSS_MB",
-    "OCR_ORDER",
-    "OCR_ORDER_WINDOW",
-)
 
 
 #: Every process this test session starts inherits this variable (pytest itself, loky
@@ -63,8 +46,9 @@ def own_tesseracts() -> list[psutil.Process]:
 
 @pytest.fixture(autouse=True)
 def clean_ocr_env(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Tests start from the defaults, whatever the developer's shell exports."""
-    for name in OCR_ENV:
+    """Tests start from the defaults, whatever the developer's shell exports: every
+    variable of the settings table is cleared."""
+    for name in ENV_VARS:
         monkeypatch.delenv(name, raising=False)
 
 
@@ -80,6 +64,17 @@ def data_dir() -> Path:
     if not any(DATA.rglob("*.gt.txt")):
         pytest.skip("data/ is empty; run 'ocrlab corpus data' first")
     return DATA
+
+
+def ocrlab_command(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m ocrlab ARGS...`` as a user runs it: its own process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ocrlab", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 def make_page(path: Path, text: str, size: tuple[int, int] = (400, 120)) -> Path:

@@ -10,7 +10,7 @@ import joblib
 import pytest
 
 from ocrlab.config import ConfigError, OcrConfig, load_config
-from ocrlab.values import max_workers_allowed
+from ocrlab.settings import max_workers_allowed
 
 
 def test_defaults() -> None:

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +20,7 @@ import ocrlab
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
 from tests.conftest import DATA, make_page, own_tesseracts
+from tests.helpers import artifact_texts, run_cli
 
 
 def _tesseracts() -> list[psutil.Process]:
@@ -31,13 +30,6 @@ def _tesseracts() -> list[psutil.Process]:
 
 def _zombie_children() -> list[psutil.Process]:
     return [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 @pytest.fixture
@@ -167,16 +159,7 @@ def test_worker_killed_mid_tesseract_loses_nothing(data_dir: Path, tmp_path: Pat
     assert _tesseracts() == [] and _zombie_children() == []
     clean = ocrlab.run(pages, tmp_path / "clean", workers=1, progress=False)
     assert clean.documents_ok == 3
-    assert _texts(tmp_path / "out") == _texts(tmp_path / "clean")
-
-
-def _cli(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ocrlab", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    assert artifact_texts(tmp_path / "out") == artifact_texts(tmp_path / "clean")
 
 
 def _wait_for(predicate: object, timeout: float = 60.0) -> None:
@@ -191,7 +174,7 @@ def _wait_for(predicate: object, timeout: float = 60.0) -> None:
 @pytest.mark.slow
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = _cli([str(DATA), "--out", str(out), "--workers", "2"])
+    proc = run_cli(str(DATA), "--out", str(out), "--workers", "2")
     tree = psutil.Process(proc.pid)
 
     def ocr_running() -> bool:  # a worker's Tesseract, not the start-up version check
@@ -221,7 +204,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = _cli([str(DATA), "--out", str(out), "--workers", "2"])
+    proc = run_cli(str(DATA), "--out", str(out), "--workers", "2")
 
     def some_done() -> bool:
         try:
@@ -247,7 +230,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     for rel, digest in recorded.items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
     _wait_for(lambda: _tesseracts() == [], timeout=60)  # orphaned workers finish and exit
-    resumed = _cli([str(DATA), "--out", str(out), "--workers", "2", "--resume"])
+    resumed = run_cli(str(DATA), "--out", str(out), "--workers", "2", "--resume")
     stdout, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 1, stderr  # data/broken/ holds corrupt files on purpose
     kept = int(stdout.split("(")[1].split(" kept")[0])
@@ -256,7 +239,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert final["status"] == "complete" and final["summary"]["documents_kept"] == kept
     clean = tmp_path / "clean"
     ocrlab.run(DATA, clean, workers=2, progress=False)
-    assert _texts(out) == _texts(clean)
+    assert artifact_texts(out) == artifact_texts(clean)
     # only the lock file stays (deleting it would race a run that opened it: ownership.py)
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == [".ocrlab.lock"]
     statuses = {d["doc_id"]: d["status"] for d in final["documents"]}

@@ -39,7 +39,8 @@ from ocrlab.output.manifest import load_manifest
 from ocrlab.output.pdf import PdfLayerError, layer_cer
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.output.trace_schema import is_page
-from ocrlab.records import EngineSettings, PagePart, PageResult, PageTask
+from ocrlab.parts import PagePart
+from ocrlab.records import EngineSettings, PageResult, PageTask
 from tests.conftest import make_page
 
 ALL = "txt,tsv,hocr,alto,pdf"

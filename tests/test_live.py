@@ -21,7 +21,9 @@ import ocrlab
 from ocrlab import progress
 from ocrlab.config import load_config
 from ocrlab.follow import RunState
+from ocrlab.output import trace_schema as ts
 from ocrlab.output.trace_reader import TraceFollower, load_trace, stat_key
+from ocrlab.records import Failure
 from tests.conftest import DATA, make_page
 
 ECHO = {"engine": "ocrlab.engines.fakes:echo", "progress": False, "monitor_interval": 0.02}
@@ -111,7 +113,7 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     assert state.status == "complete" and state.finished
     assert state.total == 5 == state.pages_done == summary.pages
     assert state.pages_failed == 1 == summary.pages_failed
-    assert {f["doc_id"] for f in state.failures} == {"p2.png", "bad.png"}
+    assert {f.doc_id for f in state.failures} == {"p2.png", "bad.png"}
     assert state.rss_peak_mb and state.rss_peak_mb > 10
     assert state.tesseract is not None  # the counter is there (0: the echo engine)
     assert state.summary["documents_failed"] == summary.documents_failed
@@ -119,7 +121,15 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     [failed] = [e for e in events if e.get("name") == "document_failed"]
     assert failed["args"]["doc_id"] == "bad.png"
     found = [e["args"] for e in events if e.get("name") == "pages_found"]
-    assert found[-1] == {"pages": 5, "final": True}  # lazy discovery's final total
+    # lazy discovery's final total, in pages and in estimated work (5 pages of 400 x 120)
+    assert found[-1] == {
+        "pages": 5,
+        "work": pytest.approx(0.24),
+        "sizes": {"-5": [5, 0.24]},
+        "final": True,
+    }
+    assert state.clock.by_work and state.clock.work_done == pytest.approx(5 * 0.048)
+    assert state.fraction == 1.0 and state.time_left() is None  # complete
 
 
 def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
@@ -155,7 +165,7 @@ def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
 
 def test_render_state_shows_what_exists() -> None:
     pytest.importorskip("ipywidgets")
-    from ocrlab.lab.widgets import render_state
+    from ocrlab.lab.widgets import render_failures, render_state
 
     state = RunState(
         total=10,
@@ -167,15 +177,40 @@ def test_render_state_shows_what_exists() -> None:
         tesseract_peak=2,
         status="running",
     )
-    state.failures.append(
-        {"doc_id": "a.png", "page": 3, "error_type": "TesseractError", "error": "bad <page>"}
-    )
+    state.failures.append(Failure("a.png", 3, "TesseractError", "bad <page>"))
     page = render_state(state)
-    assert "4 / 10" in page and "2.00" in page and "350 MB peak (RSS)" in page
+    assert "4 / 10" in page and "2.00" in page and "peak 350 MB RSS" in page
     assert "PSS" not in page, "no PSS figure unless the monitor records one"
-    assert "bad &lt;page&gt;" in page and "time left" in page
-    state.pss_mb, state.pss_peak_mb = 200.0, 220.0
-    assert "220 MB peak (PSS)" in render_state(state)
+    assert "time left" in page and "bad" not in page, "failures have a widget of their own"
+    assert "bad &lt;page&gt;" in render_failures(state.failures)
+    state.pss_mb, state.pss_at_peak_mb = 200.0, 220.0
+    assert "300 MB RSS, 200 MB PSS now" in render_state(state)
+    assert "peak 350 MB RSS, 220 MB PSS at that moment" in render_state(state)
+
+
+def test_now_and_peak_figures_each_come_from_one_sample() -> None:
+    """PSS is read every few samples: a "now" PSS from an older sample beside this
+    sample's RSS once showed PSS above RSS; now each figure says its moment."""
+    pytest.importorskip("ipywidgets")
+    from ocrlab.lab.widgets import render_state
+
+    def memory(t_s: float, rss: float, pss: float | None = None) -> dict[str, object]:
+        args: dict[str, object] = {ts.TREE_RSS: rss}
+        if pss is not None:
+            args[ts.TREE_PSS] = pss
+        return {"ph": "C", "name": ts.MEMORY, "ts": t_s * 1e6, "args": args}
+
+    state = RunState(status="running")
+    state.apply([memory(1.0, 400.0, 300.0), memory(1.1, 800.0, 690.0), memory(1.2, 282.0)])
+    assert (state.rss_mb, state.pss_mb) == (282.0, None), "no PSS in the latest sample"
+    assert (state.pss_read_mb, state.pss_read_at_s) == (690.0, 1.1)
+    assert (state.rss_peak_mb, state.pss_at_peak_mb) == (800.0, 690.0)
+    page = render_state(state)
+    assert "282 MB RSS now (PSS 690 MB 0.1 s earlier)" in page
+    assert "peak 800 MB RSS, 690 MB PSS at that moment" in page
+    state.apply([memory(1.3, 900.0)])  # a peak whose sample read no PSS (an old trace)
+    assert (state.rss_peak_mb, state.pss_at_peak_mb) == (900.0, None)
+    assert "peak 900 MB RSS" in render_state(state) and "at that moment" not in render_state(state)
 
 
 def test_page_viewer_data_and_static_report(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ import re
 
 import tomllib
 
-from ocrlab.config import SETTINGS
+from ocrlab.settings import markdown_table
 from tests.conftest import ROOT
 
 #: conda-forge names that differ from PyPI's.
@@ -43,12 +43,23 @@ def test_environment_yml_matches_pyproject() -> None:
     assert "tesseract" in env
 
 
-def test_readme_documents_every_setting_and_exit_code() -> None:
+SETTINGS_START = "<!-- settings-table:start -->"
+SETTINGS_END = "<!-- settings-table:end -->"
+
+
+def test_readmes_settings_table_is_the_tables() -> None:
+    """README's settings table, between its markers, is ``ocrlab.settings.markdown_table()``."""
     readme = (ROOT / "README.md").read_text()
-    for setting in SETTINGS:
-        assert f"`{setting.key}`" in readme, f"README lacks the setting {setting.key}"
-        if setting.env:
-            assert f"`{setting.env}`" in readme, f"README lacks {setting.env}"
+    assert SETTINGS_START in readme and SETTINGS_END in readme, "README lost its table markers"
+    block = readme.split(SETTINGS_START, 1)[1].split(SETTINGS_END, 1)[0]
+    assert block.strip() == markdown_table().strip(), (
+        "README's settings table differs from the settings table; paste the output of "
+        "python -c 'import ocrlab.settings as s; print(s.markdown_table())' between the markers"
+    )
+
+
+def test_readme_documents_every_exit_code() -> None:
+    readme = (ROOT / "README.md").read_text()
     from ocrlab.errors import ExitCode
 
     for code in ExitCode:  # every code the command can return has its row

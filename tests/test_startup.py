@@ -1,4 +1,4 @@
-"""A fast start (issue 10): facts remembered between runs, the pool started first, the
+"""A fast start: facts remembered between runs, the pool started first, the
 warm-up meeting, sizes from discovery; and the start-up errors still come before any page."""
 
 from __future__ import annotations
@@ -28,12 +28,13 @@ from ocrlab.executor import ProcessPoolExecutor
 from ocrlab.ordering import with_estimates
 from ocrlab.output.lock import hold_output
 from ocrlab.pipeline import run_groups
+from ocrlab.pool import Pool
 from ocrlab.records import RunContext
 from ocrlab.runinfo import check_engine, run_metadata
 from ocrlab.sources import discover
-from ocrlab.startup import start_run
-from ocrlab.warmup import pages_coming, warm, warm_up_together
-from tests.conftest import ROOT, make_page
+from ocrlab.warmup import warm, warm_up_together
+from tests.conftest import ROOT
+from tests.helpers import write_pages
 
 FAKE_TESSERACT = """#!/bin/sh
 echo "$1" >> "{log}"
@@ -164,10 +165,12 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
     pool = ProcessPoolExecutor(max_workers=2)
     try:
-        futures = warm(pool, 2, "ocrlab.engines.fakes:echo")
-        [meeting] = tmp_path.glob("ocrlab-warm-*")
-        pages_coming(pool)
-        pids = [f.result(timeout=120) for f in futures]
+        meeting = warm(pool, 2, "ocrlab.engines.fakes:echo")
+        assert meeting is not None
+        [folder] = tmp_path.glob("ocrlab-warm-*")
+        assert folder == Path(meeting.folder)
+        meeting.go()
+        pids = [f.result(timeout=120) for f in meeting.futures]
     finally:
         pool.shutdown(wait=True)
     # Both workers took a call unless one started over WARM_UP_HOLD_S after the other
@@ -176,8 +179,8 @@ def test_every_worker_takes_one_warm_up_and_the_meeting_folder_goes(
     deadline = time.monotonic() + 10
     while list(tmp_path.glob("ocrlab-warm-*")) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not meeting.exists()
-    pages_coming(pool)  # the meeting is over: nothing to tell
+    assert not folder.exists()
+    meeting.go()  # the meeting is over: nothing to tell
 
 
 def test_meeting_folders_of_dead_runs_are_removed(
@@ -192,11 +195,11 @@ def test_meeting_folders_of_dead_runs_are_removed(
     ).stdout.strip()
     (tmp_path / f"ocrlab-warm-{dead}-abc").mkdir()
     (tmp_path / f"ocrlab-warm-{os.getpid()}-abc").mkdir()  # a live run's
-    started = start_run(
-        RunContext.single(_pages(tmp_path / "in"), tmp_path / "out"),
+    pool = Pool.open(
+        RunContext.single(write_pages(tmp_path / "in", 3), tmp_path / "out"),
         load_config(workers=2, engine="ocrlab.engines.fakes:echo"),
     )
-    started.close()
+    pool.close()
     left = sorted(p.name for p in tmp_path.glob("ocrlab-warm-*"))
     assert left == [f"ocrlab-warm-{os.getpid()}-abc"]  # the dead one's and the run's own gone
 
@@ -214,7 +217,7 @@ def test_warm_up_waits_for_the_siblings_never_twice(tmp_path: Path) -> None:
     warm_up_together(engine, str(met), 2, hold_s=60)
     coming = tmp_path / "coming"
     coming.mkdir()
-    (coming / "go").touch()  # pages_coming: no sibling is waited for
+    (coming / "go").touch()  # Meeting.go: no sibling is waited for
     warm_up_together(engine, str(coming), 2, hold_s=60)
     warm_up_together(engine, str(tmp_path / "gone"), 2, hold_s=60)  # the run ended
     assert time.monotonic() - t < 30  # generous: each waited 60 s if broken
@@ -295,12 +298,6 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
-def _pages(root: Path, n: int = 3) -> Path:
-    for i in range(n):
-        make_page(root / f"p{i}.png", f"page {i}")
-    return root
-
-
 def _no_run_output(out: Path) -> None:
     assert not (out / "trace.json").exists() and not (out / "results.json").exists()
     assert not (out / "text").exists()
@@ -310,7 +307,7 @@ def test_missing_tesseract_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    proc = _cli(str(_pages(tmp_path / "in")), "--out", str(out), path_env=str(empty))
+    proc = _cli(str(write_pages(tmp_path / "in", 3)), "--out", str(out), path_env=str(empty))
     assert proc.returncode == 3, proc.stderr
     assert "Tesseract was not found" in proc.stderr
     _no_run_output(out)
@@ -318,7 +315,7 @@ def test_missing_tesseract_is_refused_before_any_page(tmp_path: Path) -> None:
 
 def test_missing_input_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _pages(tmp_path / "in")
+    write_pages(tmp_path / "in", 3)
     proc = _cli(str(tmp_path / "in"), str(tmp_path / "missing"), "--out", str(out))
     assert proc.returncode == 3, proc.stderr
     assert "not found" in proc.stderr and "missing" in proc.stderr
@@ -328,7 +325,7 @@ def test_missing_input_is_refused_before_any_page(tmp_path: Path) -> None:
 def test_busy_output_folder_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with hold_output(out):
-        proc = _cli(str(_pages(tmp_path / "in")), "--out", str(out))
+        proc = _cli(str(write_pages(tmp_path / "in", 3)), "--out", str(out))
     assert proc.returncode == 3, proc.stderr
     assert "in use" in proc.stderr
     _no_run_output(out)
@@ -336,25 +333,25 @@ def test_busy_output_folder_is_refused_before_any_page(tmp_path: Path) -> None:
 
 def test_a_run_refused_after_its_pool_started_closes_the_pool(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    context = RunContext.single(_pages(tmp_path / "in"), out)
-    started = start_run(context, load_config(workers=2, progress=False))
-    assert started.plan.kind == "pool" and started.plan.workers == 2
+    context = RunContext.single(write_pages(tmp_path / "in", 3), out)
+    pool = Pool.open(context, load_config(workers=2, progress=False))
+    assert pool.plan.kind == "pool" and pool.plan.workers == 2
     with hold_output(out), pytest.raises(OutputBusyError):
-        run_groups(context, started=started)
+        run_groups(context, pool=pool)
     with pytest.raises(RuntimeError):  # shut down: takes no more work
-        started.executor.submit(os.getpid)
-    started.close()  # idempotent
+        pool.executor.submit(os.getpid)
+    pool.close()  # idempotent
 
 
 def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
     context = RunContext.single(
-        _pages(tmp_path / "in"), tmp_path / "out", resume=True, overwrite=True
+        write_pages(tmp_path / "in", 3), tmp_path / "out", resume=True, overwrite=True
     )
     before = {p.pid for p in psutil.Process().children()}
     with pytest.raises(ConfigError, match="exclude each other"):
-        start_run(context, load_config(workers=2))
+        Pool.open(context, load_config(workers=2))
     with pytest.raises(ConfigError, match="need about"):
-        start_run(
+        Pool.open(
             RunContext.single(tmp_path / "in", tmp_path / "out"),
             load_config(workers=2, memory_budget_mb=100),
         )
@@ -374,7 +371,7 @@ def test_kill9_while_the_workers_start_leaves_no_process(tmp_path: Path) -> None
             "-m",
             "ocrlab",
             "run",
-            str(_pages(tmp_path / "in")),
+            str(write_pages(tmp_path / "in", 3)),
             "--out",
             str(out),
             "--workers",

@@ -71,6 +71,54 @@ def import_pytesseract(block: tuple[str, ...] = ("pandas",)) -> ModuleType:
     return module
 
 
+#: the peak RSS (bytes) of each Tesseract process this process reaped since the last
+#: :func:`take_child_peak`
+_CHILD_PEAKS: list[int] = []
+
+
+class _MeasuredPopen(subprocess.Popen):  # type: ignore[type-arg]
+    """``subprocess.Popen`` that reaps its child with ``wait4``, keeping the child's own
+    peak RSS (``ru_maxrss``).
+
+    Why: a worker's ``getrusage(RUSAGE_CHILDREN)`` is the maximum over every child it
+    has reaped, so after one 793 MB page every later page of that worker showed
+    793 MB. ``wait4`` returns the rusage of the one child it reaps. It replaces the
+    ``waitpid`` of ``Popen._try_wait`` (same arguments and result, Python 3.10-3.13),
+    the one place Popen reaps a child it waits for; nothing else changes.
+    """
+
+    def _try_wait(self, wait_flags: int) -> tuple[int, int]:
+        try:
+            pid, status, usage = os.wait4(self.pid, wait_flags)
+        except ChildProcessError:
+            return self.pid, 0
+        if pid == self.pid:
+            _CHILD_PEAKS.append(usage.ru_maxrss * 1024)
+        return pid, status
+
+
+def _measured(module: ModuleType) -> ModuleType:
+    """pytesseract with its Tesseract processes started by :class:`_MeasuredPopen`: its
+    module-global ``subprocess`` is swapped for a copy whose ``Popen`` is ours."""
+    inner = module.pytesseract
+    if getattr(inner.subprocess, "Popen", None) is not _MeasuredPopen:
+        proxy = ModuleType("subprocess")
+        proxy.__dict__.update(subprocess.__dict__)
+        proxy.Popen = _MeasuredPopen  # type: ignore[attr-defined]
+        inner.subprocess = proxy
+    return module
+
+
+def take_child_peak() -> int | None:
+    """The largest peak RSS (bytes) of the Tesseract processes reaped since the last call
+    (``None``: none), and forget them: a page's own figure when called around it."""
+    if not _CHILD_PEAKS:
+        return None
+    peak = max(_CHILD_PEAKS)
+    _CHILD_PEAKS.clear()
+    return peak
+
+
 def tesseract_cmd() -> str:
     """The Tesseract binary pytesseract will run (users may point it elsewhere).
 
@@ -160,7 +208,7 @@ def _pytesseract(settings: EngineSettings) -> ModuleType:
     # NumPy is kept out of workers only: in the run's own process (a sequential run in a
     # notebook) pytesseract keeps its ndarray support for the user's own calls.
     in_worker = os.getpid() != settings.main_pid
-    return import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",))
+    return _measured(import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",)))
 
 
 @contextlib.contextmanager
@@ -232,12 +280,10 @@ def render(source: str, settings: EngineSettings, config: str, what: str) -> dic
 
 
 def _config(settings: EngineSettings, textonly_pdf: bool = False) -> str:
-    """The command-line options every page gets (page segmentation mode, the user's own);
+    """The command-line options every page gets (the page segmentation mode, if chosen);
     ``textonly_pdf``: the PDF renderer writes the text layer without the image (a PDF
     input's own page goes under it, :mod:`ocrlab.output.pdf`)."""
-    config = settings.tesseract_config
-    if settings.psm is not None:
-        config = f"--psm {settings.psm} {config}".strip()
+    config = "" if settings.psm is None else f"--psm {settings.psm}"
     if textonly_pdf and "pdf" in settings.formats:
         config = f"{config} -c textonly_pdf=1".strip()
     return config
@@ -245,18 +291,6 @@ def _config(settings: EngineSettings, textonly_pdf: bool = False) -> str:
 
 #: What Tesseract writes between the pages of a list (its ``page_separator`` default).
 PAGE_SEPARATOR = "\f"
-
-
-def lists_pages_independently(settings: EngineSettings) -> bool:
-    """Whether pages OCRed as one list come out as they would alone (see :func:`pytesseract_list`).
-
-    Only the LSTM engine guarantees it: the legacy engine (``--oem 0`` / ``2``) adapts
-    its classifier to the pages it has seen. An explicit ``--oem`` other than 1 in the
-    user's options therefore keeps every page in a process of its own.
-    """
-    words = _config(settings).split()
-    modes = [words[i + 1] for i, w in enumerate(words[:-1]) if w == "--oem"]
-    return all(mode == "1" for mode in modes)
 
 
 def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[str] | None:
@@ -267,8 +301,9 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     quarter of the time of an A6 scan. Handed a text file that names images, one per
     line, Tesseract loads the model once and writes each page's text, pages separated
     by a form feed. ``--oem 1`` (LSTM only, what the default mode picks for a model that
-    has LSTM) is added so pages stay independent of each other: with a model that has
-    no LSTM the call fails, and the caller runs the pages one by one instead.
+    has LSTM) is given so pages stay independent of each other (the legacy engine adapts
+    its classifier to the pages it has seen): with a model that has no LSTM the call
+    fails, and the caller runs the pages one by one instead.
 
     Returns one text per source, or ``None`` when the output does not split into
     exactly that many (the caller then runs the pages alone). Raises
@@ -285,9 +320,9 @@ def pytesseract_list_outputs(
     """:func:`pytesseract_list` with every format of ``settings.formats`` from the same
     process: the pages' texts, and each other renderer's output for the whole list (one
     file for all the pages, cut into pages by :mod:`ocrlab.output.formats`)."""
-    config = _config(settings, textonly_pdf)
-    if "--oem" not in config.split():
-        config = f"--oem 1 {config}".strip()
+    if any("\n" in path or "\r" in path for path in sources):
+        return None  # the list is one path a line: such a name would read as two pages
+    config = f"--oem 1 {_config(settings, textonly_pdf)}".strip()
     fd, listing = tempfile.mkstemp(prefix="ocrlab-list-", suffix=".txt", dir=settings.tmp_dir)
     what = f"a list of {len(sources)} pages"
     try:

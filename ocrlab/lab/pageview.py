@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import load_trace
 from .accuracy import cer, ground_truth_path
@@ -85,7 +86,7 @@ def page_times(out_dir: str | os.PathLike[str]) -> dict[tuple[str, int], tuple[f
     if not trace.is_file():
         return times
     for e in load_trace(trace):
-        if e.get("ph") == "X" and "page" in str(e.get("cat", "")):
+        if ts.is_page(e):
             a = e.get("args", {})
             times[(a.get("doc_id"), a.get("page"))] = (
                 a.get("ocr_us", 0) / 1e6,

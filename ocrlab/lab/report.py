@@ -4,13 +4,20 @@
 ``NN-name.ipynb`` and ``NN-name.html`` (code cells hidden, plots inline as data
 URIs, so one file is the whole report) and an ``index.html`` linking them.
 A notebook that fails still gets its executed ``.ipynb`` and HTML (papermill
-saves the error in place), and the failure is reported, not swallowed.
+saves the error in place), and the failure is reported, not swallowed: the
+index names it at the top and beside its link, and ``ocrlab report`` exits 1.
+
+Reports regenerate any number of times: each notebook's previous executed copy,
+HTML page and work folder (``work/<topic>``, the runs it made) are removed
+before it runs again, so a second ``make report`` neither meets a used output
+folder nor links a stale page from an earlier success.
 """
 
 from __future__ import annotations
 
 import html
 import os
+import shutil
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -20,10 +27,23 @@ from typing import Any
 from ..errors import PipelineError
 from ..output.atomic import atomic_write_text
 
-#: The notebooks ship inside the package (package data), so an installed wheel
-#: renders the same reports as a checkout; ``notebooks/`` at the top level of the
-#: repository is the copy people open in JupyterLab (a test keeps the two identical).
-NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+
+def _locate_notebooks() -> Path:
+    """Where the notebooks ``ocrlab report`` runs are: the copy in ``ocrlab/lab/notebooks/``
+    that a built wheel ships (setup.py puts it there), else the checkout's top-level
+    ``notebooks/`` (an editable install, or the source tree on ``PYTHONPATH``).
+
+    ``notebooks/`` is the one copy in the repository, the one people open in JupyterLab;
+    the packaged copy exists only in a build.
+    """
+    here = Path(__file__).resolve().parent
+    packaged = here / "notebooks"
+    if any(packaged.glob("[0-9][0-9]-*.ipynb")):
+        return packaged
+    return here.parents[1] / "notebooks"
+
+
+NOTEBOOKS_DIR = _locate_notebooks()
 
 #: What ``ocrlab report`` imports, and the extra that installs it.
 REPORT_MODULES = ("papermill", "nbconvert", "nbformat", "ipykernel", "matplotlib", "pandas")
@@ -106,6 +126,11 @@ def run_notebook(
     out_dir.mkdir(parents=True, exist_ok=True)
     executed = out_dir / source.name
     page = out_dir / (source.stem + ".html")
+    for stale in (executed, page):  # an earlier run's: never shown as this run's
+        stale.unlink(missing_ok=True)
+    work = parameters.get("out_dir")
+    if work and Path(work).resolve().is_relative_to(out_dir.resolve() / "work"):
+        shutil.rmtree(work, ignore_errors=True)  # the runs this notebook made last time
     t0 = time.perf_counter()
     error = None
     try:
@@ -122,7 +147,12 @@ def run_notebook(
     except Exception as exc:  # PapermillExecutionError carries the cell's traceback
         error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc) else ''}"
     if executed.exists():
-        export_html(executed, page)
+        try:
+            export_html(executed, page)
+        except Exception as exc:  # a notebook nbconvert cannot render is a failed report too
+            error = error or f"HTML export failed: {type(exc).__name__}: {exc}"
+    elif error is None:
+        error = "papermill wrote no executed notebook"
     return NotebookReport(source.stem, executed, page, time.perf_counter() - t0, error)
 
 
@@ -135,12 +165,19 @@ def write_index(out_dir: Path, reports: Sequence[NotebookReport]) -> Path:
         )
 
     items = "\n".join(item(r) for r in reports)
+    failed = [r.name for r in reports if r.error]
+    verdict = (
+        f"<p class='failed'><strong>{len(failed)} of {len(reports)} report(s) FAILED: "
+        f"{html.escape(', '.join(failed))}</strong> (their pages show the error).</p>"
+        if failed
+        else f"<p class='ok'>All {len(reports)} report(s) ran without error.</p>"
+    )
     page = out_dir / "index.html"
     atomic_write_text(
         page,
         "<!doctype html><html><head><meta charset='utf-8'><title>ocrlab reports</title></head>"
         f"<body><h1>ocrlab reports</h1><p>Generated {time.strftime('%Y-%m-%d %H:%M')}.</p>"
-        f"<ul>\n{items}\n</ul></body></html>\n",
+        f"{verdict}<ul>\n{items}\n</ul></body></html>\n",
     )
     return page
 
@@ -150,9 +187,9 @@ def build_reports(
     *,
     corpus: str = "data",
     workers: Sequence[int] = (1, 2),
-    repeats: int = 1,
+    repeats: int = 3,
     only: Sequence[str] | None = None,
-    notebooks_dir: Path = NOTEBOOKS_DIR,
+    notebooks_dir: Path | None = None,
 ) -> list[NotebookReport]:
     """Execute and export every bundled notebook (or those named in ``only``).
 
@@ -161,11 +198,13 @@ def build_reports(
     an empty index with exit code 0 would look like success.
     """
     require_notebook_extra()
+    notebooks_dir = notebooks_dir or NOTEBOOKS_DIR
     sources = sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb"))
     if not sources:
         raise PipelineError(
-            f"no notebooks found in {notebooks_dir}; reinstall ocrlab "
-            "(the notebooks are package data of ocrlab.lab)."
+            f"no notebooks found in {notebooks_dir}; reinstall ocrlab from a wheel or sdist "
+            "(a build copies them into ocrlab/lab/notebooks/), or run from a full checkout "
+            "(which has them in notebooks/)."
         )
     unknown = sorted(set(only or ()) - {s.stem for s in sources})
     if unknown:

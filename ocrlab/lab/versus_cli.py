@@ -49,6 +49,7 @@ from pathlib import Path
 from typing import Any
 
 from ocrlab.lab.corpus import generate_bench_corpus, generate_mixed_corpus
+from ocrlab.output import trace_schema as ts
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.sources import discover
 
@@ -112,8 +113,8 @@ def _ocrlab(inputs: str, out: Path, workers: int, variant: str = "cost") -> dict
     if proc.returncode != 0:
         raise SystemExit(f"ocrlab run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     events = load_trace(out / "trace.json")
-    meta = next(e for e in events if e.get("name") == "run_metadata")["args"]
-    pages = [e for e in events if e.get("cat") == "page"]
+    meta = next(e for e in events if e.get("name") == ts.RUN_METADATA)["args"]
+    pages = [e for e in events if e.get("cat") == ts.CAT_PAGE]
     first_start_ns = meta["t0_monotonic_ns"] + min(e["ts"] for e in pages) * 1000
     summary = json.loads((out / "results.json").read_text())
     peaks = summary.get("summary", summary.get("run", {})).get("peaks", {})
@@ -227,7 +228,7 @@ def _median(rows: list[dict[str, Any]], corpus: str, who: str, key: str = "wall_
 
 
 def report(rows: list[dict[str, Any]], n: int) -> str:
-    """The Markdown summary README quotes."""
+    """The Markdown summary ``docs/performance.md`` quotes."""
     lines = [
         f"| batch | xargs -P {n} s | ocrlab s | ocrlab, discovery order s | "
         "ocrlab, no bundles s | ocrlab vs xargs | discovery order vs xargs | "

@@ -1,8 +1,8 @@
 """A background sampler of the whole process tree: memory, descriptors, live Tesseracts.
 
-Why the tree and not the process: the verification plan's naive loop samples
-``psutil.Process().memory_info()`` of the parent, which sees none of the memory
-that matters. OCR runs in loky worker processes, and each worker starts a
+Why the tree and not the process: the obvious loop, sampling
+``psutil.Process().memory_info().rss`` of the parent every 0.1 s, sees none of
+the memory that matters. OCR runs in loky worker processes, and each worker starts a
 ``tesseract`` process per page; their memory, descriptors and number are exactly
 what a worker count must be sized against, and none of it shows in the parent's
 RSS. Here every sample walks the tree from the root (main process -> loky
@@ -28,6 +28,16 @@ machine (:mod:`ocrlab.measure.pss`). Reading it costs ~10x a ``status`` read
 against 0.6 ms per walk), so it is read every ``pss_every`` samples (default 10:
 once a second at the default 0.1 s, still several times per Tesseract, which
 lives 1-4 s per page), and its cost is reported apart (``pss_overhead_s``).
+
+Why PSS is also read whenever RSS reaches a new peak: a peak is one moment, and
+a figure read at another moment is not its PSS. Read only every tenth sample,
+the "peak PSS" of a run whose Tesseract spiked to 793 MB for a few hundred
+milliseconds was the PSS of some quieter second (1034 MB RSS beside 409 MB
+PSS), and a live view showed PSS above RSS, the two "now" values being from
+different samples. So the sample with the largest RSS always carries its own
+PSS and USS (``pss_at_peak``, ``uss_at_peak``: the same walk, a few ms later);
+``pss_total`` stays the largest PSS any sample read, which may be another moment.
+New peaks are frequent only while the tree grows (the first seconds of a run).
 
 The walk itself is :mod:`ocrlab.measure.proctree`; host and cgroup figures are
 :mod:`ocrlab.measure.host`.
@@ -88,9 +98,15 @@ class Peaks:
     hwm_total: int = 0
     #: largest single process's high-water mark seen
     hwm_max: int = 0
-    #: largest tree PSS / USS among the samples that read them (0: never read)
+    #: largest tree PSS / USS among the samples that read them (0: never read); not
+    #: necessarily the moment of ``rss_total``
     pss_total: int = 0
     uss_total: int = 0
+    #: tree PSS / USS in the sample with the largest tree RSS (read in that sample)
+    pss_at_peak: int = 0
+    uss_at_peak: int = 0
+    #: when that sample was taken (``time.monotonic_ns()``; 0: no sample yet)
+    peak_t_ns: int = 0
     #: samples that read PSS, and the sampler's CPU seconds spent on those reads alone
     pss_samples: int = 0
     pss_overhead_s: float = 0.0
@@ -184,12 +200,16 @@ class ProcessTreeMonitor:
     def sample(self, pss: bool | None = None) -> Sample:
         """Take one sample now (also what the thread does); never raises for vanished pids.
 
-        ``pss``: read PSS / USS too (default: every ``pss_every``-th sample).
+        ``pss``: read PSS / USS too (default: every ``pss_every``-th sample, and in
+        every sample whose tree RSS is a new peak).
         """
         t_ns = time.monotonic_ns()
         rows = walk_tree(self._root)
         if pss is None:
-            pss = self.pss_every > 0 and self._peaks.samples % self.pss_every == 0
+            pss = self.pss_every > 0 and (
+                self._peaks.samples % self.pss_every == 0
+                or sum(row.rss for row in rows) > self._peaks.rss_total
+            )
         rollup: tuple[int, int] | None = None
         if pss:
             t_pss = time.thread_time_ns()
@@ -226,6 +246,9 @@ class ProcessTreeMonitor:
             if s.rss_total > p.rss_total:
                 p.rss_total = s.rss_total
                 p.at_peak = s.per_process
+                p.peak_t_ns = s.t_ns
+                p.pss_at_peak = s.pss_total or 0
+                p.uss_at_peak = s.uss_total or 0
             p.rss_main = max(p.rss_main, s.rss_main)
             p.fds_total = max(p.fds_total, s.fds_total)
             p.fds_main = max(p.fds_main, s.fds_main)

@@ -12,6 +12,7 @@ removed. No fsync: the guarantee is against killed processes, not power loss.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import tempfile
@@ -21,21 +22,37 @@ from pathlib import Path
 from types import FrameType
 from typing import IO
 
+from .names import truncate_bytes
+
+#: bytes of the target's name kept in its temporary name: with the dot, the random
+#: part and ``.tmp`` the temporary name stays far below ``NAME_MAX`` (255) whatever
+#: the target's length (a 250-byte target name used to make it too long to create)
+TEMP_NAME_BYTES = 100
+
 
 @contextlib.contextmanager
-def atomic_writer(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[IO[bytes]]:
+def atomic_writer(
+    path: str | os.PathLike[str], mode: int = 0o644, *, replace: bool = True
+) -> Iterator[IO[bytes]]:
     """Yield a binary file; on clean exit it replaces ``path``, on error it vanishes.
 
     ``mode``: ``mkstemp`` creates files readable by their owner only; artifacts and
-    reports are for sharing, hence 0644 by default.
+    reports are for sharing, hence 0644 by default. ``replace=False``: raise
+    :class:`FileExistsError` instead of replacing anything already at ``path`` (the
+    artifact writer: a filesystem that folds case can make two documents' artifacts
+    one name). It checks just before the rename, which holds against this process's
+    own writes; the output folder's lock keeps other runs out.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    prefix = f".{truncate_bytes(target.name, TEMP_NAME_BYTES)}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w+b") as fh:  # readable too: Pillow re-reads multi-page TIFFs
             yield fh
         os.chmod(tmp, mode)
+        if not replace and os.path.lexists(target):
+            raise FileExistsError(errno.EEXIST, "another file already has this name", str(target))
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -43,9 +60,9 @@ def atomic_writer(path: str | os.PathLike[str], mode: int = 0o644) -> Iterator[I
         raise
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, replace: bool = True) -> None:
     """Write ``data`` to ``path`` atomically (see :func:`atomic_writer`)."""
-    with atomic_writer(path) as fh:
+    with atomic_writer(path, replace=replace) as fh:
         fh.write(data)
 
 

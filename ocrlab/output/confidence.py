@@ -19,7 +19,8 @@ import re
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..records import PageConfidence, PageResult
+from ..parts import PageConfidence
+from ..records import PageResult
 
 #: The TSV columns (Tesseract 4 and 5): conf is the 11th, the text the 12th.
 _CONF_COLUMN = 10

@@ -6,15 +6,17 @@ collector calls :func:`write_formats`, which streams each format's file into pla
 through the one atomic writer (a reader, or a killed run, sees a whole file or
 none), the pages that were read in page order. The searchable PDF is read back
 before it is renamed into place: a layer that does not read back is an error entry
-of the document, and no PDF is written. Files a previous run left for this document
-in formats this run did not write are removed, so every folder holds exactly what
-the manifest lists (:func:`ocrlab.output.audit.audit_output`).
+of the document, and no PDF is written. Each file is named like the text artifact
+(:meth:`~ocrlab.output.layout.OutputLayout.format_path`); a document redone by
+``--resume`` loses its previous files with its previous text
+(:meth:`~ocrlab.output.layout.OutputLayout.discard`), so every folder holds exactly
+what the manifest lists (:func:`ocrlab.output.audit.audit_output`).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
+import os
 import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,11 +24,14 @@ from pathlib import Path
 from typing import IO, Any
 
 from .. import __version__
-from ..records import ErrorEntry, PagePart, PageResult
+from ..parts import PagePart
+from ..records import ErrorEntry, PageResult
 from .atomic import atomic_writer
-from .formats import FORMATS, MARKUP, document_text
+from .confidence import document_confidence
+from .formats import MARKUP, document_text, structured
 from .layout import OutputLayout
 from .scratch import PARTS, part_path
+from .stops import run_wide_reason
 
 
 @dataclass(frozen=True)
@@ -39,25 +44,14 @@ class OutputsPlan:
     conf_low: float = 60.0
     tmp_dir: str | None = None
 
+    @classmethod
+    def of(cls, cfg: Any, tmp_dir: str | os.PathLike[str]) -> OutputsPlan:
+        """The plan of a run of configuration ``cfg`` (an :class:`ocrlab.config.OcrConfig`)
+        whose workers leave their parts in ``tmp_dir``."""
+        from ..engines.registry import engine_version
 
-@dataclass(frozen=True)
-class Written:
-    """A document's files in place: its text artifact and its other formats."""
-
-    text: Path
-    more: WrittenFormats
-
-    @property
-    def paths(self) -> list[Path]:
-        return [*self.more.paths, self.text]
-
-    def manifest_formats(
-        self, layout: OutputLayout, digest: str | None
-    ) -> dict[str, dict[str, Any]] | None:
-        """The record's ``formats`` (the text among them), or None with the text alone."""
-        if not self.more.formats and not self.more.errors:
-            return None
-        return {"txt": {"path": layout.relative(self.text), "sha256": digest}, **self.more.formats}
+        version = engine_version(cfg.engine) if structured(cfg.formats) else None
+        return cls(cfg.formats, version, cfg.conf_low, os.fspath(tmp_dir))
 
 
 @dataclass
@@ -70,6 +64,11 @@ class WrittenFormats:
     paths: list[Path] = field(default_factory=list)
     #: formats that could not be made (the searchable PDF's layer not reading back)
     errors: list[ErrorEntry] = field(default_factory=list)
+    #: the record's ``confidence`` (:func:`ocrlab.output.confidence.document_confidence`)
+    confidence: dict[str, Any] | None = None
+    #: the record's ``formats``: every file written by format, the text among them; ``{}``
+    #: when formats were asked and none was written; ``None`` with the text alone
+    record: dict[str, dict[str, Any]] | None = None
 
 
 class _Hashing:
@@ -125,19 +124,21 @@ def _write_pdf(
 
 def write_formats(
     layout: OutputLayout,
-    doc_id: str,
+    artifact: Path,
     pages: Sequence[PageResult],
     formats: Sequence[str],
     version: str | None,
     source_pdf: str | None = None,
 ) -> WrittenFormats:
-    """Write ``doc_id``'s file of every asked format but the text, from its read ``pages``
-    (page order, text already stripped of Tesseract's form feed). ``source_pdf``: the
-    document is a PDF, whose pages get the text layers. Nothing is written when no page
-    was read; an OSError (a full disk) is the caller's to judge."""
+    """Write the file of every asked format but the text of the document whose text
+    artifact is ``artifact``, from its read ``pages`` (page order, text already stripped of
+    Tesseract's form feed). ``source_pdf``: the document is a PDF, whose pages get the
+    text layers. A format that cannot be made is an error entry; an OSError that stops
+    the run (:func:`ocrlab.output.stops.run_wide_reason`) is raised."""
     done = WrittenFormats()
+    doc_id = pages[0].doc_id if pages else ""
     for fmt in (f for f in formats if f != "txt") if pages else ():
-        target = layout.format_path(doc_id, fmt)
+        target = layout.format_path(artifact, fmt)
         entry: dict[str, Any] = {"path": layout.relative(target)}
         try:
             with atomic_writer(target) as raw:
@@ -147,23 +148,45 @@ def write_formats(
                 else:
                     texts = [(page.page, page.text or "") for page in pages]
                     entry["layer_cer"] = _write_pdf(fh, pages, doc_id, version, source_pdf, texts)
-        except (ValueError, RuntimeError) as exc:  # a part missing, a layer not reading back
+        except (ValueError, RuntimeError, OSError) as exc:  # a part missing, a layer unread
+            if isinstance(exc, OSError) and run_wide_reason(exc) is not None:
+                raise
             done.errors.append(ErrorEntry(None, type(exc).__name__, str(exc)))
             continue
         entry["sha256"] = fh.digest.hexdigest()
         done.formats[fmt] = entry
         done.paths.append(target)
-    remove_files(layout, doc_id, keep=("txt", *done.formats))
     return done
 
 
-def remove_files(layout: OutputLayout, doc_id: str, keep: Sequence[str]) -> None:
-    """Remove ``doc_id``'s files in the formats not in ``keep``: what a previous run wrote of
-    it that this run's record will not list."""
-    for fmt in FORMATS:
-        if fmt not in keep:
-            with contextlib.suppress(OSError):
-                layout.format_path(doc_id, fmt).unlink(missing_ok=True)
+def document_formats(
+    plan: OutputsPlan,
+    layout: OutputLayout,
+    doc: Any,
+    pages: Sequence[PageResult],
+    artifact: Path | None,
+    digest: str | None,
+) -> WrittenFormats:
+    """Everything a finished document ``doc`` (a :class:`ocrlab.sources.Document`) gets
+    beside its text artifact: its other formats' files (when a text artifact was written),
+    its manifest ``formats`` and ``confidence``; its page parts are dropped."""
+    ok = [r for r in pages if r.ok]
+    try:
+        if artifact is None or not structured(plan.formats):
+            done = WrittenFormats()
+        else:
+            source_pdf = doc.path if doc.fmt == "pdf" else None
+            done = write_formats(layout, artifact, ok, plan.formats, plan.version, source_pdf)
+    finally:
+        if plan.tmp_dir is not None:
+            drop_parts(plan.tmp_dir, doc.doc_id)
+    if structured(plan.formats):
+        text = {"txt": {"path": layout.relative(artifact), "sha256": digest}} if artifact else {}
+        done.record = {**text, **done.formats}
+    done.confidence = document_confidence(
+        ((r.page, r.confidence) for r in ok if r.confidence is not None), plan.conf_low
+    )
+    return done
 
 
 def drop_parts(tmp_dir: str | Path, doc_id: str) -> None:

@@ -29,7 +29,8 @@ import re
 from collections.abc import Mapping, Sequence
 
 from ..errors import ConfigError
-from ..records import EngineSettings, PageConfidence, PagePart, PageTask
+from ..parts import PageConfidence, PagePart
+from ..records import EngineSettings, PageTask
 from .atomic import atomic_write_bytes
 from .confidence import fixed_alto_wc, page_confidence
 from .scratch import part_path
@@ -41,6 +42,8 @@ FOLDERS = {f: ("text" if f == "txt" else f) for f in FORMATS}
 #: What each format's file name ends with (the text artifact's ``.txt``, Tesseract's others).
 SUFFIXES = {"txt": ".txt", "tsv": ".tsv", "hocr": ".hocr", "alto": ".xml", "pdf": ".pdf"}
 SUFFIXES["page"] = ".page.xml"
+#: The setting's bounds in words (``--help``, README).
+FORMATS_BOUNDS = "a comma list of " + ", ".join(FORMATS[:-1]) + " (page: refused, docs/formats.md)"
 #: The markup formats assembled here (the PDF is :mod:`ocrlab.output.pdf`'s).
 MARKUP = ("tsv", "hocr", "alto")
 
@@ -56,6 +59,32 @@ TSV_HEADER = (
     "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\t"
     "left\ttop\twidth\theight\tconf\ttext\n"
 )
+
+
+class Formats(tuple[str, ...]):
+    """Output formats in their canonical order, written out as the setting is spelled
+    (``txt,tsv,hocr``): how the environment or a command line would give them back."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return ",".join(self)
+
+
+def parse_formats(name: str, raw: object) -> Formats:
+    """A list of output formats (``"txt,tsv,hocr"``, or a list) in the canonical order,
+    ``txt`` always first: the text artifact is what the manifest, ``--resume`` and the
+    identity checks stand on, so it is written whatever else is asked."""
+    items = raw if isinstance(raw, (list, tuple, set, frozenset)) else str(raw).split(",")
+    asked = {str(item).strip().lower() for item in items} - {""}
+    unknown = sorted(asked - set(FORMATS))
+    if unknown or not asked:
+        what = f"has unknown format(s) {', '.join(unknown)}" if unknown else "is empty"
+        raise ConfigError(
+            f"{name}={raw!r} {what}; use a comma-separated list of {', '.join(FORMATS)} "
+            "(e.g. 'txt,tsv,hocr,alto,pdf')."
+        )
+    return Formats(f for f in FORMATS if f in asked or f == "txt")
 
 
 def structured(formats: Sequence[str]) -> bool:

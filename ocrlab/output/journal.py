@@ -30,9 +30,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
-from ..records import DocumentRecord
+from ..records import DocumentRecord, RunStatus
 from .atomic import atomic_writer
 from .layout import JOURNAL_NAME
+from .names import json_dumps
 
 MANIFEST_SCHEMA = "ocrlab.results/1"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
@@ -41,7 +42,7 @@ SORT_CHUNK = 10_000
 
 
 def _dumps(obj: Mapping[str, Any]) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(",", ":"), default=str)
+    return json_dumps(obj, separators=(",", ":"), default=str)
 
 
 def iter_journal(path: Path, start: int = 0) -> Iterator[tuple[int, dict[str, Any]]]:
@@ -206,7 +207,9 @@ class StreamingManifest:
     def add(self, record: DocumentRecord) -> None:
         self.journal.add(record)
 
-    def _write_body(self, status: str, summary: Mapping[str, Any], lines: Iterator[str]) -> None:
+    def _write_body(
+        self, status: RunStatus, summary: Mapping[str, Any], lines: Iterator[str]
+    ) -> None:
         head = {
             "schema": MANIFEST_SCHEMA,
             "status": status,
@@ -214,7 +217,7 @@ class StreamingManifest:
             "summary": dict(summary),
             "journal": JOURNAL_NAME,
         }
-        text = json.dumps(head, indent=1, ensure_ascii=False, default=str)
+        text = json_dumps(head, indent=1, default=str)
         with atomic_writer(self.path) as fh:
             fh.write(text[:-2].encode("utf-8"))  # without the closing "\n}"
             fh.write(b',\n "documents": [')
@@ -224,7 +227,7 @@ class StreamingManifest:
                 first = False
             fh.write(b"\n ]\n}\n")
 
-    def write(self, status: str, summary: Mapping[str, Any] | None = None) -> None:
+    def write(self, status: RunStatus, summary: Mapping[str, Any] | None = None) -> None:
         """Write results.json from the journal, then compact the journal to this run."""
         self.journal.close()
         journal = self.journal.path
@@ -250,20 +253,29 @@ class PreviousRun:
     """The newest record of each document in a journal, read on demand (``--resume``).
 
     Only an index ``doc_id -> offset`` of ``ok`` records is held (the others are
-    redone anyway): about 100 bytes per document instead of the whole record.
+    redone anyway): about 100 bytes per document instead of the whole record;
+    besides, the artifact of each newest record that is not ``ok`` but has one (a
+    partial document), which a redo must replace.
     """
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.index: dict[str, int] = {}
+        self.stale: dict[str, str] = {}
         for offset, obj in iter_journal(path):
             doc_id = obj.get("doc_id")
             if doc_id is None:
                 continue
+            key = str(doc_id)
             if obj.get("status") == "ok":
-                self.index[str(doc_id)] = offset
+                self.index[key] = offset
+                self.stale.pop(key, None)
             else:
-                self.index.pop(str(doc_id), None)
+                self.index.pop(key, None)
+                if obj.get("artifact"):
+                    self.stale[key] = str(obj["artifact"])
+                else:
+                    self.stale.pop(key, None)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -278,3 +290,10 @@ class PreviousRun:
                 return DocumentRecord.from_dict(json.loads(fh.readline()))
             except (TypeError, ValueError, KeyError):
                 return None
+
+    def artifact(self, doc_id: str) -> str | None:
+        """The artifact (relative to the folder) the newest record of ``doc_id`` lists."""
+        if doc_id in self.stale:
+            return self.stale[doc_id]
+        record = self.get(doc_id)
+        return record.artifact if record is not None else None

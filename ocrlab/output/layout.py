@@ -4,9 +4,12 @@ Layout of an output folder::
 
     OUT/
       text/<doc_id>.txt   one UTF-8 artifact per document (its relative path + ".txt"),
-                          pages in page order, each ended by a form feed as Tesseract does
-      tsv/ hocr/ alto/ pdf/   the other asked ``formats``, a file per document named like
-                          its artifact (<doc_id>.tsv, .hocr, .xml, .pdf; output.formats)
+                          pages in page order, each ended by a form feed as Tesseract does;
+                          a name the filesystem cannot take is shortened with a hash
+                          (output.names); the manifest records each artifact's path
+      tsv/ hocr/ alto/ pdf/   the other asked ``formats``: a file per document named like
+                          its artifact (text/a/b.png.txt -> hocr/a/b.png.hocr; .tsv, .xml
+                          for ALTO, .pdf; written by output.documents)
       results.json        the manifest: one record per document, run metadata, summary
       journal.jsonl       one line per finished document as the run goes (output.journal)
       ocrlab.log          one line per event, each naming its document and page
@@ -25,16 +28,20 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OutputNotEmptyError, PipelineError
 from .formats import FOLDERS, SUFFIXES
+from .names import fit_name, hashed_name
 
 __all__ = ["JOURNAL_NAME", "LOCK_NAME", "RESERVE_NAME", "OutputLayout", "assemble_text"]
 
 JOURNAL_NAME = "journal.jsonl"
 LOCK_NAME = ".ocrlab.lock"
 RESERVE_NAME = ".ocrlab-reserve"
+#: bytes kept free below ``PATH_MAX`` for the atomic writer's temporary name beside a target
+_TEMP_ROOM = 128
 
 
 def assemble_text(pages: list[str]) -> str:
@@ -45,13 +52,16 @@ def assemble_text(pages: list[str]) -> str:
 class OutputLayout:
     """Where a run's files go; refuses paths that would escape the output folder."""
 
-    def __init__(self, out_dir: str | os.PathLike[str]):
+    def __init__(self, out_dir: str | os.PathLike[str], formats: Sequence[str] = ("txt",)):
         self.root = Path(out_dir)
+        #: the formats the run writes (``text/`` and the folders of the others)
+        self.formats = tuple(formats)
         self.text_dir = self.root / "text"
         self.manifest = self.root / "results.json"
         self.journal = self.root / "journal.jsonl"
         self.log = self.root / "ocrlab.log"
         self.trace = self.root / "trace.json"
+        self._limits_cache: tuple[int, int] | None = None
 
     #: the files a run writes at the top of its folder (``text/`` besides)
     RUN_FILES = ("results.json", JOURNAL_NAME, "trace.json", "ocrlab.log")
@@ -112,22 +122,91 @@ class OutputLayout:
                 "choose another --out folder or fix its permissions."
             ) from exc
 
-    def artifact_path(self, doc_id: str) -> Path:
-        """``text/<doc_id>.txt``, guaranteed to stay inside the output folder."""
-        return self.format_path(doc_id, "txt")
+    def _limits(self) -> tuple[int, int]:
+        """(``NAME_MAX``, ``PATH_MAX``) of the filesystem ``text/`` is on (255 and 4096 on
+        Linux's usual filesystems; less on some, e.g. eCryptfs), asked once."""
+        if self._limits_cache is None:
+            probe = self.text_dir if self.text_dir.is_dir() else self.root
+            try:
+                self._limits_cache = (
+                    int(os.pathconf(probe, "PC_NAME_MAX")),
+                    int(os.pathconf(probe, "PC_PATH_MAX")),
+                )
+            except (OSError, ValueError):
+                self._limits_cache = (255, 4096)
+        return self._limits_cache
 
-    def format_path(self, doc_id: str, fmt: str) -> Path:
-        """The file of format ``fmt`` for ``doc_id`` (``text/<doc_id>.txt``,
-        ``hocr/<doc_id>.hocr``...), guaranteed to stay inside its folder."""
+    def _parts(self, doc_id: str) -> list[str]:
         parts = [p for p in doc_id.split("/") if p not in {"", "."}]
         if not parts or any(p == ".." for p in parts):
             raise PipelineError(f"document id {doc_id!r} cannot be mapped to an artifact path")
-        folder = self.root / FOLDERS[fmt]
-        target = folder.joinpath(*parts[:-1], parts[-1] + SUFFIXES[fmt])
-        root = os.path.realpath(folder)
+        return parts
+
+    def _inside(self, doc_id: str, target: Path) -> Path:
+        root = os.path.realpath(self.text_dir)
         if os.path.commonpath([root, os.path.realpath(target)]) != root:
-            raise PipelineError(f"artifact of {doc_id!r} would escape {folder}")
+            raise PipelineError(f"artifact of {doc_id!r} would escape {self.text_dir}")
         return target
+
+    def artifact_path(self, doc_id: str) -> Path:
+        """``text/<doc_id>.txt``, guaranteed to stay inside the output folder.
+
+        A component longer than the filesystem's ``NAME_MAX`` (a 250-byte file name
+        plus ``.txt``) is shortened to a start of it, ``~`` and a hash of it
+        (:func:`~ocrlab.output.names.fit_name`); a path longer than ``PATH_MAX`` goes
+        to the top of ``text/`` with a hashed name. Pure: the same id on the same
+        filesystem gives the same path.
+        """
+        parts = self._parts(doc_id)
+        name_max, path_max = self._limits()
+        dirs = [fit_name(p, name_max) for p in parts[:-1]]
+        target = self.text_dir.joinpath(*dirs, fit_name(parts[-1], name_max, ".txt"))
+        if len(os.fsencode(target)) + _TEMP_ROOM >= path_max:
+            target = self.text_dir / hashed_name(doc_id, parts[-1], name_max)
+        return self._inside(doc_id, target)
+
+    def artifact_candidates(self, doc_id: str) -> list[Path]:
+        """Where the artifact of ``doc_id`` may go, in order: :meth:`artifact_path`, then a
+        hashed portable name beside it, then one at the top of ``text/``.
+
+        The writer takes the first it can create without replacing anything: the
+        next ones are for a name the filesystem refuses (not UTF-8 on a UTF-8-only
+        filesystem, a character FAT or SMB refuses) or already holds (another
+        document's artifact on a filesystem that folds case or Unicode normalization;
+        a folder ``x.txt/`` beside a document ``x``, whose artifact is ``x.txt``).
+        """
+        natural = self.artifact_path(doc_id)
+        leaf = self._parts(doc_id)[-1]
+        name_max = self._limits()[0]
+        out = [natural]
+        for folder in (natural.parent, self.text_dir):
+            candidate = self._inside(doc_id, folder / hashed_name(doc_id, leaf, name_max))
+            if candidate not in out:
+                out.append(candidate)
+        return out
+
+    def format_path(self, artifact: Path, fmt: str) -> Path:
+        """The file of format ``fmt`` of the document whose text artifact is ``artifact``:
+        the same path under the format's folder, ``.txt`` replaced by the format's suffix
+        (shortened as the artifact's own name is, should the suffix make it too long)."""
+        relative = artifact.relative_to(self.text_dir)
+        stem = relative.name.removesuffix(".txt")
+        name = fit_name(stem, self._limits()[0], SUFFIXES[fmt])
+        return self.root / FOLDERS[fmt] / relative.parent / name
+
+    def discard(self, artifact: str | None) -> None:
+        """Remove a previous run's artifact (a path relative to the folder, as the manifest
+        lists it) of a document being redone, and its files in the other formats; nothing
+        outside ``text/`` and the formats' folders is touched."""
+        if not artifact:
+            return
+        target = self.root / artifact
+        root = os.path.realpath(self.text_dir)
+        if os.path.commonpath([root, os.path.realpath(target)]) == root:
+            target.unlink(missing_ok=True)
+            for fmt in FOLDERS:
+                if fmt != "txt":
+                    self.format_path(target, fmt).unlink(missing_ok=True)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

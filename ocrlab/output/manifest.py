@@ -20,12 +20,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from ..config import OcrConfig
 from ..engines.registry import engine_version
+from ..inputfiles import InputFileError, open_input
 from ..records import DocumentRecord
 from .journal import PreviousRun, journal_documents
 from .layout import OutputLayout
@@ -49,19 +49,62 @@ class Previous(Protocol):
 
     def get(self, doc_id: str) -> DocumentRecord | None: ...
 
+    def artifact(self, doc_id: str) -> str | None: ...
+
     def __len__(self) -> int: ...
 
 
-def sha256_file(path: str | Path) -> str | None:
-    """The SHA-256 of a file's content, or None when it cannot be read."""
+class _Records(dict[str, DocumentRecord]):
+    """The records of a manifest written before the journal existed, held in memory."""
+
+    def artifact(self, doc_id: str) -> str | None:
+        record = self.get(doc_id)
+        return record.artifact if record is not None else None
+
+
+#: inputs up to this size are hashed whole; a larger one (a sparse file of a terabyte
+#: would take an hour) by its size and its first and last :data:`SAMPLE_BYTES`
+WHOLE_HASH_LIMIT = 1 << 30
+SAMPLE_BYTES = 64 << 20
+
+
+def _read_into(digest: Any, fh: BinaryIO, count: int) -> None:
+    while count > 0:
+        block = fh.read(min(count, 1 << 20))
+        if not block:
+            return
+        digest.update(block)
+        count -= len(block)
+
+
+def sha256_file(path: str | Path, *, whole_limit: int | None = None) -> str | None:
+    """The SHA-256 of a file's content, or None when it cannot be read.
+
+    A regular file only, opened so that it cannot wait (a FIFO put in an input's
+    place would block a plain ``open`` forever), and read to the size it had when
+    opened (a file still growing does not keep the hash going). With
+    ``whole_limit``, a larger file is hashed by its size and its first and last
+    :data:`SAMPLE_BYTES`, and the digest says so (``sampled:`` before the hex).
+    """
     digest = hashlib.sha256()
     try:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
-    except OSError:
+        with open_input(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if whole_limit is None or size <= whole_limit:
+                _read_into(digest, fh, size)
+                return digest.hexdigest()
+            digest.update(str(size).encode())
+            _read_into(digest, fh, SAMPLE_BYTES)
+            fh.seek(size - SAMPLE_BYTES)
+            _read_into(digest, fh, SAMPLE_BYTES)
+            return "sampled:" + digest.hexdigest()
+    except (OSError, InputFileError):
         return None
-    return digest.hexdigest()
+
+
+def input_digest(path: str | Path) -> str | None:
+    """What ``--resume`` compares an input by: :func:`sha256_file`, sampled past 1 GiB."""
+    return sha256_file(path, whole_limit=WHOLE_HASH_LIMIT)
 
 
 def settings_key(cfg: OcrConfig) -> str:
@@ -86,11 +129,11 @@ def previous_records(layout: OutputLayout) -> Previous:
     """
     if layout.journal.exists():
         return PreviousRun(layout.journal)
+    out = _Records()
     try:
         data = json.loads(layout.manifest.read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return {}
-    out: dict[str, DocumentRecord] = {}
+        return out
     for raw in data.get("documents", []):
         if isinstance(raw, dict) and "doc_id" in raw:
             try:
@@ -106,19 +149,18 @@ def reusable(
     source: str,
     key: str,
     layout: OutputLayout,
-    formats: Sequence[str] = ("txt",),
 ) -> bool:
     """True when ``record`` describes a finished, still valid result for ``source``: in
-    every asked format too (a document lacking one is redone, all its formats from one
-    recognition; one that has more than asked keeps them)."""
+    every format the run asks (``layout.formats``) too; a document lacking one is redone,
+    all its formats from one recognition; one that has more than asked keeps them."""
     if record is None or record.status != "ok" or record.settings_key != key:
         return False
-    if not record.artifact or record.input_sha256 != sha256_file(source):
+    if not record.artifact or record.input_sha256 != input_digest(source):
         return False
     if sha256_file(layout.root / record.artifact) != record.sha256:
         return False
     files = record.formats or {}
-    for fmt in formats:
+    for fmt in layout.formats:
         if fmt == "txt":
             continue
         entry = files.get(fmt)
