@@ -475,7 +475,8 @@ def test_a_pdf_whose_layer_does_not_read_back_is_an_error_not_a_file(tmp_path: P
     layout = OutputLayout(tmp_path)
     with pytest.raises(PdfLayerError, match="does not read back"):
         layer_cer(blank.getvalue(), [(1, "Only pixels here")], "doc.png")
-    written = write_formats(layout, "doc.png", [result], ("txt", "pdf"), "5.3.0")
+    artifact = layout.artifact_path("doc.png")
+    written = write_formats(layout, artifact, [result], ("txt", "pdf"), "5.3.0")
     assert written.formats == {} and not (tmp_path / "pdf" / "doc.png.pdf").exists()
     assert [e.type for e in written.errors] == ["PdfLayerError"]
     assert "does not read back" in str(written.errors[0].message)
