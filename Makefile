@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ocrlab needs Python 3.10+")'
 	$(PYTHON) -m venv $(VENV) || { bash .ci/install-system-deps venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[notebooks,dask,tesserocr,browser,test]"
+	$(BIN)/python -m pip install -q -e ".[notebooks,dask,tesserocr,pdf,browser,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(MAKE) -s bytecode
 	touch $(STAMP)

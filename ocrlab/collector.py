@@ -14,13 +14,15 @@ import errno
 import hashlib
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.confidence import span_confidence
+from .output.documents import OutputsPlan, WrittenFormats, document_formats
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import input_digest
@@ -117,8 +119,10 @@ class Collector:
         summary: RunSummary,
         progress: Any,
         settings_key: str = "",
+        outputs: OutputsPlan | None = None,
     ):
         self.settings_key = settings_key
+        self.outputs = outputs or OutputsPlan()  # the formats beyond the text
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -192,19 +196,20 @@ class Collector:
             )
         )
 
-    def _record(self, record: DocumentRecord, written: Path | None = None) -> None:
+    def _record(self, record: DocumentRecord, written: Sequence[Path] = ()) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
-        ``written`` is the artifact just written for ``record``: when the record cannot
-        be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
+        ``written`` are the files just written for ``record`` (its artifact, its other
+        formats): when the record cannot be kept, they go too, so every folder still holds
+        exactly what the manifest lists (:func:`ocrlab.output.audit.audit_output`) and
+        ``--resume`` redoes it.
         """
         try:
             self.manifest.add(record)
         except OSError as exc:
             reason = run_wide_reason(exc)
-            if written is not None:
-                written.unlink(missing_ok=True)
+            for path in written:
+                path.unlink(missing_ok=True)
             if reason is None:
                 raise
             raise stopped_error(reason, self.summary.documents) from exc
@@ -294,6 +299,7 @@ class Collector:
         written: Path | None,
         input_sha256: str | None,
         pages_ok: int,
+        more: WrittenFormats,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
@@ -317,7 +323,19 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
+            formats=more.record,
+            confidence=more.confidence,
         )
+
+    def _more(
+        self, state: _DocState, pages: list[PageResult], written: Path | None, digest: str | None
+    ) -> WrittenFormats:
+        """The document's other formats beside its text; a full disk stops the run."""
+        try:
+            return document_formats(self.outputs, self.layout, state.doc, pages, written, digest)
+        except OSError as exc:
+            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
+            raise stopped_error(reason, self.summary.documents) from exc
 
     def _artifact_failed(self, doc_id: str, message: str) -> None:
         log.error("ArtifactNotWritten: %s", message, extra={"doc": doc_id, "page": "-"})
@@ -363,11 +381,14 @@ class Collector:
                     status, text, digest, input_sha256 = "failed", "", None, None
                     errors += (ErrorEntry(None, "ArtifactNotWritten", str(exc)),)
                     self._artifact_failed(doc.doc_id, str(exc))
+            more = self._more(state, pages, written, digest)
+            if more.errors:  # e.g. a searchable PDF whose layer does not read back
+                status, input_sha256, errors = "partial", None, errors + tuple(more.errors)
             self._record(
                 self._document_record(
-                    state, status, errors, text, digest, written, input_sha256, n_ok
+                    state, status, errors, text, digest, written, input_sha256, n_ok, more
                 ),
-                written=written,
+                written=[*more.paths, *([written] if written is not None else [])],
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(
@@ -375,7 +396,7 @@ class Collector:
             state.lane,
             state.first_submit_ns,
             end_ns,
-            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok},
+            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok, **span_confidence(pages)},
         )
         log.log(
             logging.INFO if status == "ok" else logging.WARNING,

@@ -58,14 +58,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundles import bundled
+from .bundles import bundle_budget, bundled
 from .collector import Collector, run_log
 from .config import OcrConfig, load_config
-from .engines.registry import list_engine
 from .errors import OutputStoppedError
 from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
+from .output.documents import OutputsPlan
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
@@ -76,7 +76,7 @@ from .output.trace import TraceRecorder
 from .pool import Pool
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, RunSummary
+from .records import Group, PageTask, RunContext, RunStatus, RunSummary
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
@@ -143,7 +143,7 @@ class _Run:
         self.plan = pool.plan
         self.cfg = pool.plan.cfg
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.layout = OutputLayout(context.out_dir)
+        self.layout = OutputLayout(context.out_dir, self.cfg.formats)
         self.key = settings_key(self.cfg)
         self.summary = RunSummary(
             out_dir=self.layout.root, workers=self.plan.workers, sequential=self.plan.sequential
@@ -162,8 +162,9 @@ class _Run:
         bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
         with run_log(self.layout.log), bar_of_run as bar:
             watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
+            outputs = OutputsPlan.of(self.cfg, records.scratch.path)  # the formats beyond txt
             collector = Collector(
-                self.layout, records.trace, records.manifest, self.summary, bar, self.key
+                self.layout, records.trace, records.manifest, self.summary, bar, self.key, outputs
             )
             try:
                 self._announce()
@@ -242,7 +243,7 @@ class _Run:
         )
         if self.plan.pool_worker:
             quiet_recycling_warning()
-        bundle_mp = _bundle_mp(self.cfg, settings)
+        bundle_mp = bundle_budget(self.cfg.bundle_mp, settings.engine)
         scheduler = BoundedScheduler(
             self.pool.executor,
             settings,
@@ -254,7 +255,8 @@ class _Run:
             admit=watch.admit,
         )
         pages = self._pages(self._runnable(docs, collector))
-        units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
+        pdf_apart = "pdf" in self.cfg.formats  # a PDF input's layer is a call of its own kind
+        units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers, pdf_apart)
         try:
             for done in scheduler.run(units):
                 collector.page_done(
@@ -369,13 +371,6 @@ def _on_event(trace: TraceRecorder, kind: str, info: dict[str, Any]) -> None:
     """A scheduler event (worker died, pool restarted, page hung): traced and logged."""
     trace.instant(kind, time.monotonic_ns(), info)
     log.warning("%s: %s", kind, info)
-
-
-def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
-    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
-    if list_engine(settings.engine) is None:
-        return 0.0
-    return cfg.bundle_mp
 
 
 def run(

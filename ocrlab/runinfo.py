@@ -29,6 +29,7 @@ from .engines.registry import engine_version
 from .engines.tesseract import INSTALL_HINT, tesseract_cmd
 from .errors import ConfigError, PipelineError
 from .measure.host import available_memory, cgroup_memory_limit
+from .output.formats import check_formats
 
 
 def _installed_versions() -> dict[str, str]:
@@ -75,6 +76,7 @@ def check_engine(cfg: OcrConfig) -> None:
     processes) only when the binary or its traineddata changed. A language the
     remembered facts lack is asked again before it is refused.
     """
+    check_formats(cfg.formats, cfg.engine)
     if cfg.engine != "pytesseract" or cfg.remote:
         return  # a remote cluster's workers have their own Tesseract
     facts = tesseract_facts()

@@ -22,6 +22,7 @@ from loky import cpu_count
 
 from .engines.registry import engine_name
 from .errors import ConfigError
+from .output.formats import FORMATS_BOUNDS, Formats, parse_formats
 from .rules import (
     AUTO_BOOL,
     BOOL,
@@ -221,6 +222,16 @@ BUNDLE_MP = Setting(
     "this many megapixels together: one model load for several pages, the same text; "
     "0 = every page in a process of its own. Default engine only",
 )
+FORMATS = Setting(
+    "formats",
+    "OCR_FORMATS",
+    Rule(parse_formats, FORMATS_BOUNDS),
+    Formats(("txt",)),
+    "files per document, each in its folder beside text/, all from the one Tesseract call "
+    "per page (docs/formats.md); txt is always written; pdf needs the pdf extra",
+    shown="txt",
+)
+CONF_LOW = Setting("conf_low", "OCR_CONF_LOW", number(0, 100), 60.0, "below it, a word is low")
 MONITOR_INTERVAL = Setting(
     "monitor_interval",
     "OCR_MONITOR_INTERVAL",
@@ -343,6 +354,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ORDER,
     ORDER_WINDOW,
     BUNDLE_MP,
+    FORMATS,
+    CONF_LOW,
     MONITOR_INTERVAL,
     MEMORY_PER_WORKER_MB,
     MEMORY_BUDGET_MB,

@@ -22,11 +22,12 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .engines.registry import list_engine, resolve_engine, warm_engine
+from .engines.registry import list_engine, list_outputs_engine, resolve_engine, warm_engine
 from .engines.tesseract import take_child_peak
+from .output.formats import PageOutputs, page_outputs, structured
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
 from .recycle import after_page
@@ -146,6 +147,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     error: str | None = None
     os_errno: int | None = None
     extra: dict[str, Any] = {}
+    outputs: PageOutputs = ((), None)
     if "distributed" in sys.modules:
         from .scaleout import worker_identity
 
@@ -161,8 +163,11 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
             child_maxrss = _child_peak(children_before)
+            raw_text, rendered = _split_rendered(raw, settings)
+            if rendered:
+                outputs = _page_outputs((task,), rendered, settings)[0]
         # Tesseract ends every page with a form feed; the artifact writer adds them back.
-        text = raw[:-1] if raw.endswith("\f") else raw
+        text = raw_text[:-1] if raw_text.endswith("\f") else raw_text
     except Exception as exc:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
@@ -189,8 +194,38 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         os_errno=os_errno,
         extra=extra,
         child_maxrss=child_maxrss,
+        parts=outputs[0],
+        confidence=outputs[1],
         **memory,
     )
+
+
+def _split_rendered(
+    raw: str | Mapping[str, str | bytes], settings: EngineSettings
+) -> tuple[str, Mapping[str, str | bytes]]:
+    """An engine's answer as (text, the other formats' outputs); an engine that returns
+    only text when more was asked is an error of the page, said as such."""
+    if isinstance(raw, str):
+        if structured(settings.formats):
+            raise TypeError(
+                f"engine {settings.engine!r} returned only text, but formats "
+                f"{','.join(settings.formats)!r} were asked; use engine 'pytesseract' or "
+                "return a mapping of format to output"
+            )
+        return raw, {}
+    return str(raw["txt"]), raw
+
+
+def _page_outputs(
+    tasks: Sequence[PageTask], rendered: Mapping[str, str | bytes], settings: EngineSettings
+) -> list[PageOutputs]:
+    found = page_outputs(tasks, rendered, settings)
+    if found is None:
+        raise ValueError(
+            f"Tesseract's {', '.join(sorted(rendered))} output for page {tasks[0].page} of "
+            f"{tasks[0].doc_id} does not hold exactly one page"
+        )
+    return found
 
 
 _bundle_ids = itertools.count(1)
@@ -212,8 +247,10 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
     """
     if len(tasks) == 1:
         return [ocr_page(tasks[0], settings)]
-    engine = list_engine(settings.engine)
-    if engine is None or not tasks:
+    rich = structured(settings.formats)  # then the list's other formats come back too
+    with_outputs = list_outputs_engine(settings.engine) if rich else None
+    engine = None if rich else list_engine(settings.engine)
+    if (engine is None and with_outputs is None) or not tasks:
         return []
     start = time.monotonic_ns()
     try:
@@ -222,13 +259,21 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
             t_ready = time.monotonic_ns()
             cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
             take_child_peak()
-            texts = engine([src for src, _, _ in prepared], settings)
+            sources = [src for src, _, _ in prepared]
+            texts: list[str] | None = None
+            rendered: dict[str, str | bytes] | None = None
+            if with_outputs is not None:
+                found = with_outputs(sources, settings, _textonly(tasks, settings))
+                texts, rendered = found if found is not None else (None, None)
+            elif engine is not None:
+                texts = engine(sources, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
             child_maxrss = _child_peak(children_before)  # the bundle's one process
+            outputs = page_outputs(tasks, rendered, settings) if rendered is not None else None
     except Exception:
         return []
-    if texts is None:
+    if texts is None or (rich and outputs is None):
         return []
     end = time.monotonic_ns()
     memory = _memory_figures()
@@ -266,6 +311,17 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
                 worker_rss=memory["worker_rss"],
                 worker_hwm=memory["worker_hwm"],
                 child_maxrss=child_maxrss,
+                parts=outputs[i][0] if outputs else (),
+                confidence=outputs[i][1] if outputs else None,
             )
         )
     return results
+
+
+def _textonly(tasks: Sequence[PageTask], settings: EngineSettings) -> bool:
+    """Whether a list's PDF pages are text layers only (pages of PDF inputs, which keep
+    their own page under the layer); a list mixing both kinds cannot be one call."""
+    kinds = {task.fmt == "pdf" for task in tasks}
+    if "pdf" in settings.formats and len(kinds) > 1:
+        raise ValueError("a list mixes PDF pages and images; its PDF pages differ in kind")
+    return kinds == {True}

@@ -185,7 +185,7 @@ def _slow_down(settings: EngineSettings, since: float) -> None:
     time.sleep(max(0.0, float(settings.option("slowdown", 0.1))) * (time.perf_counter() - since))
 
 
-def slowed(source: str, task: PageTask, settings: EngineSettings) -> str:
+def slowed(source: str, task: PageTask, settings: EngineSettings) -> str | dict[str, str | bytes]:
     """The default engine (pytesseract), then a sleep of ``slowdown`` (default 0.1) times
     the call's own measured time: 10% slower in wall time, with the same text and the
     same Tesseract CPU time. The regression ``ocrlab bench --compare`` must catch.

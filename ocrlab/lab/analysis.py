@@ -39,6 +39,9 @@ class TraceFrames:
     meta: dict[str, Any]
 
 
+#: a page span's word confidences (recorded when formats beyond txt were asked)
+CONFIDENCE_COLUMNS = ("conf_mean", "conf_p10", "words", "words_low")
+
 #: events :func:`trace_frames` accepts by default: about a million pages, a few GB of frames
 MAX_EVENTS = 2_000_000
 
@@ -99,6 +102,7 @@ def trace_frames(
                     "attempt": args.get("attempt", 1),
                     "cost_estimate": args.get("cost_estimate"),
                     "bundle": args.get("bundle"),
+                    **{k: args.get(k) for k in CONFIDENCE_COLUMNS},
                 }
             )
         elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
@@ -159,6 +163,7 @@ def trace_frames(
         "attempt",
         "cost_estimate",
         "bundle",
+        *CONFIDENCE_COLUMNS,
     ]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"], ignore_index=True),
@@ -176,23 +181,27 @@ def trace_frames(
 
 
 def identity_runs(
-    corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], workers: int = 2
+    corpus: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    workers: int = 2,
+    formats: str = "txt",
 ) -> tuple[Any, Any]:
     """Run ``corpus`` sequentially (the ``OCR_PARALLEL_DISABLED`` kill switch) and with
-    ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``."""
+    ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``, writing
+    ``formats`` (compare them all with :func:`ocrlab.lab.identity.compare_formats`)."""
     from ..pipeline import run
 
     out = Path(out_dir)
     saved = os.environ.get("OCR_PARALLEL_DISABLED")
     os.environ["OCR_PARALLEL_DISABLED"] = "true"
     try:
-        sequential = run(corpus, out / "sequential", overwrite=True)
+        sequential = run(corpus, out / "sequential", overwrite=True, formats=formats)
     finally:
         if saved is None:
             del os.environ["OCR_PARALLEL_DISABLED"]
         else:
             os.environ["OCR_PARALLEL_DISABLED"] = saved
-    parallel = run(corpus, out / "parallel", workers=workers, overwrite=True)
+    parallel = run(corpus, out / "parallel", workers=workers, overwrite=True, formats=formats)
     return sequential, parallel
 
 

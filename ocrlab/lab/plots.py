@@ -353,3 +353,31 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
         ax.legend(fontsize="small")
     ax.grid(alpha=0.3)
     return fig
+
+
+def confidence_vs_cer(pages: Sequence[Mapping[str, Any]], label: str | None = None) -> Figure:
+    """Page confidence against page CER (a sweep's page rows, one setting): does Tesseract's
+    confidence flag the pages it got wrong? Spearman's rho in the title."""
+    from .confidence import confidence_cer_correlation
+
+    rows = [
+        p
+        for p in pages
+        if (label is None or p.get("label") == label)
+        and p.get("conf_mean") is not None
+        and p.get("cer") is not None
+    ]
+    found = confidence_cer_correlation(rows)
+    fig, ax = _figure(width=7, height=4.2)
+    for kind in dict.fromkeys(p.get("kind") or "clean / other" for p in rows):
+        mine = [p for p in rows if (p.get("kind") or "clean / other") == kind]
+        ax.scatter([p["conf_mean"] for p in mine], [100 * p["cer"] for p in mine], label=kind, s=18)
+    rho = "n/a" if found["spearman"] is None else f"{found['spearman']:+.2f}"
+    ax.set(
+        xlabel="page mean word confidence (Tesseract, 0-100)",
+        ylabel="page CER %",
+        title=f"Confidence against errors: Spearman rho {rho} ({found['pages']} pages)",
+    )
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return fig

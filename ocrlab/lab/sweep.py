@@ -46,6 +46,7 @@ from typing import Any
 # Every lab module this one uses, in one place (after the move: ``ocrlab.lab.<module>``).
 from ocrlab.lab.accuracy import cer, normalize, reference_pages, wer
 from ocrlab.lab.analysis import page_texts
+from ocrlab.lab.confidence import confidence_cer_correlation
 from ocrlab.lab.degrade import describe
 from ocrlab.lab.noise import NoiseProbe, NoiseReading, noise_warning, summarize
 from ocrlab.lab.stats import bootstrap
@@ -183,6 +184,7 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
         if refs is None:
             continue
         deg = describe(doc["doc_id"])
+        conf = {p["page"]: p for p in (doc.get("confidence") or {}).get("pages", [])}
         for page in range(1, doc["pages"] + 1):
             ref = refs[page - 1] if page <= len(refs) else ""
             hyp = texts.get((doc["doc_id"], page), "")
@@ -196,9 +198,11 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
                     "cer": rate,
                     "wer": wer(ref, hyp),
                     "ref_chars": chars,
-                    "edits": round(rate * chars),
+                    "edits": round(rate * chars),  # the integer edit distance
+                    "conf_mean": conf.get(page, {}).get("conf_mean"),
+                    "words": conf.get(page, {}).get("words"),
                 }
-            )  # the integer edit distance
+            )
     return rows
 
 
@@ -208,6 +212,7 @@ def _options(setting: Setting, lang: str) -> dict[str, Any]:
         "dpi": setting.dpi,
         "lang": lang,
         "progress": False,
+        "formats": "txt,tsv",  # the word confidences (one Tesseract call still)
     }
     if setting.psm is not None:
         opts["psm"] = setting.psm
@@ -258,9 +263,19 @@ def run_setting(
         "cer": round(sum(p["edits"] for p in pages) / chars, 5) if chars else None,
         "mean_page_cer": round(statistics.mean(p["cer"] for p in pages), 5) if pages else None,
         "wer": round(statistics.mean(p["wer"] for p in pages), 5) if pages else None,
+        **_confidence(pages),
         "identical": identical,
     }
     return row, [{"label": setting.label, **p} for p in pages]
+
+
+def _confidence(pages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A setting's mean word confidence (over all its scored pages' words) and how well page
+    confidence ranks page CER (Spearman; negative: low confidence, high CER)."""
+    words = sum(p["words"] or 0 for p in pages if p["conf_mean"] is not None)
+    total = sum(p["conf_mean"] * p["words"] for p in pages if p["conf_mean"] is not None)
+    rho = confidence_cer_correlation(pages)["spearman"]
+    return {"conf_mean": round(total / words, 3) if words else None, "conf_cer_spearman": rho}
 
 
 def rerun_parallel(

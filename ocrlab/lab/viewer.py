@@ -91,10 +91,10 @@ class PageViewer:
         info = pages_mod.page_info(self.run.value, doc, int(self.page.value), self._times)
         self.caption.value = pages_mod.caption(info)
         try:
-            self.image.value = pages_mod.page_png(info.source, info.page, info.fmt, self.max_width)
+            self.image.value = pages_mod.page_png_with_words(info, self.max_width)
         except Exception as exc:
             self.caption.value += f" &middot; <i>no image: {html.escape(str(exc))}</i>"
-        self.text.value = pages_mod.text_html(info)
+        self.text.value = pages_mod.text_html(info) + pages_mod.low_words(info)
 
     def _ipython_display_(self) -> None:
         display(self.widget)  # type: ignore[no-untyped-call]

@@ -7,7 +7,8 @@ still going, or killed). For ``--resume``:
 A document is kept when its previous record says ``ok``, its input file still
 has the same SHA-256, the settings that shape the text (engine, language,
 segmentation mode, dpi, engine options, Tesseract version) are the same, and its
-artifact is on disk with the recorded SHA-256. Everything else is redone. The
+artifact is on disk with the recorded SHA-256, and so is its file of every other
+asked format (``formats``). Everything else is redone. The
 previous records come from the journal (``journal.jsonl``, one line per document
 flushed as it finished, so a killed run loses at most a torn last line), read on
 demand through an index; runs written before the journal existed are read from
@@ -143,10 +144,26 @@ def previous_records(layout: OutputLayout) -> Previous:
     return out
 
 
-def reusable(record: DocumentRecord | None, source: str, key: str, layout: OutputLayout) -> bool:
-    """True when ``record`` describes a finished, still valid result for ``source``."""
+def reusable(
+    record: DocumentRecord | None,
+    source: str,
+    key: str,
+    layout: OutputLayout,
+) -> bool:
+    """True when ``record`` describes a finished, still valid result for ``source``: in
+    every format the run asks (``layout.formats``) too; a document lacking one is redone,
+    all its formats from one recognition; one that has more than asked keeps them."""
     if record is None or record.status != "ok" or record.settings_key != key:
         return False
     if not record.artifact or record.input_sha256 != input_digest(source):
         return False
-    return sha256_file(layout.root / record.artifact) == record.sha256
+    if sha256_file(layout.root / record.artifact) != record.sha256:
+        return False
+    files = record.formats or {}
+    for fmt in layout.formats:
+        if fmt == "txt":
+            continue
+        entry = files.get(fmt)
+        if not entry or sha256_file(layout.root / str(entry.get("path"))) != entry.get("sha256"):
+            return False
+    return True

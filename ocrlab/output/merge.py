@@ -227,19 +227,27 @@ def _count(shards: Sequence[ShardOutput], tmp: Path) -> int:
 
 
 def _copy_artifact(shard: ShardOutput, record: dict[str, Any], into: OutputLayout) -> None:
+    """The record's text artifact and its files in the other formats, each checked against
+    the SHA-256 its record gives (the other formats keep their paths: named like the text)."""
     rel = record.get("artifact")
     if not rel:
         return
+    _copy(shard.root / rel, into.artifact_path(str(record["doc_id"])), record.get("sha256"))
+    for fmt, entry in (record.get("formats") or {}).items():
+        if fmt != "txt":
+            _copy(shard.root / entry["path"], into.root / entry["path"], entry.get("sha256"))
+
+
+def _copy(source: Path, target: Path, sha256: object) -> None:
     digest = hashlib.sha256()
-    target = into.artifact_path(str(record["doc_id"]))
-    with open(shard.root / rel, "rb") as src, atomic_writer(target) as out:
+    with open(source, "rb") as src, atomic_writer(target) as out:
         for block in iter(lambda: src.read(1 << 20), b""):
             digest.update(block)
             out.write(block)
-        if digest.hexdigest() != record.get("sha256"):
+        if digest.hexdigest() != sha256:
             raise MergeRefusedError(
-                f"{shard.root / rel} does not match its record's SHA-256 (changed since its "
-                "run?); run that shard again with --overwrite."
+                f"{source} does not match its record's SHA-256 (changed since its run?); "
+                "run that shard again with --overwrite."
             )
 
 

@@ -230,6 +230,8 @@ class TraceRecorder:
         if not result.ok:
             args["error_type"] = result.error_type
             args["error"] = result.error
+        if result.confidence is not None:  # the page's word confidences, beside its span
+            args.update(result.confidence.as_dict())
         args.update(result.extra)
         self.emit(
             {
