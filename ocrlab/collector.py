@@ -8,13 +8,12 @@ assembled in page order however the pages completed.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import errno
 import hashlib
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,6 @@ from .output.documents import OutputsPlan, WrittenFormats, document_formats
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import input_digest
-from .output.names import printable
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
 from .records import (
@@ -42,46 +40,6 @@ from .sources import Document
 from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
-
-
-class _RunLogFilter(logging.Filter):
-    """Every line of the run log names a document and a page ('-' for run-level lines)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "doc"):
-            record.doc = "-"
-        if not hasattr(record, "page"):
-            record.page = "-"
-        return True
-
-
-class _OneLineFormatter(logging.Formatter):
-    """One line per event whatever the names hold: a newline in a file name (legal on
-    Linux) would otherwise split a line, a byte that is not UTF-8 fail the write
-    (see :func:`ocrlab.output.names.printable`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
-
-
-@contextlib.contextmanager
-def run_log(path: Path) -> Iterator[logging.Handler]:
-    handler = logging.FileHandler(path, mode="w", encoding="utf-8", errors="backslashreplace")
-    handler.setFormatter(
-        _OneLineFormatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
-    )
-    handler.addFilter(_RunLogFilter())
-    handler.setLevel(logging.INFO)
-    log.addHandler(handler)
-    previous = log.level
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(previous)
-        handler.close()
 
 
 @dataclass

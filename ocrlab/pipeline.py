@@ -59,7 +59,7 @@ from pathlib import Path
 from typing import Any
 
 from .bundles import bundle_budget, bundled
-from .collector import Collector, run_log
+from .collector import Collector
 from .config import OcrConfig, load_config
 from .errors import OutputStoppedError
 from .inputfiles import read_input
@@ -70,6 +70,7 @@ from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
 from .output.manifest import Previous, previous_records, reusable, settings_key
+from .output.runlog import run_log
 from .output.scratch import RunTempDir
 from .output.stops import Ballast, run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
