@@ -7,16 +7,16 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 OUT    ?= out
 
-.PHONY: run test test-fast lint format notebooks bench sweep report corpus system-deps bytecode clean help
+.PHONY: run test test-fast lint format bench sweep report corpus system-deps bytecode clean help
 
 help:
-	@echo "make run | test | test-fast | lint | format | notebooks | bench | sweep | report | corpus | clean"
+	@echo "make run | test | test-fast | lint | format | bench | sweep | report | corpus | clean"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "ocrlab needs Python 3.10+")'
 	$(PYTHON) -m venv $(VENV) || { bash .ci/install-system-deps venv && rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e ".[notebooks,dask,tesserocr,browser,test]"
+	$(BIN)/python -m pip install -q -e ".[notebooks,dask,tesserocr,pdf,browser,test]"
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	$(MAKE) -s bytecode
 	touch $(STAMP)
@@ -46,23 +46,19 @@ test-fast: $(STAMP) system-deps
 
 # ruff reads notebooks too; the formatter check keeps `make format` applied.
 lint: $(STAMP)
-	$(BIN)/ruff check ocrlab tests notebooks
-	$(BIN)/ruff format --check ocrlab tests notebooks
+	$(BIN)/ruff check ocrlab tests notebooks setup.py
+	$(BIN)/ruff format --check ocrlab tests notebooks setup.py
 	$(BIN)/mypy
 
 format: $(STAMP)
-	$(BIN)/ruff check --fix -q ocrlab tests notebooks || true
-	$(BIN)/ruff format ocrlab tests notebooks
-
-# notebooks/ is what people open; ocrlab/lab/notebooks/ is what the wheel ships.
-notebooks:
-	cp notebooks/*.ipynb ocrlab/lab/notebooks/
+	$(BIN)/ruff check --fix -q ocrlab tests notebooks setup.py || true
+	$(BIN)/ruff format ocrlab tests notebooks setup.py
 
 bench: $(STAMP) system-deps
 	$(BIN)/ocrlab corpus --a4 12 bench-corpus
 	$(BIN)/ocrlab bench bench-corpus --workers 1,2,3,4 --repeats 3 --out bench-out
 
-# Speed against accuracy on degraded scans (the README's table).
+# Speed against accuracy on degraded scans (the table in docs/performance.md).
 sweep: $(STAMP) system-deps
 	$(BIN)/ocrlab corpus --degrade noise,blur,downsample,saltpepper --pages 2 sweep-corpus
 	$(BIN)/ocrlab sweep sweep-corpus --psm 3,6,11 --repeats 3 --out sweep-out
@@ -73,5 +69,6 @@ report: $(STAMP) system-deps
 corpus: $(STAMP)
 	$(BIN)/ocrlab corpus data
 
+# build/ too: an in-tree wheel build reuses build/lib, where a moved or deleted module would ship.
 clean:
-	rm -rf $(OUT) bench-out bench-corpus sweep-out sweep-corpus reports .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(OUT) bench-out bench-corpus sweep-out sweep-corpus reports build dist .pytest_cache .mypy_cache .ruff_cache

@@ -16,7 +16,7 @@ Why a separate process per background run, and not a thread:
 * **The kernel stays free.** Not even the collector's work (hashing, writing
   artifacts) competes with the notebook for the GIL.
 
-The process is ``python -c 'ocrlab.background.main' SPEC RESULT`` in a new session
+The process is ``python -c`` running :func:`main` with ``SPEC RESULT`` in a new session
 (``start_new_session``): interrupting the *kernel* (a cell) must not cancel
 background runs, and jupyter_client interrupts a kernel by signalling its whole
 process group. The child asks to die with its parent (``PR_SET_PDEATHSIG``),

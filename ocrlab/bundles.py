@@ -34,6 +34,7 @@ import math
 from collections import deque
 from collections.abc import Iterable, Iterator
 
+from .engines.registry import list_engine
 from .records import PageTask
 
 #: At most this many pages in one bundle (one Tesseract list).
@@ -49,13 +50,19 @@ def is_small(task: PageTask, bundle_mp: float) -> bool:
     return 0.0 < cost <= bundle_mp / 2 and "\n" not in task.path and "\r" not in task.path
 
 
-def bundled(tasks: Iterable[PageTask], bundle_mp: float, workers: int) -> Iterator[Unit]:
+def bundled(
+    tasks: Iterable[PageTask], bundle_mp: float, workers: int, pdf_apart: bool = False
+) -> Iterator[Unit]:
     """``tasks`` in the same order, consecutive small pages grouped into bundles.
 
     Lazy with a bounded look-ahead (``workers`` x :data:`MAX_PAGES` pages), so a
     generator of a million pages is consumed as it is submitted; the look-ahead
     is how the end of the stream is seen coming (see the module doc).
-    ``bundle_mp <= 0`` yields every page alone.
+    ``bundle_mp <= 0`` yields every page alone. ``pdf_apart``: pages of PDF inputs and
+    of images never share a bundle (with ``formats`` ``pdf``, a PDF input's pages get a
+    text-only layer and an image's the image too: two kinds of Tesseract call); a bundle
+    then steps over the small pages of the other kind in the look-ahead, which start the
+    next bundle, so splitting the kinds costs few extra Tesseract processes.
     """
     if bundle_mp <= 0:
         yield from tasks
@@ -83,16 +90,23 @@ def bundled(tasks: Iterable[PageTask], bundle_mp: float, workers: int) -> Iterat
             cap = min(cap, math.ceil(left / workers))
         group = [first]
         total = first.cost or 0.0
-        while (
-            ahead
-            and len(group) < cap
-            and is_small(ahead[0], bundle_mp)
-            and total + (ahead[0].cost or 0.0) <= bundle_mp
-        ):
-            task = ahead.popleft()
+        i = 0  # with pdf_apart, small pages of the other kind are stepped over, not ended at
+        while i < len(ahead) and len(group) < cap and is_small(ahead[i], bundle_mp):
+            task = ahead[i]
+            if pdf_apart and (task.fmt == "pdf") != (first.fmt == "pdf"):
+                i += 1
+                continue
+            if total + (task.cost or 0.0) > bundle_mp:
+                break
+            del ahead[i]
             group.append(task)
             total += task.cost or 0.0
         yield group[0] if len(group) == 1 else tuple(group)
+
+
+def bundle_budget(bundle_mp: float, engine: str) -> float:
+    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
+    return bundle_mp if list_engine(engine) is not None else 0.0
 
 
 def unit_pages(unit: Unit) -> tuple[PageTask, ...]:

@@ -24,8 +24,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from .errors import ConfigError, ExitCode, OutputStoppedError, PipelineError
-from .lab import commands
+from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
+from .lab import commands, compare_commands
 from .output.names import printable
 from .settings import SETTINGS
 
@@ -146,6 +146,12 @@ def _cmd_run(args: argparse.Namespace) -> int:
         f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> "
         f"{printable(args.out)}"
     )
+    for host, peak in summary.peaks.get("hosts", {}).items():  # Dask: each host's tree
+        mb, tess = peak["rss_peak"] / 2**20, peak["tesseract_peak"]
+        print(f"  host {host}: peak {mb:.0f} MB RSS, at most {tess} Tesseract(s) at once")
+    if "cluster" in summary.peaks:
+        mb = summary.peaks["cluster"]["rss_peak"] / 2**20
+        print(f"  cluster: peak {mb:.0f} MB RSS, its hosts summed at one moment")
     if summary.skipped:
         kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in summary.skipped.items())
         print(f"  skipped (not documents, see ocrlab.log): {kinds}")
@@ -155,6 +161,32 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code
+
+
+def _add_merge(sub: Any) -> None:
+    p = sub.add_parser(
+        "merge",
+        help="combine the output folders of a sharded run (--shard I/N) into one",
+        description="Merge the output folders of every shard of one run into --into: the "
+        "artifacts, results.json, journal and trace of one run over all the documents. "
+        "Overlapping or missing shards, shards of other settings, Tesseract versions or "
+        "inputs, and unfinished shards are refused (exit 2).",
+    )
+    p.add_argument("outputs", nargs="+", metavar="OUT", help="the shards' --out folders")
+    p.add_argument("--into", required=True, metavar="DIR", help="the merged output folder")
+    p.set_defaults(func=_cmd_merge)
+
+
+def _cmd_merge(args: argparse.Namespace) -> int:
+    from .output.merge import merge_outputs
+
+    s = merge_outputs(args.outputs, args.into)
+    print(
+        f"{len(args.outputs)} shards merged: {s['documents']} documents: "
+        f"{s['documents_ok']} ok, {s['documents_partial']} partial, "
+        f"{s['documents_failed']} failed; {s['pages']} pages -> {args.into}"
+    )
+    return ExitCode.OK if s["documents_partial"] + s["documents_failed"] == 0 else 1
 
 
 def _raise_interrupt(signum: int, frame: object) -> NoReturn:
@@ -169,10 +201,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--verbose", "-v", action="store_true", help="log to stderr too")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
+    _add_merge(sub)
     commands.add_corpus(sub)
     commands.add_bench(sub)
     commands.add_sweep(sub)
     commands.add_report(sub)
+    compare_commands.add_diff(sub)
+    compare_commands.add_plan(sub)
     return parser
 
 
@@ -192,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return code
     except ConfigError as exc:
         print(f"ocrlab: configuration error: {exc}", file=sys.stderr)
+        return ExitCode.USAGE
+    except MergeRefusedError as exc:
+        print(f"ocrlab merge: refused: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     except OutputStoppedError as exc:
         print(f"ocrlab: {exc.reason}", file=sys.stderr)

@@ -8,26 +8,24 @@ assembled in page order however the pages completed.
 
 from __future__ import annotations
 
-import contextlib
-import dataclasses
 import errno
 import hashlib
 import logging
-import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .output import trace_schema as ts
 from .output.atomic import atomic_write_bytes, deferred_interrupts
+from .output.confidence import span_confidence
+from .output.documents import OutputsPlan, WrittenFormats, document_formats
 from .output.journal import StreamingManifest
 from .output.journal_lines import Stamps
 from .output.layout import OutputLayout, assemble_text
 from .output.manifest import input_digest
-from .output.names import printable
-from .output.stamps import file_stamp
+from .output.stamps import Stamp, file_stamp
 from .output.stops import run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
 from .records import (
@@ -40,53 +38,9 @@ from .records import (
     document_status,
 )
 from .sources import Document
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
-
-_HOST = socket.gethostname()
-
-
-class _RunLogFilter(logging.Filter):
-    """Every line of the run log names a document and a page ('-' for run-level lines)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        if not hasattr(record, "doc"):
-            record.doc = "-"
-        if not hasattr(record, "page"):
-            record.page = "-"
-        return True
-
-
-class _OneLineFormatter(logging.Formatter):
-    """One line per event whatever the names hold: a newline in a file name (legal on
-    Linux) would otherwise split a line, a byte that is not UTF-8 fail the write
-    (see :func:`ocrlab.output.names.printable`)."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        return printable(super().format(record))
-
-
-@contextlib.contextmanager
-def run_log(path: Path, append: bool = False) -> Iterator[logging.Handler]:
-    """The run's ``ocrlab.log``, new or (``append``: ``--resume``) the earlier run's continued;
-    at INFO, or DEBUG when the ``ocrlab`` logger is (lines of documents kept by --resume)."""
-    mode = "a" if append else "w"
-    handler = logging.FileHandler(path, mode=mode, encoding="utf-8", errors="backslashreplace")
-    handler.setFormatter(
-        _OneLineFormatter("%(asctime)s %(levelname)-7s doc=%(doc)s page=%(page)s %(message)s")
-    )
-    handler.addFilter(_RunLogFilter())
-    handler.setLevel(min(logging.INFO, log.getEffectiveLevel()))
-    log.addHandler(handler)
-    previous = log.level
-    if log.level == logging.NOTSET or log.level > logging.INFO:
-        log.setLevel(logging.INFO)
-    try:
-        yield handler
-    finally:
-        log.removeHandler(handler)
-        log.setLevel(previous)
-        handler.close()
 
 
 @dataclass
@@ -124,8 +78,10 @@ class Collector:
         summary: RunSummary,
         progress: Any,
         settings_key: str = "",
+        outputs: OutputsPlan | None = None,
     ):
         self.settings_key = settings_key
+        self.outputs = outputs or OutputsPlan()  # the formats beyond the text
         self.layout = layout
         self.trace = trace
         self.manifest = manifest
@@ -142,15 +98,15 @@ class Collector:
         self._next_lane += 1
         return self._next_lane - 1
 
-    def found(self, pages: int, *, final: bool = False) -> None:
-        """Discovery's running page total (discovery is lazy, so the total grows): the
-        bar's total at once, the live views' through the trace twice a second and at the end."""
-        self.progress.total = pages
+    def found(self, sizes: SizeCount, *, final: bool = False) -> None:
+        """Discovery's running total (discovery is lazy, so it grows): pages and their
+        estimated work by size class. The bar's at once, the live views' through the trace
+        twice a second and at the end."""
+        self.progress.found(sizes, final)
         now = time.monotonic()
         if final or now - self._announced >= 0.5:
             self._announced = now
-            args: dict[str, Any] = {"pages": pages, "final": True} if final else {"pages": pages}
-            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), args)
+            self.trace.instant(ts.PAGES_FOUND, time.monotonic_ns(), sizes.event(final))
 
     def submitted(self, doc: Document, submit_ns: int) -> None:
         """``doc``'s pages are on their way (pulled for submission; its clock starts at
@@ -202,13 +158,17 @@ class Collector:
         )
 
     def _record(
-        self, record: DocumentRecord | bytes, written: Path | None = None, stamps: Stamps = None
+        self,
+        record: DocumentRecord | bytes,
+        written: Sequence[Path] = (),
+        stamps: Stamps = None,
     ) -> None:
         """Add ``record`` to the manifest; a full or vanished output filesystem stops the run.
 
-        ``written`` is the artifact just written for ``record``: when the record cannot
-        be kept, the artifact goes too, so ``text/`` still holds exactly what the
-        manifest lists (:func:`ocrlab.output.audit.audit_output`) and ``--resume`` redoes it.
+        ``written`` are the files just written for ``record`` (its artifact, its other
+        formats): when the record cannot be kept, they go too, so every folder still holds
+        exactly what the manifest lists (:func:`ocrlab.output.audit.audit_output`) and
+        ``--resume`` redoes it.
         """
         try:
             if isinstance(record, bytes):
@@ -217,8 +177,8 @@ class Collector:
                 self.manifest.add(record, stamps)
         except OSError as exc:
             reason = run_wide_reason(exc)
-            if written is not None:
-                written.unlink(missing_ok=True)
+            for path in written:
+                path.unlink(missing_ok=True)
             if reason is None:
                 raise
             raise stopped_error(reason, self.summary.documents) from exc
@@ -245,12 +205,7 @@ class Collector:
         first_submit_ns: int = 0,
     ) -> None:
         self._check_run_wide(result)
-        if result.host and result.host != _HOST:
-            # Another host's monotonic clock: place the span where its result arrived.
-            shift = time.monotonic_ns() - result.end_ns
-            result = dataclasses.replace(
-                result, start_ns=result.start_ns + shift, end_ns=result.end_ns + shift
-            )
+        result = self.trace.on_our_clock(result)  # another host's stamps: onto our clock
         self.trace.page(result, submit_ns, attempt, cost)
         started = (result.start_ns - self.trace.t0_ns) / 1e9
         if self.summary.first_page_s is None or started < self.summary.first_page_s:
@@ -259,9 +214,7 @@ class Collector:
         self.summary.engine_maxrss = max(self.summary.engine_maxrss, result.child_maxrss)
         if not result.ok:
             self.summary.pages_failed += 1
-        self.progress.update(1)
-        if not result.ok:
-            self.progress.set_postfix(failed=self.summary.pages_failed, refresh=False)
+        self.progress.page_done(result, cost, self.trace.t0_ns)
         state = self.open[result.doc_id]
         first = first_submit_ns or submit_ns
         if not state.first_submit_ns or first < state.first_submit_ns:
@@ -277,6 +230,7 @@ class Collector:
         failure is this document's (:class:`_ArtifactError`)."""
         tried: list[str] = []
         for target in self.layout.artifact_candidates(doc_id):
+            self._journal_writing(doc_id, target)
             try:
                 atomic_write_bytes(target, data, replace=False)
             except OSError as exc:
@@ -293,6 +247,17 @@ class Collector:
             "output folder's filesystem"
         )
 
+    def _journal_writing(self, doc_id: str, target: Path) -> None:
+        """Say in the journal which file is about to land (a resumed run removes it if
+        this one is killed before the record: :data:`ocrlab.output.journal.WRITING`)."""
+        try:
+            self.manifest.writing(doc_id, self.layout.relative(target))
+        except OSError as exc:
+            reason = run_wide_reason(exc)
+            if reason is None:
+                raise
+            raise stopped_error(reason, self.summary.documents) from exc
+
     def _document_record(
         self,
         state: _DocState,
@@ -303,6 +268,7 @@ class Collector:
         written: Path | None,
         input_sha256: str | None,
         pages_ok: int,
+        more: WrittenFormats,
     ) -> DocumentRecord:
         doc = state.doc
         pages = [state.results[p] for p in range(1, doc.n_pages + 1)]
@@ -326,7 +292,31 @@ class Collector:
                 "prepare": round(sum(r.prepare_ns for r in pages) / 1e9, 4),
             },
             workers=tuple(sorted({r.pid for r in pages})),
+            formats=more.record,
+            confidence=more.confidence,
         )
+
+    def _more(
+        self, state: _DocState, pages: list[PageResult], written: Path | None, digest: str | None
+    ) -> WrittenFormats:
+        """The document's other formats beside its text; a full disk stops the run."""
+        try:
+            return document_formats(self.outputs, self.layout, state.doc, pages, written, digest)
+        except OSError as exc:
+            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
+            raise stopped_error(reason, self.summary.documents) from exc
+
+    def _stamps(
+        self, status: str, input_stamp: Stamp | None, written: Path | None, more: WrittenFormats
+    ) -> Stamps:
+        """What ``--resume`` compares instead of hashing (:mod:`ocrlab.output.stamps`), for
+        an ok document: its input's, its artifact's and each other format's file's."""
+        if status != "ok":
+            return None
+        root = self.layout.root
+        marks = {fmt: file_stamp(root / str(e["path"])) for fmt, e in more.formats.items()}
+        artifact = file_stamp(written) if written is not None else None
+        return (input_stamp, artifact, marks) if marks else (input_stamp, artifact)
 
     def _artifact_failed(self, doc_id: str, message: str) -> None:
         log.error("ArtifactNotWritten: %s", message, extra={"doc": doc_id, "page": "-"})
@@ -373,12 +363,15 @@ class Collector:
                     status, text, digest, input_sha256 = "failed", "", None, None
                     errors += (ErrorEntry(None, "ArtifactNotWritten", str(exc)),)
                     self._artifact_failed(doc.doc_id, str(exc))
+            more = self._more(state, pages, written, digest)
+            if more.errors:  # e.g. a searchable PDF whose layer does not read back
+                status, input_sha256, errors = "partial", None, errors + tuple(more.errors)
             self._record(
                 self._document_record(
-                    state, status, errors, text, digest, written, input_sha256, n_ok
+                    state, status, errors, text, digest, written, input_sha256, n_ok, more
                 ),
-                written=written,
-                stamps=(input_stamp, file_stamp(written) if written is not None else None),
+                written=[*more.paths, *([written] if written is not None else [])],
+                stamps=self._stamps(status, input_stamp, written, more),
             )
         self.summary.count(status)  # counted once kept: a stop says how many are on disk
         self.trace.document(
@@ -386,7 +379,7 @@ class Collector:
             state.lane,
             state.first_submit_ns,
             end_ns,
-            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok},
+            {"status": status, "pages": doc.n_pages, "pages_ok": n_ok, **span_confidence(pages)},
         )
         log.log(
             logging.INFO if status == "ok" else logging.WARNING,

@@ -63,6 +63,8 @@ class OcrConfig:
     order: str = settings.ORDER.default
     order_window: int = settings.ORDER_WINDOW.default
     bundle_mp: float = settings.BUNDLE_MP.default
+    formats: tuple[str, ...] = settings.FORMATS.default
+    conf_low: float = settings.CONF_LOW.default
     monitor_interval: float = settings.MONITOR_INTERVAL.default
     memory_per_worker_mb: float = settings.MEMORY_PER_WORKER_MB.default
     memory_budget_mb: float | None = settings.MEMORY_BUDGET_MB.default
@@ -71,6 +73,7 @@ class OcrConfig:
     verify_inputs: bool = settings.VERIFY_INPUTS.default
     executor: str = settings.EXECUTOR.default
     ship_pages: bool | None = settings.SHIP_PAGES.default
+    shard: str | None = settings.SHARD.default
     progress: bool | None = settings.PROGRESS.default
     live_view: bool | None = settings.LIVE_VIEW.default
     omp_thread_limit: str | None = settings.OMP_THREAD_LIMIT.default
@@ -122,6 +125,8 @@ class OcrConfig:
             timeout_s=self.page_timeout,
             max_megapixels=self.max_megapixels,
             omp_thread_limit=self.omp_thread_limit,
+            formats=self.formats,
+            conf_low=self.conf_low,
             options=tuple(sorted(self.engine_options.items())),
             max_pages_per_worker=self.max_pages_per_worker,
             max_worker_rss_mb=self.max_worker_rss_mb,

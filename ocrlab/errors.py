@@ -32,6 +32,11 @@ class ConfigError(OcrlabError, ValueError):
     """
 
 
+class MergeRefusedError(OcrlabError):
+    """``ocrlab merge`` refused its inputs (overlapping or missing shards, shards of other
+    settings, Tesseract versions or inputs, an unfinished shard); nothing was written."""
+
+
 class PipelineError(OcrlabError):
     """The run as a whole cannot proceed (missing input, unwritable output...).
 

@@ -5,7 +5,7 @@ protocol (``submit``, futures, ``shutdown``), so loky's process pool, the
 in-process :class:`InlineExecutor` and a ``dask.distributed`` executor are
 interchangeable. How pages are fed to one, bounded and recovered after a
 worker's death, is :mod:`ocrlab.scheduler` (:class:`BoundedScheduler` is
-re-exported here, where the verification plan looks for it).
+re-exported here, beside the executors it drives).
 """
 
 from __future__ import annotations
@@ -74,6 +74,11 @@ class InlineExecutor(cf.Executor):
         if future.set_running_or_notify_cancel():
             try:
                 future.set_result(fn(*args, **kwargs))
+            except (KeyboardInterrupt, SystemExit):
+                # Ctrl-C / SIGTERM (the CLI turns it into KeyboardInterrupt) stops the run,
+                # as it does with a pool, where it reaches the main thread and not a worker:
+                # carried by the future it became that page's failure and the run went on.
+                raise
             except BaseException as exc:  # the future carries it, as a pool would
                 future.set_exception(exc)
         return future

@@ -24,8 +24,21 @@ from typing import Any
 from .output import trace_schema as ts
 from .output.trace_reader import TraceFollower, stat_key
 from .records import Failure, WatchedStatus, ended_status
+from .timeleft import Estimate, SizeCount, WorkClock
 
-__all__ = ["RunState", "TraceFollower", "stat_key"]
+__all__ = ["HostState", "RunState", "TraceFollower", "stat_key"]
+
+
+@dataclass
+class HostState:
+    """One Dask host as its counter track shows it (its workers' trees, summed)."""
+
+    rss_mb: float | None = None
+    rss_peak_mb: float | None = None
+    pss_mb: float | None = None
+    tesseract: int | None = None
+    tesseract_peak: int = 0
+    workers_lost: int = 0
 
 
 @dataclass
@@ -56,12 +69,20 @@ class RunState:
     tesseract_peak: int = 0
     worker_deaths: int = 0
     restarts: int = 0
+    #: Dask runs: each host's figures, and the cluster's sum at one moment
+    hosts: dict[str, HostState] = field(default_factory=dict)
+    cluster_rss_mb: float | None = None
+    cluster_rss_peak_mb: float | None = None
+    cluster_tesseract: int | None = None
     failures: list[Failure] = field(default_factory=list)
     status: WatchedStatus = "waiting"
     summary: dict[str, Any] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     updated: float = field(default_factory=time.monotonic)
+    _host_tracks: dict[int, str] = field(default_factory=dict, repr=False)
+    #: progress in estimated work and the time left (:mod:`ocrlab.timeleft`)
+    clock: WorkClock = field(default_factory=WorkClock)
 
     @property
     def finished(self) -> bool:
@@ -73,12 +94,24 @@ class RunState:
             return float(self.summary["pages_per_s"])
         return self.pages_done / self.t_s if self.t_s > 0 and self.pages_done else None
 
+    def now_s(self) -> float:
+        """Seconds since the run started, now: by this machine's monotonic clock when the
+        run recorded its start on it (a run on this host), else the latest the trace says."""
+        t0 = self.meta.get("t0_monotonic_ns")
+        if isinstance(t0, int) and not self.finished:
+            now = (time.monotonic_ns() - t0) / 1e9
+            if self.t_s - 1.0 <= now <= self.t_s + 120.0:  # another host's clock is not
+                return max(now, self.t_s)
+        return self.t_s
+
     @property
-    def eta_s(self) -> float | None:
-        rate = self.pages_per_s
-        if self.finished or self.total is None or not rate:
-            return None
-        return max(0, self.total - self.pages_done) / rate
+    def fraction(self) -> float | None:
+        """The share of the estimated work done (of pages, without estimates), 0..1."""
+        return 1.0 if self.status == "complete" else self.clock.fraction()
+
+    def time_left(self) -> Estimate | None:
+        """Time left with its range, or None (finished, or no page finished yet)."""
+        return None if self.finished else self.clock.time_left(self.now_s())
 
     def apply(self, events: list[dict[str, Any]]) -> None:
         for e in events:
@@ -90,13 +123,19 @@ class RunState:
         at_s = float(e.get("ts") or 0) / 1e6
         if ts.is_page(e):
             self.pages_done += 1
-            self.t_s = max(self.t_s, at_s + float(e.get("dur") or 0) / 1e6)
+            dur = float(e.get("dur") or 0) / 1e6
+            self.t_s = max(self.t_s, at_s + dur)
+            self.clock.page_done(
+                args.get("cost_estimate"), at_s, dur, e.get("pid"), args.get("bundle")
+            )
             if not args.get("ok", True):
                 self.pages_failed += 1
                 self.failures.append(_failure(args, args.get("page")))
         elif ph == "C":
             self.t_s = max(self.t_s, at_s)
-            if name == ts.MEMORY:
+            if name in ts.HOST_COUNTERS or name in (ts.CLUSTER_MEMORY, ts.CLUSTER_TESSERACTS):
+                self._apply_host(e, str(name), args)
+            elif name == ts.MEMORY:
                 self._memory(args, at_s)
             elif name == ts.FDS:
                 self.fds = args.get(ts.FDS_TREE, self.fds)
@@ -107,16 +146,34 @@ class RunState:
             if name == ts.RUN_METADATA:
                 self.meta = dict(args)
                 self.status = "running"
+                config = args.get("config") or {}
+                workers = config.get("effective_workers")
+                self.clock.workers = workers if isinstance(workers, int) else None
+                self.clock.largest_first = config.get("order") == "cost" and not config.get(
+                    "sequential"
+                )
             elif name == ts.RUN_START:
                 self.status = "running"
                 if args.get("pages") is not None:
                     self.total = args.get("pages")
             elif name == ts.PAGES_FOUND:  # discovery is lazy: the total grows
                 self.total = int(args.get("pages", 0))
+                sizes = args.get("sizes")
+                self.clock.found(
+                    self.total,
+                    args.get("work"),
+                    bool(args.get("final")),
+                    SizeCount.from_json(sizes) if isinstance(sizes, dict) else None,
+                )
             elif name == ts.DOCUMENT_FAILED:
                 self.failures.append(_failure(args, None))
             elif name == ts.WORKER_DIED:
                 self.worker_deaths += 1
+            elif name == ts.HOST_JOINED:
+                self._host_tracks[int(args.get("track", 0))] = str(args.get("host"))
+                self.hosts.setdefault(str(args.get("host")), HostState())
+            elif name == ts.WORKER_LOST and str(args.get("host")) in self.hosts:
+                self.hosts[str(args.get("host"))].workers_lost += 1
             elif name == ts.POOL_RESTARTED:
                 self.restarts += 1
             elif name == ts.RUN_END:
@@ -124,6 +181,27 @@ class RunState:
                 self.summary = dict(args)
                 self.restarts = int(args.get("restarts", self.restarts))
                 self.t_s = max(self.t_s, at_s)
+
+    def _apply_host(self, e: dict[str, Any], name: str, args: dict[str, Any]) -> None:
+        """A per-host counter (on the host's track) or the cluster's same-moment sum."""
+        if name == ts.CLUSTER_MEMORY:
+            self.cluster_rss_mb = args.get(ts.TREE_RSS, self.cluster_rss_mb)
+            self.cluster_rss_peak_mb = _max(self.cluster_rss_peak_mb, self.cluster_rss_mb)
+            return
+        if name == ts.CLUSTER_TESSERACTS:
+            self.cluster_tesseract = int(args.get(ts.TESSERACT_COUNT, 0))
+            return
+        host = self._host_tracks.get(int(e.get("pid") or 0))
+        if host is None:
+            return
+        state = self.hosts.setdefault(host, HostState())
+        if name == ts.HOST_MEMORY:
+            state.rss_mb = args.get(ts.TREE_RSS, state.rss_mb)
+            state.pss_mb = args.get(ts.TREE_PSS, state.pss_mb)
+            state.rss_peak_mb = _max(state.rss_peak_mb, state.rss_mb)
+        elif name == ts.HOST_TESSERACTS:
+            state.tesseract = int(args.get(ts.TESSERACT_COUNT, 0))
+            state.tesseract_peak = max(state.tesseract_peak, state.tesseract)
 
     def _memory(self, args: dict[str, Any], at_s: float) -> None:
         """One memory sample: "now" figures all from it, the peak's PSS from the peak's."""

@@ -8,7 +8,7 @@ ocrlab can do this and the command line cannot because it knows a page's size
 before OCR: from the image header, or a PDF page's box times the dpi.
 
 Why a bounded window rather than a sort: discovery may be a generator over a
-million files (issue 11). :func:`cost_order` holds at most ``window`` pages in
+million files, whose pages cannot all be held. :func:`cost_order` holds at most ``window`` pages in
 a heap and releases the most expensive one each time the scheduler asks, so
 memory stays bounded and the first page is submitted after ``window`` header
 reads at most. With fewer pages than ``window`` the order is exact LPT.

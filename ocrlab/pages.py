@@ -33,6 +33,12 @@ _DIRECT_MODES = frozenset({"1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16", "I;
 _DIRECT_FORMATS = frozenset({"png", "jpeg", "tiff", "bmp", "gif", "webp"})
 
 
+def reads_directly(task: PageTask, mode: str) -> bool:
+    """Whether Tesseract gets the page's own file (and the resolution it states) rather
+    than a PNM of its pixels."""
+    return task.n_pages == 1 and task.fmt in _DIRECT_FORMATS - {"gif"} and mode in _DIRECT_MODES
+
+
 def _check_size(width: int, height: int, settings: EngineSettings, what: str) -> None:
     megapixels = width * height / 1e6
     if megapixels > settings.max_megapixels:
@@ -78,7 +84,7 @@ def page_source(task: PageTask, settings: EngineSettings) -> Iterator[tuple[str,
             im.seek(task.page - 1)
         width, height = im.size
         _check_size(width, height, settings, f"page {task.page}")
-        if task.n_pages == 1 and task.fmt != "gif" and im.mode in _DIRECT_MODES:
+        if reads_directly(task, im.mode):
             yield path, width, height
             return
         tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="ocrlab-page-"))

@@ -36,7 +36,8 @@ when the look-ahead pulls, which is at most one document plus the two bounded
 windows ahead of the pages actually submitted. A document's own clock starts when
 its first page is really submitted (the collector learns that from the scheduler).
 
-:func:`run_groups` is the entry of the executor contract: several groups of
+:func:`run_groups` is the pipeline's entry (``run_groups(context, config)``, with
+``config={"ocr_workers": N}`` as existing callers pass it): several groups of
 inputs share ONE executor, so the number of live Tesseract processes never
 exceeds the worker count however many groups there are. :func:`run` is the
 one-group convenience for notebooks and scripts. The executor is created from
@@ -57,31 +58,34 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundles import bundled
-from .collector import Collector, run_log
+from .bundles import bundle_budget, bundled
+from .collector import Collector
 from .config import OcrConfig, load_config
-from .engines.registry import list_engine
 from .errors import OutputStoppedError
 from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
+from .output.documents import OutputsPlan
 from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
 from .output.manifest import settings_key
 from .output.resume import Resume
+from .output.runlog import run_log
 from .output.scratch import RunTempDir
 from .output.stops import Ballast, run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
 from .pool import Pool
 from .procs import child_subreaper, kill_workers
 from .progress import run_progress
-from .records import EngineSettings, Group, PageTask, RunContext, RunStatus, RunSummary
+from .records import Group, PageTask, RunContext, RunStatus, RunSummary
 from .recycle import quiet_recycling_warning
 from .runinfo import check_engine, run_metadata
 from .scheduler import BoundedScheduler
+from .shards import ShardFilter
 from .sources import Document, check_inputs, iter_documents
 from .supervise import Supervisor
+from .timeleft import SizeCount
 
 log = logging.getLogger("ocrlab")
 
@@ -98,18 +102,14 @@ def run_groups(
     """OCR every group of ``context`` on one shared executor; return the summary.
 
     Raises :class:`~ocrlab.errors.ConfigError` for bad settings and
-    :class:`~ocrlab.errors.PipelineError` for a missing input or unwritable
-    output, before any page is OCRed. Page and document failures do not raise:
-    they are in the manifest and the summary (``exit_code`` 1).
+    :class:`~ocrlab.errors.PipelineError` for a missing input or unwritable output, before
+    any page is OCRed. Page and document failures are in the manifest and the summary.
 
-    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`): a
-    second run on it raises :class:`~ocrlab.errors.OutputBusyError` before
-    touching anything. A folder holding a previous run's files raises
-    :class:`~ocrlab.errors.OutputNotEmptyError` unless ``context.resume`` or
-    ``context.overwrite``. A full, read-only or vanished output filesystem stops
-    the run with :class:`~ocrlab.errors.OutputStoppedError` (finished documents
-    are kept, the manifest says ``interrupted`` and why).
-
+    The output folder is locked for the whole run (:mod:`ocrlab.output.lock`: else
+    :class:`~ocrlab.errors.OutputBusyError`); a folder holding a previous run's files
+    raises :class:`~ocrlab.errors.OutputNotEmptyError` unless resuming or overwriting; a
+    full, read-only or vanished output filesystem stops the run with
+    :class:`~ocrlab.errors.OutputStoppedError` (finished documents kept, manifest says why).
     ``pool`` is the run's pool opened ahead by :meth:`ocrlab.pool.Pool.open` (the
     ``ocrlab`` command does, before importing this module, so the workers boot
     meanwhile); its configuration is the run's, ``config`` is then ignored, and
@@ -143,26 +143,28 @@ class _Run:
         self.plan = pool.plan
         self.cfg = pool.plan.cfg
         self.started_at = time.strftime("%Y-%m-%dT%H:%M:%S%z")
-        self.layout = OutputLayout(context.out_dir)
+        self.layout = OutputLayout(context.out_dir, self.cfg.formats)
         self.key = settings_key(self.cfg)
         self.summary = RunSummary(
             out_dir=self.layout.root, workers=self.plan.workers, sequential=self.plan.sequential
         )
         self.previous: Resume | None = None
         self.stop_reason: str | None = None
+        self.shard = ShardFilter.of(self.cfg.shard, self.cfg.dpi)  # this run's share (or all)
 
     def execute(self) -> RunSummary:
         self.layout.claim(resume=self.context.resume, overwrite=self.context.overwrite)
         if self.context.resume:  # first: discovery asks it before it opens a file
             self.previous = Resume(self.layout, self.key, self.cfg.verify_inputs)
-        docs = self._documents()  # the inputs are checked now, walked as pages go out
+        docs = self.shard(self._documents())  # inputs checked now, walked as pages go out
         records = self._open_records()
         status: RunStatus = "interrupted"
-        log_file = run_log(self.layout.log, append=self.context.resume)
-        with log_file, run_progress(0, self.cfg, self.layout.trace) as bar:
-            watch = Supervisor(self.cfg, self.plan, records.trace)
+        bar_of_run = run_progress(self.cfg, self.layout.trace, self.pool.t0, self.plan.workers)
+        with run_log(self.layout.log, append=self.context.resume), bar_of_run as bar:
+            watch = Supervisor(self.cfg, self.plan, records.trace, self.pool.executor)
+            outputs = OutputsPlan.of(self.cfg, records.scratch.path)  # the formats beyond txt
             collector = Collector(
-                self.layout, records.trace, records.manifest, self.summary, bar, self.key
+                self.layout, records.trace, records.manifest, self.summary, bar, self.key, outputs
             )
             if self.previous is not None:
                 self.previous.record = collector.kept
@@ -183,7 +185,9 @@ class _Run:
     def _documents(self) -> Iterator[Document]:
         """Every group's documents, lazily; missing inputs raise here, before any work."""
         exclude = [self.layout.root]
-        known = self.previous.keep if self.previous is not None else None  # kept: not opened
+        # Kept documents are not even opened, but a shard deals every document out by cost
+        whole = self.shard.as_dict() is None  # (a shard's are kept once dealt: _runnable)
+        known = self.previous.keep if self.previous is not None and whole else None
         for group in self.context.groups:
             check_inputs(group.inputs, group=group.name, exclude=exclude)
         return itertools.chain.from_iterable(
@@ -244,7 +248,7 @@ class _Run:
         )
         if self.plan.pool_worker:
             quiet_recycling_warning()
-        bundle_mp = _bundle_mp(self.cfg, settings)
+        bundle_mp = bundle_budget(self.cfg.bundle_mp, settings.engine)
         scheduler = BoundedScheduler(
             self.pool.executor,
             settings,
@@ -255,8 +259,9 @@ class _Run:
             memory_note=watch.memory_note,
             admit=watch.admit,
         )
-        pages = self._pages(self._runnable(docs, collector), bundle_mp > 0)
-        units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers)
+        pages = self._pages(self._runnable(docs, collector))
+        pdf_apart = "pdf" in self.cfg.formats  # a PDF input's layer is a call of its own kind
+        units = bundled(self._submitted(pages, collector), bundle_mp, self.plan.workers, pdf_apart)
         try:
             for done in scheduler.run(units):
                 collector.page_done(
@@ -272,11 +277,14 @@ class _Run:
             self.summary.restarts = scheduler.restarts
 
     # -- the generator chain (pulled by the scheduler; see the look-aheads in the drawing) --
-    def _runnable(self, docs: Iterable[Document], collector: Collector) -> Iterator[Document]:
-        """The documents to OCR, as discovery finds them; those that failed discovery are
-        recorded here (those kept from a previous run, ``--resume``, before they are even
-        opened: :meth:`_kept`)."""
-        found = 0
+    def _runnable(
+        self, docs: Iterable[Document], collector: Collector
+    ) -> Iterator[tuple[Document, PageTask]]:
+        """The pages to OCR with their cost estimates, as discovery finds their documents;
+        the others are recorded here: skipped, failed, or kept (``--resume``: by discovery
+        before it opens them, :meth:`_documents`). Every page's cost is estimated (a header
+        read): progress and the time left count in it (:mod:`ocrlab.timeleft`)."""
+        found = SizeCount()
         for doc in docs:
             if doc.skip is not None:
                 collector.skipped(doc)
@@ -285,24 +293,22 @@ class _Run:
                 collector.failed_document(doc)
                 continue
             if self.previous is not None:
+                if self.shard.as_dict() and self.previous.keep(doc.doc_id, doc.path):
+                    continue  # a shard's kept document (see _documents)
                 self.layout.discard(self.previous.artifact(doc.doc_id))  # redone: old text goes
-            found += doc.n_pages
+            pairs = list(with_estimates(((doc, task) for task in doc.tasks), self.cfg.dpi))
+            for _, task in pairs:
+                found.add(task.cost)
             collector.found(found)
-            yield doc
+            yield from pairs
         collector.found(found, final=True)
 
     def _pages(
-        self, docs: Iterable[Document], estimate: bool
+        self, pairs: Iterator[tuple[Document, PageTask]]
     ) -> Iterator[tuple[Document, PageTask]]:
-        """The pages of ``docs`` in submission order: most expensive first (``order='cost'``,
-        a bounded look-ahead, :mod:`ocrlab.ordering`) or as discovered. ``estimate``: the
-        costs are wanted anyway (bundles are formed from them)."""
-        pairs: Iterator[tuple[Document, PageTask]]
-        pairs = ((doc, task) for doc in docs for task in doc.tasks)
-        by_cost = self.cfg.order == "cost" and not self.plan.sequential  # in-process: no tail
-        if by_cost or estimate:
-            pairs = with_estimates(pairs, self.cfg.dpi)
-        if not by_cost:
+        """The pages in submission order: most expensive first (``order='cost'``, a bounded
+        look-ahead, :mod:`ocrlab.ordering`) or as discovered."""
+        if self.cfg.order != "cost" or self.plan.sequential:  # in-process: no tail
             return pairs
         return cost_order(pairs, lambda pair: pair[1].cost or 0.0, self.cfg.order_window)
 
@@ -336,6 +342,7 @@ class _Run:
         manifest = records.manifest
         manifest.run["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
         manifest.run["wall_s"] = round(summary.wall_s, 4)
+        manifest.run["shard"] = self.shard.as_dict()  # None: every document
         end = {"status": status, **summary.as_dict()}
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason
@@ -369,13 +376,6 @@ def _on_event(trace: TraceRecorder, kind: str, info: dict[str, Any]) -> None:
     """A scheduler event (worker died, pool restarted, page hung): traced and logged."""
     trace.instant(kind, time.monotonic_ns(), info)
     log.warning("%s: %s", kind, info)
-
-
-def _bundle_mp(cfg: OcrConfig, settings: EngineSettings) -> float:
-    """``bundle_mp`` where the engine can OCR a list of pages that stay independent, else 0."""
-    if list_engine(settings.engine) is None:
-        return 0.0
-    return cfg.bundle_mp
 
 
 def run(

@@ -4,8 +4,15 @@ When a worker dies (OOM killer, the hang watchdog, Ctrl-C), the Tesseract it
 was running loses its parent. Linux would hand it to init, where it runs on
 unseen, burning a core. During a run the main process declares itself a
 *child subreaper* (``prctl(PR_SET_CHILD_SUBREAPER)``), so such orphans are
-re-parented to it instead; :func:`reap_orphans` then kills and reaps them after
-each pool restart and at the end of the run.
+re-parented to it instead; :func:`reap_orphans` kills and reaps them once the
+run's pool is shut down (:meth:`ocrlab.pool.Pool.close`): an orphan
+lives on until then, not past the run.
+
+The workers themselves never outlive the main process: a pool worker's first
+act (:func:`watch_parent`, loky's ``initializer``) and every page's set-up
+(:func:`die_with_parent`) ask the kernel to kill it when its parent dies
+(``PR_SET_PDEATHSIG``). :func:`kill_workers` kills a pool's workers at once
+(Ctrl-C, the hang watchdog).
 """
 
 from __future__ import annotations

@@ -33,12 +33,15 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from .config import OcrConfig
 from .frontend import frontend
+from .records import PageResult
+from .timeleft import SizeCount, WorkClock, duration
 
 #: Labels of the sweeps (``ocrlab.bench``) the current run is part of, outermost first.
 _SWEEP: list[str] = []
@@ -67,16 +70,86 @@ def live_view_enabled(cfg: OcrConfig, where: str | None = None) -> bool:
 
 
 class _QuietBar:
-    """Stands in for a tqdm bar when nothing is shown: progress off, or the live view
+    """Stands in for the run's bar when nothing is shown: progress off, or the live view
     (which reads the trace) shows it."""
 
-    total = 0
-
-    def update(self, n: int = 1) -> None:
+    def found(self, sizes: SizeCount, final: bool) -> None:
         pass
 
-    def set_postfix(self, *args: Any, **kwargs: Any) -> None:
+    def page_done(self, result: PageResult, cost: float | None, t0_ns: int) -> None:
         pass
+
+
+class WorkBar:
+    """The run's tqdm bar, counting estimated work (:mod:`ocrlab.timeleft`), not pages.
+
+    tqdm's own figures would count pages: its rate is a moving average over the
+    last updates (a bundle of small pages arriving at once read ``8.46 page/s`` at
+    the end of a run that averaged 1.68) and its time left is pages left over
+    that rate. So the bar runs from 0 to 1000 (per mille of the estimated work)
+    and the text right of it is ours: pages done, time left with its range, the
+    pages per second so far; when the run ends, the run's average rate.
+    """
+
+    SCALE = 1000
+
+    def __init__(self, bar: Any, workers: int | None, t0_ns: int, largest_first: bool) -> None:
+        self.bar = bar
+        self.clock = WorkClock(workers, largest_first)
+        self.t0_ns = t0_ns
+        self.failed = 0
+        self._shown = 0
+        self._said = 0.0  # when the text was last made (s): at most four times a second
+        self._text("starting")
+
+    def _text(self, text: str) -> None:
+        escaped = text.replace("{", "{{").replace("}", "}}")
+        self.bar.bar_format = "{desc}: {percentage:3.0f}%|{bar}| " + escaped
+
+    def _elapsed(self) -> float:
+        return (time.monotonic_ns() - self.t0_ns) / 1e9
+
+    def _pages(self) -> str:
+        total = "?" if self.clock.pages_total is None else str(self.clock.pages_total)
+        failed = f", {self.failed} failed" if self.failed else ""
+        return f"{self.clock.pages_done}/{total} pages{failed}"
+
+    def found(self, sizes: SizeCount, final: bool) -> None:
+        """Discovery found ``sizes`` so far (pages and estimated work by size class)."""
+        self.clock.found(sizes.pages, sizes.work, final, sizes)
+
+    def page_done(self, result: PageResult, cost: float | None, t0_ns: int) -> None:
+        self.failed += not result.ok
+        self.clock.page_done(
+            cost,
+            (result.start_ns - t0_ns) / 1e9,
+            (result.end_ns - result.start_ns) / 1e9,
+            result.pid,
+            result.extra.get("bundle"),
+        )
+        now = self._elapsed()
+        if now - self._said >= 0.25:  # a million echo pages must not pay for it a million times
+            self._said = now
+            left = self.clock.time_left(now)
+            rate = self.clock.pages_done / now if now > 0 else 0.0
+            when = "" if left is None else f", {left.text()} left"
+            self._text(f"{self._pages()} [{duration(now)}{when}, {rate:.2f} pages/s]")
+        target = round((self.clock.fraction() or 0.0) * self.SCALE)
+        if target > self._shown:
+            self.bar.update(target - self._shown)
+            self._shown = target
+        else:
+            self.bar.refresh()
+
+    def close(self, wall_s: float | None = None) -> None:
+        """The final line: the run's average rate over its wall time."""
+        wall = wall_s if wall_s is not None else self._elapsed()
+        rate = self.clock.pages_done / wall if wall > 0 else 0.0
+        self._text(f"{self._pages()} in {duration(wall)}, {rate:.2f} pages/s on average")
+        if self.clock.pages_total is not None and self.clock.pages_done >= self.clock.pages_total:
+            self.bar.update(self.SCALE - self._shown)
+            self._shown = self.SCALE
+        self.bar.refresh()
 
 
 def make_bar(
@@ -94,14 +167,17 @@ def make_bar(
 
 
 @contextlib.contextmanager
-def run_progress(total: int, cfg: OcrConfig, trace_path: Path) -> Iterator[Any]:
+def run_progress(
+    cfg: OcrConfig, trace_path: Path, t0_ns: int, workers: int | None = None
+) -> Iterator[Any]:
     """The progress bar of one run (a context manager yielding it) and, in a notebook,
-    the live view following ``trace_path``; the view settles when the block ends."""
+    the live view following ``trace_path``; the view settles when the block ends.
+    The bar takes ``found`` (pages and estimated work discovered) and ``page_done``."""
     where = frontend()
     if live_view_enabled(cfg, where):
         from .lab.widgets import LiveView
 
-        view = LiveView(trace_path, total=total or None).show().start()
+        view = LiveView(trace_path).show().start()
         try:
             yield _QuietBar()
         finally:
@@ -112,8 +188,12 @@ def run_progress(total: int, cfg: OcrConfig, trace_path: Path) -> Iterator[Any]:
         yield _QuietBar()
         return
     desc = f"{_SWEEP[-1]}: OCR" if _SWEEP else "OCR"
-    with make_bar(total, True, where, desc=desc, leave=not _SWEEP) as bar:
-        yield bar
+    with make_bar(WorkBar.SCALE, True, where, desc=desc, leave=not _SWEEP) as bar:
+        work = WorkBar(bar, workers, t0_ns, cfg.order == "cost" and not cfg.sequential)
+        try:
+            yield work
+        finally:
+            work.close()
 
 
 @contextlib.contextmanager

@@ -12,13 +12,14 @@ per document in ``results.json``, and the :class:`RunSummary` a run returns.
 
 from __future__ import annotations
 
-import os
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .context import Group as Group  # what to OCR (ocrlab.context), re-exported
+from .context import RunContext as RunContext
 from .errors import ExitCode
+from .parts import PageConfidence, PagePart
 
 #: How a document ended: every page read (``ok``), some (``partial``) or none (``failed``).
 DocumentStatus = Literal["ok", "partial", "failed"]
@@ -92,6 +93,10 @@ class EngineSettings:
     timeout_s: float = 300.0
     max_megapixels: float = 200.0
     omp_thread_limit: str | None = "1"
+    #: the files written per document (``formats``; txt first), and the confidence below
+    #: which a word counts as low
+    formats: tuple[str, ...] = ("txt",)
+    conf_low: float = 60.0
     #: engine-specific options (``engine_options``; the fault-injection fakes read them)
     options: tuple[tuple[str, Any], ...] = ()
     #: the run's private temporary folder: Tesseract's and PDFium's page files go there
@@ -142,6 +147,9 @@ class PageResult:
     #: unlike ``ocr_ns`` it does not grow when the machine is busy with other work
     engine_cpu_ns: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
+    #: the page's structured outputs (``formats`` beyond txt) and its word confidences
+    parts: tuple[PagePart, ...] = ()
+    confidence: PageConfidence | None = None
 
     @property
     def ok(self) -> bool:
@@ -190,6 +198,10 @@ class DocumentRecord:
     seconds: dict[str, float] | None = None
     workers: tuple[int, ...] | None = None
     kept_from_previous_run: bool = False
+    #: every file written for the document, by format: ``{"tsv": {"path", "sha256"}, ...}``
+    formats: dict[str, dict[str, Any]] | None = None
+    #: its words' confidence figures and each read page's (:mod:`ocrlab.output.confidence`)
+    confidence: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON object written to the manifest (keys as README documents them)."""
@@ -214,6 +226,7 @@ class DocumentRecord:
             out["workers"] = list(self.workers)
         if self.kept_from_previous_run:
             out["kept_from_previous_run"] = True
+        out.update({k: v for k in ("formats", "confidence") if (v := getattr(self, k)) is not None})
         return out
 
     @classmethod
@@ -240,6 +253,8 @@ class DocumentRecord:
             seconds=data.get("seconds"),
             workers=None if workers is None else tuple(int(w) for w in workers),
             kept_from_previous_run=bool(data.get("kept_from_previous_run", False)),
+            formats=data.get("formats"),
+            confidence=data.get("confidence"),
         )
 
 
@@ -361,39 +376,3 @@ class RunSummary:
             "skipped": dict(sorted(self.skipped.items())),
             "peaks": self.peaks,
         }
-
-
-@dataclass(frozen=True)
-class Group:
-    """A named set of inputs; the name prefixes its document ids (``""``: no prefix)."""
-
-    name: str
-    inputs: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class RunContext:
-    """What to OCR and where to write it."""
-
-    groups: tuple[Group, ...]
-    out_dir: str
-    #: keep what a previous run in ``out_dir`` finished with the same input and settings
-    resume: bool = False
-    #: start from an empty folder: remove a previous run's artifacts, manifest, trace, log
-    overwrite: bool = False
-
-    @classmethod
-    def single(
-        cls,
-        inputs: Sequence[str | os.PathLike[str]] | str | os.PathLike[str],
-        out_dir: str | os.PathLike[str],
-        resume: bool = False,
-        overwrite: bool = False,
-    ) -> RunContext:
-        items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
-        return cls(
-            (Group("", tuple(os.fspath(p) for p in items)),),
-            os.fspath(out_dir),
-            resume,
-            overwrite,
-        )

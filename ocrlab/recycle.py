@@ -19,7 +19,7 @@ when the worker decides to retire, it sets, in its own process only, the two
 module globals that check reads (threshold below any figure, no delay), so
 loky's loop retires it right after it returns the current page. The alternative,
 draining the pool and starting a new one, idles every worker for the drain and
-pays a whole pool start (measured in the README).
+pays a whole pool start (both measured in ``docs/scale.md``, "Recycled workers").
 
 Limits: the check needs psutil (an ocrlab dependency) and runs from the second
 call on (loky takes its reference after the first), so a worker OCRs at least
@@ -36,7 +36,7 @@ import warnings
 
 from .records import EngineSettings
 
-#: loky's worker loop, standalone (issue 10) or vendored by joblib
+#: loky's worker loop: the standalone package ocrlab's pool uses, or joblib's vendored copy
 _LOKY_MODULES = ("loky.process_executor", "joblib.externals.loky.process_executor")
 
 _pages_done = 0
@@ -113,7 +113,7 @@ def after_page(settings: EngineSettings, worker_rss: int, pages: int = 1) -> dic
 
 def quiet_recycling_warning() -> None:
     """loky warns when a worker stops while pages are queued; for a recycled worker it is
-    the plan, not a problem (the replacement starts at the next submit)."""
+    intended, not a problem (the replacement starts at the next submit)."""
     warnings.filterwarnings(
         "ignore", message="A worker stopped while some jobs were given", category=UserWarning
     )

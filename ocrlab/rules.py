@@ -92,6 +92,31 @@ class Rule(Generic[T]):
     switch: bool = False
 
 
+def parse_executor(name: str, raw: object) -> str:
+    text = parse_str(name, raw)
+    if text not in {"loky", "inline"} and not text.startswith(("dask://", "tcp://")):
+        raise ConfigError(
+            f"{name}={raw!r} is not an executor; use 'loky' (default), 'inline' "
+            "or 'dask://HOST:PORT' for a dask.distributed scheduler."
+        )
+    return text
+
+
+def parse_order(name: str, raw: object) -> str:
+    text = str(raw).strip().lower()
+    if text not in {"cost", "discovery"}:
+        raise ConfigError(
+            f"{name}={raw!r} is not an order; use 'cost' (most expensive pages first, the "
+            "default) or 'discovery' (pages in the order they are found)."
+        )
+    return text
+
+
+def parse_thread_limit(name: str, raw: object) -> str | None:
+    # kept as text: it is handed to the workers' environment as it is
+    return None if unset(raw) else str(parse_int(name, raw, 1, 1024))
+
+
 def shown_number(value: float) -> str:
     """A bound or default as people write it: ``300``, ``0.1``, ``1e7``."""
     return f"{value:.0e}".replace("e+0", "e") if value >= 1e6 else f"{value:g}"

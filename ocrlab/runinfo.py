@@ -1,7 +1,10 @@
 """Facts about the machine and the software a run used, and the start-up checks.
 
-The Tesseract facts themselves come from :mod:`ocrlab.engines.tesseract` (asked
-once per process); host figures from :mod:`ocrlab.measure.host`.
+The Tesseract facts (version, languages, tessdata) come from
+:mod:`ocrlab.engines.facts`, which remembers them between runs and asks the binary
+(:mod:`ocrlab.engines.tesseract`) again only when it or its traineddata changed;
+package versions from the installed ``dist-info`` folder names (no import); host
+figures from :mod:`ocrlab.measure.host`.
 
 Recorded in the trace metadata and the manifest, because a timing or an OCR
 difference means nothing without the Tesseract version and CPU count behind it.
@@ -15,6 +18,7 @@ import re
 import resource
 import socket
 import sys
+import time
 from typing import Any
 
 from loky import cpu_count
@@ -25,6 +29,7 @@ from .engines.registry import engine_version
 from .engines.tesseract import INSTALL_HINT, tesseract_cmd
 from .errors import ConfigError, PipelineError
 from .measure.host import available_memory, cgroup_memory_limit
+from .output.formats import check_formats
 
 
 def _installed_versions() -> dict[str, str]:
@@ -71,6 +76,7 @@ def check_engine(cfg: OcrConfig) -> None:
     processes) only when the binary or its traineddata changed. A language the
     remembered facts lack is asked again before it is refused.
     """
+    check_formats(cfg.formats, cfg.engine)
     if cfg.engine != "pytesseract" or cfg.remote:
         return  # a remote cluster's workers have their own Tesseract
     facts = tesseract_facts()
@@ -91,7 +97,8 @@ def check_engine(cfg: OcrConfig) -> None:
 
 
 #: The main process plus the two resource trackers (loky's, multiprocessing's), as PSS:
-#: measured 25 + 13 + 7 = 45 MB at 2 workers on A4 pages (README, "Memory"), with room.
+#: measured 25 + 13 + 7 = 45 MB at 2 workers on A4 pages (``docs/performance.md``,
+#: "Memory"), with room.
 #: PSS, not RSS: RSS counts the libraries these processes share once per process, and
 #: the budget (a container's limit) is charged each page once.
 BASE_MEMORY_MB = 80.0
@@ -133,6 +140,9 @@ def run_metadata(cfg: OcrConfig) -> dict[str, Any]:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     installed = _installed_versions()
     return {
+        # the wall clock and the monotonic clock read together: with t0_monotonic_ns, where
+        # the run began on the wall clock (ocrlab merge lays shards out by it)
+        "clocks": {"unix_ns": time.time_ns(), "monotonic_ns": time.monotonic_ns()},
         "config": cfg.as_dict(),
         "versions": {
             "ocrlab": _version("ocrlab", installed),

@@ -21,21 +21,24 @@ from typing import Any, Generic, TypeVar
 from loky import cpu_count
 
 from .engines.registry import engine_name
-from .errors import ConfigError
+from .output.formats import FORMATS_BOUNDS, Formats, parse_formats
 from .rules import (
     AUTO_BOOL,
     BOOL,
     Rule,
     number,
     optional,
+    parse_executor,
     parse_int,
     parse_mapping,
+    parse_order,
     parse_str,
+    parse_thread_limit,
     shown_number,
-    unset,
     whole,
     zero_or,
 )
+from .shards import parse_shard
 
 T = TypeVar("T")
 
@@ -53,31 +56,6 @@ def max_workers_allowed() -> int:
 
 def parse_workers(name: str, raw: object) -> int:
     return parse_int(name, raw, 1, max_workers_allowed())
-
-
-def parse_executor(name: str, raw: object) -> str:
-    text = parse_str(name, raw)
-    if text not in {"loky", "inline"} and not text.startswith(("dask://", "tcp://")):
-        raise ConfigError(
-            f"{name}={raw!r} is not an executor; use 'loky' (default), 'inline' "
-            "or 'dask://HOST:PORT' for a dask.distributed scheduler."
-        )
-    return text
-
-
-def parse_order(name: str, raw: object) -> str:
-    text = str(raw).strip().lower()
-    if text not in {"cost", "discovery"}:
-        raise ConfigError(
-            f"{name}={raw!r} is not an order; use 'cost' (most expensive pages first, the "
-            "default) or 'discovery' (pages in the order they are found)."
-        )
-    return text
-
-
-def parse_thread_limit(name: str, raw: object) -> str | None:
-    # kept as text: it is handed to the workers' environment as it is
-    return None if unset(raw) else str(parse_int(name, raw, 1, 1024))
 
 
 @dataclass(frozen=True)
@@ -220,6 +198,16 @@ BUNDLE_MP = Setting(
     "this many megapixels together: one model load for several pages, the same text; "
     "0 = every page in a process of its own. Default engine only",
 )
+FORMATS = Setting(
+    "formats",
+    "OCR_FORMATS",
+    Rule(parse_formats, FORMATS_BOUNDS),
+    Formats(("txt",)),
+    "files per document, each in its folder beside text/, all from the one Tesseract call "
+    "per page (docs/formats.md); txt is always written; pdf needs the pdf extra",
+    shown="txt",
+)
+CONF_LOW = Setting("conf_low", "OCR_CONF_LOW", number(0, 100), 60.0, "below it, a word is low")
 MONITOR_INTERVAL = Setting(
     "monitor_interval",
     "OCR_MONITOR_INTERVAL",
@@ -285,6 +273,16 @@ SHIP_PAGES = Setting(
     "the scheduler is not on loopback",
     shown="auto",
 )
+SHARD: Setting[str | None] = Setting(
+    "shard",
+    "OCR_SHARD",
+    Rule(parse_shard, "I/N with 0 <= I < N <= 10000 / slurm / unset"),
+    None,
+    "OCR only share I of N of the documents (0-based), balanced by estimated cost and the "
+    "same on every machine; 'slurm' = the SLURM array task's share; combine the outputs "
+    "with 'ocrlab merge'",
+    shown="unset (every document)",
+)
 PROGRESS = Setting(
     "progress",
     "OCR_PROGRESS",
@@ -340,6 +338,8 @@ SETTINGS: tuple[Setting[Any], ...] = (
     ORDER,
     ORDER_WINDOW,
     BUNDLE_MP,
+    FORMATS,
+    CONF_LOW,
     MONITOR_INTERVAL,
     MEMORY_PER_WORKER_MB,
     MEMORY_BUDGET_MB,
@@ -348,6 +348,7 @@ SETTINGS: tuple[Setting[Any], ...] = (
     VERIFY_INPUTS,
     EXECUTOR,
     SHIP_PAGES,
+    SHARD,
     PROGRESS,
     LIVE_VIEW,
     OMP_THREAD_LIMIT,

@@ -5,7 +5,10 @@
 * the memory guard (:mod:`ocrlab.guard`): it sees every sample and holds back
   submission while the tree nears the memory budget;
 * worker recycling (:mod:`ocrlab.recycle`): a page's result says when its worker
-  retired after it; that is counted and traced here.
+  retired after it; that is counted and traced here;
+* on a Dask cluster, the hosts: a sampler on every worker (:mod:`ocrlab.cluster_watch`)
+  gives each host's memory, descriptors and live Tesseracts and the cluster's sum,
+  and each worker's clock offset places its pages on this process's timeline.
 
 One object for the three, so the pipeline asks it (``admit``, ``page_done``,
 ``memory_note``, ``stop``) without knowing which of them is switched on.
@@ -13,6 +16,7 @@ One object for the three, so the pipeline asks it (``admit``, ``page_done``,
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import logging
 import time
 from typing import Any
@@ -31,7 +35,13 @@ log = logging.getLogger("ocrlab")
 class Supervisor:
     """The monitor, the memory guard and recycling notes of one run (see module doc)."""
 
-    def __init__(self, cfg: OcrConfig, plan: ExecutionPlan, trace: TraceRecorder) -> None:
+    def __init__(
+        self,
+        cfg: OcrConfig,
+        plan: ExecutionPlan,
+        trace: TraceRecorder,
+        executor: cf.Executor | None = None,
+    ) -> None:
         self.cfg = cfg
         self.trace = trace
         #: times the guard held submission back, and workers retired (for the summary)
@@ -39,6 +49,33 @@ class Supervisor:
         self.workers_recycled = 0
         self.guard = self._make_guard(plan)
         self.monitor = self._start_monitor()
+        #: a Dask cluster's clock offsets (:class:`ocrlab.scaleout.ClockOffsets`) and hosts
+        self.clocks = getattr(executor, "clocks", None) if plan.kind == "cluster" else None
+        if self.clocks is not None:  # other hosts' pages placed by their measured offsets
+            trace.clock_offset = self.clock_offset
+        self.cluster = self._start_cluster_watch(executor)
+
+    def _start_cluster_watch(self, executor: cf.Executor | None) -> Any:
+        """The per-host samplers of a Dask run (none without the monitor or a cluster)."""
+        client = getattr(executor, "client", None)
+        if self.clocks is None or client is None or self.cfg.monitor_interval <= 0:
+            return None
+        from .cluster_watch import ClusterWatch
+
+        try:
+            return ClusterWatch(client, self.clocks, self.trace, self.cfg.monitor_interval).start()
+        except Exception as exc:  # an old or locked-down cluster: run on, without host figures
+            log.warning("no per-host figures: the host sampler could not start (%s)", exc)
+            return None
+
+    def clock_offset(self, result: PageResult) -> int | None:
+        """Nanoseconds to subtract from ``result``'s stamps to put them on this process's
+        clock (its Dask worker's measured offset); None when it is not known."""
+        worker = result.extra.get("dask_worker")
+        if self.clocks is None or not worker:
+            return None
+        offset = self.clocks.get(str(worker))
+        return None if offset is None else int(offset.offset_ns)
 
     def _make_guard(self, plan: ExecutionPlan) -> MemoryGuard | None:
         """The memory guard for a local pool with the monitor on (else nothing to measure)."""
@@ -131,3 +168,6 @@ class Supervisor:
         summary.workers_recycled = self.workers_recycled
         if self.monitor is not None:
             summary.peaks = self.monitor.stop().as_dict()
+        if self.cluster is not None:  # beside this tree's: each host's peaks, the cluster's
+            hosts, cluster = self.cluster.stop(summary.wall_s)
+            summary.peaks = {**summary.peaks, "hosts": hosts, "cluster": cluster}

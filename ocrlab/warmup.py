@@ -154,7 +154,7 @@ def warm_up_together(
     initializer, runs before any call.)
     """
     start = time.monotonic()
-    pid = warm_up(engine, hold_s=0.0)
+    pid = warm_up(engine)
     mark = os.path.join(meeting, str(pid))
     if os.path.exists(mark):
         return pid

@@ -1,10 +1,12 @@
 """The worker side: everything that runs in a worker process, and nothing else.
 
-:func:`ocr_page` is the only function executors call. It runs in a loky worker,
-a Dask worker, or (sequential mode) the main process, and behaves the same in
-all three: it prepares the page (:mod:`ocrlab.pages`), runs the engine
-(:mod:`ocrlab.engines.registry`), and returns a small
-:class:`~ocrlab.records.PageResult`. It never logs to shared files, never
+Executors call three functions of it: :func:`ocr_page` for a page,
+:func:`ocr_bundle` for several small pages in one engine call
+(:mod:`ocrlab.bundles`), and :func:`warm_up` once per pool worker at start.
+:func:`ocr_page` runs in a loky worker, a Dask worker, or (sequential mode) the
+main process, and behaves the same in all three: it prepares the page
+(:mod:`ocrlab.pages`), runs the engine (:mod:`ocrlab.engines.registry`), and
+returns a small :class:`~ocrlab.records.PageResult`. It never logs to shared files, never
 touches contextvars, and never returns pixels. Every failure is caught and
 returned as a record with ``error_type`` set, so one bad page cannot take its
 neighbours down.
@@ -20,11 +22,12 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from .engines.registry import list_engine, resolve_engine, warm_engine
+from .engines.registry import list_engine, list_outputs_engine, resolve_engine, warm_engine
 from .engines.tesseract import take_child_peak
+from .output.formats import PageOutputs, page_outputs, structured
 from .pages import page_source
 from .records import EngineSettings, PageResult, PageTask
 from .recycle import after_page
@@ -112,21 +115,19 @@ def _errno(exc: BaseException | None) -> int | None:
     return None
 
 
-def warm_up(engine: str, hold_s: float = 0.15) -> int:
+def warm_up(engine: str) -> int:
     """Import what the first page needs (Pillow, the engine) before it arrives; return the pid.
 
-    Submitted once per worker right after the pool is created (:mod:`ocrlab.warmup`),
-    so worker start-up overlaps the main process's discovery and start-up checks
-    instead of delaying the first page. The call lasts at least ``hold_s``: a
-    worker that finished its warm-up at once would otherwise take its siblings'
-    calls too (measured: both of 2 warm-ups ran in the first worker), leaving
-    them cold.
+    Called once per worker right after the pool is created, through
+    :func:`ocrlab.warmup.warm_up_together`, so worker start-up overlaps the main
+    process's discovery and start-up checks instead of delaying the first page.
+    That caller, not this function, makes each worker wait at a rendezvous until
+    every sibling has taken its own call (a worker that finished at once would
+    otherwise take its siblings' calls too, leaving them cold).
     """
-    start = time.monotonic()
     from PIL import Image  # noqa: F401 - the import is the point
 
     warm_engine(engine)
-    time.sleep(max(0.0, hold_s - (time.monotonic() - start)))
     return os.getpid()
 
 
@@ -146,6 +147,7 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
     error: str | None = None
     os_errno: int | None = None
     extra: dict[str, Any] = {}
+    outputs: PageOutputs = ((), None)
     if "distributed" in sys.modules:
         from .scaleout import worker_identity
 
@@ -161,8 +163,11 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
             child_maxrss = _child_peak(children_before)
+            raw_text, rendered = _split_rendered(raw, settings)
+            if rendered:
+                outputs = _page_outputs((task,), rendered, settings)[0]
         # Tesseract ends every page with a form feed; the artifact writer adds them back.
-        text = raw[:-1] if raw.endswith("\f") else raw
+        text = raw_text[:-1] if raw_text.endswith("\f") else raw_text
     except Exception as exc:
         error_type = type(exc).__name__
         error = str(exc) or repr(exc)
@@ -189,8 +194,38 @@ def ocr_page(task: PageTask, settings: EngineSettings) -> PageResult:
         os_errno=os_errno,
         extra=extra,
         child_maxrss=child_maxrss,
+        parts=outputs[0],
+        confidence=outputs[1],
         **memory,
     )
+
+
+def _split_rendered(
+    raw: str | Mapping[str, str | bytes], settings: EngineSettings
+) -> tuple[str, Mapping[str, str | bytes]]:
+    """An engine's answer as (text, the other formats' outputs); an engine that returns
+    only text when more was asked is an error of the page, said as such."""
+    if isinstance(raw, str):
+        if structured(settings.formats):
+            raise TypeError(
+                f"engine {settings.engine!r} returned only text, but formats "
+                f"{','.join(settings.formats)!r} were asked; use engine 'pytesseract' or "
+                "return a mapping of format to output"
+            )
+        return raw, {}
+    return str(raw["txt"]), raw
+
+
+def _page_outputs(
+    tasks: Sequence[PageTask], rendered: Mapping[str, str | bytes], settings: EngineSettings
+) -> list[PageOutputs]:
+    found = page_outputs(tasks, rendered, settings)
+    if found is None:
+        raise ValueError(
+            f"Tesseract's {', '.join(sorted(rendered))} output for page {tasks[0].page} of "
+            f"{tasks[0].doc_id} does not hold exactly one page"
+        )
+    return found
 
 
 _bundle_ids = itertools.count(1)
@@ -212,8 +247,10 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
     """
     if len(tasks) == 1:
         return [ocr_page(tasks[0], settings)]
-    engine = list_engine(settings.engine)
-    if engine is None or not tasks:
+    rich = structured(settings.formats)  # then the list's other formats come back too
+    with_outputs = list_outputs_engine(settings.engine) if rich else None
+    engine = None if rich else list_engine(settings.engine)
+    if (engine is None and with_outputs is None) or not tasks:
         return []
     start = time.monotonic_ns()
     try:
@@ -222,13 +259,21 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
             t_ready = time.monotonic_ns()
             cpu_before, children_before = _children_cpu_ns(), _children_maxrss()
             take_child_peak()
-            texts = engine([src for src, _, _ in prepared], settings)
+            sources = [src for src, _, _ in prepared]
+            texts: list[str] | None = None
+            rendered: dict[str, str | bytes] | None = None
+            if with_outputs is not None:
+                found = with_outputs(sources, settings, _textonly(tasks, settings))
+                texts, rendered = found if found is not None else (None, None)
+            elif engine is not None:
+                texts = engine(sources, settings)
             ocr_ns = time.monotonic_ns() - t_ready
             engine_cpu_ns = _children_cpu_ns() - cpu_before
             child_maxrss = _child_peak(children_before)  # the bundle's one process
+            outputs = page_outputs(tasks, rendered, settings) if rendered is not None else None
     except Exception:
         return []
-    if texts is None:
+    if texts is None or (rich and outputs is None):
         return []
     end = time.monotonic_ns()
     memory = _memory_figures()
@@ -266,6 +311,17 @@ def ocr_bundle(tasks: Sequence[PageTask], settings: EngineSettings) -> list[Page
                 worker_rss=memory["worker_rss"],
                 worker_hwm=memory["worker_hwm"],
                 child_maxrss=child_maxrss,
+                parts=outputs[i][0] if outputs else (),
+                confidence=outputs[i][1] if outputs else None,
             )
         )
     return results
+
+
+def _textonly(tasks: Sequence[PageTask], settings: EngineSettings) -> bool:
+    """Whether a list's PDF pages are text layers only (pages of PDF inputs, which keep
+    their own page under the layer); a list mixing both kinds cannot be one call."""
+    kinds = {task.fmt == "pdf" for task in tasks}
+    if "pdf" in settings.formats and len(kinds) > 1:
+        raise ValueError("a list mixes PDF pages and images; its PDF pages differ in kind")
+    return kinds == {True}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -62,6 +64,17 @@ def data_dir() -> Path:
     if not any(DATA.rglob("*.gt.txt")):
         pytest.skip("data/ is empty; run 'ocrlab corpus data' first")
     return DATA
+
+
+def ocrlab_command(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
+    """``python -m ocrlab ARGS...`` as a user runs it: its own process, output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "ocrlab", *args],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
 
 
 def make_page(path: Path, text: str, size: tuple[int, int] = (400, 120)) -> Path:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import hashlib
+import tempfile
 import time
 from pathlib import Path
 
@@ -18,8 +19,9 @@ import pytest
 import ocrlab
 from ocrlab.errors import ConfigError
 from ocrlab.output.manifest import load_manifest
+from ocrlab.output.scratch import TMP_PREFIX
 from ocrlab.output.trace_reader import load_trace
-from tests.conftest import make_page
+from tests.helpers import write_pages
 
 COUNTS = (
     "documents",
@@ -36,8 +38,8 @@ COUNTS = (
 
 
 def _pages(folder: Path, n: int) -> Path:
-    for i in range(n):
-        make_page(folder / f"p{i:02d}.png", f"page number {i}", size=(900, 300))
+    """``n`` readable pages and one truncated PNG (a run over them exits 1)."""
+    write_pages(folder, n, size=(900, 300))
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n-truncated")
     return folder
 
@@ -107,7 +109,17 @@ def test_cancel_mid_run_is_ctrl_c(tmp_path: Path) -> None:
         if path.is_file():
             doc_id = path.relative_to(out / "text").as_posix()[: -len(".txt")]
             assert hashlib.sha256(path.read_bytes()).hexdigest() == finished[doc_id]["sha256"]
-    assert not (out / ".ocrlab-tmp").exists()
+    # The run's own temporary folder (on $TMPDIR, named by its pid) is gone, and the
+    # output folder holds the run's files and its lock, nothing else (no reserve file).
+    assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{handle.pid}-*"))
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".ocrlab.lock",
+        "journal.jsonl",
+        "ocrlab.log",
+        "results.json",
+        "text",
+        "trace.json",
+    ]
     names = [e.get("name") for e in load_trace(out / "trace.json")]
     assert "run_end" in names
     # No Tesseract (nor worker) of this run is left; resource trackers exit on their own.

@@ -3,7 +3,6 @@ and that every fault in a bundle ends as it would for the page alone."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import os
 import signal
@@ -24,6 +23,7 @@ from ocrlab.records import EngineSettings, PageResult, PageTask
 from ocrlab.sources import discover
 from ocrlab.worker import ocr_bundle, ocr_page
 from tests.conftest import make_page
+from tests.helpers import artifact_texts
 
 
 def _task(name: str, cost: float | None, path: str | None = None) -> PageTask:
@@ -191,13 +191,6 @@ def test_a_bundle_that_kills_its_worker_is_rerun_page_by_page(tmp_path: Path) ->
     assert "worker_died" in events and scheduler.restarts >= 1
 
 
-def _digest(out: Path) -> str:
-    h = hashlib.sha256()
-    for path in sorted((out / "text").rglob("*.txt")):
-        h.update(path.relative_to(out).as_posix().encode() + b"\0" + path.read_bytes())
-    return h.hexdigest()
-
-
 @pytest.mark.slow
 def test_a_run_with_bundles_writes_what_a_run_without_them_writes(
     shared_corpus: Path, data_dir: Path, tmp_path: Path
@@ -207,7 +200,7 @@ def test_a_run_with_bundles_writes_what_a_run_without_them_writes(
     with_bundles = ocrlab.run(inputs, tmp_path / "on", workers=2, progress=False)
     without = ocrlab.run(inputs, tmp_path / "off", workers=2, progress=False, bundle_mp=0)
     assert with_bundles.documents == without.documents > 20
-    assert _digest(tmp_path / "on") == _digest(tmp_path / "off")
+    assert artifact_texts(tmp_path / "on") == artifact_texts(tmp_path / "off")
     assert audit_output(tmp_path / "on").ok
     bundles = {
         e["args"]["bundle"]

@@ -12,14 +12,7 @@ import ocrlab
 from ocrlab.lab.accuracy import cer, ground_truth_path, score_run, wer
 from ocrlab.lab.corpus import generate_bench_corpus, generate_corpus
 from tests.conftest import DATA
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.helpers import file_tree
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +24,7 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_same_seed_same_bytes_other_seed_other_text(generated: Path, tmp_path: Path) -> None:
     generate_corpus(tmp_path / "again")
-    assert _tree(generated) == _tree(tmp_path / "again")
+    assert file_tree(generated) == file_tree(tmp_path / "again")
     generate_corpus(tmp_path / "other", seed=7)
     gt = "letters/letter-01.gt.txt"
     assert (tmp_path / "other" / gt).read_text() != (generated / gt).read_text()
@@ -39,10 +32,10 @@ def test_same_seed_same_bytes_other_seed_other_text(generated: Path, tmp_path: P
 
 def test_committed_data_matches_generator(generated: Path) -> None:
     """data/ is the generator's output: the ground truth (pure RNG output) must agree."""
-    committed = {k: v for k, v in _tree(DATA).items() if k.endswith((".gt.txt", ".md"))}
-    fresh = {k: v for k, v in _tree(generated).items() if k.endswith((".gt.txt", ".md"))}
+    committed = {k: v for k, v in file_tree(DATA).items() if k.endswith((".gt.txt", ".md"))}
+    fresh = {k: v for k, v in file_tree(generated).items() if k.endswith((".gt.txt", ".md"))}
     assert committed == fresh, "data/ is stale: run 'ocrlab corpus data'"
-    assert set(_tree(DATA)) == set(_tree(generated))
+    assert set(file_tree(DATA)) == set(file_tree(generated))
 
 
 def test_contents_formats_and_size(generated: Path) -> None:
@@ -65,10 +58,10 @@ def test_contents_formats_and_size(generated: Path) -> None:
         "broken/not-an-image.tif",
     }
     assert docs["broken/truncated.png"].fmt == "png"  # header intact, body cut
-    assert sum(len(v) for v in _tree(generated).values()) < 5 * 2**20
-    scans = [k for k in _tree(generated) if k.startswith("scans/") and k.endswith(".png")]
+    assert sum(len(v) for v in file_tree(generated).values()) < 5 * 2**20
+    scans = [k for k in file_tree(generated) if k.startswith("scans/") and k.endswith(".png")]
     assert 6 <= len(scans) <= 9 and "scans/clean-0-01.png" in scans
-    assert sum(len(v) for k, v in _tree(generated).items() if k.startswith("scans/")) < 2**20
+    assert sum(len(v) for k, v in file_tree(generated).items() if k.startswith("scans/")) < 2**20
 
 
 @pytest.mark.parametrize("name", ["truncated.png", "not-an-image.tif", "empty.png"])

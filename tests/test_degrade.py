@@ -24,14 +24,7 @@ from ocrlab.lab.degrade import (
     render_page,
 )
 from ocrlab.lab.sweep import score_pages
-
-
-def _tree(root: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(root).as_posix(): p.read_bytes()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
+from tests.helpers import file_tree
 
 
 def test_parse_degradations() -> None:
@@ -74,7 +67,7 @@ def test_same_seed_same_bytes_same_text_at_every_strength(tmp_path: Path) -> Non
     generate_scans(tmp_path / "a", specs, seed=5, pages=2)
     generate_scans(tmp_path / "b", specs, seed=5, pages=2)
     generate_scans(tmp_path / "c", specs, seed=6, pages=2)
-    a, b, c = _tree(tmp_path / "a"), _tree(tmp_path / "b"), _tree(tmp_path / "c")
+    a, b, c = file_tree(tmp_path / "a"), file_tree(tmp_path / "b"), file_tree(tmp_path / "c")
     assert a == b
     assert len(a) == 2 * 2 * (len(specs) + 1)  # + the clean page; image + ground truth each
     assert a["noise-0.6-01.png"] != c["noise-0.6-01.png"]
@@ -85,7 +78,7 @@ def test_same_seed_same_bytes_same_text_at_every_strength(tmp_path: Path) -> Non
     assert a["clean-0-01.gt.txt"] != a["clean-0-02.gt.txt"]
     # Adding a degradation does not change the pages of the others.
     generate_scans(tmp_path / "d", parse_degradations("noise:0.6"), seed=5, pages=2)
-    d = _tree(tmp_path / "d")
+    d = file_tree(tmp_path / "d")
     assert all(a[k] == v for k, v in d.items())
 
 

@@ -1,4 +1,5 @@
-"""Executor lifecycle (mocked, as the verification plan does) and real-process scheduling."""
+"""Executor lifecycle (mocked: one pool with max_workers=N, shut down with wait=True) and
+real-process scheduling."""
 
 from __future__ import annotations
 

@@ -7,10 +7,9 @@ processes from outside.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,6 +21,7 @@ import ocrlab
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
 from tests.conftest import DATA, make_page, own_tesseracts
+from tests.helpers import artifact_texts, run_cli
 
 
 def _tesseracts() -> list[psutil.Process]:
@@ -31,13 +31,6 @@ def _tesseracts() -> list[psutil.Process]:
 
 def _zombie_children() -> list[psutil.Process]:
     return [c for c in psutil.Process().children() if c.status() == psutil.STATUS_ZOMBIE]
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 @pytest.fixture
@@ -167,16 +160,7 @@ def test_worker_killed_mid_tesseract_loses_nothing(data_dir: Path, tmp_path: Pat
     assert _tesseracts() == [] and _zombie_children() == []
     clean = ocrlab.run(pages, tmp_path / "clean", workers=1, progress=False)
     assert clean.documents_ok == 3
-    assert _texts(tmp_path / "out") == _texts(tmp_path / "clean")
-
-
-def _cli(args: list[str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ocrlab", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    assert artifact_texts(tmp_path / "out") == artifact_texts(tmp_path / "clean")
 
 
 def _wait_for(predicate: object, timeout: float = 60.0) -> None:
@@ -188,16 +172,26 @@ def _wait_for(predicate: object, timeout: float = 60.0) -> None:
     raise AssertionError("condition not reached in time")
 
 
+def _ocr_running(tree: psutil.Process) -> bool:
+    """A page's Tesseract is running (not the start-up ``tesseract --version``)."""
+    for p in tree.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if p.name() == "tesseract" and "--version" not in p.cmdline():
+                return True
+    return False
+
+
 @pytest.mark.slow
-def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", ["2", "1"], ids=["pool", "inline"])
+def test_sigterm_stops_cleanly(tmp_path: Path, workers: str) -> None:
+    """Also with one worker, where pages run in the main process (InlineExecutor): the
+    signal used to become that page's failure and the run went on (exit 1, not 130)."""
     out = tmp_path / "out"
-    proc = _cli([str(DATA), "--out", str(out), "--workers", "2"])
+    proc = run_cli(str(DATA), "--out", str(out), "--workers", workers)
     tree = psutil.Process(proc.pid)
 
-    def ocr_running() -> bool:  # a worker's Tesseract, not the start-up version check
-        return any(
-            p.name() == "tesseract" and p.ppid() != proc.pid for p in tree.children(recursive=True)
-        )
+    def ocr_running() -> bool:
+        return _ocr_running(tree)
 
     _wait_for(ocr_running)
     started = time.monotonic()
@@ -221,7 +215,7 @@ def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    proc = _cli([str(DATA), "--out", str(out), "--workers", "2"])
+    proc = run_cli(str(DATA), "--out", str(out), "--workers", "2")
 
     def some_done() -> bool:
         try:
@@ -247,7 +241,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     for rel, digest in recorded.items():
         assert hashlib.sha256((out / rel).read_bytes()).hexdigest() == digest
     _wait_for(lambda: _tesseracts() == [], timeout=60)  # orphaned workers finish and exit
-    resumed = _cli([str(DATA), "--out", str(out), "--workers", "2", "--resume"])
+    resumed = run_cli(str(DATA), "--out", str(out), "--workers", "2", "--resume")
     stdout, stderr = resumed.communicate(timeout=600)
     assert resumed.returncode == 1, stderr  # data/broken/ holds corrupt files on purpose
     kept = int(stdout.split("(")[1].split(" kept")[0])
@@ -256,7 +250,7 @@ def test_kill9_then_resume_equals_uninterrupted_run(tmp_path: Path) -> None:
     assert final["status"] == "complete" and final["summary"]["documents_kept"] == kept
     clean = tmp_path / "clean"
     ocrlab.run(DATA, clean, workers=2, progress=False)
-    assert _texts(out) == _texts(clean)
+    assert artifact_texts(out) == artifact_texts(clean)
     # only the lock file stays (deleting it would race a run that opened it: ownership.py)
     assert [p.name for p in out.rglob("*") if p.name.startswith(".")] == [".ocrlab.lock"]
     statuses = {d["doc_id"]: d["status"] for d in final["documents"]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import struct
 import zlib
@@ -9,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from PIL import Image
 
 import ocrlab
 from ocrlab import PipelineError
@@ -177,22 +179,44 @@ def test_unreadable_directory_is_reported(tmp_path: Path) -> None:
 SUFFIXES = [".png", ".tif", ".jpg", ".pdf", ".gif", ".bmp", ".webp"]
 
 
+def _tiny_image(fmt: str) -> bytes:
+    """A valid 16 x 16 image: random bytes almost never decode, so the readable case
+    is given as an explicit example."""
+    buffer = io.BytesIO()
+    Image.new("L", (16, 16), 255).save(buffer, fmt)
+    return buffer.getvalue()
+
+
 @settings(
     max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(data=st.binary(max_size=2048), suffix=st.sampled_from(SUFFIXES))
+@example(data=_tiny_image("PNG"), suffix=".png")
+@example(data=_tiny_image("TIFF"), suffix=".jpg")  # mislabelled: the content decides
 def test_random_bytes_never_crash_discovery_or_a_worker(
     tmp_path: Path, data: bytes, suffix: str
 ) -> None:
+    """Whatever the bytes, the file is one document: pages to OCR, or an error entry that
+    names the file; and each page comes back as its own text or its own error."""
     path = tmp_path / f"fuzz{suffix}"
     path.write_bytes(data)
-    for doc in discover([path]):
-        assert doc.ok or doc.error
-        for task in doc.tasks:
-            result = ocr_page(
-                task, EngineSettings(engine="ocrlab.engines.fakes:echo", max_megapixels=5)
-            )
-            assert result.ok or result.error_type
+    (doc,) = discover([path])  # an image or PDF extension is never skipped
+    assert doc.doc_id == path.name
+    if doc.ok:
+        assert doc.error_type is None and doc.fmt is not None
+        assert [t.page for t in doc.tasks] == list(range(1, doc.n_pages + 1)) != []
+    else:
+        assert doc.error_type and doc.tasks == ()
+        assert path.name in (doc.error or ""), doc.error
+    for task in doc.tasks:
+        result = ocr_page(
+            task, EngineSettings(engine="ocrlab.engines.fakes:echo", max_megapixels=5)
+        )
+        assert result.key == (doc.doc_id, task.page)
+        if result.ok:  # the echo engine's text, whole: the page was decoded and read
+            assert result.text == f"{doc.doc_id} page {task.page}\n" and result.error is None
+        else:
+            assert result.text is None and result.error_type and result.error, result
 
 
 @pytest.mark.slow

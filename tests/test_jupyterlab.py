@@ -12,6 +12,7 @@ comes from there.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -30,6 +31,7 @@ from typing import Any
 import nbformat
 import pytest
 
+import ocrlab
 from tests.conftest import DATA, ROOT
 
 pytestmark = pytest.mark.slow
@@ -181,6 +183,15 @@ def _save(page_or_element: object, tmp_path: Path, name: str) -> Path:
     return target
 
 
+def _images_loaded(page: Any, selector: str, count: int = 1) -> None:
+    """Until ``count`` images matching ``selector`` have loaded."""
+    page.wait_for_function(
+        "([s, n]) => [...document.querySelectorAll(s)].filter(i => i.naturalWidth > 0).length >= n",
+        arg=[selector, count],
+        timeout=60_000,
+    )
+
+
 def _wait_for_kernel(sessions_url: str, timeout_s: float = 120) -> None:
     """Until the notebook's kernel is idle *and connected* (the page's execution indicator
     reads "idle" seconds before any kernel exists; requests sent then are lost, and so are
@@ -271,11 +282,7 @@ def test_live_view_and_page_viewer_in_jupyterlab(
             _save(view, tmp_path, "live-view.png")
             viewer = page.locator(".ocrlab-page-viewer")
             viewer.wait_for(timeout=120_000)
-            page.wait_for_function(
-                "() => { const i = document.querySelector('.ocrlab-page-viewer img');"
-                " return i && i.naturalWidth > 0; }",
-                timeout=60_000,
-            )
+            _images_loaded(page, ".ocrlab-page-viewer img")
             text = viewer.locator(".ocrlab-page-text").first
             text.wait_for(timeout=30_000)
             assert len(text.inner_text().strip()) > 20
@@ -295,3 +302,213 @@ def test_live_view_and_page_viewer_in_jupyterlab(
     for out in ("out", "out-bg"):
         manifest = json.loads((root / out / "results.json").read_text())
         assert manifest["status"] == "complete"
+
+
+@contextlib.contextmanager
+def _notebook_page(url: str, sessions: str, tmp_path: Path, failure: str) -> Iterator[Any]:
+    """A Chromium page on the notebook at ``url``, its kernel connected; on a failure,
+    a screenshot named ``failure`` of what the browser showed."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"]
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(url, timeout=120_000)
+            page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
+            dialog = page.locator(".jp-Dialog button", has_text="Select")
+            if dialog.count():
+                dialog.first.click()
+            _wait_for_kernel(sessions)
+            yield page
+        except BaseException:
+            _save(page, tmp_path, failure)
+            raise
+        finally:
+            browser.close()
+
+
+def _write_notebook(root: Path, name: str, cells: list[str]) -> str:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": KERNEL, "display_name": "ocrlab", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(c) for c in cells]
+    nbformat.write(nb, root / name)
+    return name
+
+
+#: name, size: portrait A4-ish, the issue's landscape page, a very tall strip
+SHAPES = {"portrait.png": (1240, 1754), "landscape.png": (3312, 2550), "tall.png": (600, 4200)}
+
+
+def _shapes_run(root: Path) -> None:
+    """Pages of three shapes, each with a long ground truth (a text column far taller than
+    the image: what stretched the image in a flex row), OCRed by the echo engine."""
+    from tests.conftest import make_page
+
+    words = " ".join(f"word{i}" for i in range(12))
+    for name, size in SHAPES.items():
+        make_page(root / "shapes" / name, name, size=size)
+        (root / "shapes" / name.replace(".png", ".gt.txt")).write_text(f"{words}\n" * 25)
+    ocrlab.run(root / "shapes", root / "out-shapes", engine="ocrlab.engines.fakes:echo")
+
+
+def _comparison_runs(root: Path) -> list[str]:
+    """The corpus at one and two workers, and at two with sparse-text segmentation."""
+    outs = ["out-w1", "out-w2", "out-w2-psm11"]
+    ocrlab.run(root / "corpus", root / outs[0], workers=1)
+    ocrlab.run(root / "corpus", root / outs[1], workers=2)
+    ocrlab.run(root / "corpus", root / outs[2], workers=2, psm=11)
+    return outs
+
+
+def _save_visible(page: Any, element: Any, tmp_path: Path, name: str) -> Path:
+    """A screenshot of what the user sees of ``element``: scrolled into view, cut to the
+    window (an element screenshot of something taller than the window, inside JupyterLab's
+    own scrolling, shows the wrong part)."""
+    element.scroll_into_view_if_needed()
+    box = element.bounding_box()
+    assert box is not None
+    view = page.viewport_size
+    top = max(0.0, box["y"])
+    clip = {
+        "x": max(0.0, box["x"]),
+        "y": top,
+        "width": min(box["width"], view["width"] - max(0.0, box["x"])),
+        "height": min(box["y"] + box["height"], view["height"]) - top,
+    }
+    target = tmp_path / name
+    page.screenshot(path=str(target), clip=clip)
+    keep = ROOT / "test-output"
+    keep.mkdir(exist_ok=True)
+    shutil.copy(target, keep / name)
+    return target
+
+
+def _reduce(path: Path, target: Path) -> None:
+    """A palette-reduced copy for the README (a few tens of kB)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        im.convert("RGB").quantize(colors=64).save(target, optimize=True)
+
+
+def test_failures_stay_open_pages_keep_shape_runs_compared(
+    jupyterlab: tuple[str, Path, str], tmp_path: Path
+) -> None:
+    """During a run a user opens the failure list and reads it across refreshes; the page
+    viewer keeps each page's proportions beside a long text; runs are compared side by side;
+    the background view's title is whole."""
+
+    url, root, sessions = jupyterlab
+    (root / "faulty").mkdir()
+    for name in ("a.png", "b.png", "slow.png", "c.png"):
+        shutil.copy(DATA / "letters" / "note.png", root / "faulty" / name)
+    (root / "faulty" / "empty.png").write_bytes(b"")
+    _shapes_run(root)
+    compared = _comparison_runs(root)
+    name = _write_notebook(
+        root,
+        "second.ipynb",
+        [
+            "import ocrlab",
+            'ocrlab.run("faulty", "out-f", workers=2, engine="ocrlab.engines.fakes:faulty",\n'
+            '           engine_options={"fail_on": "a.png", "hang_on": "slow.png", "hang_s": 8})',
+            'from ocrlab.lab.widgets import PageViewer, RunComparison\nPageViewer("out-shapes")',
+            f"RunComparison({compared!r})",
+            'handle = globals().get("handle") or ocrlab.start("faulty", "out-bg", workers=2,\n'
+            '    engine="ocrlab.engines.fakes:sleepy", engine_options={"sleep": 0.5})',
+        ],
+    )
+    page_url = url.replace("live.ipynb", name)
+    with _notebook_page(page_url, sessions, tmp_path, "jupyterlab-second-failure.png") as page:
+        _run_all_cells(page)
+        view = page.locator(".ocrlab-live-view").first
+        header = view.locator(".ocrlab-failures-box").get_by_text("failure(s)")
+        header.wait_for(timeout=120_000)
+        assert view.locator("[data-status='running']").count() == 1, "still running"
+        header.click()
+        listed = view.locator(".ocrlab-failures")
+        listed.wait_for(state="visible", timeout=10_000)
+        seen = set()
+        for _ in range(8):  # four seconds: eight refreshes of the view
+            page.wait_for_timeout(500)
+            assert listed.is_visible(), "the failure list closed by itself"
+            seen.add(view.locator(".ocrlab-status").inner_text())
+            seen.add(view.locator("table").inner_text())  # the elapsed time moves
+        assert "running" in seen and len(seen) > 2, seen  # refreshed meanwhile
+        assert "injected failure on a.png" in listed.inner_text()
+        _save(view, tmp_path, "live-view-failures.png")
+        view.locator("[data-status='complete']").wait_for(timeout=120_000)
+        page.wait_for_timeout(1000)
+        assert listed.is_visible() and "empty.png" in listed.inner_text()
+
+        viewer = page.locator(".ocrlab-page-viewer")
+        viewer.wait_for(timeout=120_000)
+        for shape, (width, height) in SHAPES.items():
+            viewer.locator("select").nth(1).select_option(label=shape)
+            page.wait_for_function(
+                "r => { const i = document.querySelector('.ocrlab-page-viewer img');"
+                " return i && i.naturalWidth > 0 &&"
+                " Math.abs(i.naturalWidth / i.naturalHeight - r) < 0.01; }",
+                arg=width / height,
+                timeout=60_000,
+            )
+            box = viewer.locator("img").bounding_box()
+            assert box is not None
+            drawn, natural = box["width"] / box["height"], width / height
+            assert abs(drawn / natural - 1) < 0.02, (shape, box, natural)
+            _save_visible(page, viewer, tmp_path, f"page-viewer-{shape}")
+        comparison = page.locator(".ocrlab-comparison")
+        comparison.wait_for(timeout=120_000)
+        _images_loaded(page, ".ocrlab-comparison img", 2)  # memory, timelines
+        comparison.scroll_into_view_if_needed()
+        summary = comparison.locator(".ocrlab-comparison-summary").text_content() or ""
+        assert "identical" in summary and "baseline" in summary
+        shot = _save_visible(page, comparison, tmp_path, "run-comparison.png")
+        _reduce(shot, ROOT / "test-output" / "run-comparison-small.png")
+
+        bg = page.locator(".ocrlab-live-view").nth(1)
+        bg.wait_for(timeout=120_000)
+        label = bg.locator(".widget-label").first
+        assert label.inner_text() == "OCR (background)"
+        assert label.evaluate("e => e.scrollWidth <= e.clientWidth"), "label cut"
+        bg.locator("[data-status='complete']").wait_for(timeout=120_000)
+        _save(bg, tmp_path, "live-view-background.png")
+
+
+def test_status_bar_says_busy_during_a_run_with_comms_off_subshells(
+    jupyterlab: tuple[str, Path, str], tmp_path: Path
+) -> None:
+    """JupyterLab 4.6 asks ipykernel 7 for a subshell when the first widget appears; the
+    kernel's reply comes with its own busy/idle status, and JupyterLab and the server take
+    the last status as the kernel's: "Idle" for the rest of the cell (docs/jupyter.md). With
+    comms over subshells disabled, what the documentation gives as the way out, the status
+    bar says "Busy" while ``ocrlab.run`` goes on."""
+
+    url, root, sessions = jupyterlab
+    settings = tmp_path / "jupyter" / "settings" / "@jupyterlab" / "apputils-extension"
+    (settings / "kernels-settings.jupyterlab-settings").write_text(
+        json.dumps({"commsOverSubshells": "disabled"})
+    )
+    name = _write_notebook(
+        root,
+        "busy.ipynb",
+        [
+            "import ocrlab\n"
+            'ocrlab.run("corpus", "out-busy", workers=2, engine="ocrlab.engines.fakes:sleepy",\n'
+            '           engine_options={"sleep": 2.0})'
+        ],
+    )
+    page_url = url.replace("live.ipynb", name)
+    with _notebook_page(page_url, sessions, tmp_path, "jupyterlab-busy-failure.png") as page:
+        _run_all_cells(page)
+        view = page.locator(".ocrlab-live-view").first
+        view.locator("[data-status='running']").wait_for(timeout=120_000)
+        status = page.locator(".jp-StatusBar-TextItem", has_text=re.compile("Idle|Busy"))
+        seen = []
+        while view.locator("[data-status='running']").count():
+            seen.append(status.first.inner_text())
+            page.wait_for_timeout(250)
+        assert seen and all("Busy" in s for s in seen[:-1]), seen

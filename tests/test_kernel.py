@@ -80,8 +80,9 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
     assert not [o for o in run_outputs if o["output_type"] == "error"]
     assert run_outputs[-1]["data"]["text/plain"] == "6"
     state = nb.metadata["widgets"][WIDGET_STATE]["state"]
-    bars = [m["state"] for m in state.values() if m["model_name"] == "IntProgressModel"]
-    assert any(b["value"] == b["max"] == 6 and b.get("bar_style") == "success" for b in bars)
+    # the bar counts the estimated work, from 0 to 1
+    bars = [m["state"] for m in state.values() if m["model_name"] == "FloatProgressModel"]
+    assert any(b["value"] == b["max"] == 1.0 and b.get("bar_style") == "success" for b in bars)
     html = [m["state"].get("value", "") for m in state.values() if m["model_name"] == "HTMLModel"]
     assert any(
         'data-pages-done="6" data-pages-total="6" data-status="complete"' in h for h in html
@@ -93,10 +94,10 @@ def test_run_cell_widget_state_says_every_page_is_done(tmp_path: Path, kernel_en
     background = [
         m["state"]
         for m in state.values()
-        if m["model_name"] == "IntProgressModel"
+        if m["model_name"] == "FloatProgressModel"
         and "background" in m["state"].get("description", "")
     ]
-    assert background and background[0]["value"] == background[0]["max"] == 6
+    assert background and background[0]["value"] == background[0]["max"] == 1.0
     viewer = nb.cells[2].outputs
     assert not [o for o in viewer if o["output_type"] == "error"], viewer
     # The page viewer: an image model with PNG bytes and the page's text.

@@ -5,7 +5,7 @@
   read, tested or moved apart);
 * no module over 400 lines;
 * nothing on the OCR path imports the lab (it needs the notebooks extra);
-* the notebooks shipped as package data are the ones in ``notebooks/``.
+* the notebooks exist once, in ``notebooks/`` (a build copies them into the wheel).
 """
 
 from __future__ import annotations
@@ -135,13 +135,14 @@ def test_no_module_over_400_lines() -> None:
     assert {p: n for p, n in sizes.items() if n > MAX_LINES} == {}
 
 
-def test_packaged_notebooks_match_the_top_level_ones() -> None:
-    """``notebooks/`` is what people open; ``ocrlab/lab/notebooks/`` is what a wheel ships.
-    Copy after editing: ``cp notebooks/*.ipynb ocrlab/lab/notebooks/`` (``make notebooks``)."""
-    top = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("*.ipynb")}
-    shipped = {p.name: p.read_bytes() for p in (PACKAGE / "lab" / "notebooks").glob("*.ipynb")}
-    assert top and top.keys() == shipped.keys()
-    assert [n for n in top if top[n] != shipped[n]] == []
+def test_the_notebooks_exist_once() -> None:
+    """``notebooks/`` is the only copy; setup.py copies it into a built wheel
+    (tests/test_wheel.py), so no second copy inside the package can drift from it."""
+    from ocrlab.lab.report import NOTEBOOKS_DIR
+
+    assert sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")) != []
+    assert sorted(p.relative_to(ROOT).as_posix() for p in PACKAGE.rglob("*.ipynb")) == []
+    assert NOTEBOOKS_DIR == ROOT / "notebooks"  # what `ocrlab report` runs from a checkout
 
 
 #: The run's machinery: the pool, the scheduler, the workers, the pipeline that wires them.

@@ -121,7 +121,15 @@ def test_state_of_a_real_run_matches_its_summary(tmp_path: Path) -> None:
     [failed] = [e for e in events if e.get("name") == "document_failed"]
     assert failed["args"]["doc_id"] == "bad.png"
     found = [e["args"] for e in events if e.get("name") == "pages_found"]
-    assert found[-1] == {"pages": 5, "final": True}  # lazy discovery's final total
+    # lazy discovery's final total, in pages and in estimated work (5 pages of 400 x 120)
+    assert found[-1] == {
+        "pages": 5,
+        "work": pytest.approx(0.24),
+        "sizes": {"-5": [5, 0.24]},
+        "final": True,
+    }
+    assert state.clock.by_work and state.clock.work_done == pytest.approx(5 * 0.048)
+    assert state.fraction == 1.0 and state.time_left() is None  # complete
 
 
 def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
@@ -157,7 +165,7 @@ def test_follower_sees_the_run_while_it_goes(tmp_path: Path) -> None:
 
 def test_render_state_shows_what_exists() -> None:
     pytest.importorskip("ipywidgets")
-    from ocrlab.lab.widgets import render_state
+    from ocrlab.lab.widgets import render_failures, render_state
 
     state = RunState(
         total=10,
@@ -173,7 +181,8 @@ def test_render_state_shows_what_exists() -> None:
     page = render_state(state)
     assert "4 / 10" in page and "2.00" in page and "peak 350 MB RSS" in page
     assert "PSS" not in page, "no PSS figure unless the monitor records one"
-    assert "bad &lt;page&gt;" in page and "time left" in page
+    assert "time left" in page and "bad" not in page, "failures have a widget of their own"
+    assert "bad &lt;page&gt;" in render_failures(state.failures)
     state.pss_mb, state.pss_at_peak_mb = 200.0, 220.0
     assert "300 MB RSS, 200 MB PSS now" in render_state(state)
     assert "peak 350 MB RSS, 220 MB PSS at that moment" in render_state(state)

@@ -418,7 +418,7 @@ def test_host_figures() -> None:
 
 @pytest.mark.slow
 def test_live_tesseract_bounded_under_many_groups(tmp_path: Path) -> None:
-    """The plan's known risk: 10 groups x 2 workers must not mean 20 Tesseracts."""
+    """Groups share one bound: 10 groups x 2 workers must not mean 20 Tesseracts."""
     groups = []
     for g in range(10):
         for p in range(2):

@@ -18,7 +18,7 @@ import pytest
 
 from ocrlab.lab.accuracy import score_run
 from ocrlab.lab.report import NOTEBOOKS_DIR, build_reports
-from tests.conftest import DATA
+from tests.helpers import copy_data
 
 NOTEBOOKS = sorted(NOTEBOOKS_DIR.glob("[0-9][0-9]-*.ipynb"))
 
@@ -55,21 +55,18 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Every notebook run through papermill on a few pages, workers 1 and 2; three of them
     degraded scans (a clean one, a blurred one, a noisy one) so that error rates vary."""
     root = tmp_path_factory.mktemp("reports")
-    corpus = root / "corpus"
-    for rel in (
-        "letters/note.png",
-        "forms/note.png",
-        "forms/card.webp",
-        "broken/empty.png",
-        "scans/clean-0-01.png",
-        "scans/blur-1-01.png",
-        "scans/noise-0.85-01.png",
-    ):
-        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, corpus / rel)
-        gt = (DATA / rel).with_name(rel.split("/")[1].rsplit(".", 1)[0] + ".gt.txt")
-        if gt.exists():
-            shutil.copy(gt, corpus / rel.rsplit("/", 1)[0] / gt.name)
+    corpus = copy_data(
+        root / "corpus",
+        (
+            "letters/note.png",
+            "forms/note.png",
+            "forms/card.webp",
+            "broken/empty.png",
+            "scans/clean-0-01.png",
+            "scans/blur-1-01.png",
+            "scans/noise-0.85-01.png",
+        ),
+    )
     out = root / "reports"
     results = build_reports(out, corpus=str(corpus), workers=[1, 2], repeats=1)
     failures = {r.name: r.error for r in results if r.error}

@@ -12,7 +12,6 @@ import os
 import shutil
 import socket
 import subprocess
-import sys
 import unicodedata
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import ocrlab
 from ocrlab.output.layout import OutputLayout
 from ocrlab.output.manifest import load_manifest
 from tests.conftest import make_page
+from tests.helpers import run_to_end
 from tests.odd_checks import ECHO, check_run, png_bytes
 
 PNG = png_bytes()
@@ -32,17 +32,6 @@ def _write(root: Path, name: str | bytes, data: bytes = PNG) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     return path
-
-
-def _cli(*args: str, prefix: tuple[str, ...] = ()) -> subprocess.CompletedProcess[str]:
-    """The command in a process of its own, with a timeout: a hang fails the test."""
-    return subprocess.run(
-        [*prefix, sys.executable, "-m", "ocrlab", *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_long_names_fit_name_max_and_resume(tmp_path: Path) -> None:
@@ -144,7 +133,7 @@ def test_every_file_type_ends_read_skipped_or_an_error(tmp_path: Path) -> None:
         fh.write(b"%PDF-1.4\n")
         fh.truncate(2 << 30)
     try:
-        done = _cli("run", str(inp), "--out", str(out), "--engine", ECHO, "--workers", "2")
+        done = run_to_end("run", str(inp), "--out", str(out), "--engine", ECHO, "--workers", "2")
     finally:
         server.close()
     assert done.returncode == 1, done.stderr
@@ -237,7 +226,7 @@ def test_unreadable_file_and_folder(tmp_path: Path) -> None:
     if probe.returncode == 0:
         pytest.skip("setpriv could not drop the capabilities here")
     try:
-        done = _cli("run", str(inp), "--out", str(out), "--engine", ECHO, prefix=prefix)
+        done = run_to_end("run", str(inp), "--out", str(out), "--engine", ECHO, prefix=prefix)
     finally:
         (inp / "closed").chmod(0o755)
     assert done.returncode == 1, done.stderr

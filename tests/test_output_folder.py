@@ -1,4 +1,4 @@
-"""The output folder belongs to one run (issue 14): a lock, no mixture, a full disk stops.
+"""The output folder belongs to one run: a lock, no mixture, a full disk stops.
 
 Real processes throughout (``python -m ocrlab run`` subprocesses, real loky
 workers, real Tesseract where the text matters) and a real small filesystem
@@ -8,10 +8,8 @@ workers, real Tesseract where the text matters) and a real small filesystem
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -25,37 +23,10 @@ from ocrlab.errors import OutputBusyError, OutputNotEmptyError
 from ocrlab.output.audit import audit_output
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.scratch import TMP_PREFIX
-from tests.conftest import make_page
+from tests.helpers import artifact_texts, run_cli, run_to_end, write_pages
 
 ECHO = "ocrlab.engines.fakes:echo"
 SLEEPY = "ocrlab.engines.fakes:sleepy"
-
-
-def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "ocrlab", "run", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env={**os.environ, **(env or {})},
-    )
-
-
-def _run(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    """``ocrlab run ARGS`` to its end, in a process of its own."""
-    return subprocess.run(
-        [sys.executable, "-m", "ocrlab", "run", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 def _wait_for_lock_holder(out: Path, pid: int, timeout: float = 60.0) -> dict[str, object]:
@@ -71,23 +42,17 @@ def _wait_for_lock_holder(out: Path, pid: int, timeout: float = 60.0) -> dict[st
     raise AssertionError(f"run {pid} never took the lock of {out}")
 
 
-def _pages(root: Path, n: int, prefix: str = "p") -> Path:
-    for i in range(n):
-        make_page(root / f"{prefix}{i:03d}.png", f"{prefix} page {i}")
-    return root
-
-
 def test_second_run_on_a_busy_folder_is_refused_at_once(tmp_path: Path) -> None:
     # Long enough to still hold the folder when both refusals are tried: 36 real pages,
     # each in a Tesseract process of its own (bundles would finish them in about a second).
-    inputs = _pages(tmp_path / "in", 36)
+    inputs = write_pages(tmp_path / "in", 36)
     out = tmp_path / "same"
-    first = _cli(
+    first = run_cli(
         str(inputs), "--out", str(out), "--workers", "2", "--quiet", env={"OCR_BUNDLE_MP": "0"}
     )
     info = _wait_for_lock_holder(out, first.pid)
     t0 = time.monotonic()
-    second = _run(str(inputs), "--out", str(out), "--quiet", timeout=60)
+    second = run_to_end("run", str(inputs), "--out", str(out), "--quiet", timeout=60)
     refused_in = time.monotonic() - t0
     assert second.returncode == 3, second.stderr
     assert str(out) in second.stderr and f"PID {first.pid}" in second.stderr
@@ -100,23 +65,31 @@ def test_second_run_on_a_busy_folder_is_refused_at_once(tmp_path: Path) -> None:
     assert first.returncode == 0, stderr
     alone = tmp_path / "alone"
     ocrlab.run(inputs, alone, workers=2, progress=False)
-    assert _texts(out) == _texts(alone) and len(_texts(out)) == 36
+    assert artifact_texts(out) == artifact_texts(alone) and len(artifact_texts(out)) == 36
     assert audit_output(out).ok
     assert load_manifest(out)["status"] == "complete"
     assert not list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{first.pid}-*"))
 
 
 def test_kill9_leaves_no_lock_and_its_temporary_folder_is_cleaned(tmp_path: Path) -> None:
-    inputs = _pages(tmp_path / "in", 8)
+    inputs = write_pages(tmp_path / "in", 8)
     out = tmp_path / "out"
-    proc = _cli(str(inputs), "--out", str(out), "--workers", "2", "--engine", SLEEPY, "--quiet")
+    proc = run_cli(str(inputs), "--out", str(out), "--workers", "2", "--engine", SLEEPY, "--quiet")
     _wait_for_lock_holder(out, proc.pid)
     stale = list(Path(tempfile.gettempdir()).glob(f"{TMP_PREFIX}{proc.pid}-*"))
     assert len(stale) == 1
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    nxt = _run(
-        str(inputs), "--out", str(out), "--engine", ECHO, "--overwrite", "--quiet", timeout=120
+    nxt = run_to_end(
+        "run",
+        str(inputs),
+        "--out",
+        str(out),
+        "--engine",
+        ECHO,
+        "--overwrite",
+        "--quiet",
+        timeout=120,
     )
     assert nxt.returncode == 0, nxt.stderr
     assert not stale[0].exists()  # the dead run's folder, removed by the next run
@@ -137,16 +110,16 @@ def test_a_live_runs_temporary_folder_is_never_removed(tmp_path: Path) -> None:
 
 
 def test_a_used_folder_is_refused_or_overwritten_never_mixed(tmp_path: Path) -> None:
-    letters = _pages(tmp_path / "letters", 3, "letter")
-    forms = _pages(tmp_path / "forms", 2, "form")
+    letters = write_pages(tmp_path / "letters", 3, "letter")
+    forms = write_pages(tmp_path / "forms", 2, "form")
     out = tmp_path / "o"
     ocrlab.run(letters, out, engine=ECHO, progress=False)
-    before = _texts(out)
+    before = artifact_texts(out)
     with pytest.raises(OutputNotEmptyError, match=r"--resume.*--overwrite"):
         ocrlab.run(forms, out, engine=ECHO, progress=False)
-    cli = _run(str(forms), "--out", str(out), "--engine", ECHO, "--quiet", timeout=120)
+    cli = run_to_end("run", str(forms), "--out", str(out), "--engine", ECHO, "--quiet", timeout=120)
     assert cli.returncode == 3 and "--overwrite" in cli.stderr and "--resume" in cli.stderr
-    assert _texts(out) == before  # refused before touching anything
+    assert artifact_texts(out) == before  # refused before touching anything
     (out / "notes.md").write_text("a user's own file")
     ocrlab.run(forms, out, engine=ECHO, progress=False, overwrite=True)
     audit = audit_output(out)
@@ -181,11 +154,10 @@ def small_fs() -> Iterator[Path]:
 def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     small_fs: Path, tmp_path: Path
 ) -> None:
-    inputs = _pages(tmp_path / "in", 60)
+    inputs = write_pages(tmp_path / "in", 60)
     out = small_fs / "out"
-    full = _run(
-        str(inputs), "--out", str(out), "--engine", ECHO, "--workers", "2", "--quiet", timeout=300
-    )
+    args = ("run", str(inputs), "--out", str(out), "--engine", ECHO, "--workers", "2", "--quiet")
+    full = run_to_end(*args, timeout=300)
     assert full.returncode == 4, full.stdout + full.stderr
     line = full.stderr.strip().splitlines()[-1]
     assert "no space left on the output filesystem after" in line and "--resume" in line
@@ -201,22 +173,11 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     for rel in audit_output(out).on_disk:
         assert (out / rel).read_text().endswith("\f")  # never half-written
     subprocess.run(["mount", "-o", "remount,size=4m", str(small_fs)], check=True)
-    resumed = _run(
-        str(inputs),
-        "--out",
-        str(out),
-        "--engine",
-        ECHO,
-        "--workers",
-        "2",
-        "--resume",
-        "--quiet",
-        timeout=300,
-    )
+    resumed = run_to_end(*args, "--resume", timeout=300)
     assert resumed.returncode == 0, resumed.stderr
     assert f"({done} kept" in resumed.stdout
     clean = tmp_path / f"clean-{uuid.uuid4().hex[:6]}"
     ocrlab.run(inputs, clean, engine=ECHO, workers=2, progress=False)
-    assert _texts(out) == _texts(clean) and len(_texts(out)) == 60
+    assert artifact_texts(out) == artifact_texts(clean) and len(artifact_texts(out)) == 60
     assert load_manifest(out)["status"] == "complete" and audit_output(out).ok
     assert not (out / ".ocrlab-reserve").exists()

@@ -16,17 +16,11 @@ from ocrlab import PipelineError
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
 from tests.conftest import make_page
+from tests.helpers import artifact_texts
 
 LOG_LINE = re.compile(
     r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) +doc=(\S+) page=(\S+) .+$"
 )
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -86,7 +80,7 @@ def test_mixed_batch_partial_success(mixed_run: Path) -> None:
 
 @pytest.mark.slow
 def test_artifacts_right_place_utf8_no_cross_contamination(mixed_run: Path) -> None:
-    texts = _texts(mixed_run)
+    texts = artifact_texts(mixed_run)
     assert set(texts) == {
         "real/eurotext.tif.txt",
         "real/linn.png.txt",
@@ -185,7 +179,7 @@ def test_parallel_output_identical_to_sequential(data_dir: Path, tmp_path: Path)
     good_pages = seq.pages - seq.pages_failed
     assert good_pages >= 12
     assert seq.pages_failed == par.pages_failed
-    a, b = _texts(tmp_path / "seq"), _texts(tmp_path / "par")
+    a, b = artifact_texts(tmp_path / "seq"), artifact_texts(tmp_path / "par")
     assert a.keys() == b.keys() and len(a) >= 8
     assert a == b
     docs_a = {d["doc_id"]: d["sha256"] for d in load_manifest(tmp_path / "seq")["documents"]}

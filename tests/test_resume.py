@@ -23,12 +23,13 @@ import pytest
 from PIL import Image
 
 import ocrlab
-from ocrlab.output import resume as resume_mod
+from ocrlab.output import journal_index as index_mod
 from ocrlab.output.journal import Journal, StreamingManifest
+from ocrlab.output.journal_index import JournalIndex
 from ocrlab.output.journal_lines import iter_journal
 from ocrlab.output.layout import OutputLayout
 from ocrlab.output.manifest import load_manifest
-from ocrlab.output.resume import JournalIndex, Resume
+from ocrlab.output.resume import Resume
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.records import DocumentRecord, RunSummary
 
@@ -199,7 +200,7 @@ def test_index_key_collisions_redo_documents_never_mix_them_up(
     normal = Resume(layout, key)
     assert [normal.line(d, p) is not None for d, p in docs] == [True] * 4
     normal.finish()
-    monkeypatch.setattr(resume_mod, "_key", lambda doc_id: 7)  # every id on one key
+    monkeypatch.setattr(index_mod, "_key", lambda doc_id: 7)  # every id on one key
     colliding = Resume(layout, key)
     assert len(colliding) == 1
     newest = next(o["doc_id"] for _, o in reversed(list(iter_journal(layout.journal))))

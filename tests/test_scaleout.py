@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import threading
 import time
@@ -16,16 +15,10 @@ import pytest
 import ocrlab
 from ocrlab.output.manifest import load_manifest
 from ocrlab.output.trace_reader import load_trace
-from tests.conftest import DATA, make_page
+from tests.conftest import make_page
+from tests.helpers import artifact_texts, copy_data
 
 distributed = pytest.importorskip("distributed")
-
-
-def _texts(out: Path) -> dict[str, bytes]:
-    return {
-        p.relative_to(out / "text").as_posix(): p.read_bytes()
-        for p in sorted((out / "text").rglob("*.txt"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -43,18 +36,15 @@ def cluster() -> Iterator[distributed.LocalCluster]:
 
 @pytest.fixture(scope="module")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dask") / "in"
-    for rel in (
+    rels = (
         "letters/note.png",
         "forms/note.png",
         "forms/card.webp",
         "forms/flyer.gif",
         "reports/report.tif",
         "broken/empty.png",
-    ):
-        (root / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, root / rel)
-    return root
+    )
+    return copy_data(tmp_path_factory.mktemp("dask") / "in", rels, ground_truth=False)
 
 
 @pytest.mark.slow
@@ -71,8 +61,8 @@ def test_dask_run_matches_local_run(
         progress=False,
     )
     assert remote.exit_code == local.exit_code == 1  # broken/empty.png
-    assert _texts(tmp_path / "dask") == _texts(tmp_path / "local")
-    assert len(_texts(tmp_path / "dask")) == 5
+    assert artifact_texts(tmp_path / "dask") == artifact_texts(tmp_path / "local")
+    assert len(artifact_texts(tmp_path / "dask")) == 5
     pages = [
         e
         for e in load_trace(tmp_path / "dask" / "trace.json")
@@ -84,6 +74,14 @@ def test_dask_run_matches_local_run(
     assert all(e["pid"] != os.getpid() for e in pages)
     meta = load_manifest(tmp_path / "dask")["run"]
     assert meta["config"]["executor"] == cluster.scheduler_address
+    # Each worker's sampler: one host here, its two workers' trees summed at one moment.
+    [figures] = remote.peaks["hosts"].values()
+    assert sorted(figures["workers"]) == sorted(cluster.scheduler_info["workers"])
+    assert (
+        figures["tesseract_peak"] >= 1
+        and figures["rss_peak"] == remote.peaks["cluster"]["rss_peak"]
+    )
+    assert all(abs(c["offset_ms"]) <= c["rtt_ms"] / 2 + 1 for c in figures["clock"].values())
 
 
 @pytest.mark.slow
@@ -120,18 +118,10 @@ def test_killed_dask_worker_loses_no_page(
 @pytest.mark.slow
 def test_tesserocr_engine_same_contract(tmp_path: Path) -> None:
     pytest.importorskip("tesserocr")
-    corpus = tmp_path / "in"
-    for rel in (
-        "letters/letter-01.png",
-        "forms/flyer.gif",
-        "books/chapter.pdf",
-        "broken/truncated.png",
-    ):
-        (corpus / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(DATA / rel, corpus / rel)
-        gt = (DATA / rel).with_name(rel.split("/")[1].rsplit(".", 1)[0] + ".gt.txt")
-        if gt.exists():
-            shutil.copy(gt, corpus / rel.rsplit("/", 1)[0] / gt.name)
+    corpus = copy_data(
+        tmp_path / "in",
+        ("letters/letter-01.png", "forms/flyer.gif", "books/chapter.pdf", "broken/truncated.png"),
+    )
     summary = ocrlab.run(corpus, tmp_path / "out", workers=2, engine="tesserocr", progress=False)
     assert summary.documents_ok == 3 and summary.documents_failed == 1
     from ocrlab.lab.accuracy import score_run

@@ -33,7 +33,8 @@ from ocrlab.records import RunContext
 from ocrlab.runinfo import check_engine, run_metadata
 from ocrlab.sources import discover
 from ocrlab.warmup import warm, warm_up_together
-from tests.conftest import ROOT, make_page
+from tests.conftest import ROOT
+from tests.helpers import write_pages
 
 FAKE_TESSERACT = """#!/bin/sh
 echo "$1" >> "{log}"
@@ -195,7 +196,7 @@ def test_meeting_folders_of_dead_runs_are_removed(
     (tmp_path / f"ocrlab-warm-{dead}-abc").mkdir()
     (tmp_path / f"ocrlab-warm-{os.getpid()}-abc").mkdir()  # a live run's
     pool = Pool.open(
-        RunContext.single(_pages(tmp_path / "in"), tmp_path / "out"),
+        RunContext.single(write_pages(tmp_path / "in", 3), tmp_path / "out"),
         load_config(workers=2, engine="ocrlab.engines.fakes:echo"),
     )
     pool.close()
@@ -297,12 +298,6 @@ def _marked(mark: str) -> list[int]:
     return found
 
 
-def _pages(root: Path, n: int = 3) -> Path:
-    for i in range(n):
-        make_page(root / f"p{i}.png", f"page {i}")
-    return root
-
-
 def _no_run_output(out: Path) -> None:
     assert not (out / "trace.json").exists() and not (out / "results.json").exists()
     assert not (out / "text").exists()
@@ -312,7 +307,7 @@ def test_missing_tesseract_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
     empty = tmp_path / "empty-bin"
     empty.mkdir()
-    proc = _cli(str(_pages(tmp_path / "in")), "--out", str(out), path_env=str(empty))
+    proc = _cli(str(write_pages(tmp_path / "in", 3)), "--out", str(out), path_env=str(empty))
     assert proc.returncode == 3, proc.stderr
     assert "Tesseract was not found" in proc.stderr
     _no_run_output(out)
@@ -320,7 +315,7 @@ def test_missing_tesseract_is_refused_before_any_page(tmp_path: Path) -> None:
 
 def test_missing_input_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _pages(tmp_path / "in")
+    write_pages(tmp_path / "in", 3)
     proc = _cli(str(tmp_path / "in"), str(tmp_path / "missing"), "--out", str(out))
     assert proc.returncode == 3, proc.stderr
     assert "not found" in proc.stderr and "missing" in proc.stderr
@@ -330,7 +325,7 @@ def test_missing_input_is_refused_before_any_page(tmp_path: Path) -> None:
 def test_busy_output_folder_is_refused_before_any_page(tmp_path: Path) -> None:
     out = tmp_path / "out"
     with hold_output(out):
-        proc = _cli(str(_pages(tmp_path / "in")), "--out", str(out))
+        proc = _cli(str(write_pages(tmp_path / "in", 3)), "--out", str(out))
     assert proc.returncode == 3, proc.stderr
     assert "in use" in proc.stderr
     _no_run_output(out)
@@ -338,7 +333,7 @@ def test_busy_output_folder_is_refused_before_any_page(tmp_path: Path) -> None:
 
 def test_a_run_refused_after_its_pool_started_closes_the_pool(tmp_path: Path) -> None:
     out = tmp_path / "out"
-    context = RunContext.single(_pages(tmp_path / "in"), out)
+    context = RunContext.single(write_pages(tmp_path / "in", 3), out)
     pool = Pool.open(context, load_config(workers=2, progress=False))
     assert pool.plan.kind == "pool" and pool.plan.workers == 2
     with hold_output(out), pytest.raises(OutputBusyError):
@@ -350,7 +345,7 @@ def test_a_run_refused_after_its_pool_started_closes_the_pool(tmp_path: Path) ->
 
 def test_settings_that_cannot_run_start_no_process(tmp_path: Path) -> None:
     context = RunContext.single(
-        _pages(tmp_path / "in"), tmp_path / "out", resume=True, overwrite=True
+        write_pages(tmp_path / "in", 3), tmp_path / "out", resume=True, overwrite=True
     )
     before = {p.pid for p in psutil.Process().children()}
     with pytest.raises(ConfigError, match="exclude each other"):
@@ -376,7 +371,7 @@ def test_kill9_while_the_workers_start_leaves_no_process(tmp_path: Path) -> None
             "-m",
             "ocrlab",
             "run",
-            str(_pages(tmp_path / "in")),
+            str(write_pages(tmp_path / "in", 3)),
             "--out",
             str(out),
             "--workers",

@@ -76,10 +76,37 @@ def test_pareto_dominated_and_recommendation() -> None:
     assert "within 8.2 point of the best CER is **default**" in relaxed
     assert "Warning" in recommendation([_row("x", 1.0, 0.1, identical=False)])
     assert "nothing to recommend" in recommendation([_row("x", 1.0, None)])
-    assert "| default | - | 2 | - | - | 10.00 |" in format_table(pareto(table))
-    assert "| x | - | 1 | 1 / 1.2 |" in format_table(
-        [_row("x", 1.0, 0.1, runs_pages_per_s="[1.0, 1.2]")]
+    assert "| default | - | 2 | - | - | - | 10.00 |" in format_table(pareto(table))
+    assert "| x | - | 1 | 0.9-1.2 | 1 / 1.2 |" in format_table(
+        [
+            _row(
+                "x",
+                1.0,
+                0.1,
+                runs_pages_per_s="[1.0, 1.2]",
+                pages_per_s_low=0.9,
+                pages_per_s_high=1.2,
+            )
+        ]
     )
+
+
+def test_speed_inside_the_noise_dominates_nothing() -> None:
+    """4.57 against 4.71 pages/s with overlapping intervals and the same CER: neither is
+    dominated, and the recommendation says they cannot be told apart."""
+    table = [
+        _row("a", 4.57, 0.05, pages_per_s_low=4.40, pages_per_s_high=4.75),
+        _row("b", 4.71, 0.05, psm=6, pages_per_s_low=4.50, pages_per_s_high=4.90),
+        _row("c", 2.00, 0.05, psm=11, pages_per_s_low=1.90, pages_per_s_high=2.10),
+    ]
+    fronts = {r["label"]: r["dominated_by"] for r in pareto(table)}
+    assert fronts == {"a": None, "b": None, "c": "a"}
+    text = recommendation(pareto(table))
+    assert "**b**: 4.71 [4.50-4.90] pages/s" in text
+    assert "b cannot be told apart from a" in text
+    # without intervals the medians still decide (one run each), and it is said
+    assert pareto([_row("a", 4.57, 0.05), _row("b", 4.71, 0.05)])[0]["dominated_by"] == "b"
+    assert "ran once" in recommendation([_row("a", 4.57, 0.05)])
 
 
 def test_by_degradation_pivot() -> None:

@@ -1,14 +1,17 @@
 """An installed wheel, used outside the checkout, is a working ocrlab.
 
-The notebooks are package data: a wheel that lacked them used to write an empty
-report index and exit 0. Built with pip (build isolation, as a user's ``pip
-install`` would), installed into a target folder, run from a folder that is not
-the checkout with ``PYTHONPATH`` pointing only at the installed copy.
+The notebooks exist once in the repository, in ``notebooks/``; the build copies
+them into the wheel's ``ocrlab/lab/notebooks/`` (setup.py). A wheel that lacked
+them used to write an empty report index and exit 0. Built with pip (build
+isolation, as a user's ``pip install`` would), installed into a target folder, run
+from a folder that is not the checkout with ``PYTHONPATH`` pointing only at the
+installed copy.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -22,6 +25,15 @@ from tests.conftest import ROOT, make_page
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     work = tmp_path_factory.mktemp("wheel")
+    # Built from a copy of what the sdist holds, not from the checkout: an in-tree build
+    # reuses the checkout's build/lib, where a module since moved or deleted would ship.
+    src = work / "src"
+    for folder in ("ocrlab", "notebooks"):
+        shutil.copytree(
+            ROOT / folder, src / folder, ignore=shutil.ignore_patterns("__pycache__", ".*")
+        )
+    for name in ("pyproject.toml", "setup.py", "MANIFEST.in", "README.md", "LICENSE"):
+        shutil.copy2(ROOT / name, src / name)
     build = subprocess.run(
         [
             sys.executable,
@@ -32,7 +44,7 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
             "-q",
             "-w",
             str(work / "dist"),
-            str(ROOT),
+            str(src),
         ],
         capture_output=True,
         text=True,
@@ -42,11 +54,18 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if build.returncode != 0:
         pytest.fail(f"pip wheel failed:\n{build.stderr[-3000:]}")
     (wheel,) = (work / "dist").glob("ocrlab-*.whl")
-    names = zipfile.ZipFile(wheel).namelist()
-    shipped = sorted(n for n in names if n.startswith("ocrlab/lab/notebooks/"))
-    assert shipped == sorted(
-        f"ocrlab/lab/notebooks/{p.name}" for p in (ROOT / "notebooks").glob("*.ipynb")
-    )
+    archive = zipfile.ZipFile(wheel)
+    names = archive.namelist()
+    sources = {p.name: p.read_bytes() for p in (ROOT / "notebooks").glob("[0-9][0-9]-*.ipynb")}
+    shipped = {
+        n.rpartition("/")[2]: archive.read(n)
+        for n in names
+        if n.startswith("ocrlab/lab/notebooks/") and n.endswith(".ipynb")
+    }
+    assert sources and sorted(shipped) == sorted(sources), "the wheel lacks notebooks"
+    assert [n for n in sources if shipped[n] != sources[n]] == [], "packaged notebooks differ"
+    modules = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "ocrlab").rglob("*.py"))
+    assert sorted(n for n in names if n.endswith(".py")) == modules  # no more, no fewer
     assert "ocrlab/py.typed" in names
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)
     site = work / "site"

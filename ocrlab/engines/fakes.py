@@ -16,6 +16,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 
 from ..records import EngineSettings, PageTask
 
@@ -30,9 +31,19 @@ def _matches(task: PageTask, settings: EngineSettings, option: str) -> bool:
 
 
 def sleepy(source: str, task: PageTask, settings: EngineSettings) -> str:
-    """Sleep ``sleep`` seconds (default 0.2); return JSON with the pid and monotonic stamps."""
+    """Sleep ``sleep`` seconds (default 0.2) plus ``sleep_per_mp`` seconds (default 0) per
+    megapixel of the page as prepared (a PDF page as rendered); return JSON with the pid
+    and monotonic stamps. With ``sleep_per_mp`` a page costs what its pixels say, as the
+    ordering estimates, without Tesseract's CPU load: a run of known, load-free timing."""
     start = time.monotonic_ns()
-    time.sleep(float(settings.option("sleep", 0.2)))
+    seconds = float(settings.option("sleep", 0.2))
+    per_mp = float(settings.option("sleep_per_mp", 0.0))
+    if per_mp:
+        from PIL import Image
+
+        with Image.open(source) as im:  # the header only
+            seconds += per_mp * im.width * im.height / 1e6
+    time.sleep(seconds)
     end = time.monotonic_ns()
     return json.dumps(
         {
@@ -158,3 +169,45 @@ def spike(source: str, task: PageTask, settings: EngineSettings) -> str:
         check=True,
     ).stdout.split()
     return json.dumps({"started_ns": started, "held_ns": int(out[0]), "released_ns": int(out[1])})
+
+
+def sleepy_slowed(source: str, task: PageTask, settings: EngineSettings) -> str:
+    """:func:`sleepy`, then ``slowdown`` (default 0.1) times its own time asleep again: a
+    page cost that barely depends on the machine's load, 10% larger. What a regression
+    gate can be shown to catch on a machine too busy to time real OCR."""
+    start = time.perf_counter()
+    text = sleepy(source, task, settings)
+    _slow_down(settings, start)
+    return text
+
+
+def _slow_down(settings: EngineSettings, since: float) -> None:
+    time.sleep(max(0.0, float(settings.option("slowdown", 0.1))) * (time.perf_counter() - since))
+
+
+def slowed(source: str, task: PageTask, settings: EngineSettings) -> str | dict[str, str | bytes]:
+    """The default engine (pytesseract), then a sleep of ``slowdown`` (default 0.1) times
+    the call's own measured time: 10% slower in wall time, with the same text and the
+    same Tesseract CPU time. The regression ``ocrlab bench --compare`` must catch.
+
+    It keeps the default engine's list mode (:data:`slowed.list_engine`), so small pages
+    are bundled as with the default and only the sleep tells the two apart.
+    """
+    from .tesseract import pytesseract_engine
+
+    start = time.perf_counter()
+    text = pytesseract_engine(source, task, settings)
+    _slow_down(settings, start)
+    return text
+
+
+def _slowed_list(sources: Sequence[str], settings: EngineSettings) -> list[str] | None:
+    from .tesseract import pytesseract_list
+
+    start = time.perf_counter()
+    texts = pytesseract_list(sources, settings)
+    _slow_down(settings, start)
+    return texts
+
+
+slowed.list_engine = _slowed_list  # type: ignore[attr-defined]

@@ -21,14 +21,22 @@ from collections.abc import Callable, Sequence
 from ..errors import ConfigError
 from ..records import EngineSettings, PageTask
 
-#: An engine turns a page file into text. ``source`` is a path Tesseract can read.
-Engine = Callable[[str, PageTask, EngineSettings], str]
+#: An engine turns a page file into text. ``source`` is a path Tesseract can read. Asked
+#: for more formats than the text (``settings.formats``), it returns each format's output
+#: from its one recognition instead: ``{"txt": text, "tsv": ..., "pdf": bytes...}``.
+Engine = Callable[[str, PageTask, EngineSettings], "str | dict[str, str | bytes]"]
 
 _ENGINES: dict[str, Engine] = {}
 
 #: A list engine OCRs several page files in one call: one text per file, or ``None``
 #: when it cannot tell the pages apart (the pages then run one by one).
 ListEngine = Callable[[Sequence[str], EngineSettings], list[str] | None]
+#: The same with formats beyond the text: the texts and every other asked format's output
+#: for the whole list (cut into pages by ocrlab.output.formats). The flag: the list's PDF
+#: pages are text layers only (pages of PDF inputs).
+ListOutputsEngine = Callable[
+    [Sequence[str], EngineSettings, bool], "tuple[list[str], dict[str, str | bytes]] | None"
+]
 
 
 #: The built-in engines and the package each needs (tesserocr is an optional extra).
@@ -123,14 +131,33 @@ def _resolve(name: str, given_as: str) -> Engine:
 def list_engine(name: str) -> ListEngine | None:
     """The engine's way to OCR several small pages in one call, if it has one.
 
-    Only the default engine has one (Tesseract's list mode, which saves a process
-    start and a model load per page); tesserocr keeps its model loaded anyway.
+    The default engine has one (Tesseract's list mode, which saves a process start and
+    a model load per page); tesserocr keeps its model loaded anyway. An engine given by
+    import path offers one as its ``list_engine`` attribute (a wrapper of the default
+    engine, e.g. :func:`ocrlab.engines.fakes.slowed`, keeps the default's bundles, so
+    its timings differ from the default's only by what it changes).
     """
+    if name == "pytesseract":
+        from .tesseract import pytesseract_list
+
+        return pytesseract_list
+    if ":" not in name:
+        return None
+    try:
+        found: ListEngine | None = getattr(resolve_engine(name), "list_engine", None)
+    except (ImportError, AttributeError, ValueError):
+        return None  # the page engine's own error is reported by the first page
+    return found
+
+
+def list_outputs_engine(name: str) -> ListOutputsEngine | None:
+    """The engine's list mode with formats beyond the text: the default engine's only
+    (Tesseract renders every format of a list from one process)."""
     if name != "pytesseract":
         return None
-    from .tesseract import pytesseract_list
+    from .tesseract import pytesseract_list_outputs
 
-    return pytesseract_list
+    return pytesseract_list_outputs
 
 
 def warm_engine(name: str) -> None:

@@ -13,6 +13,7 @@ and by the tesserocr engine (where the traineddata is).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import os
@@ -21,7 +22,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from types import ModuleType
 
 from ..errors import PageTimeoutError, TesseractError
@@ -187,27 +188,36 @@ def tessdata_dir() -> str | None:
     return tesseract_tessdata()
 
 
-def pytesseract_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
+def pytesseract_engine(
+    source: str, task: PageTask, settings: EngineSettings
+) -> str | dict[str, str | bytes]:
     """The default engine: one ``tesseract`` process per page through pytesseract.
 
     pytesseract's ``image_to_string`` runs only ``tesseract IMAGE OUT txt``: no
-    ``--version`` or ``--list-langs`` per page (checked in pytesseract 0.3.13).
+    ``--version`` or ``--list-langs`` per page (checked in pytesseract 0.3.13). With
+    formats beyond the text, the same one process writes them all (:func:`render`):
+    the text, and a mapping of every rendered format otherwise.
     """
-    return _image_to_string(
-        source, settings, _config(settings), f"page {task.page} of {task.doc_id}"
-    )
+    what = f"page {task.page} of {task.doc_id}"
+    if renderers(settings.formats) == ("txt",):
+        return _image_to_string(source, settings, _config(settings), what)
+    return render(source, settings, _config(settings, textonly_pdf=task.fmt == "pdf"), what)
 
 
-def _image_to_string(source: str, settings: EngineSettings, config: str, what: str) -> str:
-    """pytesseract's one call, its errors said in ocrlab's words (``what`` names the input)."""
+def _pytesseract(settings: EngineSettings) -> ModuleType:
     # NumPy is kept out of workers only: in the run's own process (a sequential run in a
     # notebook) pytesseract keeps its ndarray support for the user's own calls.
     in_worker = os.getpid() != settings.main_pid
-    pytesseract = _measured(import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",)))
+    return _measured(import_pytesseract(("pandas", "numpy") if in_worker else ("pandas",)))
+
+
+@contextlib.contextmanager
+def _said_in_our_words(
+    pytesseract: ModuleType, settings: EngineSettings, what: str
+) -> Iterator[None]:
+    """pytesseract's errors said in ocrlab's words (``what`` names the input)."""
     try:
-        text: str = pytesseract.image_to_string(
-            source, lang=settings.lang, config=config, timeout=settings.timeout_s
-        )
+        yield
     except pytesseract.TesseractError as exc:
         detail = " ".join(str(exc.message).split()) or "no message"
         raise TesseractError(
@@ -221,12 +231,62 @@ def _image_to_string(source: str, settings: EngineSettings, config: str, what: s
                 "is legitimately slow."
             ) from None
         raise
+
+
+def _image_to_string(source: str, settings: EngineSettings, config: str, what: str) -> str:
+    """pytesseract's one call for the text alone."""
+    pytesseract = _pytesseract(settings)
+    with _said_in_our_words(pytesseract, settings, what):
+        text: str = pytesseract.image_to_string(
+            source, lang=settings.lang, config=config, timeout=settings.timeout_s
+        )
     return text
 
 
-def _config(settings: EngineSettings) -> str:
-    """The command-line options every page gets: the page segmentation mode, if chosen."""
-    return "" if settings.psm is None else f"--psm {settings.psm}"
+#: The file each Tesseract renderer writes beside the output base, by ocrlab's format name.
+RENDERER_FILES = {"txt": "txt", "tsv": "tsv", "hocr": "hocr", "alto": "xml", "pdf": "pdf"}
+
+
+def renderers(formats: Sequence[str]) -> tuple[str, ...]:
+    """The renderers Tesseract runs for ``formats``: those, and the TSV whenever anything
+    beyond the text is asked (the word confidences come from its rows)."""
+    if all(f == "txt" for f in formats):
+        return ("txt",)
+    return tuple(f for f in RENDERER_FILES if f in formats or f in {"txt", "tsv"})
+
+
+def render(source: str, settings: EngineSettings, config: str, what: str) -> dict[str, str | bytes]:
+    """ONE ``tesseract`` process writing every renderer :func:`renderers` names, read back.
+
+    ``tesseract IMAGE BASE -l LANG [options] txt hocr alto pdf`` with the TSV switched on
+    by its variable (as pytesseract does): Tesseract recognises once and runs each
+    renderer on that result. Returns each format's output (the PDF as bytes, the others
+    as text); the files go to the temporary folder and are removed.
+    """
+    pytesseract = _pytesseract(settings)
+    wanted = renderers(settings.formats)
+    configs = " ".join(f for f in wanted if f != "tsv")
+    if "tsv" in wanted:
+        config = f"{config} -c tessedit_create_tsv=1".strip()
+    run = pytesseract.pytesseract
+    with run.save(source) as (base, input_name), _said_in_our_words(pytesseract, settings, what):
+        run.run_tesseract(input_name, base, configs, settings.lang, config, 0, settings.timeout_s)
+        out: dict[str, str | bytes] = {}
+        for fmt in wanted:
+            with open(f"{base}.{RENDERER_FILES[fmt]}", "rb") as fh:
+                data = fh.read()
+            out[fmt] = data if fmt == "pdf" else data.decode("utf-8")
+    return out
+
+
+def _config(settings: EngineSettings, textonly_pdf: bool = False) -> str:
+    """The command-line options every page gets (the page segmentation mode, if chosen);
+    ``textonly_pdf``: the PDF renderer writes the text layer without the image (a PDF
+    input's own page goes under it, :mod:`ocrlab.output.pdf`)."""
+    config = "" if settings.psm is None else f"--psm {settings.psm}"
+    if textonly_pdf and "pdf" in settings.formats:
+        config = f"{config} -c textonly_pdf=1".strip()
+    return config
 
 
 #: What Tesseract writes between the pages of a list (its ``page_separator`` default).
@@ -250,17 +310,33 @@ def pytesseract_list(sources: Sequence[str], settings: EngineSettings) -> list[s
     :class:`TesseractError` / :class:`PageTimeoutError` like :func:`pytesseract_engine`;
     ``settings.timeout_s`` bounds the whole call.
     """
+    found = pytesseract_list_outputs(sources, settings)
+    return None if found is None else found[0]
+
+
+def pytesseract_list_outputs(
+    sources: Sequence[str], settings: EngineSettings, textonly_pdf: bool = False
+) -> tuple[list[str], dict[str, str | bytes]] | None:
+    """:func:`pytesseract_list` with every format of ``settings.formats`` from the same
+    process: the pages' texts, and each other renderer's output for the whole list (one
+    file for all the pages, cut into pages by :mod:`ocrlab.output.formats`)."""
     if any("\n" in path or "\r" in path for path in sources):
         return None  # the list is one path a line: such a name would read as two pages
-    config = f"--oem 1 {_config(settings)}".strip()
+    config = f"--oem 1 {_config(settings, textonly_pdf)}".strip()
     fd, listing = tempfile.mkstemp(prefix="ocrlab-list-", suffix=".txt", dir=settings.tmp_dir)
+    what = f"a list of {len(sources)} pages"
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(b"".join(os.fsencode(path) + b"\n" for path in sources))
-        text = _image_to_string(listing, settings, config, f"a list of {len(sources)} pages")
+        outputs: dict[str, str | bytes] = {}
+        if renderers(settings.formats) == ("txt",):
+            text = _image_to_string(listing, settings, config, what)
+        else:
+            outputs = render(listing, settings, config, what)
+            text = str(outputs.pop("txt"))
     finally:
         os.unlink(listing)
     pages = text.split(PAGE_SEPARATOR)
     if len(pages) == len(sources) + 1 and pages[-1] == "":
         pages.pop()  # Tesseract 4 ends every page with the separator, 5 puts it between
-    return pages if len(pages) == len(sources) else None
+    return (pages, outputs) if len(pages) == len(sources) else None

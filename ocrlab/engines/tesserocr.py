@@ -75,8 +75,16 @@ def release() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def tesserocr_engine(source: str, task: PageTask, settings: EngineSettings) -> str:
-    """OCR ``source`` with this process's loaded API; same contract as the pytesseract engine."""
+def tesserocr_engine(
+    source: str, task: PageTask, settings: EngineSettings
+) -> str | dict[str, str | bytes]:
+    """OCR ``source`` with this process's loaded API; same contract as the pytesseract engine.
+
+    Formats from the same ``Recognize``: the TSV and hOCR the binding renders
+    (``GetTSVText``, ``GetHOCRText``); ALTO and the PDF it cannot render from a result
+    already recognised, and asking for them is refused at start-up
+    (:func:`ocrlab.output.formats.check_formats`).
+    """
     api = _api(settings)
     # A model with the legacy engine (the tessdata repository's, not Debian's tessdata_fast)
     # adapts its classifier to every page it reads, so one API's text for a page depended on
@@ -99,5 +107,12 @@ def tesserocr_engine(source: str, task: PageTask, settings: EngineSettings) -> s
             "stopped; raise page_timeout / OCR_PAGE_TIMEOUT if the page is legitimately slow."
         )
     text: str = api.GetUTF8Text()
+    if all(f == "txt" for f in settings.formats):
+        api.Clear()
+        return text
+    # The TSV whenever anything beyond the text is asked: the confidences come from it.
+    outputs: dict[str, str | bytes] = {"txt": text, "tsv": api.GetTSVText(0)}
+    if "hocr" in settings.formats:
+        outputs["hocr"] = api.GetHOCRText(0)
     api.Clear()
-    return text
+    return outputs

@@ -52,6 +52,13 @@ def ground_truth_path(path: str | os.PathLike[str]) -> Path | None:
     return None
 
 
+def reference_pages(source: str | os.PathLike[str]) -> list[str] | None:
+    """A document's ground truth, one text per page (pages separated by form feeds, as
+    Tesseract writes them), or None when it has none."""
+    gt = ground_truth_path(source)
+    return None if gt is None else gt.read_text(encoding="utf-8").split("\f")
+
+
 def score_run(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """CER and WER of every document of a run that has ground truth beside its source."""
     rows = []

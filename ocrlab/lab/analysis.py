@@ -1,4 +1,7 @@
-"""From run outputs to tables: trace.json to pandas, run-to-run comparison, recommendations.
+"""From run outputs to tables: trace.json to pandas, accuracy, recommendations.
+
+Run-to-run comparison is :mod:`ocrlab.lab.rundiff` (also ``ocrlab diff``); how well
+the cost estimate predicts the OCR cost, :mod:`ocrlab.lab.estimates`.
 
 The notebooks call these so that their cells stay short and the logic is
 tested like the rest of the package. pandas is imported lazily (it is in the
@@ -7,7 +10,6 @@ tested like the rest of the package. pandas is imported lazily (it is in the
 
 from __future__ import annotations
 
-import difflib
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -18,11 +20,14 @@ from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import event_lines, iter_trace
 from .accuracy import score_run
+from .estimates import cost_units as cost_units  # re-exported: notebooks call analysis.*
+from .estimates import estimate_quality as estimate_quality
 
 if TYPE_CHECKING:
     import pandas as pd
 
-#: The verification plan's memory budget per worker count in an 8 GB container (GB).
+#: The memory budget per worker count (GB) that a deployment in an 8 GB container was
+#: sized with: the reference the worker sweep's memory plot compares its peaks against.
 PLAN_BUDGET_GB = {1: 2.0, 2: 4.0, 3: 5.5}
 
 
@@ -36,6 +41,9 @@ class TraceFrames:
     instants: pd.DataFrame
     meta: dict[str, Any]
 
+
+#: a page span's word confidences (recorded when formats beyond txt were asked)
+CONFIDENCE_COLUMNS = ("conf_mean", "conf_p10", "words", "words_low")
 
 #: events :func:`trace_frames` accepts by default: about a million pages, a few GB of frames
 MAX_EVENTS = 2_000_000
@@ -69,6 +77,7 @@ def trace_frames(
     label = run or Path(path).parent.name
     pages, docs, counters, instants = [], [], [], []
     meta: dict[str, Any] = {}
+    host_of: dict[int, str] = {}  # a Dask host's counter track (HOST_JOINED) -> its name
     n, spans = 0, {"page": 0, "document": 0}  # sampled apart: pages and documents alternate
     for e in iter_trace(path):
         ph, args = e.get("ph"), e.get("args", {})
@@ -87,6 +96,7 @@ def trace_frames(
                     "doc_id": args.get("doc_id"),
                     "page": args.get("page"),
                     "pid": e["pid"],
+                    "tid": e.get("tid", e["pid"]),
                     "host": args.get("host", ""),
                     "start_s": e["ts"] / 1e6,
                     "dur_s": e["dur"] / 1e6,
@@ -106,6 +116,7 @@ def trace_frames(
                     "attempt": args.get("attempt", 1),
                     "cost_estimate": args.get("cost_estimate"),
                     "bundle": args.get("bundle"),
+                    **{k: args.get(k) for k in CONFIDENCE_COLUMNS},
                 }
             )
         elif ph == "X" and e.get("cat") == ts.CAT_DOCUMENT:
@@ -129,12 +140,15 @@ def trace_frames(
                         "counter": e["name"],
                         "series": series,
                         "value": value,
+                        "host": host_of.get(int(e.get("pid") or 0), ""),
                     }
                 )
         elif ph == "i":
             if e.get("name") == ts.RUN_METADATA:
                 meta = dict(args)
             else:
+                if e.get("name") == ts.HOST_JOINED:
+                    host_of[int(args.get("track") or 0)] = str(args.get("host"))
                 instants.append(
                     {"run": label, "t_s": e["ts"] / 1e6, "name": e["name"], "args": args}
                 )
@@ -143,6 +157,7 @@ def trace_frames(
         "doc_id",
         "page",
         "pid",
+        "tid",
         "host",
         "start_s",
         "dur_s",
@@ -162,6 +177,7 @@ def trace_frames(
         "attempt",
         "cost_estimate",
         "bundle",
+        *CONFIDENCE_COLUMNS,
     ]
     return TraceFrames(
         pages=pd.DataFrame(pages, columns=page_cols).sort_values(["start_s"], ignore_index=True),
@@ -169,7 +185,7 @@ def trace_frames(
             docs, columns=["run", "doc_id", "start_s", "dur_s", "status", "pages", "lane"]
         ).sort_values(["start_s"], kind="stable", ignore_index=True),
         counters=pd.DataFrame(
-            counters, columns=["run", "t_s", "counter", "series", "value"]
+            counters, columns=["run", "t_s", "counter", "series", "value", "host"]
         ).sort_values(["t_s"], kind="stable", ignore_index=True),
         instants=pd.DataFrame(instants, columns=["run", "t_s", "name", "args"]).sort_values(
             ["t_s"], kind="stable", ignore_index=True
@@ -188,23 +204,27 @@ def _too_large(path: Any, held: str, max_events: int, every: int) -> TraceTooLar
 
 
 def identity_runs(
-    corpus: str | os.PathLike[str], out_dir: str | os.PathLike[str], workers: int = 2
+    corpus: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    workers: int = 2,
+    formats: str = "txt",
 ) -> tuple[Any, Any]:
     """Run ``corpus`` sequentially (the ``OCR_PARALLEL_DISABLED`` kill switch) and with
-    ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``."""
+    ``workers`` processes, into ``out_dir/sequential`` and ``out_dir/parallel``, writing
+    ``formats`` (compare them all with :func:`ocrlab.lab.identity.compare_formats`)."""
     from ..pipeline import run
 
     out = Path(out_dir)
     saved = os.environ.get("OCR_PARALLEL_DISABLED")
     os.environ["OCR_PARALLEL_DISABLED"] = "true"
     try:
-        sequential = run(corpus, out / "sequential", overwrite=True)
+        sequential = run(corpus, out / "sequential", overwrite=True, formats=formats)
     finally:
         if saved is None:
             del os.environ["OCR_PARALLEL_DISABLED"]
         else:
             os.environ["OCR_PARALLEL_DISABLED"] = saved
-    parallel = run(corpus, out / "parallel", workers=workers, overwrite=True)
+    parallel = run(corpus, out / "parallel", workers=workers, overwrite=True, formats=formats)
     return sequential, parallel
 
 
@@ -218,50 +238,6 @@ def page_texts(out_dir: str | os.PathLike[str]) -> dict[tuple[str, int], str]:
         for number, text in enumerate(body.split("\f")[: doc["pages"]], start=1):
             texts[(doc["doc_id"], number)] = text
     return texts
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Page-by-page comparison of two runs of the same inputs."""
-
-    table: pd.DataFrame  # doc_id, page, identical, chars_a, chars_b
-    diffs: dict[tuple[str, int], str]  # unified diffs of the pages that differ
-
-    @property
-    def identical(self) -> bool:
-        return bool(self.table["identical"].all()) and not self.diffs
-
-
-def compare_runs(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> Comparison:
-    """Compare the artifacts of two runs page by page (missing pages count as different)."""
-    import pandas as pd
-
-    ta, tb = page_texts(a), page_texts(b)
-    rows, diffs = [], {}
-    for key in sorted(set(ta) | set(tb)):
-        x, y = ta.get(key), tb.get(key)
-        same = x is not None and x == y
-        rows.append(
-            {
-                "doc_id": key[0],
-                "page": key[1],
-                "identical": same,
-                "chars_a": None if x is None else len(x),
-                "chars_b": None if y is None else len(y),
-            }
-        )
-        if not same:
-            diffs[key] = "".join(
-                difflib.unified_diff(
-                    (x or "").splitlines(keepends=True),
-                    (y or "").splitlines(keepends=True),
-                    fromfile=f"{Path(a).name}/{key[0]}#{key[1]}",
-                    tofile=f"{Path(b).name}/{key[0]}#{key[1]}",
-                )
-            )
-    return Comparison(
-        pd.DataFrame(rows, columns=["doc_id", "page", "identical", "chars_a", "chars_b"]), diffs
-    )
 
 
 def accuracy_table(runs: Mapping[str, str | os.PathLike[str]]) -> pd.DataFrame:
@@ -284,35 +260,61 @@ def honest_peak_mb(row: Mapping[str, Any]) -> float:
 def recommend(
     table: Sequence[Mapping[str, Any]], memory_limit_gb: float, headroom: float = 0.8
 ) -> dict[str, Any]:
-    """The worker count with the best throughput whose measured peak (PSS) fits the limit.
+    """The worker count with the best throughput whose measured peak (PSS) fits the limit,
+    and (``alike``) the counts that cannot be told apart from it in throughput.
 
     ``headroom`` keeps a margin: the peak on these pages is not the peak on every page.
+    The choice is :func:`ocrlab.lab.capacity.plan_capacity`'s for each engine, with as
+    many cores as the largest measured count (the sizing question without a core limit).
     """
+    from .capacity import plan_capacity
+
     budget_mb = memory_limit_gb * 1024 * headroom
-    fitting = [r for r in table if honest_peak_mb(r) <= budget_mb]
-    if not fitting:
+    cores = max((int(r["workers"]) for r in table), default=1)
+    plans = [
+        plan_capacity(
+            {"table": list(table)}, memory_limit_gb * 1024, cores, headroom=headroom, engine=e
+        )
+        for e in dict.fromkeys(r.get("engine") for r in table)
+    ]
+    plans = [p for p in plans if p.chosen is not None]
+    if not plans:
         return {
             "workers": None,
             "reason": f"no measured worker count fits in {headroom:.0%} of {memory_limit_gb:g} GB",
         }
-    best = max(fitting, key=lambda r: r["pages_per_s"])
+    plan = max(plans, key=lambda p: p.chosen.pages_per_s.estimate if p.chosen else 0.0)
+    assert plan.chosen is not None
+    best = next(
+        r for r in table if r["workers"] == plan.chosen.workers and r.get("engine") == plan.engine
+    )
     return {
         "workers": best["workers"],
         "engine": best.get("engine"),
         "pages_per_s": best["pages_per_s"],
+        "pages_per_s_text": plan.chosen.pages_per_s.format(".2f"),
         "speedup": best.get("speedup"),
         "peak_rss_mb": best["peak_rss_mb"],
         "peak_mb": honest_peak_mb(best),
         "peak_kind": "PSS" if best.get("peak_pss_mb") else "RSS",
         "budget_mb": round(budget_mb),
         "memory_limit_gb": memory_limit_gb,
+        "alike": list(plan.indistinguishable),
     }
 
 
-def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> str:
-    """A short written conclusion computed from a sweep table (Markdown)."""
+def sweep_conclusion(
+    table: Sequence[Mapping[str, Any]],
+    memory_limit_gb: float,
+    noise: Mapping[str, Any] | None = None,
+) -> str:
+    """A short written conclusion computed from a bench table (Markdown); ``noise`` is the
+    bench's noise summary, whose warning comes first when the machine was busy."""
     rec = recommend(table, memory_limit_gb)
     lines = []
+    warning = (noise or {}).get("warning")
+    if warning:
+        lines.append(f"**{warning}**\n")
     if rec["workers"] is None:
         lines.append(f"**No measured worker count fits the limit**: {rec['reason']}.")
     else:
@@ -320,77 +322,37 @@ def sweep_conclusion(table: Sequence[Mapping[str, Any]], memory_limit_gb: float)
             f"**Recommended: {rec['workers']} worker(s)**"
             + (f" with {rec['engine']}" if rec.get("engine") else "")
             + f" for a {memory_limit_gb:g} GB limit: "
-            f"{rec['pages_per_s']:.2f} pages/s"
+            f"{rec['pages_per_s_text']} pages/s"
             + (f", {rec['speedup']:.2f}x one worker" if rec.get("speedup") else "")
             + f", peak {rec['peak_mb']:.0f} MB {rec['peak_kind']} (RSS "
             f"{rec['peak_rss_mb']:.0f} MB) of the {rec['budget_mb']} MB budget "
             "(80% of the limit)."
         )
+        if "[" not in rec["pages_per_s_text"]:
+            lines.append(
+                "\nOne run per worker count: no interval, so this run cannot tell the counts "
+                "apart (bench with --repeats 3 or more).\n"
+            )
+        elif rec["alike"]:
+            lines.append(
+                f"\n{', '.join(map(str, rec['alike']))} worker(s) cannot be told apart from "
+                f"{rec['workers']} in throughput: their intervals over the repeats overlap. "
+                "More repeats on a quieter machine would separate them.\n"
+            )
     for row in table:
         if row.get("vs_cli"):
+            cpu = (
+                f", Tesseract {row['cpu_s_per_page']:.2f} CPU s/page"
+                if row.get("cpu_s_per_page")
+                else ""
+            )
             lines.append(
                 f"- {row.get('engine', 'ocrlab')}, {row['workers']} worker(s): "
                 f"{row['vs_cli']:.2f}x the throughput of "
                 f"the Tesseract CLI at the same N, efficiency "
-                f"{row['efficiency']:.0%}, output identical: "
+                f"{row['efficiency']:.0%}{cpu}, output identical: "
                 f"{'yes' if row['identical'] else 'NO'}."
             )
     if any(not r["identical"] for r in table):
         lines.append("**Warning: some parallel runs differ from the 1-worker run.**")
     return "\n".join(lines)
-
-
-def cost_units(pages: pd.DataFrame) -> pd.DataFrame:
-    """Successful pages with a cost estimate, one row per unit of work.
-
-    A bundle of small pages (:mod:`ocrlab.bundles`) is measured as a whole and its
-    time shared among its pages in proportion to their estimates, so page by page
-    it would agree with the estimate by construction: its pages are summed into one
-    row (``pages`` says how many), which is what was really measured.
-    """
-    data = pages[pages["ok"] & pages["cost_estimate"].notna()].copy()
-    if "bundle" not in data:
-        data["bundle"] = None
-    alone = (
-        data["run"].astype(str) + "|" + data["doc_id"].astype(str) + "#" + data["page"].astype(str)
-    )
-    data["unit"] = (data["run"].astype(str) + "|" + data["bundle"].astype(str)).where(
-        data["bundle"].notna(), alone
-    )
-    return (
-        data.groupby("unit", sort=False)
-        .agg(
-            doc_id=("doc_id", "first"),
-            cost_estimate=("cost_estimate", "sum"),
-            engine_cpu_s=("engine_cpu_s", "sum"),
-            ocr_s=("ocr_s", "sum"),
-            pages=("page", "size"),
-        )
-        .reset_index(drop=True)
-    )
-
-
-def estimate_quality(pages: pd.DataFrame) -> dict[str, Any]:
-    """How well the ordering's cost estimate predicts the measured OCR cost.
-
-    Pearson's r (linear) and Spearman's rho (rank: what LPT needs, since only the
-    order of the estimates matters) over successful pages that carry an estimate,
-    and the least-squares seconds per estimated megapixel. The measure is the
-    engine's CPU time when the trace has it (it does not grow with the machine's
-    load, where OCR wall time does), else the OCR wall time (``measure``).
-    """
-    data = cost_units(pages)
-    n = len(data)
-    measure = "engine_cpu_s" if n and (data["engine_cpu_s"] > 0).all() else "ocr_s"
-    if n < 3 or data["cost_estimate"].nunique() < 2:
-        return {"pages": n, "pearson": None, "spearman": None, "s_per_mp": None, "measure": measure}
-    x = data["cost_estimate"].astype(float)
-    y = data[measure].astype(float)
-    slope = float((x * y).sum() / (x * x).sum())
-    return {
-        "pages": n,
-        "pearson": round(float(x.corr(y)), 3),
-        "spearman": round(float(x.rank().corr(y.rank())), 3),
-        "s_per_mp": round(slope, 4),
-        "measure": measure,
-    }

@@ -12,6 +12,11 @@ The CLI reference reads pages that are already files (multi-page TIFF and PDF
 pages are extracted once, untimed, before the sweep); ocrlab's figures include
 its own page extraction and PDF rendering, so the comparison does not flatter
 ocrlab.
+
+Every run (ocrlab's and the CLI's) records how busy the machine was while it ran
+(:mod:`ocrlab.lab.noise`); the table carries each figure's interval over the repeats
+(:mod:`ocrlab.lab.bench_table`), and ``bench.json`` each engine's output digests, which
+``--compare`` checks exactly (:mod:`ocrlab.lab.regress`).
 """
 
 from __future__ import annotations
@@ -27,12 +32,11 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from ..config import load_config
-from ..engines.registry import engine_version
 from ..engines.tesseract import tesseract_cmd
 from ..measure.monitor import ProcessTreeMonitor
 from ..output import trace_schema as ts
@@ -44,38 +48,10 @@ from ..progress import progress_enabled, sweep_progress
 from ..runinfo import run_metadata
 from ..sources import discover
 from .accuracy import score_run
+from .bench_table import RunRow, aggregate, format_table, page_key
+from .noise import NoiseProbe, summarize
 
-
-@dataclass
-class RunRow:
-    """One measured run (ocrlab at N workers, or the CLI reference at N processes)."""
-
-    kind: str  # "ocrlab" or "cli"
-    workers: int
-    repeat: int
-    wall_s: float
-    pages: int
-    pages_failed: int = 0
-    page_s: list[float] = field(default_factory=list)
-    peak_rss: int = 0
-    peak_hwm: int = 0
-    #: tree PSS / USS peaks (what the run costs the machine; RSS counts shared pages per process)
-    peak_pss: int = 0
-    peak_uss: int = 0
-    peak_fds: int = 0
-    peak_tesseract: int = 0
-    startup_s: float | None = None
-    identical: bool | None = None
-    engine: str = "tesseract CLI"
-    cer: float | None = None
-
-
-def _percentile(values: Sequence[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    idx = min(len(ordered) - 1, max(0, round(q * (len(ordered) - 1))))
-    return ordered[idx]
+__all__ = ["RunRow", "aggregate", "bench", "format_table", "prepare_cli_pages"]
 
 
 def _order(counts: Sequence[int], repeat: int) -> list[int]:
@@ -83,44 +59,49 @@ def _order(counts: Sequence[int], repeat: int) -> list[int]:
     return list(counts) if repeat % 2 == 0 else list(reversed(counts))
 
 
-def prepare_cli_pages(corpus: str, dest: Path, dpi: int) -> list[str]:
-    """Files the Tesseract CLI can read, one per good page, in document/page order."""
+def prepare_cli_pages(corpus: str, dest: Path, dpi: int) -> list[tuple[str, str]]:
+    """(``doc_id#page``, a file the Tesseract CLI can read) for every good page, in
+    document/page order."""
     settings = load_config(dpi=dpi).engine_settings()
-    files: list[str] = []
+    files: list[tuple[str, str]] = []
     for doc in discover([corpus]):
         for task in doc.tasks:
+            key = page_key(task.doc_id, task.page)
             try:
                 with page_source(task, settings) as (src, _, _):
                     if src == task.path:
-                        files.append(src)
+                        files.append((key, src))
                     else:
                         name = f"{len(files):04d}{Path(src).suffix}"
                         shutil.copy(src, dest / name)
-                        files.append(str(dest / name))
+                        files.append((key, str(dest / name)))
             except Exception:
                 continue  # broken pages are not part of the reference
     return files
 
 
-def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: float) -> RunRow:
+def run_cli_reference(
+    files: Sequence[tuple[str, str]], processes: int, monitor_interval: float
+) -> RunRow:
     """``xargs -P N tesseract FILE stdout``: N single-threaded Tesseract processes at a time."""
     env = {**os.environ, "OMP_THREAD_LIMIT": "1"}
     exe = tesseract_cmd()
-    durations: list[float] = []
+    durations: dict[str, float] = {}
     lock = threading.Lock()
     failed = 0
 
-    def one(path: str) -> None:
+    def one(item: tuple[str, str]) -> None:
         nonlocal failed
+        key, path = item
         t = time.perf_counter()
         proc = subprocess.run([exe, path, "stdout"], env=env, capture_output=True, check=False)
         with lock:
-            durations.append(time.perf_counter() - t)
+            durations[key] = time.perf_counter() - t
             failed += proc.returncode != 0
 
     monitor = ProcessTreeMonitor(interval_s=monitor_interval)
     t0 = time.perf_counter()
-    with monitor, ThreadPoolExecutor(max_workers=processes) as pool:
+    with NoiseProbe() as probe, monitor, ThreadPoolExecutor(max_workers=processes) as pool:
         list(pool.map(one, files))
     wall = time.perf_counter() - t0
     peaks = monitor.peaks
@@ -131,32 +112,37 @@ def run_cli_reference(files: Sequence[str], processes: int, monitor_interval: fl
         wall,
         len(files),
         failed,
-        durations,
+        list(durations.values()),
         peaks.rss_total,
         peaks.hwm_total,
         peaks.pss_total,
         peaks.uss_total,
         peaks.fds_total,
         peaks.n_tesseract,
+        page_times=durations,
+        noise=probe.reading.as_dict() if probe.reading else None,
     )
 
 
 def _ocrlab_row(
     out: Path, workers: int, repeat: int, engine: str, options: Mapping[str, Any]
 ) -> RunRow:
-    summary = run(
-        options["corpus"],
-        out,
-        workers=workers,
-        engine=engine,
-        live_view=False,
-        **{k: v for k, v in options.items() if k != "corpus"},
-    )
-    page_s = [
-        e["dur"] / 1e6
-        for e in iter_trace(out / "trace.json")
-        if e.get("ph") == "X" and e.get("cat") == ts.CAT_PAGE
-    ]
+    with NoiseProbe() as probe:
+        summary = run(
+            options["corpus"],
+            out,
+            workers=workers,
+            engine=engine,
+            live_view=False,
+            **{k: v for k, v in options.items() if k != "corpus"},
+        )
+    page_times: dict[str, float] = {}
+    cpu_s = 0.0
+    for e in iter_trace(out / "trace.json"):
+        if e.get("ph") == "X" and e.get("cat") == ts.CAT_PAGE:
+            key = page_key(e["args"]["doc_id"], e["args"]["page"])
+            page_times[key] = page_times.get(key, 0.0) + e["dur"] / 1e6  # a retry adds
+            cpu_s += e["args"].get("engine_cpu_us", 0) / 1e6
     peaks = summary.peaks
     scores = score_run(out)
     return RunRow(
@@ -166,7 +152,7 @@ def _ocrlab_row(
         summary.wall_s,
         summary.pages,
         summary.pages_failed,
-        page_s,
+        list(page_times.values()),
         int(peaks.get("rss_total") or 0),
         int(peaks.get("hwm_total") or 0),
         int(peaks.get("pss_total") or 0),
@@ -176,104 +162,31 @@ def _ocrlab_row(
         summary.startup_s,
         engine=engine,
         cer=statistics.mean(s["cer"] for s in scores) if scores else None,
+        page_times=page_times,
+        engine_cpu_s=round(cpu_s, 4),
+        noise=probe.reading.as_dict() if probe.reading else None,
     )
+
+
+def run_folder(out_dir: str | os.PathLike[str], engine: str, workers: int, repeat: int) -> Path:
+    """Where :func:`bench` keeps the output folder of one of its runs."""
+    return Path(out_dir) / "runs" / f"{engine}-w{workers}-r{repeat}"
+
+
+def run_folders(
+    out_dir: str | os.PathLike[str], result: Mapping[str, Any], repeat: int = 0
+) -> list[Path]:
+    """The output folders of a sweep's runs of one repeat, in the table's order (engine,
+    then workers): what :func:`ocrlab.lab.widgets.show_comparison` compares."""
+    return [
+        run_folder(out_dir, row["engine"], row["workers"], repeat)
+        for row in result["table"]
+        if run_folder(out_dir, row["engine"], row["workers"], repeat).is_dir()
+    ]
 
 
 def _digests(out: Path) -> dict[str, str | None]:
     return {d["doc_id"]: d["sha256"] for d in load_manifest(out)["documents"]}
-
-
-def aggregate(rows: Sequence[RunRow]) -> list[dict[str, Any]]:
-    """One line per (engine, worker count): medians over repeats, ratios against the same
-    engine at 1 worker and against the Tesseract CLI at the same N."""
-    ocr = [r for r in rows if r.kind == "ocrlab"]
-    cli_rows = [r for r in rows if r.kind == "cli"]
-    table = []
-    for engine in dict.fromkeys(r.engine for r in ocr):
-        mine_all = [r for r in ocr if r.engine == engine]
-        counts = sorted({r.workers for r in mine_all})
-        wall = {n: statistics.median(r.wall_s for r in mine_all if r.workers == n) for n in counts}
-        base = wall.get(1)
-        for n in counts:
-            mine = [r for r in mine_all if r.workers == n]
-            pages = mine[0].pages
-            per_page = [s for r in mine for s in r.page_s]
-            refs = [r for r in cli_rows if r.workers == n]
-            cli_wall = statistics.median(r.wall_s for r in refs) if refs else None
-            speedup = base / wall[n] if base else None
-            cers = [r.cer for r in mine if r.cer is not None]
-            table.append(
-                {
-                    "engine": engine,
-                    "engine_version": engine_version(engine),
-                    "workers": n,
-                    "runs": len(mine),
-                    "pages": pages,
-                    "wall_s": round(wall[n], 3),
-                    "wall_spread_s": round(
-                        max(r.wall_s for r in mine) - min(r.wall_s for r in mine), 3
-                    ),
-                    "pages_per_s": round(pages / wall[n], 3),
-                    "speedup": round(speedup, 3) if speedup else None,
-                    "efficiency": round(speedup / n, 3) if speedup else None,
-                    "page_median_s": round(statistics.median(per_page), 3) if per_page else None,
-                    "page_p10_s": round(_percentile(per_page, 0.1), 3) if per_page else None,
-                    "page_p90_s": round(_percentile(per_page, 0.9), 3) if per_page else None,
-                    "peak_rss_mb": round(max(r.peak_rss for r in mine) / 2**20, 1),
-                    "peak_hwm_mb": round(max(r.peak_hwm for r in mine) / 2**20, 1),
-                    "peak_pss_mb": round(max(r.peak_pss for r in mine) / 2**20, 1),
-                    "peak_uss_mb": round(max(r.peak_uss for r in mine) / 2**20, 1),
-                    "peak_fds": max(r.peak_fds for r in mine),
-                    "peak_tesseract": max(r.peak_tesseract for r in mine),
-                    "startup_s": round(max(r.startup_s or 0 for r in mine), 3),
-                    "identical": all(r.identical for r in mine if r.identical is not None),
-                    "cer": round(statistics.mean(cers), 5) if cers else None,
-                    "cli_wall_s": round(cli_wall, 3) if cli_wall else None,
-                    "cli_peak_rss_mb": round(max(r.peak_rss for r in refs) / 2**20, 1)
-                    if refs
-                    else None,
-                    "cli_peak_pss_mb": round(max(r.peak_pss for r in refs) / 2**20, 1)
-                    if refs
-                    else None,
-                    "vs_cli": round(cli_wall / wall[n], 3) if cli_wall else None,
-                }
-            )
-    return table
-
-
-def format_table(table: Sequence[Mapping[str, Any]]) -> str:
-    """A fixed-width table for the terminal."""
-    cols = [
-        ("engine", "engine"),
-        ("workers", "N"),
-        ("wall_s", "wall s"),
-        ("pages_per_s", "pages/s"),
-        ("speedup", "speedup"),
-        ("efficiency", "effic."),
-        ("page_median_s", "page med s"),
-        ("page_p90_s", "page p90 s"),
-        ("peak_rss_mb", "RSS MB"),
-        ("peak_pss_mb", "PSS MB"),
-        ("peak_fds", "fds"),
-        ("peak_tesseract", "tess"),
-        ("identical", "same"),
-        ("cer", "CER"),
-        ("cli_wall_s", "CLI s"),
-        ("vs_cli", "vs CLI"),
-    ]
-    head = " ".join(f"{label:>10}" for _, label in cols)
-    lines = [head, "-" * len(head)]
-    for row in table:
-        lines.append(" ".join(f"{_fmt(row.get(key)):>10}" for key, _ in cols))
-    return "\n".join(lines)
-
-
-def _fmt(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, bool):
-        return "yes" if value else "NO"
-    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def bench(
@@ -318,7 +231,7 @@ def bench(
                 msg = f"repeat {r + 1}/{repeats}, {n} worker(s):"
                 for engine in engines:
                     step(f"{engine}, {n} worker(s), repeat {r + 1}/{repeats}")
-                    run_dir = out / "runs" / f"{engine}-w{n}-r{r}"
+                    run_dir = run_folder(out, engine, n, r)
                     shutil.rmtree(run_dir, ignore_errors=True)
                     row = _ocrlab_row(run_dir, n, r, engine, opts)
                     if n == 1 and engine not in reference:
@@ -333,20 +246,26 @@ def bench(
                     ref.repeat = r
                     rows.append(ref)
                     msg += f" CLI x{n} {ref.wall_s:.2f} s"
+                if rows[-1].noise:
+                    msg += f" (other processes: {rows[-1].noise['other_share']:.0%} of the CPUs)"
                 log(msg)
         for row in rows:
             if row.kind == "ocrlab" and row.engine in reference:
                 row.identical = (
-                    _digests(out / "runs" / f"{row.engine}-w{row.workers}-r{row.repeat}")
+                    _digests(run_folder(out, row.engine, row.workers, row.repeat))
                     == reference[row.engine]
                 )
     table = aggregate(rows)
+    noise = summarize(r.noise for r in rows if r.noise)  # its warning: noise["warning"]
     result = {
         "meta": run_metadata(cfg),
         "corpus": os.fspath(corpus),
         "repeats": repeats,
         "engines": list(engines),
         "table": table,
+        "noise": noise.as_dict() if noise else None,
+        #: each engine's output digests (its first 1-worker run): what --compare checks
+        "digests": reference,
         "runs": [asdict(r) for r in rows],
     }
     (out / "bench.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
@@ -355,8 +274,10 @@ def bench(
         writer.writeheader()
         writer.writerows(table)
     with open(out / "runs.csv", "w", newline="", encoding="utf-8") as fh:
-        fields = [k for k in asdict(rows[0]) if k != "page_s"]
-        writer = csv.DictWriter(fh, fieldnames=fields, extrasaction="ignore")
+        fields = [k for k in asdict(rows[0]) if k not in ("page_s", "page_times", "noise")]
+        writer = csv.DictWriter(fh, fieldnames=[*fields, "other_share"], extrasaction="ignore")
         writer.writeheader()
-        writer.writerows(asdict(r) for r in rows)
+        writer.writerows(
+            {**asdict(r), "other_share": r.noise["other_share"] if r.noise else None} for r in rows
+        )
     return result

@@ -73,7 +73,12 @@ def add_bench(sub: Any) -> None:
     p = sub.add_parser("bench", help="sweep worker counts against 1 worker and the Tesseract CLI")
     p.add_argument("corpus", nargs="?", help="folder of documents to OCR")
     p.add_argument("--workers", default="1,2", help="comma-separated counts (default 1,2)")
-    p.add_argument("--repeats", type=int, default=3, help="runs per count (default 3)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per count (default 3; intervals need at least 2)",
+    )
     p.add_argument("--out", "-o", default="bench-out", help="output folder")
     p.add_argument(
         "--engines",
@@ -97,6 +102,9 @@ def add_bench(sub: Any) -> None:
         help="with --scale: where the generated corpora go (kept for reuse; "
         "default: the system's temporary folder)",
     )
+    from .compare_commands import add_compare_arguments
+
+    add_compare_arguments(p)
     p.set_defaults(func=_cmd_bench)
 
 
@@ -123,6 +131,9 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         )
     if not args.corpus:
         raise ConfigError("ocrlab bench needs a CORPUS folder (or --scale N,N,...)")
+    from .compare_commands import judge_bench, load_baseline
+
+    baseline = load_baseline(args)  # before any run: a bad baseline is exit 2 at once
 
     try:
         counts = [int(x) for x in args.workers.split(",") if x.strip()]
@@ -157,9 +168,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         executor=args.executor,
         log=lambda m: print(m, file=sys.stderr, flush=True),
     )
+    warning = (result.get("noise") or {}).get("warning")
+    if warning:
+        print(warning)
     print(format_table(result["table"]))
     print(f"bench.json, bench.csv, runs.csv in {args.out}")
-    return ExitCode.OK
+    return judge_bench(args, baseline, result) if baseline is not None else ExitCode.OK
 
 
 def _csv(text: str, flag: str, kind: type = int) -> list[Any]:
@@ -200,8 +214,9 @@ def add_sweep(sub: Any) -> None:
     p.add_argument(
         "--repeats",
         type=int,
-        default=1,
-        help="parallel runs per setting, order alternating; pages/s is the median (default 1)",
+        default=3,
+        help="parallel runs per setting, order alternating; pages/s is the median with its "
+        "interval (default 3; 1 gives no interval)",
     )
     p.add_argument(
         "--no-identity",
@@ -288,7 +303,12 @@ def add_report(sub: Any) -> None:
     p.add_argument("--out", "-o", default="reports", help="output folder (default reports/)")
     p.add_argument("--corpus", default="data", help="documents to OCR (default data/)")
     p.add_argument("--workers", default="1,2", help="worker counts for the sweep")
-    p.add_argument("--repeats", type=int, default=1)
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="runs per worker count in the sweep report (default 3: a finite interval)",
+    )
     p.add_argument("--only", action="append", help="notebook stem to run; repeatable")
     p.set_defaults(func=_cmd_report)
 

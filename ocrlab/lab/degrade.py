@@ -6,7 +6,7 @@ faded and show the other side of the sheet through the paper. Each of those is a
 *kind* here, applied to the rendered page before it is saved, with a *strength*
 from 0 (none) to 1 (about where Tesseract stops reading the page), so that one
 axis serves every kind in tables and plots. The parameter each strength maps to
-is in :data:`KINDS` (and the README); the ground truth is the text that was
+is in :data:`KINDS` (and ``docs/performance.md``); the ground truth is the text that was
 drawn, so every error is the degradation's (or Tesseract's).
 
 Determinism: every random choice comes from a generator seeded by a SHA-256 of

@@ -20,7 +20,7 @@ for its course): a process killed with ``kill -9`` cannot report its own peak.
 * ``explore``: :func:`ocrlab.lab.analysis.trace_frames` on the run's trace, in a process of
   its own: its answer (a refusal, or a sample) and its peak memory.
 * ``index``: the journal index three ways on the run's journal (a dict of the ids as before,
-  the sorted arrays of :class:`ocrlab.output.resume.JournalIndex`, SQLite on disk): build
+  the sorted arrays of :class:`ocrlab.output.journal_index.JournalIndex`, SQLite on disk): build
   time, time per lookup, memory.
 
 Corpora go under ``--work`` (kept for reuse; a million tiny files take ~4 GB and ~10 min to

@@ -2,7 +2,7 @@
 
 * ``dict``: what the index was, a dict ``doc_id -> offset`` built by parsing every line,
   each lookup opening the journal to read its line;
-* ``arrays``: :class:`ocrlab.output.resume.JournalIndex`, 64-bit keys in sorted
+* ``arrays``: :class:`ocrlab.output.journal_index.JournalIndex`, 64-bit keys in sorted
   ``array`` buckets, a line read with one ``pread``;
 * ``sqlite``: the same keys in an SQLite table on disk (the standard library's
   ``sqlite3``), one ``SELECT`` and one ``pread`` a lookup.
@@ -29,7 +29,7 @@ from pathlib import Path
 variant, journal, tmp = sys.argv[1], Path(sys.argv[2]), sys.argv[5]
 n, per = int(sys.argv[3]), int(sys.argv[4])
 from ocrlab.output.journal_lines import iter_journal
-from ocrlab.output.resume import JournalIndex, _doc_status, _key
+from ocrlab.output.journal_index import JournalIndex, _doc_status, _key
 
 def status(field):
     text = Path("/proc/self/status").read_text()

@@ -27,6 +27,7 @@ from ..output import trace_schema as ts
 from ..output.manifest import load_manifest
 from ..output.trace_reader import load_trace
 from .accuracy import cer, ground_truth_path
+from .confidence import Word, draw_words, low_words_html, page_words
 
 _TOKENS = re.compile(r"\s+|[^\s]+")
 
@@ -204,14 +205,36 @@ def text_html(info: PageInfo) -> str:
     return STYLE + '<div class="ocrlab-page">' + "".join(cells) + "</div>"
 
 
+def _words(info: PageInfo) -> tuple[list[Word], tuple[int, int] | None, float]:
+    """The page's words and OCR size from its run's TSV or hOCR, and the run's threshold."""
+    doc = next((d for d in documents(info.out_dir) if d["doc_id"] == info.doc_id), None)
+    if doc is None:
+        return [], None, 60.0
+    words, size = page_words(info.out_dir, doc, info.page)
+    return words, size, float((doc.get("confidence") or {}).get("conf_low", 60.0))
+
+
+def page_png_with_words(info: PageInfo, max_width: int = 800) -> bytes:
+    """The page image with its word boxes coloured by confidence (where the run wrote a TSV
+    or hOCR; the plain image otherwise)."""
+    words, size, _ = _words(info)
+    return draw_words(page_png(info.source, info.page, info.fmt, max_width), words, size)
+
+
+def low_words(info: PageInfo) -> str:
+    """The page's words below the run's confidence threshold ('' without confidences)."""
+    words, _, threshold = _words(info)
+    return low_words_html(words, threshold)
+
+
 def page_html(info: PageInfo, max_width: int = 420) -> str:
     """Static HTML of one page: caption, image (data URI), text and diff."""
     try:
-        png = base64.b64encode(page_png(info.source, info.page, info.fmt, max_width))
+        png = base64.b64encode(page_png_with_words(info, max_width))
         img = f'<img alt="page image" src="data:image/png;base64,{png.decode()}">'
     except Exception as exc:  # an unreadable page still shows its text and error
         img = f"<i>no image: {html.escape(str(exc))}</i>"
-    return f"<div>{caption(info)}</div>" + text_html(info).replace(
+    return f"<div>{caption(info)}</div>" + (text_html(info) + low_words(info)).replace(
         '<div class="ocrlab-page">', f'<div class="ocrlab-page">{img}', 1
     )
 

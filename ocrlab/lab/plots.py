@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..output import trace_schema as ts
+from ..output.merge_trace import WORKER_TID_BASE
 from .analysis import PLAN_BUDGET_GB, TraceFrames
 
 if TYPE_CHECKING:
@@ -25,37 +26,83 @@ def _figure(ncols: int = 1, width: float = 6.0, height: float = 3.6) -> tuple[Fi
     return fig, axes
 
 
+def _errors(rows: Sequence[Mapping[str, Any]], key: str) -> Any:
+    """Matplotlib ``yerr`` (2 x n, distances below and above) from ``key_low`` / ``key_high``;
+    None when no row has an interval (one run per count)."""
+    if not any(r.get(f"{key}_low") is not None for r in rows):
+        return None
+    below = [
+        r[key] - (r.get(f"{key}_low") if r.get(f"{key}_low") is not None else r[key]) for r in rows
+    ]
+    above = [
+        (r.get(f"{key}_high") if r.get(f"{key}_high") is not None else r[key]) - r[key]
+        for r in rows
+    ]
+    return [below, above]
+
+
 def sweep_throughput(table: Sequence[Mapping[str, Any]]) -> Figure:
-    """Pages/s and speedup against workers, with the ideal line and the CLI reference."""
-    fig, (ax1, ax2) = _figure(2)
+    """Pages/s, speedup and Tesseract CPU s per page against workers, with intervals.
+
+    Error bars are the 95% bootstrap intervals over the repeats (none with one run); the
+    y axes start at 0, so a difference inside the noise looks as small as it is. The
+    third panel is the load-robust figure: Tesseract's own CPU time per page hardly
+    grows when other processes take CPU time, where wall-clock throughput falls.
+    """
+    has_cpu = any(r.get("cpu_s_per_page") for r in table)  # benches before it: 2 panels
+    fig, axes = _figure(3 if has_cpu else 2, width=4.6 if has_cpu else 6.0)
+    ax1, ax2 = axes[0], axes[1]
+    ax3 = axes[2] if has_cpu else None
     n = sorted({r["workers"] for r in table})
     for engine in dict.fromkeys(r.get("engine", "ocrlab") for r in table):
         rows = [r for r in table if r.get("engine", "ocrlab") == engine]
         label = f"ocrlab, {engine}" + (
             f" {rows[0]['engine_version']}" if rows[0].get("engine_version") else ""
         )
-        ax1.plot([r["workers"] for r in rows], [r["pages_per_s"] for r in rows], "o-", label=label)
-        ax2.plot([r["workers"] for r in rows], [r["speedup"] for r in rows], "o-", label=label)
+        xs = [r["workers"] for r in rows]
+        for ax, key in ((ax1, "pages_per_s"), (ax2, "speedup")):
+            ax.errorbar(
+                xs,
+                [r[key] for r in rows],
+                yerr=_errors(rows, key),
+                fmt="o-",
+                capsize=4,
+                label=label,
+            )
+        cpu = [r for r in rows if r.get("cpu_s_per_page")]
+        if cpu and ax3 is not None:
+            ax3.errorbar(
+                [r["workers"] for r in cpu],
+                [r["cpu_s_per_page"] for r in cpu],
+                yerr=_errors(cpu, "cpu_s_per_page"),
+                fmt="o-",
+                capsize=4,
+                label=label,
+            )
     cli = sorted(
         {(r["workers"], r["pages"] / r["cli_wall_s"]) for r in table if r.get("cli_wall_s")}
     )
     if cli:
         ax1.plot(*zip(*cli, strict=True), "s--", label="tesseract CLI (xargs -P N)")
-    ax1.set(xlabel="workers", ylabel="pages / s", title="Throughput")
-    ax1.legend()
+    ax1.set(xlabel="workers", ylabel="pages / s", title="Throughput (95% intervals)")
     ax2.plot(n, n, ":", color="grey", label="ideal (N x 1 worker)")
-    ax2.set(xlabel="workers", ylabel="speedup vs 1 worker", title="Speedup")
-    ax2.legend()
-    for ax in (ax1, ax2):
+    ax2.set(xlabel="workers", ylabel="speedup vs 1 worker", title="Speedup (paired by repeat)")
+    if ax3 is not None:
+        ax3.set(xlabel="workers", ylabel="CPU s / page", title="Tesseract CPU time per page")
+    for ax in axes:
         ax.set_xticks(n)
+        ax.set_ylim(bottom=0)
         ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     return fig
 
 
 def sweep_memory(table: Sequence[Mapping[str, Any]], memory_limit_gb: float) -> Figure:
     """Peak process-tree memory against workers, in MB at the scale of the measurements.
 
-    The container limit and the plan's budget are written on the plot as labelled
+    The container limit and the deployment's budget
+    (:data:`ocrlab.lab.analysis.PLAN_BUDGET_GB`) are written on the plot as labelled
     references (and the share of the budget each peak uses), not drawn as lines: at a
     few hundred MB against 8 GB, an axis that reached them would flatten the bars to a
     few pixels. RSS and PSS (shared pages counted once) side by side where measured.
@@ -118,11 +165,14 @@ def per_page_times(runs: pd.DataFrame) -> Figure:
 
 
 def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
-    """A Gantt chart: one row per worker process, one bar per page (red: failed)."""
-    fig, ax = _figure(width=10, height=max(2.0, 0.5 + 0.6 * frames.pages["pid"].nunique()))
-    pids = sorted(frames.pages["pid"].unique())
-    for row, pid in enumerate(pids):
-        mine = frames.pages[frames.pages["pid"] == pid]
+    """A Gantt chart: one row per worker, one bar per page (red: failed).
+
+    A worker is a track (pid, tid): a worker process of a run, or a worker thread of a
+    shard's group in a merged run (:mod:`ocrlab.output.merge_trace`)."""
+    tracks = sorted(set(zip(frames.pages["pid"], frames.pages["tid"], strict=True)))
+    fig, ax = _figure(width=10, height=max(2.0, 0.5 + 0.6 * len(tracks)))
+    for row, (pid, tid) in enumerate(tracks):
+        mine = frames.pages[(frames.pages["pid"] == pid) & (frames.pages["tid"] == tid)]
         colors = ["tab:blue" if ok else "tab:red" for ok in mine["ok"]]
         ax.broken_barh(
             list(zip(mine["start_s"], mine["dur_s"], strict=True)),
@@ -133,7 +183,8 @@ def timeline(frames: TraceFrames, title: str = "Pages per worker") -> Figure:
     for _, inst in frames.instants.iterrows():
         if inst["name"] in {ts.WORKER_DIED, ts.POOL_RESTARTED}:
             ax.axvline(inst["t_s"], color="black", linestyle="--")
-    ax.set_yticks(range(len(pids)), [f"pid {p}" for p in pids])
+    labels = [f"pid {p}" if p == t else f"group {p}, pid {t % WORKER_TID_BASE}" for p, t in tracks]
+    ax.set_yticks(range(len(tracks)), labels)
     ax.set(xlabel="seconds since run start", title=title)
     ax.grid(alpha=0.3, axis="x")
     return fig
@@ -149,6 +200,29 @@ def counters(frames: TraceFrames) -> Figure:
         ax.set(title=name, xlabel="seconds")
         if len(data):
             ax.legend()
+        ax.grid(alpha=0.3)
+    return fig
+
+
+def hosts(frames: TraceFrames) -> Figure:
+    """A Dask run's hosts: each host's tree RSS (its workers and their Tesseracts summed),
+    the cluster's sum at one moment, and each host's live Tesseracts."""
+    fig, (ax1, ax2) = _figure(2)
+    c = frames.counters
+    for host, part in c[(c["counter"] == ts.HOST_MEMORY) & (c["series"] == ts.TREE_RSS)].groupby(
+        "host"
+    ):
+        ax1.step(part["t_s"], part["value"], where="post", label=str(host))
+    total = c[(c["counter"] == ts.CLUSTER_MEMORY) & (c["series"] == ts.TREE_RSS)]
+    if len(total):
+        ax1.step(total["t_s"], total["value"], where="post", color="black", label="cluster")
+    for host, part in c[c["counter"] == ts.HOST_TESSERACTS].groupby("host"):
+        ax2.step(part["t_s"], part["value"], where="post", label=str(host))
+    ax1.set(title="tree RSS per host (MB)", xlabel="seconds")
+    ax2.set(title="live Tesseracts per host", xlabel="seconds")
+    for ax in (ax1, ax2):
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
         ax.grid(alpha=0.3)
     return fig
 
@@ -176,14 +250,22 @@ def wait_vs_ocr(frames: TraceFrames) -> Figure:
 def speed_accuracy(table: Sequence[Mapping[str, Any]]) -> Figure:
     """Throughput against CER for each setting of a sweep; the Pareto front joined by a line.
 
-    Lower right is better; a setting above and left of the line is dominated.
+    Lower right is better; a setting above and left of the line is dominated. Horizontal
+    bars are the throughput's interval over the repeats: settings whose bars overlap
+    cannot be told apart in speed.
     """
     fig, ax = _figure(width=8, height=4.5)
     rows = [r for r in table if r.get("cer") is not None]
     for model in dict.fromkeys(f"{r['engine']}, {r['model']}" for r in rows):
         mine = [r for r in rows if f"{r['engine']}, {r['model']}" == model]
-        ax.scatter(
-            [r["pages_per_s"] for r in mine], [100 * r["cer"] for r in mine], label=model, zorder=3
+        ax.errorbar(
+            [r["pages_per_s"] for r in mine],
+            [100 * r["cer"] for r in mine],
+            xerr=_errors(mine, "pages_per_s"),
+            fmt="o",
+            capsize=4,
+            label=model,
+            zorder=3,
         )
     for r in rows:
         psm = "default" if r["psm"] is None else r["psm"]
@@ -204,7 +286,14 @@ def speed_accuracy(table: Sequence[Mapping[str, Any]]) -> Figure:
             label="Pareto front",
             zorder=2,
         )
-    ax.set(xlabel="pages / s (parallel run)", ylabel="CER %", title="Speed against accuracy")
+    ax.set(
+        xlabel="pages / s (parallel runs; bars: 95% interval over the repeats)",
+        ylabel="CER %",
+        title="Speed against accuracy",
+    )
+    ax.set_xlim(left=0)  # from 0: a difference inside the noise looks as small as it is
+    top = max((100 * r["cer"] for r in rows), default=0.0)
+    ax.set_ylim(0, top * 1.15 if top > 0 else 1.0)
     ax.legend(fontsize=8)
     ax.grid(alpha=0.3)
     return fig
@@ -237,7 +326,7 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
     LPT needs the estimates in the right order, not exact: the title gives
     Spearman's rank correlation beside Pearson's r (:func:`estimate_quality`).
     """
-    from .analysis import cost_units, estimate_quality
+    from .estimates import cost_units, estimate_quality
 
     fig, ax = _figure()
     p = cost_units(frames.pages)  # a bundle of small pages is one point: it is measured whole
@@ -262,5 +351,33 @@ def estimate_vs_measured(frames: TraceFrames) -> Figure:
     )
     if len(p):
         ax.legend(fontsize="small")
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def confidence_vs_cer(pages: Sequence[Mapping[str, Any]], label: str | None = None) -> Figure:
+    """Page confidence against page CER (a sweep's page rows, one setting): does Tesseract's
+    confidence flag the pages it got wrong? Spearman's rho in the title."""
+    from .confidence import confidence_cer_correlation
+
+    rows = [
+        p
+        for p in pages
+        if (label is None or p.get("label") == label)
+        and p.get("conf_mean") is not None
+        and p.get("cer") is not None
+    ]
+    found = confidence_cer_correlation(rows)
+    fig, ax = _figure(width=7, height=4.2)
+    for kind in dict.fromkeys(p.get("kind") or "clean / other" for p in rows):
+        mine = [p for p in rows if (p.get("kind") or "clean / other") == kind]
+        ax.scatter([p["conf_mean"] for p in mine], [100 * p["cer"] for p in mine], label=kind, s=18)
+    rho = "n/a" if found["spearman"] is None else f"{found['spearman']:+.2f}"
+    ax.set(
+        xlabel="page mean word confidence (Tesseract, 0-100)",
+        ylabel="page CER %",
+        title=f"Confidence against errors: Spearman rho {rho} ({found['pages']} pages)",
+    )
+    ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return fig

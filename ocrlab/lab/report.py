@@ -27,10 +27,23 @@ from typing import Any
 from ..errors import PipelineError
 from ..output.atomic import atomic_write_text
 
-#: The notebooks ship inside the package (package data), so an installed wheel
-#: renders the same reports as a checkout; ``notebooks/`` at the top level of the
-#: repository is the copy people open in JupyterLab (a test keeps the two identical).
-NOTEBOOKS_DIR = Path(__file__).resolve().parent / "notebooks"
+
+def _locate_notebooks() -> Path:
+    """Where the notebooks ``ocrlab report`` runs are: the copy in ``ocrlab/lab/notebooks/``
+    that a built wheel ships (setup.py puts it there), else the checkout's top-level
+    ``notebooks/`` (an editable install, or the source tree on ``PYTHONPATH``).
+
+    ``notebooks/`` is the one copy in the repository, the one people open in JupyterLab;
+    the packaged copy exists only in a build.
+    """
+    here = Path(__file__).resolve().parent
+    packaged = here / "notebooks"
+    if any(packaged.glob("[0-9][0-9]-*.ipynb")):
+        return packaged
+    return here.parents[1] / "notebooks"
+
+
+NOTEBOOKS_DIR = _locate_notebooks()
 
 #: What ``ocrlab report`` imports, and the extra that installs it.
 REPORT_MODULES = ("papermill", "nbconvert", "nbformat", "ipykernel", "matplotlib", "pandas")
@@ -174,7 +187,7 @@ def build_reports(
     *,
     corpus: str = "data",
     workers: Sequence[int] = (1, 2),
-    repeats: int = 1,
+    repeats: int = 3,
     only: Sequence[str] | None = None,
     notebooks_dir: Path | None = None,
 ) -> list[NotebookReport]:
@@ -189,8 +202,9 @@ def build_reports(
     sources = sorted(notebooks_dir.glob("[0-9][0-9]-*.ipynb"))
     if not sources:
         raise PipelineError(
-            f"no notebooks found in {notebooks_dir}; reinstall ocrlab "
-            "(the notebooks are package data of ocrlab.lab)."
+            f"no notebooks found in {notebooks_dir}; reinstall ocrlab from a wheel or sdist "
+            "(a build copies them into ocrlab/lab/notebooks/), or run from a full checkout "
+            "(which has them in notebooks/)."
         )
     unknown = sorted(set(only or ()) - {s.stem for s in sources})
     if unknown:

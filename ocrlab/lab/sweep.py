@@ -22,8 +22,10 @@ package ships tessdata_best; ``--tessdata best=DIR`` adds any folder. The folder
 is set for the whole run (main process and the workers started for it), and runs
 are one after another, so no run sees another's.
 
-Figures are single runs, one setting after the other: compare settings measured
-in one invocation, and repeat the sweep before trusting a difference of a few %.
+Throughput is the median of ``repeats`` parallel runs with its bootstrap interval
+(:mod:`ocrlab.lab.stats`), and every run records how busy the machine was
+(:mod:`ocrlab.lab.noise`): two settings whose intervals overlap cannot be told apart
+in speed, and the recommendation says so instead of ranking them.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ from pathlib import Path
 from typing import Any
 
 # Every lab module this one uses, in one place (after the move: ``ocrlab.lab.<module>``).
-from ocrlab.lab.accuracy import cer, ground_truth_path, normalize, wer
+from ocrlab.lab.accuracy import cer, normalize, reference_pages, wer
 from ocrlab.lab.analysis import page_texts
+from ocrlab.lab.confidence import confidence_cer_correlation
 from ocrlab.lab.degrade import describe
+from ocrlab.lab.noise import NoiseProbe, NoiseReading, noise_warning, summarize
+from ocrlab.lab.stats import bootstrap
 from ocrlab.lab.sweep_table import (
     DEFAULT_DPI,
     TOLERANCE,
@@ -175,11 +180,11 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
     texts = page_texts(out_dir)
     rows = []
     for doc in load_manifest(out_dir)["documents"]:
-        gt = ground_truth_path(doc["source"])
-        if gt is None:
+        refs = reference_pages(doc["source"])
+        if refs is None:
             continue
-        refs = gt.read_text(encoding="utf-8").split("\f")
         deg = describe(doc["doc_id"])
+        conf = {p["page"]: p for p in (doc.get("confidence") or {}).get("pages", [])}
         for page in range(1, doc["pages"] + 1):
             ref = refs[page - 1] if page <= len(refs) else ""
             hyp = texts.get((doc["doc_id"], page), "")
@@ -193,9 +198,11 @@ def score_pages(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
                     "cer": rate,
                     "wer": wer(ref, hyp),
                     "ref_chars": chars,
-                    "edits": round(rate * chars),
+                    "edits": round(rate * chars),  # the integer edit distance
+                    "conf_mean": conf.get(page, {}).get("conf_mean"),
+                    "words": conf.get(page, {}).get("words"),
                 }
-            )  # the integer edit distance
+            )
     return rows
 
 
@@ -205,6 +212,7 @@ def _options(setting: Setting, lang: str) -> dict[str, Any]:
         "dpi": setting.dpi,
         "lang": lang,
         "progress": False,
+        "formats": "txt,tsv",  # the word confidences (one Tesseract call still)
     }
     if setting.psm is not None:
         opts["psm"] = setting.psm
@@ -255,9 +263,19 @@ def run_setting(
         "cer": round(sum(p["edits"] for p in pages) / chars, 5) if chars else None,
         "mean_page_cer": round(statistics.mean(p["cer"] for p in pages), 5) if pages else None,
         "wer": round(statistics.mean(p["wer"] for p in pages), 5) if pages else None,
+        **_confidence(pages),
         "identical": identical,
     }
     return row, [{"label": setting.label, **p} for p in pages]
+
+
+def _confidence(pages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """A setting's mean word confidence (over all its scored pages' words) and how well page
+    confidence ranks page CER (Spearman; negative: low confidence, high CER)."""
+    words = sum(p["words"] or 0 for p in pages if p["conf_mean"] is not None)
+    total = sum(p["conf_mean"] * p["words"] for p in pages if p["conf_mean"] is not None)
+    rho = confidence_cer_correlation(pages)["spearman"]
+    return {"conf_mean": round(total / words, 3) if words else None, "conf_cer_spearman": rho}
 
 
 def rerun_parallel(
@@ -309,29 +327,35 @@ def sweep(
     settings = list(settings) if settings is not None else grid(pdf=has_pdf(corpus))
     rows_by: dict[Setting, dict[str, Any]] = {}
     pages: list[dict[str, Any]] = []
+    readings: list[NoiseReading] = []
     for r in range(max(1, repeats)):
         order = list(enumerate(settings, 1))
         for i, setting in order if r % 2 == 0 else reversed(order):
             where = out / "runs" / setting.slug
-            if r == 0:
-                row, rows = run_setting(
-                    corpus, where, setting, models.get(setting.model), workers, identity, lang
-                )
-                row["runs_pages_per_s"] = [row["pages_per_s"]]
-                rows_by[setting] = row
-                pages.extend(rows)
-                same = {None: "not checked", True: "identical", False: "DIFFERS"}[row["identical"]]
-                rate = row["pages_per_s"]
-            else:
-                row = rows_by[setting]
-                rate, peak, repeat_same = rerun_parallel(
-                    corpus, where, setting, models.get(setting.model), workers, r, lang
-                )
-                row["runs_pages_per_s"].append(round(rate, 3))
-                row["peak_rss_mb"] = max(row["peak_rss_mb"], round(peak, 1))
-                if not repeat_same:
-                    row["identical"] = False
-                same = "same text" if repeat_same else "TEXT DIFFERS from repeat 1"
+            with NoiseProbe() as probe:
+                if r == 0:
+                    row, rows = run_setting(
+                        corpus, where, setting, models.get(setting.model), workers, identity, lang
+                    )
+                    row["runs_pages_per_s"] = [row["pages_per_s"]]
+                    rows_by[setting] = row
+                    pages.extend(rows)
+                    same = {None: "not checked", True: "identical", False: "DIFFERS"}[
+                        row["identical"]
+                    ]
+                    rate = row["pages_per_s"]
+                else:
+                    row = rows_by[setting]
+                    rate, peak, repeat_same = rerun_parallel(
+                        corpus, where, setting, models.get(setting.model), workers, r, lang
+                    )
+                    row["runs_pages_per_s"].append(round(rate, 3))
+                    row["peak_rss_mb"] = max(row["peak_rss_mb"], round(peak, 1))
+                    if not repeat_same:
+                        row["identical"] = False
+                    same = "same text" if repeat_same else "TEXT DIFFERS from repeat 1"
+            if probe.reading is not None:
+                readings.append(probe.reading)
             cer_text = "-" if row["cer"] is None else f"{row['cer']:.2%}"
             log(
                 f"[repeat {r + 1}/{repeats}, {i}/{len(settings)}] {setting.label}: "
@@ -339,9 +363,16 @@ def sweep(
             )
     table = [rows_by[s] for s in settings]
     for row in table:
-        row["pages_per_s"] = round(statistics.median(row["runs_pages_per_s"]), 3)
+        rate = bootstrap(row["runs_pages_per_s"])
+        row["pages_per_s"] = round(rate.estimate, 3)
+        row["pages_per_s_low"] = None if rate.low is None else round(rate.low, 3)
+        row["pages_per_s_high"] = None if rate.high is None else round(rate.high, 3)
         row["runs_pages_per_s"] = json.dumps(row["runs_pages_per_s"])  # one CSV cell
     table = pareto(table)
+    noise = summarize(readings)
+    warning = noise_warning(noise)
+    if warning:
+        log(warning)
     result = {
         "meta": run_metadata(load_config(workers=workers)),
         "corpus": os.fspath(corpus),
@@ -353,7 +384,8 @@ def sweep(
         "default_label": next(
             (r["label"] for r in table if is_default(r)), table[0]["label"] if table else None
         ),
-        "recommendation": recommendation(table),
+        "noise": noise.as_dict() if noise else None,
+        "recommendation": ((warning + "\n\n") if warning else "") + recommendation(table),
     }
     (out / "sweep.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     for name, rows_ in (("sweep.csv", table), ("pages.csv", pages)):

@@ -21,9 +21,12 @@ KEY_COLUMNS = (
     ("engine", "engine"),
     ("workers", "workers"),
     ("pages_per_s", "pages/s"),
+    ("pages_per_s_interval", "pages/s 95% interval"),
     ("speedup", "speedup"),
+    ("speedup_interval", "speedup 95% interval"),
     ("efficiency", "efficiency"),
     ("vs_cli", "vs Tesseract CLI"),
+    ("cpu_s_per_page", "Tesseract CPU s/page"),
     ("page_median_s", "page median s"),
     ("peak_rss_mb", "peak RSS MB"),
     ("peak_pss_mb", "peak PSS MB"),
@@ -38,6 +41,12 @@ def key_table(table: Sequence[Mapping[str, Any]]) -> pd.DataFrame:
     import pandas as pd
 
     frame = pd.DataFrame(list(table))
+    for name in ("pages_per_s", "speedup"):  # "0.45-1.00": the interval as one cell
+        if f"{name}_low" in frame:
+            frame[f"{name}_interval"] = [
+                None if lo is None or hi is None or lo != lo else f"{lo:.2f}-{hi:.2f}"
+                for lo, hi in zip(frame[f"{name}_low"], frame[f"{name}_high"], strict=True)
+            ]
     keep = [(c, h) for c, h in KEY_COLUMNS if c in frame and frame[c].notna().any()]
     if "engine" in frame and frame["engine"].nunique() <= 1:
         keep = [(c, h) for c, h in keep if c != "engine"]
@@ -58,6 +67,7 @@ def sweep_table_html(table: Sequence[Mapping[str, Any]]) -> str:
         "efficiency": "{:.0%}",
         "vs Tesseract CLI": "{:.2f}x",
         "page median s": "{:.2f}",
+        "Tesseract CPU s/page": "{:.2f}",
         "peak RSS MB": "{:.0f}",
         "peak PSS MB": "{:.0f}",
         "CER": "{:.2%}",

@@ -228,7 +228,7 @@ def _median(rows: list[dict[str, Any]], corpus: str, who: str, key: str = "wall_
 
 
 def report(rows: list[dict[str, Any]], n: int) -> str:
-    """The Markdown summary README quotes."""
+    """The Markdown summary ``docs/performance.md`` quotes."""
     lines = [
         f"| batch | xargs -P {n} s | ocrlab s | ocrlab, discovery order s | "
         "ocrlab, no bundles s | ocrlab vs xargs | discovery order vs xargs | "

@@ -1,9 +1,11 @@
 """ipywidgets for JupyterLab: the live run view and the page viewer.
 
 :class:`LiveView` follows a run's ``trace.json`` (:mod:`ocrlab.follow`) from a
-watcher thread, twice a second: pages done / total, pages per second, time
-left, tree memory now and peak (PSS beside RSS when the monitor records it),
-live Tesseract processes, worker deaths and pool restarts, failures with their
+watcher thread, twice a second: pages done / total, the share of the estimated
+work done (what the bar shows), pages per second, time left (the estimated work
+left over the recent rate of work done, with its range: :mod:`ocrlab.timeleft`),
+tree memory now and peak (PSS beside RSS when the monitor records it), live
+Tesseract processes, worker deaths and pool restarts, failures with their
 reasons. When the run ends it settles into the run's summary. The same class
 serves a blocking ``ocrlab.run`` (the pipeline opens it through
 :func:`ocrlab.progress.run_progress`) and a background ``ocrlab.start`` handle.
@@ -23,27 +25,75 @@ import html
 import os
 import threading
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import ipywidgets as widgets
-from IPython.display import HTML, display
+from IPython.display import display
 
 from ..follow import RunState
 from ..output.names import printable
 from ..output.trace_reader import TraceFollower
-from . import pageview as pages_mod
+from ..records import Failure
+from ..timeleft import duration
+
+
+def _set(widget: Any, name: str, value: Any) -> None:
+    """Set a widget's trait only when it changes: each change is a message to the page."""
+    if getattr(widget, name) != value:
+        setattr(widget, name, value)
 
 
 def _mb(value: float | None) -> str:
     return "-" if value is None else f"{value:,.0f} MB"
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
+def _work(state: RunState) -> str:
+    """What the bar counts: the share of the estimated work done, and what it is based on."""
+    clock, fraction = state.clock, state.fraction
+    if fraction is None:
         return "-"
-    seconds = round(seconds)
-    return f"{seconds // 60}:{seconds % 60:02d}" if seconds >= 60 else f"{seconds} s"
+    if not clock.by_work:
+        return f"{fraction:.0%} of the pages (no cost estimates)"
+    total = f"{clock.work_total:,.0f} MP" if clock.work_total else "?"
+    return f"{fraction:.0%} of the estimated work ({total} of page area)"
+
+
+def _time_left(state: RunState) -> tuple[str, str]:
+    """(text, seconds for the page's data attribute) of the time left."""
+    if state.finished:
+        return "-", ""
+    left = state.time_left()
+    if left is None:
+        return "after the first pages", ""
+    return html.escape(left.text()), f"{left.seconds:.1f}"
+
+
+def _host_rows(state: RunState) -> list[tuple[str, str]]:
+    """A Dask run's hosts (each its workers' trees summed) and the cluster's same-moment sum;
+    once the run is over, the peaks from the summary."""
+    peaks = state.summary.get("peaks", {}) if state.finished else {}
+    hosts = peaks.get("hosts")
+    rows = []
+    for name, host in sorted(state.hosts.items()):
+        if hosts and name in hosts:
+            peak = hosts[name]
+            text = (
+                f"{_mb(peak['rss_peak'] / 2**20)} peak (RSS), Tesseracts peak "
+                f"{peak['tesseract_peak']}, sampler {peak.get('sampler_cpu_pct') or 0:.2f}% CPU"
+            )
+        else:
+            text = (
+                f"{_mb(host.rss_mb)} now, {_mb(host.rss_peak_mb)} peak (RSS); Tesseracts "
+                f"{'-' if host.tesseract is None else host.tesseract} (peak {host.tesseract_peak})"
+            )
+        lost = f"; {host.workers_lost} worker(s) lost" if host.workers_lost else ""
+        rows.append((f"host {html.escape(name)}", text + lost))
+    if state.hosts:
+        cluster = peaks.get("cluster")
+        peak = cluster["rss_peak"] / 2**20 if cluster else state.cluster_rss_peak_mb
+        now = "" if cluster else f"{_mb(state.cluster_rss_mb)} now, "
+        rows.append(("cluster (hosts summed at one moment)", f"{now}{_mb(peak)} peak (RSS)"))
+    return rows
 
 
 def _memory(state: RunState) -> str:
@@ -75,27 +125,42 @@ def _memory(state: RunState) -> str:
 
 
 def render_state(state: RunState) -> str:
-    """The view's HTML for ``state`` (a function, so it is tested without a kernel)."""
+    """The view's figures as HTML for ``state`` (a function, so it is tested without a
+    kernel); the failures are :func:`render_failures`, in a widget of their own."""
     total = "?" if state.total is None else str(state.total)
     rate = state.pages_per_s
     memory = _memory(state)
     tess = "-" if state.tesseract is None else f"{state.tesseract} (peak {state.tesseract_peak})"
+    left, left_s = _time_left(state)
     rows = [
         (
             "pages",
             f'<span class="ocrlab-pages">{state.pages_done} / {total}</span>'
             + (f", {state.pages_failed} failed" if state.pages_failed else ""),
         ),
-        ("pages / s", "-" if rate is None else f"{rate:.2f}"),
+        ("work done", _work(state)),
+        (
+            "pages / s" + (" (average)" if state.finished else ""),
+            "-" if rate is None else f"{rate:.2f}",
+        ),
         (
             "elapsed" if not state.finished else "wall time",
-            _duration(state.summary.get("wall_s") if state.finished else state.t_s),
+            duration(state.summary.get("wall_s") if state.finished else state.now_s()),
         ),
-        ("time left", _duration(state.eta_s) if not state.finished else "-"),
+        (
+            "time left",
+            f'<span class="ocrlab-time-left">{left}</span>'
+            + (
+                " <span style='color:#666'>(estimated work left / recent rate)</span>"
+                if left_s
+                else ""
+            ),
+        ),
         ("tree memory", memory),
         ("live Tesseracts", tess),
         ("open descriptors (tree)", "-" if state.fds is None else str(state.fds)),
         ("worker deaths / pool restarts", f"{state.worker_deaths} / {state.restarts}"),
+        *_host_rows(state),
     ]
     if state.finished and state.summary:
         s = state.summary
@@ -112,24 +177,25 @@ def render_state(state: RunState) -> str:
         f": {html.escape(state.error)}" if state.error else ""
     )
     table = "".join(f"<tr><td style='padding-right:1em'>{k}</td><td>{v}</td></tr>" for k, v in rows)
-    fails = ""
-    if state.failures:
-        items = "".join(
-            f"<li>{html.escape(printable(f.doc_id))}"
-            + (f" p{f.page}" if f.page else "")
-            + f": {html.escape(str(f.error_type))}: "
-            f"{html.escape(printable(str(f.error))[:160])}</li>"
-            for f in state.failures[:10]
-        )
-        more = f"<li>... {len(state.failures) - 10} more</li>" if len(state.failures) > 10 else ""
-        fails = (
-            f"<details><summary>{len(state.failures)} failure(s)</summary>"
-            f"<ul>{items}{more}</ul></details>"
-        )
+    fraction = "" if state.fraction is None else f"{state.fraction:.4f}"
     return (
         f'<div data-pages-done="{state.pages_done}" data-pages-total="{total}" '
-        f'data-status="{state.status}">{head}<table>{table}</table>{fails}</div>'
+        f'data-status="{state.status}" data-time-left="{left_s}" data-work-done="{fraction}">'
+        f"{head}<table>{table}</table></div>"
     )
+
+
+def render_failures(failures: list[Failure], limit: int = 10) -> str:
+    """The failures as an HTML list (the first ``limit``, then how many more)."""
+    items = "".join(
+        f"<li>{html.escape(printable(f.doc_id))}"
+        + (f" p{f.page}" if f.page else "")
+        + f": {html.escape(str(f.error_type))}: "
+        f"{html.escape(printable(str(f.error))[:160])}</li>"
+        for f in failures[:limit]
+    )
+    more = f"<li>... {len(failures) - limit} more</li>" if len(failures) > limit else ""
+    return f'<ul class="ocrlab-failures">{items}{more}</ul>'
 
 
 class LiveView:
@@ -139,6 +205,10 @@ class LiveView:
     there (not shown). ``alive``: for background runs, a callable that returns
     None while the run's process lives, else an error text when it ended
     without a ``run_end`` (killed, or failed before its trace began).
+
+    The widgets are made once and updated in place, each only when what it shows
+    changed: a person may be reading the failures (an accordion they opened stays
+    open) or selecting text while the run goes on.
     """
 
     def __init__(
@@ -154,18 +224,30 @@ class LiveView:
         self.state = RunState(total=total)
         self.alive = alive
         self.interval_s = interval_s
-        self.bar = widgets.IntProgress(
-            value=0, min=0, max=max(1, total or 1), description=title, bar_style="info"
+        self.bar = widgets.FloatProgress(
+            value=0.0,
+            min=0.0,
+            max=1.0,
+            description=title,
+            bar_style="info",
+            style={"description_width": "initial"},  # the whole title, not "OCR (bac..."
+            layout=widgets.Layout(width="32em"),
         )
         self.info = widgets.HTML(render_state(self.state))
-        self.widget = widgets.VBox([self.bar, self.info])
+        self.failure_list = widgets.HTML()
+        self.failures = widgets.Accordion(
+            children=[self.failure_list], layout=widgets.Layout(display="none", width="48em")
+        )
+        self.failures.add_class("ocrlab-failures-box")
+        self.widget = widgets.VBox([self.bar, self.info, self.failures])
         self.widget.add_class("ocrlab-live-view")
+        self._shown_failures = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
 
     def refresh(self) -> RunState:
-        """Read what the trace gained and redraw (thread-safe)."""
+        """Read what the trace gained and update the widgets (thread-safe)."""
         with self._lock:
             self.state.apply(self.follower.poll())
             if not self.state.finished and self.alive is not None:
@@ -175,14 +257,16 @@ class LiveView:
                     if not self.state.finished:
                         self.state.status, self.state.error = "failed", error
             s = self.state
-            if s.total is not None:
-                self.bar.max = max(1, s.total)
-            self.bar.value = min(s.pages_done, self.bar.max)
+            _set(self.bar, "value", min(1.0, s.fraction or 0.0))
             if s.finished:
-                self.bar.bar_style = {"complete": "success", "interrupted": "warning"}.get(
-                    s.status, "danger"
-                )
-            self.info.value = render_state(s)
+                style = {"complete": "success", "interrupted": "warning"}.get(s.status, "danger")
+                _set(self.bar, "bar_style", style)
+            _set(self.info, "value", render_state(s))
+            if len(s.failures) != self._shown_failures:
+                self._shown_failures = len(s.failures)
+                self.failure_list.value = render_failures(s.failures)
+                self.failures.set_title(0, f"{len(s.failures)} failure(s)")
+                self.failures.layout.display = "flex"
             return s
 
     def show(self) -> LiveView:
@@ -218,84 +302,15 @@ class LiveView:
         display(self.widget)  # type: ignore[no-untyped-call]
 
 
-class PageViewer:
-    """Pick a run under ``root``, a document and a page: image, text, diff, CER, OCR time."""
+# The run comparison and the page viewer live in their own modules; widgets of the lab too.
+from .comparison import RunComparison, show_comparison  # noqa: E402
+from .viewer import PageViewer, show_pages  # noqa: E402
 
-    def __init__(self, root: str | os.PathLike[str], max_width: int = 600):
-        self.max_width = max_width
-        runs = pages_mod.find_runs(root) or [Path(root)]
-        self.run = widgets.Dropdown(
-            options=[(str(r), r) for r in runs], value=runs[0], description="run"
-        )
-        self.doc = widgets.Dropdown(description="document")
-        self.page = widgets.BoundedIntText(value=1, min=1, max=1, description="page")
-        self.caption = widgets.HTML()
-        self.image = widgets.Image(format="png", layout=widgets.Layout(max_width="48%"))
-        self.image.add_class("ocrlab-page-image")
-        self.text = widgets.HTML(layout=widgets.Layout(width="50%"))
-        self.widget = widgets.VBox(
-            [
-                widgets.HBox([self.run, self.doc, self.page]),
-                self.caption,
-                widgets.HBox([self.image, self.text]),
-            ]
-        )
-        self.widget.add_class("ocrlab-page-viewer")
-        self._docs: dict[str, dict[str, Any]] = {}
-        self._times: dict[tuple[str, int], tuple[float, float]] = {}
-        self.run.observe(lambda _: self._load_run(), names="value")
-        self.doc.observe(lambda _: self._load_doc(), names="value")
-        self.page.observe(lambda _: self._show(), names="value")
-        self._load_run()
-
-    def _load_run(self) -> None:
-        out = self.run.value
-        try:
-            self._docs = {d["doc_id"]: d for d in pages_mod.documents(out)}
-        except (OSError, ValueError) as exc:  # not (yet) a run's output folder
-            self._docs = {}
-            self.caption.value = f"<i>no run in {html.escape(str(out))}: {exc}</i>"
-        self._times = pages_mod.page_times(out)
-        self.doc.options = list(self._docs)
-        if self._docs and self.doc.value not in self._docs:  # ipywidgets 8 may leave None
-            self.doc.value = next(iter(self._docs))
-        self._load_doc()
-
-    def _load_doc(self) -> None:
-        doc = self._docs.get(self.doc.value or "")
-        self.page.max = int(doc["pages"]) if doc else 1
-        self.page.value = 1
-        self._show()
-
-    def _show(self) -> None:
-        doc = self._docs.get(self.doc.value or "")
-        if doc is None:
-            self.text.value = ""
-            if not self.caption.value.startswith("<i>no run"):
-                self.caption.value = "<i>no document</i>"
-            return
-        info = pages_mod.page_info(self.run.value, doc, int(self.page.value), self._times)
-        self.caption.value = pages_mod.caption(info)
-        try:
-            self.image.value = pages_mod.page_png(info.source, info.page, info.fmt, self.max_width)
-        except Exception as exc:
-            self.caption.value += f" &middot; <i>no image: {html.escape(str(exc))}</i>"
-        self.text.value = pages_mod.text_html(info)
-
-    def _ipython_display_(self) -> None:
-        display(self.widget)  # type: ignore[no-untyped-call]
-
-
-def show_pages(
-    out_dir: str | os.PathLike[str], interactive: bool | None = None, worst: int = 3
-) -> None:
-    """The page viewer in JupyterLab; in reports (no kernel to talk to) the worst pages by
-    CER as static HTML. ``interactive=None`` decides by :func:`ocrlab.frontend.frontend`."""
-    from ..frontend import frontend
-
-    if interactive is None:
-        interactive = frontend() == "notebook"
-    if interactive:
-        display(PageViewer(out_dir))  # type: ignore[no-untyped-call]
-    else:
-        display(HTML(pages_mod.worst_pages_html(out_dir, worst)))  # type: ignore[no-untyped-call]
+__all__ = [
+    "LiveView",
+    "PageViewer",
+    "RunComparison",
+    "render_state",
+    "show_comparison",
+    "show_pages",
+]

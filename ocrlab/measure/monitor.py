@@ -1,8 +1,8 @@
 """A background sampler of the whole process tree: memory, descriptors, live Tesseracts.
 
-Why the tree and not the process: the verification plan's naive loop samples
-``psutil.Process().memory_info()`` of the parent, which sees none of the memory
-that matters. OCR runs in loky worker processes, and each worker starts a
+Why the tree and not the process: the obvious loop, sampling
+``psutil.Process().memory_info().rss`` of the parent every 0.1 s, sees none of
+the memory that matters. OCR runs in loky worker processes, and each worker starts a
 ``tesseract`` process per page; their memory, descriptors and number are exactly
 what a worker count must be sized against, and none of it shows in the parent's
 RSS. Here every sample walks the tree from the root (main process -> loky

@@ -10,8 +10,10 @@ module                    owns
 ``journal``               ``journal.jsonl`` (streamed) and ``results.json`` (from it)
 ``journal_lines``         a journal line's format, read from its bytes
 ``manifest``              reading the manifest; the settings key and file hashes
-``resume``                ``--resume``: the journal's compact index, the keep decision
-                          (unchanged stamps, else hashes)
+``journal_index``         ``--resume``'s compact index of a journal (sorted arrays), the
+                          artifacts a redo removes (partial, or written without a record)
+``resume``                ``--resume``: the keep decision (unchanged stamps, else hashes;
+                          every asked format too)
 ``stamps``                a file's (size, mtime, ctime, inode), and when it is racy
 ``audit``                 ``text/`` against the manifest
 ``stops``                 run-wide stops (full, read-only, vanished filesystem), reserve

@@ -1,7 +1,8 @@
-"""The audit of an output folder: ``text/`` holds exactly what the manifest lists.
+"""The audit of an output folder: ``text/`` and every format's folder hold exactly what the
+manifest lists.
 
 Used by the tests and the notebooks alike, so "the folder holds what one run
-produced" is checked the same way everywhere.
+produced" is checked the same way everywhere, for every format written.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .formats import FOLDERS, SUFFIXES
 from .manifest import load_manifest
 
 
@@ -18,7 +20,7 @@ class OutputAudit:
     """How the artifacts on disk compare with what the manifest says was written."""
 
     listed: frozenset[str]  #: artifacts the manifest lists (paths relative to the folder)
-    on_disk: frozenset[str]  #: ``*.txt`` files under ``text/``
+    on_disk: frozenset[str]  #: the files under ``text/`` and every format's folder
 
     @property
     def unlisted(self) -> frozenset[str]:
@@ -36,15 +38,20 @@ class OutputAudit:
 
 
 def audit_output(out_dir: str | os.PathLike[str]) -> OutputAudit:
-    """Compare ``text/`` with the manifest: after every run the two sets must be equal."""
+    """Compare the format folders (``text/``, ``tsv/``, ``hocr/``...) with the manifest:
+    after every run the two sets must be equal."""
     root = Path(out_dir)
-    listed = frozenset(
-        str(d["artifact"]) for d in load_manifest(root)["documents"] if d.get("artifact")
-    )
-    text = root / "text"
-    on_disk = (
-        frozenset(p.relative_to(root).as_posix() for p in text.rglob("*.txt") if p.is_file())
-        if text.is_dir()
-        else frozenset()
-    )
-    return OutputAudit(listed, on_disk)
+    listed: set[str] = set()
+    for doc in load_manifest(root)["documents"]:
+        if doc.get("artifact"):
+            listed.add(str(doc["artifact"]))
+        listed.update(str(entry["path"]) for entry in (doc.get("formats") or {}).values())
+    on_disk: set[str] = set()
+    for fmt, folder in FOLDERS.items():
+        if (root / folder).is_dir():
+            on_disk.update(
+                p.relative_to(root).as_posix()
+                for p in (root / folder).rglob("*" + SUFFIXES[fmt])
+                if p.is_file() and not p.name.startswith(".")
+            )
+    return OutputAudit(frozenset(listed), frozenset(on_disk))

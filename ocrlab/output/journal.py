@@ -17,8 +17,15 @@ documents the main process held 841 MB and rewrote 57 MB every second). Now:
   Its schema is unchanged (``ocrlab.results/1``); documents are one per line.
   While a run goes on, ``results.json`` is a stub with status ``running`` and no
   documents; :func:`ocrlab.output.manifest.load_manifest` fills them in from the journal.
-* once a complete run has written ``results.json``, the journal is compacted to the
-  run's own section, so repeated ``--resume`` runs do not make it grow.
+* before an artifact is renamed into ``text/``, a ``{"writing": <artifact>, "for":
+  <doc_id>}`` line says so (:data:`WRITING`): a run killed between the rename and
+  the document's record leaves an artifact no record lists, and ``--resume`` learns
+  from the line which file to remove before it redoes the document (found: the redo
+  saw the name taken and wrote a second, hashed artifact beside the first).
+* once a complete resumed run has written ``results.json``, the journal is compacted
+  to the run's own section, its ``writing`` lines dropped, so repeated ``--resume``
+  runs do not make it grow (a first run's journal is left as written: readers skip
+  the ``writing`` lines, and rewriting it would copy the whole journal).
 * a line's format, and what is read from its bytes: :mod:`ocrlab.output.journal_lines`.
 """
 
@@ -52,6 +59,20 @@ MANIFEST_SCHEMA = "ocrlab.results/1"
 #: journal lines sorted in memory at once when results.json is written (about 0.5 KB each:
 #: ~6 MB; a million documents make 100 temporary runs to merge)
 SORT_CHUNK = 10_000
+#: key of the line written before an artifact is renamed into place (its value the
+#: artifact's path relative to the folder; ``"for"`` the document's id)
+WRITING = "writing"
+_WRITING_PREFIX = b'{"' + WRITING.encode() + b'":'
+_RUN_START = b'{"run_start":'
+
+
+def last_section(path: Path) -> int:
+    """Byte offset of the newest run's first line (0 when the journal has no header)."""
+    start = 0
+    for offset, raw in whole_lines(path):
+        if raw.startswith(_RUN_START):
+            start = offset
+    return start
 
 
 class Journal:
@@ -135,6 +156,11 @@ class Journal:
         loses nothing. A write call for each of a million kept lines was measurable.
         """
         self._put(line, flush=False)
+
+    def writing(self, doc_id: str, artifact: str) -> None:
+        """``artifact`` of ``doc_id`` is about to land: until the document's record
+        follows, a resumed run treats the file as a leftover to remove."""
+        self._put((_dumps({WRITING: artifact, "for": doc_id}) + "\n").encode("utf-8"), True)
 
     def close(self) -> None:
         try:
@@ -264,6 +290,10 @@ class StreamingManifest:
     def add_kept(self, line: bytes) -> None:
         self.journal.add_kept(line)
 
+    def writing(self, doc_id: str, artifact: str) -> None:
+        """See :meth:`Journal.writing`."""
+        self.journal.writing(doc_id, artifact)
+
     def _write_body(
         self, status: RunStatus, summary: Mapping[str, Any], lines: Iterator[bytes]
     ) -> None:
@@ -303,8 +333,7 @@ class StreamingManifest:
         if self.journal.section > 0 and not whole:
             with atomic_writer(journal) as out, open(journal, "rb") as src:
                 src.seek(self.journal.section)
-                for block in iter(lambda: src.read(1 << 20), b""):
-                    out.write(block)
+                out.writelines(line for line in src if not line.startswith(_WRITING_PREFIX))
             self.journal.section = 0
         self.write_s = round(time.perf_counter() - t, 3)
 

@@ -3,7 +3,8 @@ and what is read back from a line's bytes without parsing it all.
 
 A line is the document's results.json record (``doc_id`` its first key, as
 :meth:`~ocrlab.records.DocumentRecord.as_dict` orders them) followed, last, by
-``"stamps"``: the input's and the artifact's (:mod:`ocrlab.output.stamps`), which
+``"stamps"``: the input's and the artifact's (:mod:`ocrlab.output.stamps`), then the other
+formats' files' if any, which
 ``--resume`` compares instead of hashing. They are cut off when results.json is written
 (:func:`without_stamps`): they differ from one output folder to another.
 
@@ -22,8 +23,13 @@ from ..records import DocumentRecord
 from .names import json_dumps
 from .stamps import Stamp
 
-#: a document's input and artifact stamps, as the journal keeps them
-Stamps = tuple[Stamp | None, Stamp | None] | None
+#: a document's input and artifact stamps, as the journal keeps them, and those of its
+#: files in the other formats (``{format: stamp}``) when it has some
+Stamps = (
+    tuple[Stamp | None, Stamp | None]
+    | tuple[Stamp | None, Stamp | None, dict[str, Stamp | None]]
+    | None
+)
 
 #: how every document line begins (``doc_id`` is the first key of a record)
 _DOC_PREFIX = b'{"doc_id":"'

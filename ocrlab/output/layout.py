@@ -7,6 +7,9 @@ Layout of an output folder::
                           pages in page order, each ended by a form feed as Tesseract does;
                           a name the filesystem cannot take is shortened with a hash
                           (output.names); the manifest records each artifact's path
+      tsv/ hocr/ alto/ pdf/   the other asked ``formats``: a file per document named like
+                          its artifact (text/a/b.png.txt -> hocr/a/b.png.hocr; .tsv, .xml
+                          for ALTO, .pdf; written by output.documents)
       results.json        the manifest: one record per document, run metadata, summary
       journal.jsonl       one line per finished document as the run goes (output.journal)
       ocrlab.log          one line per event, each naming its document and page
@@ -26,9 +29,11 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 from ..errors import OutputNotEmptyError, PipelineError
+from .formats import FOLDERS, SUFFIXES
 from .names import fit_name, hashed_name
 
 __all__ = ["JOURNAL_NAME", "LOCK_NAME", "RESERVE_NAME", "OutputLayout", "assemble_text"]
@@ -48,8 +53,10 @@ def assemble_text(pages: list[str]) -> str:
 class OutputLayout:
     """Where a run's files go; refuses paths that would escape the output folder."""
 
-    def __init__(self, out_dir: str | os.PathLike[str]):
+    def __init__(self, out_dir: str | os.PathLike[str], formats: Sequence[str] = ("txt",)):
         self.root = Path(out_dir)
+        #: the formats the run writes (``text/`` and the folders of the others)
+        self.formats = tuple(formats)
         self.text_dir = self.root / "text"
         self.manifest = self.root / "results.json"
         self.journal = self.root / "journal.jsonl"
@@ -96,9 +103,14 @@ class OutputLayout:
         message; empty for a new or empty folder, or one with only a user's own files."""
         found = [name for name in self.RUN_FILES if (self.root / name).exists()]
         found += [path.name for path in self.earlier_traces()]
-        if self.text_dir.is_dir() and any(p.is_file() for p in self.text_dir.rglob("*")):
-            found.append("text/")
+        for folder in self.format_dirs():
+            if folder.is_dir() and any(p.is_file() for p in folder.rglob("*")):
+                found.append(f"{folder.name}/")
         return found
+
+    def format_dirs(self) -> list[Path]:
+        """``text/`` and the folder of every other format a run may write."""
+        return [self.root / name for name in dict.fromkeys(FOLDERS.values())]
 
     def claim(self, *, resume: bool, overwrite: bool) -> None:
         """Refuse a folder a previous run used, unless resuming or overwriting; with
@@ -116,7 +128,8 @@ class OutputLayout:
     def clear(self) -> None:
         """Remove a previous run's files (``--overwrite``), and only those: a user's other
         files in the folder stay. Call only while holding the folder's lock."""
-        shutil.rmtree(self.text_dir, ignore_errors=True)
+        for folder in self.format_dirs():
+            shutil.rmtree(folder, ignore_errors=True)
         for name in self.RUN_FILES:
             (self.root / name).unlink(missing_ok=True)
         for path in self.earlier_traces():
@@ -132,8 +145,9 @@ class OutputLayout:
             self.root.mkdir(parents=True, exist_ok=True)
             self.text_dir.mkdir(exist_ok=True)
             (self.root / RESERVE_NAME).unlink(missing_ok=True)  # a killed run's reserve
-            for stale in self.text_dir.rglob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+            for folder in self.format_dirs():
+                for stale in folder.rglob(".*.tmp") if folder.is_dir() else ():
+                    stale.unlink(missing_ok=True)
             for stale in self.root.glob(".*.tmp*"):
                 stale.unlink(missing_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".ocrlab-write-test-", dir=self.root)
@@ -208,15 +222,28 @@ class OutputLayout:
                 out.append(candidate)
         return out
 
+    def format_path(self, artifact: Path, fmt: str) -> Path:
+        """The file of format ``fmt`` of the document whose text artifact is ``artifact``:
+        the same path under the format's folder, ``.txt`` replaced by the format's suffix
+        (shortened as the artifact's own name is, should the suffix make it too long)."""
+        relative = artifact.relative_to(self.text_dir)
+        stem = relative.name.removesuffix(".txt")
+        name = fit_name(stem, self._limits()[0], SUFFIXES[fmt])
+        return self.root / FOLDERS[fmt] / relative.parent / name
+
     def discard(self, artifact: str | None) -> None:
         """Remove a previous run's artifact (a path relative to the folder, as the manifest
-        lists it) of a document being redone; nothing outside ``text/`` is touched."""
+        lists it) of a document being redone, and its files in the other formats; nothing
+        outside ``text/`` and the formats' folders is touched."""
         if not artifact:
             return
         target = self.root / artifact
         root = os.path.realpath(self.text_dir)
         if os.path.commonpath([root, os.path.realpath(target)]) == root:
             target.unlink(missing_ok=True)
+            for fmt in FOLDERS:
+                if fmt != "txt":
+                    self.format_path(target, fmt).unlink(missing_ok=True)
 
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()

@@ -13,8 +13,8 @@ trace, log or artifacts would leave a mixture no run produced. The default is
 to refuse, naming ``--resume`` and ``--overwrite``: refusing costs one re-typed
 command, while mixing (or silently deleting a previous result) can cost a
 batch's worth of work or a wrong conclusion. ``overwrite`` removes ocrlab's own
-files only (``text/``, the manifest, journal, trace, log, temporary folders),
-never anything else a user keeps there, and only once the lock is held.
+files only (``text/``, the manifest, journal, trace and log), never anything else
+a user keeps there, and only once the lock is held.
 """
 
 from __future__ import annotations

@@ -3,9 +3,9 @@
 :func:`load_manifest` reads ``results.json`` (a finished run) or the journal (a run
 still going, or killed). :func:`settings_key` hashes the settings that shape the
 text (engine, language, segmentation mode, dpi, engine options, Tesseract version),
-:func:`input_digest` an input's content and :func:`sha256_file` an artifact's;
-:mod:`ocrlab.output.resume` decides, per document, whether a previous run's result
-is kept.
+:func:`input_digest` an input's content and :func:`sha256_file` an artifact's (or
+another format's file); :mod:`ocrlab.output.resume` decides, per document, whether a
+previous run's result is kept.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@ previous run's result for it still valid, so it can be kept without opening the 
 
 A document is kept when its newest record in the journal says ``ok``, the settings
 that shape the text are the same (:func:`ocrlab.output.manifest.settings_key`), and
-both its input and its artifact are unchanged. "Unchanged" is decided the way git's
+its input, its artifact and its file of every other format the run asks (``formats``:
+a document lacking one is redone, all its formats from one recognition) are unchanged.
+"Unchanged" is decided the way git's
 index, rsync and make decide it: from the file's metadata. When a file's stamp
 (:mod:`ocrlab.output.stamps`: size, mtime and ctime in nanoseconds, inode) equals the
 one recorded with the document, the file is taken as unchanged without reading it;
@@ -13,153 +15,36 @@ hashes every input and artifact whatever the stamps say: after a machine crash (
 loss, kernel panic), when ocrlab's own files are not guaranteed either (nothing is
 fsynced; :mod:`ocrlab.output.atomic`), or where stamps cannot be trusted.
 
-The previous run's lines are found through :class:`JournalIndex`: 20 bytes a
-document in sorted arrays, not a dict of the ids (``docs/resume.md`` has the
-measurements against a dict and SQLite).
+The previous run's lines are found through
+:class:`~ocrlab.output.journal_index.JournalIndex`.
 """
 
 from __future__ import annotations
 
-import bisect
 import json
 import logging
 import os
 import time
-from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps, doc_id_of, whole_lines
+from .journal_index import JournalIndex, _loads
+from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps
 from .layout import OutputLayout
 from .manifest import input_digest, sha256_file
 from .stamps import Stamp, file_stamp, is_racy, parse_stamp
 
 log = logging.getLogger("ocrlab")
 
-_OK = b',"status":"ok",'
 _KEPT = b',"kept_from_previous_run":true'
 _DECODER = json.JSONDecoder()
-
-
-def _key(doc_id: str) -> int:
-    # The interpreter's string hash (SipHash, 64 bits): fast, and the index lives and
-    # dies with the process, so its per-process seed does not matter. Two ids with one
-    # key leave only the newer findable; the other is redone (read back, the line's own
-    # doc_id is checked), never mixed up.
-    return hash(doc_id) & 0xFFFF_FFFF_FFFF_FFFF
-
-
-class JournalIndex:
-    """Where the newest ``ok`` line of each document is in a journal.
-
-    Every section is read once (a document's newest line wins; a newer line that is
-    not ``ok`` removes it). Held: per document an 8-byte key, the line's offset (8
-    bytes) and length (4), in 256 sorted ``array`` buckets by the key's top byte,
-    so the sort never holds more than a bucket; looked up by bisection.
-    """
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        #: the ``run_start`` of each section read, oldest first
-        self.runs: list[str] = []
-        #: the artifact of each document whose newest line is not ok but lists one (a
-        #: partial document): a redo replaces it. Few, so a dict.
-        self.stale: dict[str, str] = {}
-        keys = [array("Q") for _ in range(256)]
-        offsets = [array("Q") for _ in range(256)]
-        lengths = [array("I") for _ in range(256)]  # 0: the newest line is not ok
-        for here, raw in whole_lines(path):
-            doc_id, ok = _doc_status(raw)
-            if doc_id is None:
-                if raw.startswith(b'{"run_start"'):
-                    self.runs.append(str(_loads(raw).get("run_start", "")))
-                continue
-            key = _key(doc_id)
-            b = key >> 56
-            keys[b].append(key)
-            offsets[b].append(here)
-            lengths[b].append(len(raw) if ok else 0)
-            artifact = None if ok else _loads(raw).get("artifact")
-            if artifact:
-                self.stale[doc_id] = str(artifact)
-            elif self.stale:
-                self.stale.pop(doc_id, None)
-        self._keys: list[array[int]] = []
-        self._offsets: list[array[int]] = []
-        self._lengths: list[array[int]] = []
-        while keys:  # from the last bucket, dropping each unsorted bucket once sorted
-            k, o, n = keys.pop(), offsets.pop(), lengths.pop()
-            order = sorted(range(len(k)), key=k.__getitem__)  # stable: journal order kept
-            nk, no, nn = array("Q"), array("Q"), array("I")
-            for j, i in enumerate(order):
-                if j + 1 < len(order) and k[order[j + 1]] == k[i]:
-                    continue  # a newer line of the same key follows
-                if n[i]:
-                    nk.append(k[i])
-                    no.append(o[i])
-                    nn.append(n[i])
-            self._keys.append(nk)
-            self._offsets.append(no)
-            self._lengths.append(nn)
-        for kept in (self._keys, self._offsets, self._lengths):
-            kept.reverse()
-        self._fd = os.open(path, os.O_RDONLY)
-
-    def __len__(self) -> int:
-        return sum(len(k) for k in self._keys)
-
-    def nbytes(self) -> int:
-        """The index's own memory (its arrays' items)."""
-        return sum(
-            k.itemsize * len(k) + o.itemsize * len(o) + n.itemsize * len(n)
-            for k, o, n in zip(self._keys, self._offsets, self._lengths, strict=True)
-        )
-
-    def line(self, doc_id: str) -> bytes | None:
-        """The newest ``ok`` line of ``doc_id`` (maybe another id's, on a key collision)."""
-        key = _key(doc_id)
-        b = key >> 56
-        keys = self._keys[b]
-        i = bisect.bisect_left(keys, key)
-        if i == len(keys) or keys[i] != key:
-            return None
-        return os.pread(self._fd, self._lengths[b][i], self._offsets[b][i])
-
-    def artifact(self, doc_id: str) -> str | None:
-        """The artifact the newest line of ``doc_id`` lists (relative to the folder)."""
-        return self.stale.get(doc_id) or _artifact(self.line(doc_id), doc_id)
-
-    def close(self) -> None:
-        os.close(self._fd)
-
-
-def _loads(raw: bytes) -> dict[str, Any]:
-    try:
-        obj = json.loads(raw)
-    except ValueError:
-        return {}
-    return obj if isinstance(obj, dict) else {}
-
-
-def _artifact(raw: bytes | None, doc_id: str) -> str | None:
-    rec = _loads(raw) if raw is not None else {}
-    return str(rec["artifact"]) if rec.get("doc_id") == doc_id and rec.get("artifact") else None
 
 
 def _field(text: str, name: str) -> Any:
     """The value of the top-level key ``name`` of a journal line (None if absent)."""
     at = text.find(f'"{name}":')
     return None if at < 0 else _DECODER.raw_decode(text, at + len(name) + 3)[0]
-
-
-def _doc_status(raw: bytes) -> tuple[str | None, bool]:
-    """A line's doc_id and whether its status is ok, from its bytes where it can."""
-    if raw.startswith(_DOC_PREFIX):
-        return doc_id_of(raw), _OK in raw
-    obj = _loads(raw)
-    doc_id = obj.get("doc_id")
-    return (None if doc_id is None else str(doc_id)), obj.get("status") == "ok"
 
 
 class _Lines(Protocol):
@@ -214,6 +99,8 @@ class Resume:
         self.key = key
         self._key_field = f'"settings_key":"{key}"'.encode()
         self.verify_inputs = verify_inputs
+        #: the formats beside the text the run asks: a kept document has each of them
+        self.formats = tuple(f for f in layout.formats if f != "txt")
         self.lines: _Lines = (
             JournalIndex(layout.journal)
             if layout.journal.exists()
@@ -292,17 +179,34 @@ class Resume:
                 return None
             artifact = _field(text, "artifact")
             source = _field(text, "source")
+            files = _field(text, "formats") if self.formats else None
         except ValueError:
             return None
-        if not (isinstance(stamps, list) and len(stamps) == 2 and isinstance(artifact, str)):
+        if not (isinstance(stamps, list) and len(stamps) in (2, 3) and isinstance(artifact, str)):
             return None
         if source != path or parse_stamp(stamps[0]) != file_stamp(path):
             return None
         if parse_stamp(stamps[1]) != file_stamp(os.path.join(self._root, artifact)):
             return None
+        if self.formats and not self._formats_stamped(files, stamps):
+            return None
         if _KEPT in raw:
             return raw
-        return raw[:cut] + _KEPT + raw[cut:]  # where as_dict puts it: last, before the stamps
+        return raw[:cut] + _KEPT + raw[cut:]  # as _checked puts it: last, before the stamps
+
+    def _formats_stamped(self, files: Any, stamps: list[Any]) -> bool:
+        """True when the record lists a file of every asked format and each file's stamp
+        is the recorded one (the stamps' third item: ``{format: stamp}``)."""
+        marks = stamps[2] if len(stamps) == 3 else None
+        if not isinstance(files, dict) or not isinstance(marks, dict):
+            return False
+        for fmt in self.formats:
+            entry = files.get(fmt)
+            if not isinstance(entry, dict) or not isinstance(entry.get("path"), str):
+                return False
+            if parse_stamp(marks.get(fmt)) != file_stamp(os.path.join(self._root, entry["path"])):
+                return False
+        return True
 
     def _checked(self, raw: bytes, doc_id: str, path: str) -> bytes | None:
         """The kept line of a document after hashing what its stamps do not vouch for."""
@@ -310,7 +214,7 @@ class Resume:
         if rec.get("doc_id") != doc_id:
             return None  # another id with the same key (see _key)
         stamps = rec.get("stamps")
-        if not isinstance(stamps, list) or len(stamps) != 2:
+        if not isinstance(stamps, list) or len(stamps) not in (2, 3):
             stamps = [None, None]
         if (
             rec.get("status") != "ok"
@@ -328,17 +232,45 @@ class Resume:
             if same
             else (False, False, None)
         )
+        marks = stamps[2] if len(stamps) == 3 and isinstance(stamps[2], dict) else {}
+        same, read_formats, marks = (
+            self._check_formats(rec.get("formats"), marks)
+            if same
+            else (
+                False,
+                False,
+                {},
+            )
+        )
         if not same:
             self.changed += 1
             return None
-        if not (read_input or read_artifact):
+        if not (read_input or read_artifact or read_formats):
             self.by_stamp += 1
         rec.pop("stamps", None)
         rec["source"] = path  # the tree may have moved; the id is what matched
         rec["kept_from_previous_run"] = True
-        if input_stamp is not None or artifact_stamp is not None:
-            rec["stamps"] = [input_stamp, artifact_stamp]  # last: results.json cuts it there
+        if input_stamp is not None or artifact_stamp is not None or marks:
+            # last: results.json cuts it there
+            rec["stamps"] = [input_stamp, artifact_stamp, *([marks] if marks else [])]
         return (_dumps(rec) + "\n").encode("utf-8")
+
+    def _check_formats(
+        self, files: Any, marks: dict[str, Any]
+    ) -> tuple[bool, bool, dict[str, Any]]:
+        """(all unchanged, any hashed, the stamps to record) for the files of the asked
+        formats; a format the record lacks is a change (the document is redone)."""
+        marks, read_any = dict(marks), False
+        for fmt in self.formats:
+            entry = files.get(fmt) if isinstance(files, dict) else None
+            if not isinstance(entry, dict) or not entry.get("path"):
+                return False, read_any, {}
+            where = os.path.join(self._root, str(entry["path"]))
+            same, read, stamp = self._check(where, marks.get(fmt), entry.get("sha256"), sha256_file)
+            if not same:
+                return False, True, {}
+            read_any, marks[fmt] = read_any or read, stamp
+        return True, read_any, {k: v for k, v in marks.items() if v is not None}
 
     def _check(
         self, path: str, recorded: Any, digest: Any, hashed: Callable[[str], str | None]

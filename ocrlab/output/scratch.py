@@ -9,12 +9,23 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import tempfile
 from pathlib import Path
 
 TMP_PREFIX = "ocrlab-run-"
+#: where workers leave each page's structured outputs for the main process
+PARTS = "parts"
+
+
+def part_path(tmp_dir: str | os.PathLike[str], doc_id: str, page: int, suffix: str) -> Path:
+    """Where a page's output of one format waits in the run's temporary folder until its
+    document is assembled: a folder per document (named by a digest of its id, which
+    may hold any character), a file per page and format."""
+    folder = hashlib.sha256(doc_id.encode("utf-8", "surrogateescape")).hexdigest()[:24]
+    return Path(tmp_dir, PARTS, folder, f"{page:06d}{suffix}")
 
 
 class RunTempDir:

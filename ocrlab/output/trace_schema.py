@@ -15,7 +15,7 @@ from typing import Final
 # -- instant events ("ph": "i") on the main process's run track ---------------------------
 RUN_METADATA: Final = "run_metadata"  #: at time 0: config, versions, host, CPUs
 RUN_START: Final = "run_start"  #: OCR begins
-PAGES_FOUND: Final = "pages_found"  #: discovery's running page total (args: pages, final)
+PAGES_FOUND: Final = "pages_found"  #: discovery so far (args: pages, work, sizes, final)
 DOCUMENT_FAILED: Final = "document_failed"  #: a document that never reached a worker
 WORKER_DIED: Final = "worker_died"
 POOL_RESTARTED: Final = "pool_restarted"
@@ -23,6 +23,15 @@ PAGE_HUNG: Final = "page_hung"
 WORKER_RECYCLED: Final = "worker_recycled"
 WORKER_RECYCLE_FAILED: Final = "worker_recycle_failed"
 RUN_END: Final = "run_end"  #: status and the summary
+#: a Dask host's first samples (args: host, track = the pid of its counters, worker,
+#: clock_offset_ms, clock_rtt_ms); readers learn which counter track is which host here
+HOST_JOINED: Final = "host_joined"
+#: a Dask worker that stopped answering (its host died): it leaves the host's sums
+WORKER_LOST: Final = "worker_lost"
+#: a merged run (``ocrlab merge``): each shard's own run_metadata, run_start and run_end
+SHARD_METADATA: Final = "shard_metadata"
+SHARD_START: Final = "shard_start"
+SHARD_END: Final = "shard_end"
 
 # -- counter events ("ph": "C"): the monitor's samples, and their fields ----------------------
 MEMORY: Final = "memory (MB)"
@@ -37,6 +46,18 @@ TESSERACTS: Final = "live tesseract processes"
 TESSERACT_COUNT: Final = "tesseract"
 #: the counter tracks in the order the plots draw them
 COUNTERS: Final = (MEMORY, FDS, TESSERACTS)
+
+# -- per-host counters on Dask: each on its host's own track (pid from HOST_JOINED) ----------
+HOST_MEMORY: Final = "host memory (MB)"  #: series TREE_RSS, TREE_PSS, TESSERACT_RSS
+HOST_FDS: Final = "host file descriptors"  #: series FDS_TREE
+HOST_TESSERACTS: Final = "host tesseract processes"  #: series TESSERACT_COUNT
+TESSERACT_RSS: Final = "tesseract RSS"
+#: the sum over every host at one moment (not a sum of peaks), on the main process's track
+CLUSTER_MEMORY: Final = "cluster memory (MB)"  #: series TREE_RSS, TREE_PSS
+CLUSTER_TESSERACTS: Final = "cluster tesseract processes"  #: series TESSERACT_COUNT
+HOST_COUNTERS: Final = (HOST_MEMORY, HOST_FDS, HOST_TESSERACTS)
+#: a host's counter track is the process named this followed by the host's name
+HOST_TRACK_PREFIX: Final = "host "
 
 # -- complete events ("ph": "X"): their categories ---------------------------------------------
 CAT_PAGE: Final = "page"

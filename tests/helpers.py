@@ -1,0 +1,87 @@
+"""Small helpers that several test files need: one copy each, imported from here.
+
+Fixtures stay in ``conftest.py``; these are plain functions a test calls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+
+from tests.conftest import DATA, make_page
+
+
+def artifact_texts(out: Path) -> dict[str, bytes]:
+    """Every artifact of the run in ``out``, keyed by its path under ``text/``.
+
+    Two runs wrote the same artifacts exactly when their ``texts`` are equal (the
+    comparison the identity and resume tests make).
+    """
+    return {
+        p.relative_to(out / "text").as_posix(): p.read_bytes()
+        for p in sorted((out / "text").rglob("*.txt"))
+    }
+
+
+def file_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative POSIX path -> bytes): a generated tree compared whole."""
+    return {
+        p.relative_to(root).as_posix(): p.read_bytes()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
+    """``ocrlab run ARGS`` started in a process of its own (``env`` added to this one's);
+    the caller waits, signals or kills it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "ocrlab", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+
+
+def run_to_end(
+    *args: str, timeout: float = 300, prefix: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess[str]:
+    """``ocrlab ARGS`` to its end in a process of its own (``prefix`` runs it under another
+    command, e.g. ``setpriv``), output captured; past ``timeout`` a hang fails the test."""
+    return subprocess.run(
+        [*prefix, sys.executable, "-m", "ocrlab", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_pages(root: Path, n: int, prefix: str = "p", size: tuple[int, int] | None = None) -> Path:
+    """``n`` small readable PNG documents ``PREFIX000.png``... in ``root``; returns ``root``."""
+    for i in range(n):
+        path = root / f"{prefix}{i:03d}.png"
+        text = f"{prefix} page {i}"
+        if size is None:
+            make_page(path, text)
+        else:
+            make_page(path, text, size)
+    return root
+
+
+def copy_data(dest: Path, rels: Iterable[str], ground_truth: bool = True) -> Path:
+    """Copy files of the bundled ``data/`` (paths relative to it) into ``dest``, keeping
+    their folders, with each one's ``NAME.gt.txt`` beside it when it has one."""
+    for rel in rels:
+        target = dest / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(DATA / rel, target)
+        truth = (DATA / rel).with_name(Path(rel).name.rsplit(".", 1)[0] + ".gt.txt")
+        if ground_truth and truth.exists():
+            shutil.copy(truth, target.with_name(truth.name))
+    return dest
