@@ -99,7 +99,7 @@ def ocrlab_run(
     corpus: Path, out: Path, workers: int, *extra: str, kill_at: int | None = None
 ) -> dict[str, Any]:
     """One ``ocrlab run`` in a process of its own; SIGKILL once ``kill_at`` documents are in
-    the journal (counted by its newlines as it grows)."""
+    the journal (its document lines counted as it grows; not its ``writing`` lines)."""
     args = [sys.executable, "-m", "ocrlab", "run", str(corpus), "--out", str(out)]
     args += ["--workers", str(workers), "--engine", ECHO, "--quiet", *extra]
     env = {**os.environ, "OCR_PROGRESS": "false"}
@@ -109,17 +109,18 @@ def ocrlab_run(
     watch = Watch(proc.pid)
     if kill_at is not None:
         journal, offset, done = out / "journal.jsonl", 0, 0
-        while proc.poll() is None and done < kill_at + 1:  # + the section's header line
+        while proc.poll() is None and done < kill_at:
             time.sleep(0.2)
             if journal.exists():
                 with open(journal, "rb") as fh:
                     fh.seek(offset)
                     chunk = fh.read()
+                chunk = chunk[: chunk.rfind(b"\n") + 1]  # whole lines only
                 offset += len(chunk)
-                done += chunk.count(b"\n")
+                done += chunk.count(b'{"doc_id":"')  # how every document line begins
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
-            row["killed_at_s"], row["killed_at_docs"] = round(time.monotonic() - t0, 2), done - 1
+            row["killed_at_s"], row["killed_at_docs"] = round(time.monotonic() - t0, 2), done
     stdout, stderr = proc.communicate()
     row.update(watch.stop())
     row.update(
