@@ -249,6 +249,34 @@ def test_journal_index_newest_wins_and_a_failure_removes(tmp_path: Path) -> None
     index.close()
 
 
+def test_journal_index_knows_artifacts_written_without_a_record(tmp_path: Path) -> None:
+    """A writing line followed by its document's record is nothing; one no record follows
+    (the run killed between the rename and the record) names a stale artifact for the redo
+    to remove, and hides an earlier ok line of that document (it was being redone)."""
+    path = tmp_path / "journal.jsonl"
+    j = Journal(path, "run 1")
+    for doc_id in ("a", "b"):
+        j.writing(doc_id, f"text/{doc_id}.txt")
+        j.add(_record(doc_id))
+    j.writing("c", "text/c.txt")  # killed here
+    j.close()
+    j = Journal(path, "run 2", fresh=False)
+    j.writing("b", "text/b.txt")  # b redone, killed again before its record
+    j.close()
+    index = JournalIndex(path)
+    assert index.stale == {"c": "text/c.txt", "b": "text/b.txt"}
+    assert index.line("a") is not None and index.line("b") is None and len(index) == 1
+    assert index.artifact("b") == "text/b.txt" and index.artifact("a") is None
+    index.close()
+    j = Journal(path, "run 3", fresh=False)
+    j.writing("c", "text/c.txt")
+    j.add(_record("c"))  # c redone to the end: nothing stale about it any more
+    j.close()
+    index = JournalIndex(path)
+    assert index.stale == {"b": "text/b.txt"} and index.line("c") is not None
+    index.close()
+
+
 class _FullDisk:
     """A file whose first write lands half, as on a disk filling up, then fails."""
 

@@ -243,3 +243,23 @@ def test_slurm_array_task_takes_its_share(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     run = load_manifest(tmp_path / "out")["run"]
     assert run["config"]["shard"] == "1/2" and run["shard"]["mine"]["documents"] == 2
+
+
+def test_a_resumed_shard_keeps_its_share_and_still_merges(tmp_path: Path) -> None:
+    """A shard's kept documents are decided after its share is dealt: the deal sees every
+    document (a kept one dropped from discovery would shift the rest onto other shards)."""
+    corpus = tmp_path / "in"
+    for i in range(12):
+        make_page(corpus / f"p{i:02d}.png", f"page {i}", size=(60 + 30 * i, 60))  # costs differ
+    opts: dict[str, Any] = {"workers": 1, "engine": ECHO, "progress": False}
+    for i in range(2):
+        ocrlab.run(corpus, tmp_path / f"s{i}", shard=f"{i}/2", **opts)
+    first = _records(tmp_path / "s0")
+    resumed = ocrlab.run(corpus, tmp_path / "s0", shard="0/2", resume=True, **opts)
+    assert resumed.documents_kept == len(first) and resumed.pages == 0
+    share = load_manifest(tmp_path / "s0")["run"]["shard"]
+    assert share["seen"]["documents"] == 12
+    assert [d["doc_id"] for d in _records(tmp_path / "s0")] == [d["doc_id"] for d in first]
+    ocrlab.run(corpus, tmp_path / "whole", **opts)
+    merge_outputs([tmp_path / "s0", tmp_path / "s1"], tmp_path / "all")
+    assert artifact_texts(tmp_path / "all") == artifact_texts(tmp_path / "whole")
