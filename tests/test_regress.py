@@ -24,6 +24,7 @@ def _bench(
     digests: dict[str, str] | None = None,
     failed: int = 0,
     cli: list[float] | None = None,
+    cpu: dict[int, list[float]] | None = None,
 ) -> dict[str, Any]:
     runs = [
         {
@@ -35,6 +36,7 @@ def _bench(
             "pages": 20,
             "pages_failed": failed,
             "noise": {"other_share": load, "runnable_per_cpu": queue},
+            **({"engine_cpu_s": cpu[n][r]} if cpu else {}),
         }
         for n, ws in walls.items()
         for r, w in enumerate(ws)
@@ -113,6 +115,49 @@ def test_times_against_the_cli_carry_the_machine_speed() -> None:
     assert slow.code == 1 and "slower" in slow.regressions[0], slow.text()
     bare = compare_benches(_bench(_walls(rng)), _bench(_walls(rng)))
     assert any("bare wall times" in n for n in bare.notes)
+
+
+def _machine(
+    rng: np.random.Generator, slower: float = 1.0
+) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
+    """Wall and Tesseract CPU times of runs on a machine whose CPUs change speed by 15% from
+    run to run (as measured here: the same 7 pages took 7.0-10.7 s of Tesseract CPU on a quiet
+    machine): the speed moves wall and CPU alike; ``slower`` adds wall time outside
+    Tesseract (as :func:`ocrlab.engines.fakes.slowed` does)."""
+    walls: dict[int, list[float]] = {}
+    cpus: dict[int, list[float]] = {}
+    for n, base_cpu, spread in ((1, 40.0, 1.01), (2, 40.0, 0.56)):
+        speed = rng.lognormal(0, 0.15, 3)
+        cpus[n] = [base_cpu * float(m) for m in speed]
+        # a worker's idle tail varies (which page ends last): a few per cent at 2 workers
+        per_cpu = spread * rng.lognormal(0, 0.003 if n == 1 else 0.03, 3)
+        walls[n] = [c * float(k) * slower for c, k in zip(cpus[n], per_cpu, strict=True)]
+    return walls, cpus
+
+
+def test_time_per_tesseract_cpu_second_sees_what_the_machine_speed_hides() -> None:
+    """A machine whose speed drifts by 15% hides a 10% slowdown in the wall time (and ten
+    A/As pass either way); the wall time per Tesseract CPU-second shows it."""
+    rng = np.random.default_rng(21)
+    walls, cpus = _machine(rng)
+    base = _bench(walls, cpu=cpus)
+    for _ in range(10):
+        walls, cpus = _machine(rng)
+        same = compare_benches(base, _bench(walls, cpu=cpus))
+        assert same.code == 0, same.text()
+        assert same.pooled_cpu is not None and len(same.cpu_checks) == 2
+    walls, cpus = _machine(rng, slower=1.10)
+    slow = compare_benches(base, _bench(walls, cpu=cpus))
+    assert slow.code == 1, slow.text()
+    assert slow.regressions == (
+        next(r for r in slow.regressions if "time per Tesseract CPU-second x" in r),
+    ), slow.text()
+    assert slow.pooled_cpu is not None and 1.07 < slow.pooled_cpu.ratio.estimate < 1.13
+    # the same slowdown in bare wall time alone: inside the machine's noise
+    assert slow.pooled is not None and not slow.pooled.significant(0.01), slow.text()
+    # a bench whose engine reports no CPU time: said, and the wall time judged alone
+    alone = compare_benches(base, _bench(walls))
+    assert alone.pooled_cpu is None and any("CPU time" in n for n in alone.notes)
 
 
 def test_exact_signals_are_compared_exactly() -> None:

@@ -13,9 +13,10 @@ command line exactly as a CI job would:
 --allow-text-changes`` does the same with pages whose cost is sleep, which the machine's
 load hardly changes: the gate's mechanics on real runs when real OCR is too noisy to time),
 and prints one line per comparison: exit code, the pooled time ratio with its 95%
-interval, the Mann-Whitney p, the machine's load during the compared runs (other
-processes' share of the CPUs and runnable tasks per CPU), and the load average. It
-takes a while (12 benches); the figures in docs/benchmarks-and-noise.md come from it.
+interval, the Mann-Whitney p, the same for the wall time per Tesseract CPU-second,
+the machine's load during the compared runs (other processes' share of the CPUs and
+runnable tasks per CPU), and the load average. It takes a while (12 benches); the
+figures in docs/benchmarks-and-noise.md come from it.
 """
 
 from __future__ import annotations
@@ -48,12 +49,21 @@ def _line(name: str, code: int, verdict: dict[str, Any] | None) -> str:
         if pooled.get("base_queue") is not None and pooled.get("new_queue") is not None
         else ""
     )
-    why = "; ".join(verdict["regressions"]) or next(
-        (n for n in verdict["notes"] if n.startswith(("slower", "time x", "faster"))), "same"
+    why = (
+        "; ".join(verdict["regressions"])
+        or "; ".join(n for n in verdict["notes"] if n.startswith(("slower", "time", "faster")))
+        or "same"
+    )
+    cpu = verdict.get("pooled_cpu")
+    per_cpu = (
+        f"  per CPU-s x{cpu['ratio']['estimate']:.3f} "
+        f"[{cpu['ratio']['low']:.3f}-{cpu['ratio']['high']:.3f}] p={cpu['p']}"
+        if cpu
+        else ""
     )
     return (
         f"{name:<8} exit {code}  time x{ratio['estimate']:.3f} "
-        f"[{ratio['low']:.3f}-{ratio['high']:.3f}]  p={pooled['p']}  "
+        f"[{ratio['low']:.3f}-{ratio['high']:.3f}]  p={pooled['p']}{per_cpu}  "
         f"other CPU {pooled['base_load']:.0%}->{pooled['new_load']:.0%}{queue}  "
         f"load average {load:.1f}  | {why}"
     )

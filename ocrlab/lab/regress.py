@@ -32,6 +32,18 @@ Two kinds of signal, judged differently:
      the queue every task waits in does. This holds for times relative to the CLI too:
      they carry most of the machine's speed, not all of it.
 
+A second time signal is judged the same way: each run's **wall time per second of
+Tesseract CPU** (the engine's CPU time the workers measured for their own Tesseract
+processes). A machine whose CPUs run slower or faster for a while (a virtual machine's
+host, frequency scaling) changes both alike, so this ratio does not move with the machine's
+speed: measured on the quiet 2-vCPU machine here, the same 7 pages at 1 worker took 7.1 to
+10.9 s of wall time over 33 runs, and their wall time per Tesseract CPU-second stayed within
+1.005-1.017. It moves when time goes somewhere else than into Tesseract: the pool waiting,
+the main process falling behind, a wrapper that sleeps, pages waiting for a worker. It does
+not see a Tesseract that does more work (both sides grow), which only the wall time shows.
+A run without the engine's CPU time (an engine that does not report it) leaves this signal
+out, with a note.
+
 Memory (peak PSS) is shown beside, not judged: it depends on which pages happened to
 run together.
 """
@@ -40,70 +52,22 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from statistics import median
 from typing import Any
 
-from .stats import Interval, RankTest, bootstrap_ratio, mann_whitney, min_p_value
+from .regress_time import (
+    ALPHA,
+    MAX_SLOWDOWN,
+    Signal,
+    TimeCheck,
+    describe,
+    judge,
+    per_cpu,
+    times,
+)
 
-ALPHA = 0.01
-MAX_SLOWDOWN = 0.05
-#: Other processes' extra share of the CPUs in the new runs above which a slowdown is
-#: put down to the machine rather than the code.
-LOAD_MARGIN = 0.10
-#: Runnable tasks per CPU in the new runs over the baseline's above which (on a machine
-#: with more runnable tasks than CPUs) a slowdown is put down to the machine.
-QUEUE_RISE = 1.2
 _EPS = 1e-9
 
-
-@dataclass(frozen=True)
-class TimeCheck:
-    """The new bench's wall time over the baseline's at one worker count (or pooled)."""
-
-    label: str
-    ratio: Interval  #: median new / median baseline (> 1 is slower), 95% interval
-    strict: Interval  #: the same at the gate's confidence (1 - alpha)
-    test: RankTest | None  #: new runs against the baseline's
-    base_load: float | None  #: other processes' median share of the CPUs
-    new_load: float | None
-    base_queue: float | None = None  #: median runnable tasks per CPU
-    new_queue: float | None = None
-    #: times relative to the Tesseract CLI run right after each run (the machine's speed at
-    #: that moment), not bare wall times
-    calibrated: bool = False
-
-    @property
-    def load_rise(self) -> float:
-        if self.base_load is None or self.new_load is None:
-            return 0.0
-        return self.new_load - self.base_load
-
-    def busier(self, new: bool = True) -> str | None:
-        """Why the new runs (``new=False``: the baseline's) saw a busier machine than the
-        other side's, or None. Asked of calibrated times too: measured here, ocrlab's time
-        over the CLI's itself moved by about 10% between a run queue of 8 and of 12 tasks
-        per CPU (ocrlab bundles small pages, the CLI starts a process per file), so the
-        calibration takes out most of the load, not all of it."""
-        rise = self.load_rise if new else -self.load_rise
-        if rise > LOAD_MARGIN:
-            return f"other processes took {rise:.0%} more of the CPUs"
-        before, after = (
-            (self.base_queue, self.new_queue) if new else (self.new_queue, self.base_queue)
-        )
-        if before and after and after > 1.0 and after > QUEUE_RISE * before:
-            return f"the run queue grew from {before:.2f} to {after:.2f} runnable tasks per CPU"
-        return None
-
-    def significant(self, alpha: float, slower: bool = True) -> bool:
-        """Slower (or, ``slower=False``, faster) beyond chance: Mann-Whitney where the
-        sample sizes can reach ``alpha``, else the whole (1 - alpha) interval of the ratio
-        on that side of 1."""
-        if self.test is not None and min_p_value(self.test.n_a, self.test.n_b) < alpha:
-            shifted = self.test.effect > 0.5 if slower else self.test.effect < 0.5
-            return self.test.p < alpha and shifted
-        if slower:
-            return self.strict.low is not None and self.strict.low > 1.0
-        return self.strict.high is not None and self.strict.high < 1.0
+__all__ = ["ALPHA", "MAX_SLOWDOWN", "BenchComparison", "TimeCheck", "compare_benches"]
 
 
 @dataclass(frozen=True)
@@ -115,13 +79,20 @@ class BenchComparison:
     notes: tuple[str, ...]
     checks: tuple[TimeCheck, ...] = field(default_factory=tuple)
     pooled: TimeCheck | None = None
+    #: the same, of each run's wall time per second of Tesseract CPU
+    cpu_checks: tuple[TimeCheck, ...] = field(default_factory=tuple)
+    pooled_cpu: TimeCheck | None = None
 
     def text(self) -> str:
         lines = [f"compared with the baseline: {'REGRESSION' if self.code else 'no regression'}"]
         for check in self.checks:
-            lines.append(f"  {_describe(check)}")
+            lines.append(f"  {describe(check)}")
         if self.pooled is not None:
-            lines.append(f"  pooled: {_describe(self.pooled)}")
+            lines.append(f"  pooled: {describe(self.pooled)}")
+        for check in self.cpu_checks:
+            lines.append(f"  {describe(check)}")
+        if self.pooled_cpu is not None:
+            lines.append(f"  pooled: {describe(self.pooled_cpu)}")
         lines += [f"REGRESSION: {r}" for r in self.regressions]
         lines += [f"note: {n}" for n in self.notes]
         return "\n".join(lines)
@@ -144,19 +115,9 @@ class BenchComparison:
             "notes": list(self.notes),
             "checks": [check(c) for c in self.checks],
             "pooled": check(self.pooled) if self.pooled else None,
+            "cpu_checks": [check(c) for c in self.cpu_checks],
+            "pooled_cpu": check(self.pooled_cpu) if self.pooled_cpu else None,
         }
-
-
-def _describe(check: TimeCheck) -> str:
-    p = "" if check.test is None else f", Mann-Whitney p={check.test.p:.3g}"
-    load = (
-        ""
-        if check.base_load is None or check.new_load is None
-        else f", other processes {check.base_load:.0%} -> {check.new_load:.0%} of the CPUs"
-    )
-    if check.base_queue is not None and check.new_queue is not None:
-        load += f", runnable per CPU {check.base_queue:.2f} -> {check.new_queue:.2f}"
-    return f"{check.label}: time x{check.ratio.format('.3f')} (95%){p}{load}"
 
 
 def _runs(bench: Mapping[str, Any]) -> list[Mapping[str, Any]]:
@@ -179,51 +140,6 @@ def _engine_pairs(
     if len(eb) == 1 and len(en) == 1:
         return [(eb[0], en[0])], [f"engines differ: {eb[0]} (baseline) against {en[0]} (new)"]
     return [], [f"no engine in common: baseline {eb}, new {en}; time not compared"]
-
-
-def _times(
-    runs: Sequence[Mapping[str, Any]], cli: Sequence[Mapping[str, Any]]
-) -> list[float] | None:
-    """Each run's wall time over the wall time of the Tesseract CLI timed right after it
-    on the same pages (same worker count and repeat), or None when a run has no CLI run."""
-    after = {r["repeat"]: r["wall_s"] for r in cli}
-    if not runs or any(r["repeat"] not in after for r in runs):
-        return None
-    return [r["wall_s"] / after[r["repeat"]] for r in runs]
-
-
-def _load(runs: Sequence[Mapping[str, Any]]) -> tuple[float | None, float | None]:
-    """(other processes' median CPU share, median runnable tasks per CPU) of the runs."""
-    shares = [r["noise"]["other_share"] for r in runs if r.get("noise")]
-    queues = [
-        r["noise"]["runnable_per_cpu"]
-        for r in runs
-        if r.get("noise") and r["noise"].get("runnable_per_cpu") is not None
-    ]
-    return (median(shares) if shares else None, median(queues) if queues else None)
-
-
-def _check(
-    label: str,
-    base: Sequence[float],
-    new: Sequence[float],
-    runs: tuple[Sequence[Mapping[str, Any]], Sequence[Mapping[str, Any]]],
-    alpha: float,
-    calibrated: bool = False,
-) -> TimeCheck:
-    test = mann_whitney(new, base) if len(base) >= 2 and len(new) >= 2 else None
-    (load_b, queue_b), (load_n, queue_n) = _load(runs[0]), _load(runs[1])
-    return TimeCheck(
-        label,
-        bootstrap_ratio(new, base),
-        bootstrap_ratio(new, base, confidence=1 - alpha),
-        test,
-        load_b,
-        load_n,
-        queue_b,
-        queue_n,
-        calibrated,
-    )
 
 
 def _exact(
@@ -310,11 +226,8 @@ def compare_benches(
     notes += _context(base, new)
     regressions, more = _exact(base, new, pairs, allow_text_changes)
     notes += more
-    checks: list[TimeCheck] = []
-    pooled_b: list[float] = []
-    pooled_n: list[float] = []
-    matched_b: list[Mapping[str, Any]] = []
-    matched_n: list[Mapping[str, Any]] = []
+    wall = Signal("")
+    by_cpu = Signal(", wall time per Tesseract CPU-second")
     for eb, en in pairs:
         rb_all = [r for r in _runs(base) if r["engine"] == eb]
         rn_all = [r for r in _runs(new) if r["engine"] == en]
@@ -324,64 +237,52 @@ def compare_benches(
             if {r["pages"] for r in rb} != {r["pages"] for r in rn}:
                 notes.append(f"{en}, {n} worker(s): different page counts; time not compared")
                 continue
-            tb = _times(rb, [r for r in _cli_runs(base) if r["workers"] == n])
-            tn = _times(rn, [r for r in _cli_runs(new) if r["workers"] == n])
+            tb = times(rb, [r for r in _cli_runs(base) if r["workers"] == n])
+            tn = times(rn, [r for r in _cli_runs(new) if r["workers"] == n])
             calibrated = tb is not None and tn is not None
             if not calibrated:
                 tb, tn = [r["wall_s"] for r in rb], [r["wall_s"] for r in rn]
             assert tb is not None and tn is not None
-            mid = median(tb)
-            wb, wn = [t / mid for t in tb], [t / mid for t in tn]
-            pooled_b += wb
-            pooled_n += wn
-            matched_b += rb
-            matched_n += rn
-            label = f"{en}, {n} worker(s)" + (" against the CLI" if calibrated else "")
-            checks.append(_check(label, wb, wn, (rb, rn), alpha, calibrated))
-    pooled = None
-    if checks:
-        pooled = _check(
-            "all counts",
-            pooled_b,
-            pooled_n,
-            (matched_b, matched_n),
-            alpha,
-            all(c.calibrated for c in checks),
-        )
-        slower = pooled.ratio.estimate > 1 + max_slowdown
-        if slower and pooled.significant(alpha):
-            busier = pooled.busier()
-            if busier:
-                notes.append(
-                    f"slower (time x{pooled.ratio.estimate:.3f}), but the machine was busier "
-                    f"during the new runs ({busier}): not attributed to the change; rerun on "
-                    "a quieter machine to tell"
-                )
+            label = f"{en}, {n} worker(s)"
+            wall.add(
+                label + (" against the CLI" if calibrated else ""),
+                tb,
+                tn,
+                rb,
+                rn,
+                alpha,
+                calibrated,
+            )
+            cb, cn = per_cpu(rb), per_cpu(rn)
+            if cb is not None and cn is not None:
+                by_cpu.add(label + by_cpu.what, cb, cn, rb, rn, alpha, True)
             else:
-                regressions.append(
-                    f"slower: time x{pooled.ratio.format('.3f')} over the baseline "
-                    f"(more than {max_slowdown:.0%}, significant at {alpha:g})"
-                )
-        elif slower:
-            notes.append(
-                f"time x{pooled.ratio.estimate:.3f}, not significant at {alpha:g} with "
-                f"{len(pooled_n)} run(s) against {len(pooled_b)}: within the noise"
-            )
-        elif pooled.ratio.estimate < 1 - max_slowdown and pooled.significant(alpha, False):
-            busier = pooled.busier(new=False)
-            notes.append(
-                f"faster: time x{pooled.ratio.format('.3f')}"
-                + (f", but the baseline's machine was busier ({busier})" if busier else "")
-            )
+                by_cpu.missing = True
+    pooled = wall.pool(alpha)
+    if pooled is not None:
+        judge(pooled, "time", max_slowdown, alpha, regressions, notes)
         if not pooled.calibrated:
             notes.append(
                 "times are bare wall times (no Tesseract CLI reference in both benches): a "
                 "change in the machine's load shows in them as a change in speed"
             )
+    pooled_cpu = by_cpu.pool(alpha) if not by_cpu.missing else None
+    if pooled_cpu is not None:
+        judge(pooled_cpu, "time per Tesseract CPU-second", max_slowdown, alpha, regressions, notes)
+    elif wall.checks:
+        notes.append(
+            "a run without the engine's CPU time: wall time per Tesseract CPU-second not compared"
+        )
     for label, bench in (("baseline", base), ("new bench", new)):
         warning = (bench.get("noise") or {}).get("warning")
         if warning:
             notes.append(f"{label}: {warning}")
     return BenchComparison(
-        1 if regressions else 0, tuple(regressions), tuple(notes), tuple(checks), pooled
+        1 if regressions else 0,
+        tuple(dict.fromkeys(regressions)),
+        tuple(notes),
+        tuple(wall.checks),
+        pooled,
+        tuple(by_cpu.checks) if pooled_cpu is not None else (),
+        pooled_cpu,
     )
