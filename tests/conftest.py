@@ -52,6 +52,16 @@ def clean_ocr_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(autouse=True)
+def _no_run_outlives_its_test() -> Iterator[None]:
+    """A run a test started with ``tests.helpers.run_cli`` and did not wait for (its
+    assertion failed first) is killed with its workers when the test ends."""
+    yield
+    from tests.helpers import kill_leftover_runs
+
+    kill_leftover_runs()
+
+
 @pytest.fixture(scope="session")
 def shared_corpus() -> Path:
     if not (SHARED_CORPUS / "real").is_dir():

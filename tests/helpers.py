@@ -5,6 +5,7 @@ Fixtures stay in ``conftest.py``; these are plain functions a test calls.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -36,16 +37,48 @@ def file_tree(root: Path) -> dict[str, bytes]:
     }
 
 
+#: Every run :func:`run_cli` started; what is still alive when its test ends (an assertion
+#: failed before the test waited for it) is killed with its workers by
+#: :func:`kill_leftover_runs`, so that one failure does not load the next tests.
+_STARTED: list[subprocess.Popen[str]] = []
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Popen[str]:
     """``ocrlab run ARGS`` started in a process of its own (``env`` added to this one's);
-    the caller waits, signals or kills it."""
-    return subprocess.Popen(
+    the caller waits, signals or kills it (and if it does not, the test's end does)."""
+    proc = subprocess.Popen(
         [sys.executable, "-m", "ocrlab", "run", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         env={**os.environ, **(env or {})},
     )
+    _STARTED.append(proc)
+    return proc
+
+
+def kill_leftover_runs() -> list[int]:
+    """Kill every :func:`run_cli` run still alive, its workers and Tesseracts first; return
+    their pids (an empty list when every test waited for its runs)."""
+    import psutil
+
+    killed = []
+    while _STARTED:
+        proc = _STARTED.pop()
+        if proc.poll() is not None:
+            continue
+        try:
+            tree = psutil.Process(proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            tree = []
+        for child in tree:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        proc.kill()
+        proc.communicate()
+        psutil.wait_procs(tree, timeout=10)
+        killed.append(proc.pid)
+    return killed
 
 
 def run_to_end(

@@ -181,3 +181,25 @@ def test_disk_full_half_way_stops_then_resume_equals_an_uninterrupted_run(
     assert artifact_texts(out) == artifact_texts(clean) and len(artifact_texts(out)) == 60
     assert load_manifest(out)["status"] == "complete" and audit_output(out).ok
     assert not (out / ".ocrlab-reserve").exists()
+
+
+def test_a_run_left_behind_by_a_failed_test_is_killed_with_its_workers(tmp_path: Path) -> None:
+    """What the autouse fixture does when a test fails before waiting for its run: the run,
+    its loky workers and their children are gone, not left loading the next tests."""
+    import psutil
+
+    from tests.helpers import kill_leftover_runs
+
+    inputs = write_pages(tmp_path / "in", 8)
+    out = tmp_path / "out"
+    proc = run_cli(str(inputs), "--out", str(out), "--workers", "2", "--engine", SLEEPY, "--quiet")
+    _wait_for_lock_holder(out, proc.pid)
+    deadline = time.monotonic() + 60
+    while len(psutil.Process(proc.pid).children(recursive=True)) < 2:  # the workers
+        assert time.monotonic() < deadline, "the run's workers did not start"
+        time.sleep(0.05)
+    tree = psutil.Process(proc.pid).children(recursive=True)
+    assert kill_leftover_runs() == [proc.pid]
+    assert proc.poll() is not None
+    assert [p for p in tree if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert kill_leftover_runs() == []  # nothing twice
