@@ -104,3 +104,37 @@ def test_readme_is_a_newcomers_guide() -> None:
     linked = {t.partition("#")[0] for t in _LINK.findall(_prose(readme))}
     pages = {f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md")}
     assert pages and pages <= linked, f"docs pages README does not link: {pages - linked}"
+
+
+def _layout_names(design: str) -> set[str]:
+    """The modules docs/design.md's layout table names: ``ocrlab/x/y.py`` in full, or a
+    bare ``y.py`` after one in full in the same cell (``ocrlab/output/trace.py``,
+    ``trace_reader.py``) in that one's folder."""
+    section = design.split("## Layout", 1)[1]
+    names: set[str] = set()
+    for row in section.splitlines():
+        if not row.startswith("| `"):
+            continue
+        cell = row.split(" | ")[0]
+        folder = ""
+        for name in re.findall(r"`([\w/.]+\.py)`", cell):
+            if "/" in name:
+                folder = name.rsplit("/", 1)[0]
+                names.add(name)
+            elif folder:
+                names.add(f"{folder}/{name}")
+    return names
+
+
+def test_design_names_every_module() -> None:
+    """ "Every module, one line each": README promises it, so a module added without its
+    line (23 were, over three rounds) fails here, and so does a line for a module gone."""
+    design = (ROOT / "docs" / "design.md").read_text(encoding="utf-8")
+    modules = {
+        p.relative_to(ROOT).as_posix()
+        for p in (ROOT / "ocrlab").rglob("*.py")
+        if p.name not in {"__init__.py", "__main__.py"} and "build" not in p.parts
+    }
+    listed = _layout_names(design)
+    assert modules - listed == set(), "modules docs/design.md#layout does not name"
+    assert {m for m in listed if m.startswith("ocrlab/")} - modules == set(), "named, not there"
