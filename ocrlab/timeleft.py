@@ -21,11 +21,7 @@ when it ends):
   estimate is not proportional to the time: with Tesseract a small page costs
   more per megapixel than a large one. A class with nothing finished yet takes
   the speed of the nearest class that has (with most expensive first, the next
-  larger one), scaled by how much more a megapixel costs per halving of the
-  size among the classes measured so far (0 for pages that cost their pixels,
-  at most 2 ** 0.5 per halving and 2x in all): borrowing a large page's speed
-  as it is made the small pages left look cheap, and the time left 40% low on a
-  real run. The latest few units against their
+  larger one: the best guess there is). The latest few units against their
   class's speed tell whether the machine is slowing down (its load rising): the
   whole estimate is scaled by that (between half and twice).
 * **work left** of each class x its speed = worker-seconds left, less what the
@@ -62,14 +58,6 @@ DRIFT_UNITS = 5
 #: nor wider than MAX_SPREAD (past that, a range says no more than "about").
 MIN_SPREAD = 0.10
 MAX_SPREAD = 0.50
-
-#: At most this much more per megapixel for each halving of a page's size, as a power of
-#: two (2 ** 0.5 = 1.41 times), for a class not measured yet (:meth:`WorkClock._size_exponent`).
-MAX_EXPONENT = 0.5
-#: ... and never more than 2 ** this times the nearest measured class's speed, however
-#: far that class is: below a few megapixels Tesseract's time per megapixel flattens out
-#: (small pages travel in bundles that share one start-up, :mod:`ocrlab.bundles`).
-MAX_BORROW_STEPS = 1.0
 
 #: The class of pages without an estimate (their header could not be read).
 UNKNOWN = -99
@@ -260,32 +248,7 @@ class WorkClock:
         if not known:
             return None
         nearest = min(known, key=lambda k: (abs(k - klass), -k))
-        speed = _trimmed_speed(self._units[nearest])
-        if speed is None or nearest == klass:
-            return speed
-        steps = (nearest - klass) * self._size_exponent()
-        return speed * math.pow(2.0, max(-MAX_BORROW_STEPS, min(MAX_BORROW_STEPS, steps)))
-
-    def _size_exponent(self) -> float:
-        """How much more a megapixel costs on pages half the size, as a power of two: the
-        median slope of log2(speed) over the size classes measured (Theil-Sen), negated and
-        within 0 .. :data:`MAX_EXPONENT`. With Tesseract, smaller pages cost more per
-        megapixel (start-up, and text that is denser for its pixels); pages cost in
-        proportion to their pixels give 0, and one class measured gives 0 (no slope yet)."""
-        points = [
-            (k, math.log2(speed))
-            for k, units in self._units.items()
-            if units and (speed := _trimmed_speed(units))
-        ]
-        slopes = [
-            (y2 - y1) / (k2 - k1)
-            for i, (k1, y1) in enumerate(points)
-            for k2, y2 in points[i + 1 :]
-            if k2 != k1
-        ]
-        if not slopes:
-            return 0.0
-        return min(MAX_EXPONENT, max(0.0, -statistics.median(slopes)))
+        return _trimmed_speed(self._units[nearest])
 
     def _left(self) -> list[tuple[int, float]]:
         """(pages, worker-seconds expected) per size class still to do, largest first."""

@@ -52,44 +52,6 @@ def test_one_badly_estimated_page_does_not_carry_the_rate() -> None:
     assert left is not None and left.seconds == pytest.approx(5 * 4.0, rel=0.05)
 
 
-def _sized(*costs: float) -> tuple[int, float, bool, object]:
-    from ocrlab.timeleft import SizeCount
-
-    sizes = SizeCount()
-    for cost in costs:
-        sizes.add(cost)
-    return sizes.pages, sizes.work, True, sizes
-
-
-def test_a_class_not_seen_yet_costs_more_per_megapixel_when_smaller() -> None:
-    """With Tesseract a megapixel costs more on smaller pages (measured: 8.7-MP text pages
-    0.8-1.1 s per MP, 2-MP forms 1.8). A class with nothing finished borrows the nearest
-    measured class's speed, scaled by the slope the measured classes show, at most 2x."""
-    # one worker; two 8-MP pages at 1 s/MP, then two 2-MP pages at 1.5 s/MP; four of 0.5 MP
-    # left and two of 0.06 MP
-    clock = WorkClock(workers=1)
-    clock.found(*_sized(8, 8, 2, 2, 0.5, 0.5, 0.5, 0.5, 0.06, 0.06))  # type: ignore[arg-type]
-    t = 0.0
-    for cost, dur in ((8, 8.0), (8, 8.0), (2, 3.0), (2, 3.0)):
-        clock.page_done(cost, t, dur, "w")
-        t += dur
-    # classes 3 and 1: log2(1.5) per two halvings, 0.29 per halving; class -1 two halvings
-    # below class 1: 1.5 * 2 ** (2 * 0.29) = 2.25 s/MP; class -5 (0.06 MP) at most twice 1.5
-    step = 0.5 * 0.5849625
-    expected = 2.0 * 1.5 * 2 ** (2 * step) + 0.12 * 1.5 * 2.0
-    left = clock.time_left(t)
-    assert left is not None and left.seconds == pytest.approx(expected, rel=0.01)
-    # pages that cost in proportion to their pixels: no slope, the nearest class's speed
-    even = WorkClock(workers=1)
-    even.found(*_sized(8, 8, 2, 2, 0.5, 0.5))  # type: ignore[arg-type]
-    t = 0.0
-    for cost in (8, 8, 2, 2):
-        even.page_done(cost, t, float(cost), "w")
-        t += cost
-    left = even.time_left(t)
-    assert left is not None and left.seconds == pytest.approx(1.0)
-
-
 def test_tail_is_shared_only_among_the_pages_left() -> None:
     clock = WorkClock(workers=4)
     clock.found(5, work=5.0, final=True)
