@@ -121,7 +121,7 @@ def _machine(
     rng: np.random.Generator, slower: float = 1.0
 ) -> tuple[dict[int, list[float]], dict[int, list[float]]]:
     """Wall and Tesseract CPU times of runs on a machine whose CPUs change speed by 15% from
-    run to run (as measured here: the same 7 pages took 7.0-10.7 s of Tesseract CPU on a quiet
+    run to run (as measured here: the same 7 pages took 7.0-12.0 s of Tesseract CPU on a quiet
     machine): the speed moves wall and CPU alike; ``slower`` adds wall time outside
     Tesseract (as :func:`ocrlab.engines.fakes.slowed` does)."""
     walls: dict[int, list[float]] = {}

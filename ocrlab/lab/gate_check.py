@@ -51,7 +51,9 @@ def _line(name: str, code: int, verdict: dict[str, Any] | None) -> str:
     )
     why = (
         "; ".join(verdict["regressions"])
-        or "; ".join(n for n in verdict["notes"] if n.startswith(("slower", "time", "faster")))
+        or "; ".join(
+            n for n in verdict["notes"] if n.startswith(("slower", "time x", "time per", "faster"))
+        )
         or "same"
     )
     cpu = verdict.get("pooled_cpu")

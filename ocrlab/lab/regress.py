@@ -35,14 +35,14 @@ Two kinds of signal, judged differently:
 A second time signal is judged the same way: each run's **wall time per second of
 Tesseract CPU** (the engine's CPU time the workers measured for their own Tesseract
 processes). A machine whose CPUs run slower or faster for a while (a virtual machine's
-host, frequency scaling) changes both alike, so this ratio does not move with the machine's
-speed: measured on the quiet 2-vCPU machine here, the same 7 pages at 1 worker took 7.1 to
-10.9 s of wall time over 33 runs, and their wall time per Tesseract CPU-second stayed within
-1.005-1.017. It moves when time goes somewhere else than into Tesseract: the pool waiting,
-the main process falling behind, a wrapper that sleeps, pages waiting for a worker. It does
-not see a Tesseract that does more work (both sides grow), which only the wall time shows.
-A run without the engine's CPU time (an engine that does not report it) leaves this signal
-out, with a note.
+host, frequency scaling) changes both alike, so this ratio does not move with the
+machine's speed: measured on the quiet 2-vCPU machine here, the same 7 pages at 1 worker
+took 7.0 to 12.1 s of wall time over 99 runs (33 benches), and their wall time per
+Tesseract CPU-second stayed within 1.004-1.027. It moves when time goes somewhere else
+than into Tesseract: the pool waiting, the main process falling behind, a wrapper that
+sleeps, pages waiting for a worker. It does not see a Tesseract that does more work
+(both sides grow), which only the wall time shows. A run without the engine's CPU time
+(an engine that does not report it) leaves this signal out, with a note.
 
 Memory (peak PSS) is shown beside, not judged: it depends on which pages happened to
 run together.
