@@ -286,6 +286,11 @@ def _collision(doc_id: str, first: str, second: str) -> PipelineError:
     )
 
 
+def _passed_over(path: str, doc_id: str) -> bool:
+    """Whether discovery will pass over the file at ``path`` (not a document)."""
+    return inspect_file(Path(path), doc_id).skip is not None
+
+
 def check_inputs(
     inputs: Iterable[str | os.PathLike[str]],
     *,
@@ -306,7 +311,12 @@ def check_inputs(
             if entry.skip is not None:  # hidden names, links to folders: never documents
                 continue
             if doc_id in seen:
-                raise _collision(doc_id, seen[doc_id], entry.path)
+                # the walk's names alone cannot tell a README.txt or a ground truth from a
+                # document: only a clash of two documents is one (sniffed, rarely needed)
+                if _passed_over(entry.path, doc_id):
+                    continue
+                if not _passed_over(seen[doc_id], doc_id):
+                    raise _collision(doc_id, seen[doc_id], entry.path)
             seen[doc_id] = entry.path
     return roots
 

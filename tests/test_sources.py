@@ -77,6 +77,23 @@ def test_colliding_ids_are_refused(tmp_path: Path) -> None:
         discover([tmp_path / "x" / "p.png", tmp_path / "y" / "p.png"])
 
 
+def test_two_inputs_with_the_same_non_document_do_not_collide(tmp_path: Path) -> None:
+    """A README.txt (or a ground truth) in each of two inputs is passed over, not a clash;
+    a real document under the same id as another still is, whichever side has the note."""
+    for side in ("x", "y"):
+        make_page(tmp_path / side / f"{side}.png", side)
+        (tmp_path / side / "README.txt").write_text("scanned 2019", encoding="utf-8")
+    docs = discover([tmp_path / "x", tmp_path / "y"])
+    assert sorted(d.doc_id for d in docs) == ["x.png", "y.png"]
+    for side in ("z", "w"):  # images named like notes: documents (content decides)
+        make_page(tmp_path / side / "note.png", f"image {side}")
+        (tmp_path / side / "note.png").rename(tmp_path / side / "README.txt")
+    named = [d.doc_id for d in discover([tmp_path / "x", tmp_path / "z", tmp_path / "y"])]
+    assert sorted(named) == ["README.txt", "x.png", "y.png"]  # one document of that id
+    with pytest.raises(PipelineError, match=r"same document id 'README\.txt'.*z.*w"):
+        discover([tmp_path / "x", tmp_path / "z", tmp_path / "y", tmp_path / "w"])
+
+
 def test_symlink_loop_and_output_folder_are_skipped(tmp_path: Path) -> None:
     make_page(tmp_path / "in" / "p.png", "x")
     os.symlink(tmp_path / "in", tmp_path / "in" / "loop")
