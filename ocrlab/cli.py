@@ -140,7 +140,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(
         f"{summary.documents} documents: {summary.documents_ok} ok, "
         f"{summary.documents_partial} partial, {summary.documents_failed} failed"
-        f"{f' ({summary.documents_kept} kept from the previous run)' if args.resume else ''}; "
+        f"{_kept(summary) if args.resume else ''}; "
         f"{summary.pages} pages in {summary.wall_s:.1f} s "
         f"({summary.pages_per_s:.2f} pages/s, {summary.workers} worker(s)"
         f"{'; ' + summary.memory_line() if summary.memory_line() else ''}) -> "
@@ -161,6 +161,13 @@ def _cmd_run(args: argparse.Namespace) -> int:
     if summary.failures_total > 20:
         print(f"  ... and {summary.failures_total - 20} more (see results.json)", file=sys.stderr)
     return summary.exit_code
+
+
+def _kept(summary: Any) -> str:
+    """What a resume kept, and what it removed because the input is gone."""
+    gone = summary.documents_vanished
+    removed = f", {gone} no longer among the inputs (files removed)" if gone else ""
+    return f" ({summary.documents_kept} kept from the previous run{removed})"
 
 
 def _add_merge(sub: Any) -> None:

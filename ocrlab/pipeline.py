@@ -331,9 +331,8 @@ class _Run:
     def _finish(self, status: RunStatus, records: _Records, watch: Supervisor) -> None:
         """Summary, manifest status, ``run_end``, the trace closed, temporary files gone.
 
-        After a run-wide stop the reserve is released first, so the manifest that
-        says ``interrupted`` and why still finds room; a write that fails anyway is
-        logged, never allowed to hide the reason the run stopped.
+        After a run-wide stop the reserve is released first, so the manifest that says
+        ``interrupted`` and why still finds room; a write that fails anyway is logged.
         """
         summary = self.summary
         summary.wall_s = (time.monotonic_ns() - self.pool.t0) / 1e9
@@ -347,7 +346,8 @@ class _Run:
         if self.stop_reason is not None:
             manifest.run["stop_reason"] = end["stop_reason"] = self.stop_reason
         if self.previous is not None:  # kept documents are counted, not listed
-            end["resume"] = self.previous.finish()
+            end["resume"] = self.previous.finish(status == "complete", not self.shard.as_dict())
+            summary.documents_vanished = self.previous.vanished
         try:
             manifest.write(status, summary.as_dict())
         except OSError as exc:

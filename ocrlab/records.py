@@ -299,6 +299,8 @@ class RunSummary:
     sequential: bool = True
     restarts: int = 0
     documents_kept: int = 0
+    #: previous run's documents a resume no longer found among the inputs (files removed)
+    documents_vanished: int = 0
     #: largest peak RSS of a reaped Tesseract process, as the workers' kernels report it
     engine_maxrss: int = 0
     startup_s: float | None = None
@@ -361,6 +363,7 @@ class RunSummary:
             "documents_partial": self.documents_partial,
             "documents_failed": self.documents_failed,
             "documents_kept": self.documents_kept,
+            "documents_vanished": self.documents_vanished,
             "pages": self.pages,
             "pages_failed": self.pages_failed,
             "wall_s": round(self.wall_s, 4),

@@ -344,3 +344,53 @@ def test_a_run_older_than_the_journal_is_resumed_from_its_results_json(tmp_path:
     summary, figures = _resume(root, out)
     assert summary.documents_kept == 4 and figures["hashed"] == 8  # no stamps: all hashed
     assert _resume(root, out)[1]["by_stamp"] == 4  # the resumed run recorded them
+
+
+def test_documents_whose_input_is_gone_leave_nothing_behind(tmp_path: Path) -> None:
+    """A resumed run's folder is what a fresh run of the same inputs writes: the files of a
+    document whose input was deleted (here the only one of a sub-folder) are removed with
+    their empty folder, counted and logged; an interrupted resume removes nothing; a
+    run older than the journal (its results.json) is handled alike."""
+    from ocrlab.output.audit import audit_output
+    from tests.helpers import artifact_texts
+
+    root, out = _tree(tmp_path / "in"), tmp_path / "out"
+    _png(root / "sub" / "q.png", 40)
+    ocrlab.run(root, out, **OPTIONS)
+    assert (out / "text" / "sub" / "q.png.txt").is_file()
+    (root / "sub" / "q.png").unlink()
+    (root / "p3.png").unlink()
+    summary, figures = _resume(root, out)
+    assert summary.documents_kept == 3 and summary.documents_vanished == 2
+    assert figures["vanished"] == 2
+    assert not (out / "text" / "sub").exists() and (out / "text").is_dir()
+    audit = audit_output(out)
+    assert audit.ok, audit
+    fresh = tmp_path / "fresh"
+    ocrlab.run(root, fresh, **OPTIONS)
+    assert artifact_texts(out) == artifact_texts(fresh)
+    assert "2 document(s) of the previous run no longer among the inputs" in (
+        out / "ocrlab.log"
+    ).read_text(encoding="utf-8")
+    assert load_manifest(out)["summary"]["documents_vanished"] == 2
+    # nothing left to remove the next time
+    assert _resume(root, out)[0].documents_vanished == 0
+    # the same from a results.json without a journal
+    (root / "p2.png").unlink()
+    (out / "journal.jsonl").unlink()
+    assert _resume(root, out)[0].documents_vanished == 1
+    assert audit_output(out).ok and not (out / "text" / "p2.png.txt").exists()
+
+
+def test_an_interrupted_or_sharded_resume_removes_nothing(tmp_path: Path) -> None:
+    layout_root = tmp_path / "out"
+    root = _tree(tmp_path / "in")
+    ocrlab.run(root, layout_root, **OPTIONS)
+    (root / "p0.png").unlink()
+    resume = Resume(OutputLayout(layout_root), "unused")
+    assert resume.finish(complete=False)["vanished"] == 0
+    resume = Resume(OutputLayout(layout_root), "unused")
+    assert resume.finish(complete=True, whole=False)["vanished"] == 0
+    assert (layout_root / "text" / "p0.png.txt").is_file()
+    resume = Resume(OutputLayout(layout_root), "unused")
+    assert resume.finish(complete=True)["vanished"] == 4  # nothing was asked: all gone

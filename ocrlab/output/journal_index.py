@@ -11,7 +11,7 @@ import bisect
 import json
 import os
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +100,9 @@ class JournalIndex:
             self._lengths.append(nn)
         for kept in (self._keys, self._offsets, self._lengths):
             kept.reverse()
+        #: which documents this run asked about (a byte each): the others' inputs are gone
+        self._asked = [bytearray(len(k)) for k in self._keys]
+        self._stale_asked: set[str] = set()
         self._fd = os.open(path, os.O_RDONLY)
 
     def _orphan(
@@ -130,13 +133,29 @@ class JournalIndex:
 
     def line(self, doc_id: str) -> bytes | None:
         """The newest ``ok`` line of ``doc_id`` (maybe another id's, on a key collision)."""
+        if doc_id in self.stale:
+            self._stale_asked.add(doc_id)
         key = _key(doc_id)
         b = key >> 56
         keys = self._keys[b]
         i = bisect.bisect_left(keys, key)
         if i == len(keys) or keys[i] != key:
             return None
+        self._asked[b][i] = 1
         return os.pread(self._fd, self._lengths[b][i], self._offsets[b][i])
+
+    def unasked(self) -> Iterator[tuple[str, list[str]]]:
+        """``(doc_id, files)`` of every document of the journal this run never asked
+        about (:meth:`line`): its ``ok`` record's artifact and format files, or a partial
+        document's artifact. Read from disk one line at a time."""
+        for b, asked in enumerate(self._asked):
+            for i in (i for i, seen in enumerate(asked) if not seen):
+                rec = _loads(os.pread(self._fd, self._lengths[b][i], self._offsets[b][i]))
+                if "doc_id" in rec:
+                    yield str(rec["doc_id"]), _files(rec)
+        for doc_id, artifact in self.stale.items():
+            if doc_id not in self._stale_asked:
+                yield doc_id, [artifact]
 
     def artifact(self, doc_id: str) -> str | None:
         """The artifact the newest line of ``doc_id`` lists (relative to the folder)."""
@@ -157,6 +176,15 @@ def _loads(raw: bytes) -> dict[str, Any]:
 def _artifact(raw: bytes | None, doc_id: str) -> str | None:
     rec = _loads(raw) if raw is not None else {}
     return str(rec["artifact"]) if rec.get("doc_id") == doc_id and rec.get("artifact") else None
+
+
+def _files(rec: dict[str, Any]) -> list[str]:
+    """The files a record lists in the output folder: its artifact, its format files."""
+    files = [str(rec["artifact"])] if rec.get("artifact") else []
+    formats = rec.get("formats")
+    if isinstance(formats, dict):
+        files += [str(f["path"]) for f in formats.values() if isinstance(f, dict) and f.get("path")]
+    return files
 
 
 def _doc_status(raw: bytes) -> tuple[str | None, bool]:

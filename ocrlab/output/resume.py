@@ -21,15 +21,16 @@ The previous run's lines are found through
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
-from .journal_index import JournalIndex, _loads
+from .journal_index import JournalIndex, _files, _loads
 from .journal_lines import _DOC_PREFIX, _STAMPS, _dumps
 from .layout import OutputLayout
 from .manifest import input_digest, sha256_file
@@ -56,7 +57,20 @@ class _Lines(Protocol):
 
     def __len__(self) -> int: ...
 
+    def unasked(self) -> Iterator[tuple[str, list[str]]]: ...
+
     def close(self) -> None: ...
+
+
+def _remove_empty_folders(folder: str, root: str) -> None:
+    """Remove ``folder`` and its parents while empty, below the format's own folder
+    (``text/``, ``tsv/``... stay), as a fresh run would not have made them."""
+    while os.path.dirname(folder) != root and os.path.commonpath([root, folder]) == root:
+        try:
+            os.rmdir(folder)
+        except OSError:  # not empty (or not ours to remove): the rest stays
+            return
+        folder = os.path.dirname(folder)
 
 
 class _ManifestLines:
@@ -72,9 +86,15 @@ class _ManifestLines:
             if d.get("status") == "ok"
         }
         self._artifacts = {str(d["doc_id"]): str(d["artifact"]) for d in docs if d.get("artifact")}
+        self._files = {str(d["doc_id"]): _files(d) for d in docs if d.get("artifact")}
+        self._asked: set[str] = set()
 
     def line(self, doc_id: str) -> bytes | None:
+        self._asked.add(doc_id)
         return self._lines.get(doc_id)
+
+    def unasked(self) -> Iterator[tuple[str, list[str]]]:
+        return ((d, f) for d, f in self._files.items() if d not in self._asked)
 
     def artifact(self, doc_id: str) -> str | None:
         return self._artifacts.get(doc_id)
@@ -111,6 +131,8 @@ class Resume:
         self.changed = 0  #: documents with an ok record, redone (input, artifact or settings)
         self.hashed = 0  #: files hashed (inputs and artifacts)
         self.check_s = 0.0  #: time spent in :meth:`keep`
+        #: documents of the previous run not among this run's inputs, their files removed
+        self.vanished = 0
         #: where a kept document's line goes: the run's collector (``Collector.kept``)
         self.record: Callable[[str, bytes], None] | None = None
 
@@ -310,9 +332,45 @@ class Resume:
             "verify_inputs": self.verify_inputs,
         }
 
-    def finish(self) -> dict[str, Any]:
-        """Log how many were kept (one line, not one per document), release the index,
-        and return the figures for the trace's ``run_end``."""
+    def finish(self, complete: bool = False, whole: bool = True) -> dict[str, Any]:
+        """Log how many were kept (one line, not one per document), remove what documents
+        no longer among the inputs left (:meth:`discard_vanished`, only after a complete
+        run of every document: ``whole`` is False for a shard), release the index, and
+        return the figures for the trace's ``run_end``."""
         log.info(self.summary_line())
+        if complete and whole:
+            self.discard_vanished()
         self.lines.close()
-        return self.figures()
+        return {**self.figures(), "vanished": self.vanished}
+
+    def discard_vanished(self) -> int:
+        """Remove the files of the previous run's documents this run never met (their
+        input was deleted, moved out of the inputs, excluded or is no longer a document);
+        return how many documents. Why: a resumed run's folder must be what a fresh run
+        of the same inputs writes, and its manifest lists only this run's documents, so
+        their artifacts would be files no record lists (the audit's one failure). Only
+        files inside the output folder that the old record names are removed."""
+        root = os.path.realpath(self._root)
+        removed_files = 0
+        for doc_id, files in self.lines.unasked():
+            gone = 0
+            for rel in files:
+                where = os.path.realpath(os.path.join(root, rel))
+                if os.path.commonpath([root, where]) != root or where == root:
+                    continue  # a record naming a file outside the folder: never touched
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(where)
+                    gone += 1
+                _remove_empty_folders(os.path.dirname(where), root)
+            if gone:
+                self.vanished += 1
+                removed_files += gone
+                log.info("%s: no longer among the inputs; its %d file(s) removed", doc_id, gone)
+        if self.vanished:
+            log.info(
+                "resume: %d document(s) of the previous run no longer among the inputs: "
+                "%d file(s) removed",
+                self.vanished,
+                removed_files,
+            )
+        return self.vanished
