@@ -54,7 +54,6 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,14 +65,12 @@ from .inputfiles import read_input
 from .ordering import cost_order, with_estimates
 from .output import trace_schema as ts
 from .output.documents import OutputsPlan
-from .output.journal import StreamingManifest
 from .output.layout import OutputLayout
 from .output.lock import hold_output
 from .output.manifest import settings_key
 from .output.resume import Resume
+from .output.run_files import RunFiles
 from .output.runlog import run_log
-from .output.scratch import RunTempDir
-from .output.stops import Ballast, run_wide_reason, stopped_error
 from .output.trace import TraceRecorder
 from .pool import Pool
 from .procs import child_subreaper, kill_workers
@@ -122,16 +119,6 @@ def run_groups(
         pool.sized()
         with child_subreaper():
             return _Run(context, pool).execute()
-
-
-@dataclass
-class _Records:
-    """What a run writes to besides ``text/``, opened together once the folder is claimed."""
-
-    ballast: Ballast
-    scratch: RunTempDir
-    trace: TraceRecorder
-    manifest: StreamingManifest
 
 
 class _Run:
@@ -197,16 +184,8 @@ class _Run:
             for g in self.context.groups
         )
 
-    def _open_records(self) -> _Records:
-        """Prepare the folder, then open the reserve, the scratch folder, trace and manifest."""
-        self.layout.prepare()
-        try:
-            ballast = Ballast(self.layout.root)
-        except OSError as exc:
-            reason = run_wide_reason(exc) or f"the output folder failed ({exc})"
-            raise stopped_error(reason, 0) from exc
-        RunTempDir.remove_stale()
-        scratch = RunTempDir()
+    def _open_records(self) -> RunFiles:
+        """The run's files besides ``text/``, with the run's metadata (output.run_files)."""
         meta = run_metadata(self.cfg)
         meta.update(
             started_at=self.started_at,
@@ -215,17 +194,8 @@ class _Run:
             resume=self.context.resume,
             groups=[{"name": g.name, "inputs": list(g.inputs)} for g in self.context.groups],
         )
-        trace = TraceRecorder(self.layout.trace, self.pool.t0)
-        trace.metadata(meta)
-        manifest = StreamingManifest(
-            self.layout.manifest,
-            meta,
-            self.started_at,
-            fresh=self.previous is None,
-            tmp_dir=scratch.path,
-        )
-        trace.run_start(time.monotonic_ns())
-        return _Records(ballast, scratch, trace, manifest)
+        fresh = self.previous is None
+        return RunFiles.open(self.layout, meta, self.started_at, self.pool.t0, fresh)
 
     def _announce(self) -> None:
         log.info(
@@ -237,7 +207,7 @@ class _Run:
         )
 
     def _ocr(
-        self, docs: Iterable[Document], records: _Records, collector: Collector, watch: Supervisor
+        self, docs: Iterable[Document], records: RunFiles, collector: Collector, watch: Supervisor
     ) -> None:
         """Feed the pages of ``docs`` through the bounded scheduler into the collector."""
         settings = dataclasses.replace(
@@ -328,7 +298,7 @@ class _Run:
             collector.submitted(doc, now)
             yield task
 
-    def _finish(self, status: RunStatus, records: _Records, watch: Supervisor) -> None:
+    def _finish(self, status: RunStatus, records: RunFiles, watch: Supervisor) -> None:
         """Summary, manifest status, ``run_end``, the trace closed, temporary files gone.
 
         After a run-wide stop the reserve is released first, so the manifest that says
