@@ -118,3 +118,21 @@ def copy_data(dest: Path, rels: Iterable[str], ground_truth: bool = True) -> Pat
         if ground_truth and truth.exists():
             shutil.copy(truth, target.with_name(truth.name))
     return dest
+
+
+def mixed_batch(folder: Path, shared: Path) -> Path:
+    """The shared real scans and generated pages of four sizes, in sub-folders whose
+    discovery order is not the cost order. Not the shared PDF: its second page holds a
+    9000 x 9000 image that PDFium decodes whatever the dpi, 4-6 s of CPU on this loaded
+    machine (measured in this test's traces), a page slower than its pixels by a factor no
+    estimate knows: with it the test measured the machine's load, not the view."""
+    for f in (shared / "real").iterdir():
+        if f.suffix not in {".txt", ".pdf"}:
+            (folder / "real").mkdir(parents=True, exist_ok=True)
+            shutil.copy(f, folder / "real" / f.name)
+    sizes = {"a-tiny": ((400, 120), 10), "b-a6": ((620, 877), 12), "c-a5": ((1240, 1754), 10)}
+    sizes["d-a4"] = ((2480, 3508), 8)
+    for name, (size, count) in sizes.items():
+        for i in range(count):
+            make_page(folder / name / f"p{i:02d}.png", f"{name} page {i}", size=size)
+    return folder

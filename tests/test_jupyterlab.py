@@ -512,3 +512,70 @@ def test_status_bar_says_busy_during_a_run_with_comms_off_subshells(
             seen.append(status.first.inner_text())
             page.wait_for_timeout(250)
         assert seen and all("Busy" in s for s in seen[:-1]), seen
+
+
+def test_time_left_the_browser_shows_is_near_the_truth(
+    jupyterlab: tuple[str, Path, str], tmp_path: Path, shared_corpus: Path
+) -> None:
+    """The time left as a user reads it in JupyterLab, over a mixed batch in cost order:
+    from a quarter of the estimated work on, within 30% of the time the run really had
+    left, or 2 s (the view's half-second refresh and the run's own finish). Sampled from
+    the page four times a second; the truth is measured in the browser too (until the view
+    says ``complete``), so the view's delay is on both sides. The engine sleeps in
+    proportion to each page's pixels, as tests/test_timeleft.py explains."""
+    from tests.helpers import mixed_batch
+
+    url, root, sessions = jupyterlab
+    mixed_batch(root / "mixed", shared_corpus)
+    name = _write_notebook(
+        root,
+        "timeleft.ipynb",
+        [
+            "import ocrlab",
+            'ocrlab.run("mixed", "out-tl", workers=2, engine="ocrlab.engines.fakes:sleepy",\n'
+            '           engine_options={"sleep": 0.02, "sleep_per_mp": 0.3})',
+        ],
+    )
+    read = (
+        "() => { const e = document.querySelector('.ocrlab-live-view [data-status]');"
+        " return e ? [e.dataset.status, e.dataset.timeLeft, e.dataset.workDone,"
+        " e.dataset.pagesDone, e.dataset.pagesTotal] : null; }"
+    )
+    # (seconds, work done, time left shown, what pages left x seconds per page so far said)
+    samples: list[tuple[float, float, float, float]] = []
+    page_url = url.replace("live.ipynb", name)
+    with _notebook_page(page_url, sessions, tmp_path, "jupyterlab-timeleft-failure.png") as page:
+        _run_all_cells(page)
+        page.locator(".ocrlab-live-view [data-status='running']").wait_for(timeout=120_000)
+        started = time.monotonic()
+        deadline = started + 300
+        while True:
+            now = time.monotonic()
+            found = page.evaluate(read)
+            if found and found[0] == "complete":
+                end = now
+                break
+            if found and found[0] == "running" and found[1] and found[2]:
+                done, total = int(found[3]), int(found[4])
+                by_pages = (total - done) * (now - started) / max(1, done)
+                samples.append((now, float(found[2]), float(found[1]), by_pages))
+            assert time.monotonic() < deadline, f"the run did not end: {found}"
+            page.wait_for_timeout(250)
+        _save(page.locator(".ocrlab-live-view").first, tmp_path, "live-view-timeleft.png")
+    checked = [(f, shown, old, end - t) for t, f, shown, old in samples if f >= 0.25]
+    assert len(checked) >= 10, samples
+
+    def off(shown: float, truth: float) -> bool:
+        return abs(shown - truth) > max(0.3 * truth, 2.0)
+
+    wrong = [
+        f"{f:.0%} done: shown {shown:.1f} s, truth {truth:.1f} s"
+        for f, shown, _, truth in checked
+        if off(shown, truth)
+    ]
+    worst = max((abs(s - t) / t for _, s, _, t in checked if t > 2.0), default=0.0)
+    print(f"time left in the browser: {len(checked)} samples within the bound, worst {worst:.0%}")
+    assert not wrong, wrong
+    # what the view showed before it counted estimated work fails the same bound
+    assert any(off(old, truth) for *_, old, truth in checked), checked
+    assert json.loads((root / "out-tl" / "results.json").read_text())["status"] == "complete"

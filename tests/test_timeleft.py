@@ -4,7 +4,6 @@ view says over a real run against the time the run really had left."""
 from __future__ import annotations
 
 import re
-import shutil
 import threading
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import ocrlab
 from ocrlab.output.trace_reader import load_trace
 from ocrlab.timeleft import Estimate, WorkClock, duration
 from tests.conftest import make_page
+from tests.helpers import mixed_batch
 
 
 def test_progress_counts_estimated_work_not_pages() -> None:
@@ -96,24 +96,6 @@ def test_time_left_texts() -> None:
     assert Estimate(40, 30, 50, True, False).text() == "at least 40 s (still finding pages)"
 
 
-def _mixed_batch(folder: Path, shared: Path) -> Path:
-    """The shared real scans and generated pages of four sizes, in sub-folders whose
-    discovery order is not the cost order. Not the shared PDF: its second page holds a
-    9000 x 9000 image that PDFium decodes whatever the dpi, 4-6 s of CPU on this loaded
-    machine (measured in this test's traces), a page slower than its pixels by a factor no
-    estimate knows: with it the test measured the machine's load, not the view."""
-    for f in (shared / "real").iterdir():
-        if f.suffix not in {".txt", ".pdf"}:
-            (folder / "real").mkdir(parents=True, exist_ok=True)
-            shutil.copy(f, folder / "real" / f.name)
-    sizes = {"a-tiny": ((400, 120), 10), "b-a6": ((620, 877), 12), "c-a5": ((1240, 1754), 10)}
-    sizes["d-a4"] = ((2480, 3508), 8)
-    for name, (size, count) in sizes.items():
-        for i in range(count):
-            make_page(folder / name / f"p{i:02d}.png", f"{name} page {i}", size=size)
-    return folder
-
-
 @pytest.mark.slow
 def test_live_view_time_left_is_near_the_truth_from_a_quarter_of_the_work_on(
     tmp_path: Path, shared_corpus: Path
@@ -133,7 +115,7 @@ def test_live_view_time_left_is_near_the_truth_from_a_quarter_of_the_work_on(
     pytest.importorskip("ipywidgets")
     from ocrlab.lab.widgets import LiveView
 
-    corpus = _mixed_batch(tmp_path / "in", shared_corpus)
+    corpus = mixed_batch(tmp_path / "in", shared_corpus)
     out = tmp_path / "out"
     view = LiveView(out / "trace.json")
     # (trace seconds, work done, time left shown, what pages-left / pages-per-second said)
