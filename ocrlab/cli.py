@@ -22,12 +22,15 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from .errors import ConfigError, ExitCode, MergeRefusedError, OutputStoppedError, PipelineError
 from .lab import commands, compare_commands
 from .output.names import printable
 from .settings import SETTINGS
+
+if TYPE_CHECKING:  # the command imports the pipeline's records only when it runs
+    from .records import RunSummary
 
 log = logging.getLogger("ocrlab")
 
@@ -163,10 +166,10 @@ def _cmd_run(args: argparse.Namespace) -> int:
     return summary.exit_code
 
 
-def _kept(summary: Any) -> str:
+def _kept(summary: RunSummary) -> str:
     """What a resume kept, and what it removed because the input is gone."""
     gone = summary.documents_vanished
-    removed = f", {gone} no longer among the inputs (files removed)" if gone else ""
+    removed = f", {gone} no longer among the inputs, their files removed" if gone else ""
     return f" ({summary.documents_kept} kept from the previous run{removed})"
 
 

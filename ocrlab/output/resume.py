@@ -85,7 +85,7 @@ class _ManifestLines:
             for d in docs
             if d.get("status") == "ok"
         }
-        self._artifacts = {str(d["doc_id"]): str(d["artifact"]) for d in docs if d.get("artifact")}
+        #: each document's files, its artifact first
         self._files = {str(d["doc_id"]): _files(d) for d in docs if d.get("artifact")}
         self._asked: set[str] = set()
 
@@ -97,7 +97,8 @@ class _ManifestLines:
         return ((d, f) for d, f in self._files.items() if d not in self._asked)
 
     def artifact(self, doc_id: str) -> str | None:
-        return self._artifacts.get(doc_id)
+        files = self._files.get(doc_id)
+        return files[0] if files else None
 
     def __len__(self) -> int:
         return len(self._lines)
